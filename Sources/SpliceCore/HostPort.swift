@@ -1,0 +1,48 @@
+/// A `host:port` address as operators write it: `127.0.0.1:7000`, `[::1]:80`, `localhost:6379`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    /// Host name or IP literal, without IPv6 brackets.
+    public var host: String
+    /// TCP port; 0 asks for an ephemeral port where binding.
+    public var port: Int
+
+    /// An address from its parts.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` or `[v6]:port`; throws a 422 naming `field` when it is not one.
+    public init(parsing text: String, field: String) throws(APIError) {
+        func bad(_ why: String) -> APIError {
+            .invalid("\(field) must be host:port (\(why)), got '\(text)'")
+        }
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw bad("unclosed '['") }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw bad("missing port") }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw bad("missing port") }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+            if hostPart.contains(":") { throw bad("IPv6 hosts need brackets") }
+        }
+        guard !hostPart.isEmpty else { throw bad("empty host") }
+        guard hostPart.utf8.count <= 253,
+              hostPart.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:%".contains($0) }),
+              hostPart.unicodeScalars.allSatisfy(\.isASCII)
+        else { throw bad("invalid host") }
+        guard portPart.count <= 5, portPart.allSatisfy(\.isASCII), let port = Int(portPart), (0...65535).contains(port)
+        else { throw bad("port must be 0-65535") }
+        self.host = String(hostPart)
+        self.port = port
+    }
+
+    /// `host:port`, with brackets around IPv6 hosts.
+    public var description: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}

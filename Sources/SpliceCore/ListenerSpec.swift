@@ -1,0 +1,23 @@
+/// What an operator asks for when creating a listener (API body or config entry).
+public struct ListenerSpec: Sendable, Equatable {
+    /// Optional operator-chosen label.
+    public var name: String?
+    /// Where to accept clients; port 0 binds an ephemeral port.
+    public var listen: HostPort
+    /// The server every accepted client is relayed to.
+    public var upstream: HostPort
+    /// How long dialing the upstream may take before the client is closed.
+    public var connectTimeoutMs: Int
+
+    /// The connect timeout used when a spec names none.
+    public static let defaultConnectTimeoutMs = 5_000
+
+    /// A spec from its parts.
+    public init(name: String? = nil, listen: HostPort, upstream: HostPort,
+                connectTimeoutMs: Int = ListenerSpec.defaultConnectTimeoutMs) {
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.connectTimeoutMs = connectTimeoutMs
+    }
+}

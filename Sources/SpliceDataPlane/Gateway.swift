@@ -1,0 +1,113 @@
+import Logging
+import NIOCore
+import SpliceCore
+import Synchronization
+
+/// The data plane as the control plane sees it: listeners, sessions, and what can be done
+/// to them. Thread-safe; every call may block briefly on an event loop and must not be made
+/// from one.
+public final class Gateway: Sendable {
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let registry = SessionRegistry()
+    private let listenerTable = Mutex<[Identifier: Listener]>([:])
+    private let nextListener = Atomic<UInt64>(1)
+
+    /// A gateway running its sessions on `group`.
+    public init(group: any EventLoopGroup, logger: Logger) {
+        self.group = group
+        self.logger = logger
+    }
+
+    // MARK: listeners
+
+    /// Binds a new listener; its `listen` in the answer is the bound address.
+    public func addListener(_ spec: ListenerSpec) throws(APIError) -> ListenerSnapshot {
+        let id = Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
+        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, logger: logger))
+        listenerTable.withLock { $0[id] = listener }
+        return listener.snapshot
+    }
+
+    /// Every listener, in id order.
+    public func listeners() -> [ListenerSnapshot] {
+        listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }.map(\.snapshot)
+    }
+
+    /// One listener.
+    public func listener(_ id: Identifier) throws(APIError) -> ListenerSnapshot {
+        try lookUpListener(id).snapshot
+    }
+
+    /// Stops a listener accepting; with `closeSessions` its live sessions end too.
+    public func removeListener(_ id: Identifier, closeSessions: Bool) throws(APIError) {
+        guard let listener = listenerTable.withLock({ $0.removeValue(forKey: id) }) else {
+            throw .notFound("no listener \(id)")
+        }
+        try wait(listener.stop())
+        logger.info("listener stopped", metadata: ["listener": "\(id)"])
+        if closeSessions {
+            let kills = registry.records(listener: id).map { record in
+                record.withSession { $0.kill(.listenerClosed) }.recover { _ in }
+            }
+            try wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
+        }
+    }
+
+    private func lookUpListener(_ id: Identifier) throws(APIError) -> Listener {
+        guard let listener = listenerTable.withLock({ $0[id] }) else { throw .notFound("no listener \(id)") }
+        return listener
+    }
+
+    // MARK: sessions
+
+    /// One page of live sessions in id order, optionally of one listener.
+    public func sessions(listener: Identifier? = nil, limit: Int = 100, after cursor: Identifier? = nil)
+        -> (sessions: [SessionSnapshot], nextCursor: Identifier?)
+    {
+        let page = registry.page(listener: listener, limit: limit, after: cursor)
+        return (page.items.map(\.snapshot), page.next)
+    }
+
+    /// One live session.
+    public func session(_ id: Identifier) throws(APIError) -> SessionSnapshot {
+        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
+        return record.snapshot
+    }
+
+    /// Ends a session at once, closing both sides; returns when its sockets are closed.
+    public func closeSession(_ id: Identifier) throws(APIError) {
+        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
+        try wait(record.withSession { $0.kill(.killed) })
+    }
+
+    /// How many sessions are live.
+    public var sessionCount: Int { registry.count }
+
+    // MARK: shutdown
+
+    /// Stops every listener and ends every session.
+    public func shutdown() {
+        let listeners = listenerTable.withLock { table in
+            defer { table.removeAll() }
+            return Array(table.values)
+        }
+        for listener in listeners {
+            try? wait(listener.stop())
+        }
+        let kills = registry.records().map { record in
+            record.withSession { $0.kill(.shutdown) }.recover { _ in }
+        }
+        try? wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
+    }
+
+    private func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws(APIError) -> T {
+        do {
+            return try future.wait()
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw .badGateway("\(error)")
+        }
+    }
+}

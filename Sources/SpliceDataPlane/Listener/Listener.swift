@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SpliceCore
+
+/// A bound listener: accepts clients and starts a `Session` for each.
+final class Listener: Sendable {
+    /// Listener id.
+    let id: Identifier
+    /// The spec, with `listen` holding the address actually bound.
+    let spec: ListenerSpec
+    /// When it started accepting.
+    let createdAt: Date
+    /// Its counters.
+    let stats: ListenerStats
+    private let channel: Channel
+
+    private init(id: Identifier, spec: ListenerSpec, stats: ListenerStats, channel: Channel) {
+        self.id = id
+        self.spec = spec
+        self.createdAt = Date()
+        self.stats = stats
+        self.channel = channel
+    }
+
+    /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
+    /// and a 422 when it cannot be bound at all.
+    static func bind(id: Identifier, spec: ListenerSpec, group: EventLoopGroup, registry: SessionRegistry,
+                     logger: Logger) -> EventLoopFuture<Listener> {
+        let stats = ListenerStats()
+        let upstream = Upstream(address: spec.upstream, connectTimeoutMs: spec.connectTimeoutMs)
+        var listenerLogger = logger
+        listenerLogger[metadataKey: "listener"] = "\(id)"
+        let sessionLogger = listenerLogger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = PortHandler()
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let record = SessionRecord(id: registry.makeID(), listener: id,
+                                               client: channel.remoteAddress?.hostPortString ?? "unknown",
+                                               server: "\(spec.upstream)", eventLoop: channel.eventLoop)
+                    let session = Session(record: record, listenerStats: stats, registry: registry,
+                                          upstream: upstream, logger: sessionLogger)
+                    record.attach(session)
+                    session.start(client: channel, handler: handler)
+                }
+            }
+        return bootstrap.bind(host: spec.listen.host, port: spec.listen.port).flatMapErrorThrowing { error in
+            throw Self.bindError(error, spec.listen)
+        }.map { channel in
+            var bound = spec
+            if let address = channel.localAddress, let port = address.port {
+                bound.listen = HostPort(host: address.ipAddress ?? spec.listen.host, port: port)
+            }
+            sessionLogger.info("listener started", metadata: ["listen": "\(bound.listen)", "upstream": "\(spec.upstream)"])
+            return Listener(id: id, spec: bound, stats: stats, channel: channel)
+        }
+    }
+
+    private static func bindError(_ error: any Error, _ address: HostPort) -> APIError {
+        if let error = error as? IOError, error.errnoCode == EADDRINUSE {
+            return .conflict("listen address \(address) is already in use")
+        }
+        return .invalid("cannot bind listen address \(address): \(error)")
+    }
+
+    /// Stops accepting; live sessions are left alone.
+    func stop() -> EventLoopFuture<Void> {
+        channel.close().recover { _ in }
+    }
+
+    /// A view for the API.
+    var snapshot: ListenerSnapshot {
+        ListenerSnapshot(id: id, spec: spec, createdAt: createdAt, activeSessions: stats.activeSessions,
+                         totalSessions: stats.totalSessions, upstreamFailures: stats.failedDials)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import NIOCore
+import SpliceCore
+import Synchronization
+
+/// The registry's entry for a live session: what the API may read from any thread, and the
+/// way onto the session's event loop for anything that acts on it.
+final class SessionRecord: Sendable {
+    /// Session id.
+    let id: Identifier
+    /// The accepting listener.
+    let listener: Identifier
+    /// The client's address.
+    let client: String
+    /// When the client was accepted.
+    let openedAt: Date
+    /// Bytes delivered per direction.
+    let counters = SessionCounters()
+    /// The loop that owns the session; every action on it runs there.
+    let eventLoop: EventLoop
+    // Cleared when the session ends, so the record does not keep it alive.
+    private let session: NIOLoopBoundBox<Session?>
+    private let mutable: Mutex<(server: String, state: SessionState)>
+
+    init(id: Identifier, listener: Identifier, client: String, server: String, eventLoop: EventLoop) {
+        self.id = id
+        self.listener = listener
+        self.client = client
+        self.openedAt = Date()
+        self.eventLoop = eventLoop
+        self.session = NIOLoopBoundBox.makeEmptyBox(valueType: Session.self, eventLoop: eventLoop)
+        self.mutable = Mutex((server, .connecting))
+    }
+
+    /// Records a state change made on the loop.
+    func update(state: SessionState) {
+        mutable.withLock { $0.state = state }
+    }
+
+    /// Records which server the session now talks to.
+    func update(server: String) {
+        mutable.withLock { $0.server = server }
+    }
+
+    /// A consistent view for the API.
+    var snapshot: SessionSnapshot {
+        let (server, state) = mutable.withLock { ($0.server, $0.state) }
+        return SessionSnapshot(id: id, listener: listener, client: client, server: server, state: state,
+                               openedAt: openedAt, bytes: counters.snapshot)
+    }
+
+    /// Runs `body` with the session on its event loop; fails with 404 once it has ended.
+    func withSession<T: Sendable>(_ body: @escaping @Sendable (Session) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        eventLoop.flatSubmit { [session, id, eventLoop] in
+            guard let live = session.value else {
+                return eventLoop.makeFailedFuture(APIError.notFound("session \(id) has ended"))
+            }
+            return body(live)
+        }
+    }
+
+    /// Binds the record to its session; called on the loop right after both exist.
+    func attach(_ live: Session) {
+        session.value = live
+    }
+
+    /// Lets go of the session; called on its loop as it ends.
+    func release() {
+        session.value = nil
+    }
+}

@@ -1,0 +1,36 @@
+import NIOCore
+import SpliceCore
+
+/// One hop of a direction's path: bytes read from `reader` are written to `writer`.
+///
+/// A direction with no mediator has one link, client → server or server → client; each
+/// spliced mediator splits a link in two. `offset` counts the bytes that have passed, in the
+/// stream that enters `writer`, which is what splice and removal offsets are reported in.
+final class Link {
+    /// The direction this link carries.
+    let direction: Direction
+    /// Where bytes come from.
+    let reader: Port
+    /// Where bytes go.
+    let writer: Port
+    /// Bytes that have passed this link since the session started (inherited on rewiring).
+    var offset: UInt64
+    /// While paused (a reconfiguration is taking effect) reads are held back, and bytes
+    /// from a read already under way wait in `held`, bounded by one read cycle.
+    var paused = false
+    /// Bytes read while paused, forwarded in order when the link resumes.
+    var held: [ByteBuffer] = []
+
+    init(direction: Direction, reader: Port, writer: Port, offset: UInt64) {
+        self.direction = direction
+        self.reader = reader
+        self.writer = writer
+        self.offset = offset
+    }
+
+    /// Whether a read from `reader` may be issued now.
+    var mayForward: Bool { !paused && writer.isWritable }
+}
+
+@available(*, unavailable)
+extension Link: Sendable {}

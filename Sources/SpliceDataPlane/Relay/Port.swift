@@ -1,0 +1,82 @@
+import NIOCore
+import SpliceCore
+
+/// Which end of a session a port is.
+enum PortRole: Equatable, CustomStringConvertible {
+    /// The accepted client connection.
+    case client
+    /// The connection to the server.
+    case server
+
+    var description: String {
+        switch self {
+        case .client: "client"
+        case .server: "server"
+        }
+    }
+}
+
+/// One channel of a session as the relay sees it: it feeds `outLink` and is fed by `inLink`.
+///
+/// The client port, for instance, reads the client-to-server stream and is written the
+/// server-to-client one. Events from the channel's `PortHandler` are routed to the session.
+final class Port {
+    /// What this port is in the session.
+    let role: PortRole
+    /// The channel it wraps.
+    let channel: Channel
+    /// The handler in that channel's pipeline.
+    let handler: PortHandler
+    /// The link this port's reads feed.
+    var outLink: Link?
+    /// The link that writes into this port.
+    var inLink: Link?
+    /// Set when bytes were written and not flushed yet.
+    var needsFlush = false
+    /// The peer sent EOF (as opposed to the channel just going away).
+    var eofReceived = false
+    /// A half-close of our output has been asked for; it completes after a flush.
+    var outputClosing = false
+    /// Strong on purpose: the session clears it as it ends, so late channel events are no-ops.
+    var session: Session?
+
+    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session) {
+        self.role = role
+        self.channel = channel
+        self.handler = handler
+        self.session = session
+        handler.port = self
+    }
+
+    /// Whether this port is one of the session's two endpoints (not a mediator or recipient).
+    var isEndpoint: Bool { role == .client || role == .server }
+
+    /// Whether the channel can take more writes now.
+    var isWritable: Bool { handler.isWritable }
+
+    /// Whether the handler may issue a read now.
+    var mayRead: Bool { outLink?.mayForward ?? false }
+
+    func received(_ buffer: ByteBuffer) { session?.port(self, received: buffer) }
+    func readComplete() { outLink?.writer.flushIfNeeded() }
+    func inputClosed() { session?.portInputClosed(self) }
+    func becameWritable() { inLink?.reader.handler.resumeRead() }
+    func failed(_ error: any Error) { session?.port(self, failed: error) }
+    func inactive() { session?.portInactive(self) }
+
+    /// Writes and marks the port for the next flush.
+    func write(_ buffer: ByteBuffer) {
+        handler.write(buffer)
+        needsFlush = true
+    }
+
+    /// Flushes if anything was written since the last flush.
+    func flushIfNeeded() {
+        guard needsFlush else { return }
+        needsFlush = false
+        handler.flush()
+    }
+}
+
+@available(*, unavailable)
+extension Port: Sendable {}

@@ -1,0 +1,120 @@
+import NIOCore
+
+/// The relay's foot in one channel: reports reads, EOF, writability and errors to its
+/// `Port`, and holds `read()` back while the port's outgoing link may not forward.
+///
+/// Back-pressure is nothing but this: a read the link cannot take is not issued, so the
+/// bytes wait in the kernel and TCP slows the sender (the GlueHandler pattern).
+final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The port this handler serves; cleared when the session lets go of it.
+    var port: Port?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    init() {}
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        port?.received(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        port?.readComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            port?.inputClosed()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { port?.becameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        port?.failed(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        port?.inactive()
+        context.fireChannelInactive()
+    }
+
+    // MARK: outbound
+
+    func read(context: ChannelHandlerContext) {
+        if port?.mayRead ?? false {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    /// Issues the read that was held back, if any, once the port may read again.
+    func resumeRead() {
+        guard pendingRead, let context, port?.mayRead ?? false else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    /// Whether the channel can take more writes without growing past its high-water mark.
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    /// Queues bytes for the peer; `flush()` sends them.
+    func write(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Sends what `write` queued.
+    func flush() {
+        context?.flush()
+    }
+
+    /// Half-closes the channel's output after every queued byte has been written.
+    ///
+    /// An output close with writes still queued can fail them (TRAPS #1: NIOPosix turns it
+    /// into a full close when input is already shut), so the close waits for an empty
+    /// flushed write, which completes only after all earlier writes have.
+    func closeOutputAfterFlush(_ done: @escaping (Result<Void, any Error>) -> Void) {
+        guard let context else { return done(.success(())) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).assumeIsolated().flatMap {
+            channel.close(mode: .output)
+        }.whenComplete { result in
+            switch result {
+            case .success:
+                done(.success(()))
+            case .failure(let error as ChannelError) where error == .outputClosed || error == .alreadyClosed:
+                // Already shut: nothing queued is left to lose.
+                done(.success(()))
+            case .failure(let error):
+                done(.failure(error))
+            }
+        }
+    }
+
+    /// Closes the channel entirely, failing anything still queued.
+    func closeNow() {
+        context?.channel.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension PortHandler: Sendable {}

@@ -1,0 +1,10 @@
+import NIOCore
+
+extension SocketAddress {
+    /// `host:port` as operators write it (`127.0.0.1:5000`, `[::1]:80`), or the path of a
+    /// UNIX socket.
+    var hostPortString: String {
+        guard let ip = ipAddress, let port else { return pathname ?? description }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

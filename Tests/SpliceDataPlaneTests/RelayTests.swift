@@ -1,0 +1,288 @@
+import Foundation
+import NIOPosix
+import SpliceCore
+import SpliceTestSupport
+import Testing
+
+@testable import SpliceDataPlane
+
+/// A gateway with one listener in front of `upstream`, torn down by `close()`.
+final class RelayHarness: @unchecked Sendable {
+    // @unchecked: immutable after init; the gateway itself is thread-safe.
+    let group = makeTestGroup()
+    let gateway: Gateway
+    let listener: ListenerSnapshot
+
+    init(upstreamPort: Int, connectTimeoutMs: Int = 5_000) throws {
+        gateway = Gateway(group: group, logger: makeTestLogger())
+        listener = try gateway.addListener(ListenerSpec(
+            listen: HostPort(host: "127.0.0.1", port: 0),
+            upstream: HostPort(host: "127.0.0.1", port: upstreamPort),
+            connectTimeoutMs: connectTimeoutMs))
+    }
+
+    var port: Int { listener.spec.listen.port }
+
+    func connect(receiveBuffer: Int? = nil) throws -> TestSocket {
+        try TestSocket.connect(port: port, receiveBuffer: receiveBuffer)
+    }
+
+    func close() {
+        gateway.shutdown()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// Sends `total` bytes of `seed`'s stream in chunks on a thread; returns the digest sent.
+func sendStream(_ socket: TestSocket, total: Int, seed: UInt64, thenShutdown: Bool = true) -> Task<String, Error> {
+    Task.detached {
+        var stream = ByteStream(seed: seed)
+        var digest = Digest()
+        var sent = 0
+        while sent < total {
+            let chunk = stream.next(min(256 * 1024, total - sent))
+            digest.update(chunk)
+            try socket.send(chunk)
+            sent += chunk.count
+        }
+        if thenShutdown { socket.shutdownWrite() }
+        return digest.hex()
+    }
+}
+
+/// Reads until EOF, `pause` seconds between reads of at most `chunk` bytes; returns the digest.
+func receiveStream(_ socket: TestSocket, chunk: Int = 65536, pause: Double = 0) -> Task<Digest, Error> {
+    Task.detached {
+        var digest = Digest()
+        while true {
+            let bytes = try socket.receive(max: chunk)
+            if bytes.isEmpty { return digest }
+            digest.update(bytes)
+            if pause > 0 { usleep(UInt32(pause * 1_000_000)) }
+        }
+    }
+}
+
+@Suite("Relay over real sockets", .serialized, .timeLimit(.minutes(3)))
+struct RelayTests {
+    @Test("32 MiB each way through an echo server, slow reader, client half-close: bytes exact")
+    func bulkEchoWithSlowReader() async throws {
+        let echo = try TestServer.echo()
+        defer { echo.stop() }
+        let harness = try RelayHarness(upstreamPort: echo.port)
+        defer { harness.close() }
+
+        let total = 32 << 20
+        let client = try harness.connect(receiveBuffer: 64 * 1024)
+        // The reader starts slow (small reads with pauses) so every buffer on the way fills,
+        // then speeds up so the test ends in seconds.
+        let slowPart = Task.detached { () -> Digest in
+            var digest = Digest()
+            for _ in 0..<50 {
+                let bytes = try client.receive(max: 4096)
+                digest.update(bytes)
+                usleep(10_000)
+            }
+            return digest
+        }
+        let sender = sendStream(client, total: total, seed: 1)
+        var digest = try await slowPart.value
+        while true {
+            let bytes = try client.receive()
+            if bytes.isEmpty { break }
+            digest.update(bytes)
+        }
+        let sent = try await sender.value
+        #expect(digest.count == total)
+        #expect(digest.hex() == sent)
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+    }
+
+    @Test("server answers after the client's EOF: 32 MiB back to a slow reader, bytes exact")
+    func serverAnswersAfterClientEOF() async throws {
+        let total = 32 << 20
+        // Reads the whole request, then answers with a stream seeded by its length.
+        let server = try TestServer { socket in
+            guard let request = try? socket.receiveAll() else { return socket.close() }
+            var stream = ByteStream(seed: UInt64(request.count))
+            var sent = 0
+            while sent < total {
+                let chunk = stream.next(min(256 * 1024, total - sent))
+                if (try? socket.send(chunk)) == nil { break }
+                sent += chunk.count
+            }
+            socket.close()
+        }
+        defer { server.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect(receiveBuffer: 64 * 1024)
+        try client.send(Array("hello, 19 bytes...!".utf8))
+        client.shutdownWrite()
+        let received = try await receiveStream(client, chunk: 16384, pause: 0.0002).value
+
+        var expected = ByteStream(seed: 19)
+        var expectedDigest = Digest()
+        expectedDigest.update(expected.next(total))
+        #expect(received.count == total)
+        #expect(received.hex() == expectedDigest.hex())
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+    }
+
+    @Test("a stalled reader does not make the gateway buffer the writer's stream")
+    func stalledReaderIsBackPressured() async throws {
+        let written = LockedCounter()
+        let server = try TestServer { socket in
+            socket.setOption(SO_SNDBUF, 64 * 1024)
+            socket.setTimeout(1.5)
+            var stream = ByteStream(seed: 7)
+            // Writes until a send times out: the whole path is full.
+            while written.value < 64 << 20 {
+                let chunk = stream.next(65536)
+                guard (try? socket.send(chunk)) != nil else { break }
+                written.add(chunk.count)
+            }
+        }
+        defer { server.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect(receiveBuffer: 64 * 1024)
+        // Never read; wait until the writer has stopped making progress.
+        var last = -1
+        while written.value != last {
+            last = written.value
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        // Kernel buffers on both of the gateway's sockets (loopback autotuning, a few MiB
+        // each) plus the gateway's bounded queue: far below the 64 MiB the server tried.
+        #expect(written.value < 16 << 20, "server pushed \(written.value) bytes into a stalled path")
+        client.close()
+    }
+
+    @Test("200 concurrent sessions echo byte-exact and are listed while open, gone after")
+    func concurrentSessions() async throws {
+        let echo = try TestServer.echo()
+        defer { echo.stop() }
+        let harness = try RelayHarness(upstreamPort: echo.port)
+        defer { harness.close() }
+
+        let clients = try (0..<200).map { _ in try harness.connect() }
+        #expect(eventually { harness.gateway.sessions(limit: 1000).sessions.filter { $0.state == .open }.count == 200 })
+        let listed = Set(harness.gateway.sessions(limit: 1000).sessions.map(\.client))
+        let local = Set(clients.map(localAddress))
+        #expect(listed == local)
+
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for (index, client) in clients.enumerated() {
+                group.addTask {
+                    var stream = ByteStream(seed: UInt64(index + 100))
+                    let payload = stream.next(10_000 + index * 97)
+                    try client.send(payload)
+                    let back = try client.receive(exactly: payload.count)
+                    return back == payload
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
+        let counted = try harness.gateway.session(harness.gateway.sessions(limit: 1).sessions[0].id).bytes
+        #expect(counted.clientToServer == counted.serverToClient)
+        for client in clients { client.close() }
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+        #expect(harness.gateway.sessions(limit: 1000).sessions.isEmpty)
+    }
+
+    @Test("closing a session over the API closes both sides")
+    func killClosesBothSides() async throws {
+        let serverSawEOF = LockedCounter()
+        let server = try TestServer { socket in
+            _ = try? socket.receiveAll()
+            serverSawEOF.add(1)
+        }
+        defer { server.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect()
+        try client.send([1, 2, 3])
+        #expect(eventually { harness.gateway.sessions().sessions.first?.bytes.clientToServer == 3 })
+        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        try harness.gateway.closeSession(id)
+        #expect(try client.receive().isEmpty)
+        #expect(eventually { serverSawEOF.value == 1 })
+        #expect(throws: APIError.self) { try harness.gateway.session(id) }
+        #expect(throws: APIError.self) { try harness.gateway.closeSession(id) }
+    }
+
+    @Test("a refused upstream closes the client promptly and is counted; the gateway keeps serving")
+    func refusedUpstream() async throws {
+        // Bind a port, then close it: nothing listens there.
+        let dead = try TestServer { _ in }
+        let deadPort = dead.port
+        dead.stop()
+        let harness = try RelayHarness(upstreamPort: deadPort)
+        defer { harness.close() }
+
+        for _ in 0..<3 {
+            let client = try harness.connect()
+            client.setTimeout(5)
+            let answer = try? client.receive()
+            #expect(answer == nil || answer == [])
+        }
+        #expect(eventually { (try? harness.gateway.listener(harness.listener.id).upstreamFailures) == 3 })
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+    }
+
+    @Test("file descriptors return to baseline after hundreds of sessions")
+    func noDescriptorLeak() async throws {
+        let echo = try TestServer.echo()
+        defer { echo.stop() }
+        let harness = try RelayHarness(upstreamPort: echo.port)
+        defer { harness.close() }
+        // Warm up so lazily opened descriptors (epoll, eventfds) are in the baseline.
+        try roundTrip(harness)
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+        usleep(200_000)
+        let baseline = openFileDescriptorCount()
+
+        for batch in 0..<6 {
+            let clients = try (0..<50).map { _ in try harness.connect() }
+            for (i, client) in clients.enumerated() {
+                let payload = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 100)
+                try client.send(payload)
+                #expect(try client.receive(exactly: 100) == payload)
+                if (i + batch) % 3 == 0 { client.reset() } else { client.close() }
+            }
+        }
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+        #expect(eventually { echo.accepted >= 301 })
+        #expect(eventually(timeout: 10) { openFileDescriptorCount() <= baseline }, "fds: \(openFileDescriptorCount()) vs \(baseline)")
+    }
+
+    private func roundTrip(_ harness: RelayHarness) throws {
+        let client = try harness.connect()
+        try client.send([42])
+        _ = try client.receive(exactly: 1)
+        client.close()
+    }
+}
+
+/// The `host:port` a test socket is bound to locally.
+func localAddress(_ socket: TestSocket) -> String {
+    var addr = sockaddr_in()
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.fd, $0, &len) }
+    }
+    return "127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"
+}
+
+/// A counter shared between a fixture thread and the test.
+final class LockedCounter: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var count = 0
+    func add(_ n: Int) { lock.lock(); count += n; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}

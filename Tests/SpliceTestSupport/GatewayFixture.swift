@@ -1,0 +1,27 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Foundation
+
+/// An event loop group for one test, shut down by `shutdown()`.
+public func makeTestGroup() -> MultiThreadedEventLoopGroup {
+    MultiThreadedEventLoopGroup(numberOfThreads: 2)
+}
+
+/// A logger for tests: quiet unless `SPLICEGATE_TEST_LOG` names a level.
+public func makeTestLogger() -> Logger {
+    var logger = Logger(label: "splicegate-test")
+    let level = ProcessInfo.processInfo.environment["SPLICEGATE_TEST_LOG"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .critical
+    return logger
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` seconds pass.
+public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(10_000)
+    }
+    return try condition()
+}

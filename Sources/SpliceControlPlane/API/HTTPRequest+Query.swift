@@ -1,0 +1,48 @@
+import SpliceCore
+
+extension HTTPRequest {
+    /// Rejects query parameters the endpoint does not know, so a typo is an error rather
+    /// than a silently ignored filter.
+    func allowQuery(_ names: Set<String>) throws(APIError) {
+        if let unknown = queryItems.first(where: { !names.contains($0.name) }) {
+            throw .invalid("unknown query parameter '\(unknown.name)'")
+        }
+    }
+
+    /// A boolean query parameter (`true`/`false`, `1`/`0`), nil when absent.
+    func boolQuery(_ name: String) throws(APIError) -> Bool? {
+        guard let value = query(name) else { return nil }
+        switch value.lowercased() {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw .invalid("query parameter '\(name)' must be true or false, got '\(value)'")
+        }
+    }
+
+    /// An integer query parameter in `range`, nil when absent.
+    func intQuery(_ name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
+        guard let value = query(name) else { return nil }
+        guard value.count <= 10, let int = Int(value), range.contains(int) else {
+            throw .invalid("query parameter '\(name)' must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
+        }
+        return int
+    }
+
+    /// An identifier query parameter with `prefix`, nil when absent.
+    func idQuery(_ name: String, prefix: Character) throws(APIError) -> Identifier? {
+        guard let value = query(name) else { return nil }
+        guard let id = Identifier(value, prefix: prefix) else {
+            throw .invalid("query parameter '\(name)' must be an id like \(prefix)1, got '\(value)'")
+        }
+        return id
+    }
+}
+
+extension RouteParameters {
+    /// The path parameter `name` as an identifier; a malformed one names no resource (404).
+    func id(_ name: String, prefix: Character, kind: String) throws(APIError) -> Identifier {
+        let text = try require(name)
+        guard let id = Identifier(text, prefix: prefix) else { throw .notFound("no \(kind) \(text)") }
+        return id
+    }
+}

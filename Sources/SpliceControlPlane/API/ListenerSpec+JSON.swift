@@ -1,0 +1,24 @@
+import SpliceCore
+
+extension ListenerSpec {
+    /// The fields a listener object may carry, in the API and in the config file.
+    static let fields: Set<String> = ["name", "listen", "upstream", "connect_timeout_ms"]
+
+    /// Reads a listener from its JSON object (a `POST /api/v1/listeners` body or a config
+    /// entry); every problem is a 422 naming the field.
+    public init(json: JSON) throws(APIError) {
+        let reader = try JSONObjectReader(json, allowed: Self.fields)
+        let name = try reader.optionalString("name")
+        if let name {
+            guard (1...64).contains(name.count), name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic
+                || $0.properties.numericType != nil || "-_. ".unicodeScalars.contains($0) })
+            else { throw .invalid("field 'name' must be 1-64 letters, digits, '-', '_', '.' or spaces") }
+        }
+        let listen = try HostPort(parsing: reader.requiredString("listen"), field: "listen")
+        let upstream = try HostPort(parsing: reader.requiredString("upstream"), field: "upstream")
+        guard upstream.port != 0 else { throw .invalid("field 'upstream' needs a port other than 0") }
+        let timeout = try reader.optionalInt("connect_timeout_ms", min: 1, max: 600_000)
+        self.init(name: name, listen: listen, upstream: upstream,
+                  connectTimeoutMs: timeout.map { Int($0) } ?? Self.defaultConnectTimeoutMs)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import SpliceCore
+
+extension Date {
+    /// RFC 3339 in UTC with second precision, as every timestamp in the API is written.
+    var rfc3339: String { formatted(.iso8601) }
+}
+
+extension ListenerSnapshot {
+    /// The listener object of the API.
+    var json: JSON {
+        var object = JSONObject()
+        object["id"] = .string("\(id)")
+        if let name = spec.name { object["name"] = .string(name) }
+        object["listen"] = .string("\(spec.listen)")
+        object["upstream"] = .string("\(spec.upstream)")
+        object["connect_timeout_ms"] = .int(Int64(spec.connectTimeoutMs))
+        object["created_at"] = .string(createdAt.rfc3339)
+        object["sessions"] = ["active": .int(Int64(activeSessions)), "total": .int(Int64(totalSessions))]
+        object["upstream_failures"] = .int(Int64(upstreamFailures))
+        return .object(object)
+    }
+}
+
+extension SessionSnapshot {
+    /// The session object of the API.
+    var json: JSON {
+        var object = JSONObject()
+        object["id"] = .string("\(id)")
+        object["listener"] = .string("\(listener)")
+        object["client"] = .string(client)
+        object["server"] = .string(server)
+        object["state"] = .string(state.rawValue)
+        object["opened_at"] = .string(openedAt.rfc3339)
+        object["bytes"] = [
+            "client_to_server": .int(Int64(clamping: bytes.clientToServer)),
+            "server_to_client": .int(Int64(clamping: bytes.serverToClient)),
+        ]
+        object["mediators"] = []
+        object["splits"] = []
+        return .object(object)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import SpliceControlPlane
+import SpliceCore
+
+/// Everything the process runs with: flags over the config file over defaults.
+struct Settings {
+    var admin = HostPort(host: "127.0.0.1", port: 8080)
+    var token: String?
+    var listeners: [ListenerSpec] = []
+    var demoListen: HostPort?
+    var webRoot: String?
+    var openAPIFile: String?
+    var http = HTTPServer.Configuration(host: "127.0.0.1", port: 8080)
+
+    static func resolve(command: Splicegate) throws -> Settings {
+        var settings = Settings()
+        if let path = command.config {
+            try ConfigFile.load(path, into: &settings)
+        }
+        if let admin = command.admin {
+            do {
+                settings.admin = try HostPort(parsing: admin, field: "--admin")
+            } catch {
+                throw StartupError(error.detail)
+            }
+        }
+        if let path = command.adminTokenFile {
+            do {
+                settings.token = try AdminAuth.readTokenFile(path)
+            } catch {
+                throw StartupError(error.description)
+            }
+        } else if settings.token == nil, let token = ProcessInfo.processInfo.environment["SPLICEGATE_ADMIN_TOKEN"],
+                  !token.isEmpty {
+            settings.token = token
+        }
+        if command.demo {
+            do {
+                settings.demoListen = try HostPort(parsing: command.demoListen, field: "--demo-listen")
+            } catch {
+                throw StartupError(error.detail)
+            }
+        }
+        let source = SourceTree.locate()
+        settings.webRoot = command.webRoot ?? source.map { $0 + "/web" }
+        settings.openAPIFile = command.openapiFile ?? source.map { $0 + "/openapi/openapi.yaml" }
+        settings.http.host = settings.admin.host
+        settings.http.port = settings.admin.port
+        do {
+            try AdminAuth.checkBinding(host: settings.admin.host, tokenConfigured: settings.token != nil)
+        } catch {
+            throw StartupError(error.description)
+        }
+        return settings
+    }
+}
+
+/// Finds the directory holding `web/` and `openapi/`: the current directory, or the source
+/// tree the binary was built in (`.build/<config>/splicegate`).
+enum SourceTree {
+    static func locate() -> String? {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [
+            FileManager.default.currentDirectoryPath,
+            executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path,
+            executable.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().path,
+        ]
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/openapi/openapi.yaml") }
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SpliceControlPlane
+import SpliceCore
+import SpliceDataPlane
+
+/// The `splicegate` command: the gateway, its admin API and, with `--demo`, something to
+/// play with.
+@main
+struct Splicegate: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "splicegate",
+        abstract: "A TCP mediation gateway: relay, splice, split and fail over live TCP sessions.",
+        version: version)
+
+    @Option(help: "Admin API address HOST:PORT; port 0 binds an ephemeral port.")
+    var admin: String?
+
+    @Option(help: "JSON config file: `listeners` and `admin` settings.")
+    var config: String?
+
+    @Option(help: "File holding the admin token (trailing newline ignored). Env: SPLICEGATE_ADMIN_TOKEN.")
+    var adminTokenFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Flag(help: "Start a built-in echo upstream and a listener for it.")
+    var demo = false
+
+    @Option(help: "Where the demo listener accepts (with --demo).")
+    var demoListen = "127.0.0.1:7000"
+
+    @Option(help: "Directory of the web console (default: web/ of the source tree or the current directory).")
+    var webRoot: String?
+
+    @Option(help: "OpenAPI file served at /openapi.yaml (default: openapi/openapi.yaml beside web/).")
+    var openapiFile: String?
+
+    mutating func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "splicegate")
+        do {
+            let settings = try Settings.resolve(command: self)
+            try Runtime(settings: settings, logger: logger).run()
+        } catch {
+            logger.critical("cannot start", metadata: ["reason": "\(error)"])
+            throw ExitCode(2)
+        }
+    }
+}

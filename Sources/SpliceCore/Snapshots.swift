@@ -42,6 +42,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case listenerClosed = "listener_closed"
     /// The gateway shut down.
     case shutdown
+    /// A mediator failed and its policy was `close_session`.
+    case mediatorFailed = "mediator_failed"
 }
 
 /// A point-in-time view of one session, safe to hand to any thread.
@@ -60,10 +62,12 @@ public struct SessionSnapshot: Sendable {
     public var openedAt: Date
     /// Bytes delivered per direction.
     public var bytes: ByteCounts
+    /// Spliced mediators in stack order (client side first).
+    public var hops: [HopSnapshot]
 
     /// A snapshot from its parts.
     public init(id: Identifier, listener: Identifier, client: String, server: String,
-                state: SessionState, openedAt: Date, bytes: ByteCounts) {
+                state: SessionState, openedAt: Date, bytes: ByteCounts, hops: [HopSnapshot] = []) {
         self.id = id
         self.listener = listener
         self.client = client
@@ -71,6 +75,7 @@ public struct SessionSnapshot: Sendable {
         self.state = state
         self.openedAt = openedAt
         self.bytes = bytes
+        self.hops = hops
     }
 }
 

@@ -8,15 +8,25 @@ import Synchronization
 /// from one.
 public final class Gateway: Sendable {
     private let group: any EventLoopGroup
-    private let logger: Logger
-    private let registry = SessionRegistry()
+    let logger: Logger
+    let registry = SessionRegistry()
+    let mediators = MediatorRegistry()
     private let listenerTable = Mutex<[Identifier: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
+    private let nextHop = Atomic<UInt64>(1)
+    /// Whether a splice may name a mediator by address instead of a registered name.
+    public let allowAdHocMediators: Bool
 
     /// A gateway running its sessions on `group`.
-    public init(group: any EventLoopGroup, logger: Logger) {
+    public init(group: any EventLoopGroup, logger: Logger, allowAdHocMediators: Bool = true) {
         self.group = group
         self.logger = logger
+        self.allowAdHocMediators = allowAdHocMediators
+    }
+
+    /// A fresh hop id.
+    func makeHopID() -> Identifier {
+        Identifier(prefix: "h", number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     // MARK: listeners
@@ -24,7 +34,7 @@ public final class Gateway: Sendable {
     /// Binds a new listener; its `listen` in the answer is the bound address.
     public func addListener(_ spec: ListenerSpec) throws(APIError) -> ListenerSnapshot {
         let id = Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
-        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, logger: logger))
+        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators, logger: logger))
         listenerTable.withLock { $0[id] = listener }
         return listener.snapshot
     }
@@ -101,7 +111,8 @@ public final class Gateway: Sendable {
         try? wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
     }
 
-    private func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws(APIError) -> T {
+    /// Blocks on a data-plane future, turning its failure into the API error to report.
+    func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws(APIError) -> T {
         do {
             return try future.wait()
         } catch let error as APIError {

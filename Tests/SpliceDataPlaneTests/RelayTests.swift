@@ -34,8 +34,8 @@ final class RelayHarness: @unchecked Sendable {
 }
 
 /// Sends `total` bytes of `seed`'s stream in chunks on a thread; returns the digest sent.
-func sendStream(_ socket: TestSocket, total: Int, seed: UInt64, thenShutdown: Bool = true) -> Task<String, Error> {
-    Task.detached {
+func sendStream(_ socket: TestSocket, total: Int, seed: UInt64, thenShutdown: Bool = true) -> ThreadTask<String> {
+    ThreadTask {
         var stream = ByteStream(seed: seed)
         var digest = Digest()
         var sent = 0
@@ -51,8 +51,8 @@ func sendStream(_ socket: TestSocket, total: Int, seed: UInt64, thenShutdown: Bo
 }
 
 /// Reads until EOF, `pause` seconds between reads of at most `chunk` bytes; returns the digest.
-func receiveStream(_ socket: TestSocket, chunk: Int = 65536, pause: Double = 0) -> Task<Digest, Error> {
-    Task.detached {
+func receiveStream(_ socket: TestSocket, chunk: Int = 65536, pause: Double = 0) -> ThreadTask<Digest> {
+    ThreadTask {
         var digest = Digest()
         while true {
             let bytes = try socket.receive(max: chunk)
@@ -76,7 +76,7 @@ struct RelayTests {
         let client = try harness.connect(receiveBuffer: 64 * 1024)
         // The reader starts slow (small reads with pauses) so every buffer on the way fills,
         // then speeds up so the test ends in seconds.
-        let slowPart = Task.detached { () -> Digest in
+        let slowPart = ThreadTask { () -> Digest in
             var digest = Digest()
             for _ in 0..<50 {
                 let bytes = try client.receive(max: 4096)
@@ -127,6 +127,32 @@ struct RelayTests {
         expectedDigest.update(expected.next(total))
         #expect(received.count == total)
         #expect(received.hex() == expectedDigest.hex())
+        #expect(eventually { harness.gateway.sessionCount == 0 })
+    }
+
+    @Test("server closes its side first, the client keeps sending: every client byte still arrives")
+    func serverClosesFirst() async throws {
+        let total = 8 << 20
+        let received = LockedDigest()
+        let server = try TestServer { socket in
+            try? socket.send(Array("bye".utf8))
+            socket.shutdownWrite()
+            var digest = Digest()
+            while let chunk = try? socket.receive(), !chunk.isEmpty { digest.update(chunk) }
+            received.set(digest)
+            socket.close()
+        }
+        defer { server.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect()
+        #expect(try client.receive(exactly: 3) == Array("bye".utf8))
+        #expect(try client.receive().isEmpty)
+        let sent = try await sendStream(client, total: total, seed: 5).value
+        #expect(eventually { received.value != nil })
+        #expect(received.value?.count == total)
+        #expect(received.value?.hex() == sent)
         #expect(eventually { harness.gateway.sessionCount == 0 })
     }
 
@@ -285,4 +311,13 @@ final class LockedCounter: @unchecked Sendable {
     private var count = 0
     func add(_ n: Int) { lock.lock(); count += n; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
+
+/// A digest handed from a fixture thread to the test.
+final class LockedDigest: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var digest: Digest?
+    func set(_ value: Digest) { lock.lock(); digest = value; lock.unlock() }
+    var value: Digest? { lock.lock(); defer { lock.unlock() }; return digest }
 }

@@ -106,9 +106,15 @@ private final class AcceptLoop: @unchecked Sendable {
 extension TestServer {
     /// Echoes every byte back; on EOF half-closes and keeps the socket until the peer closes.
     public static func echo() throws -> TestServer {
+        try transform { $0 }
+    }
+
+    /// A stream filter that flushes as it goes: answers each read with `transform` of it,
+    /// and EOF with EOF. Used as the upstream or as a TCP mediator.
+    public static func transform(_ transform: @escaping @Sendable ([UInt8]) -> [UInt8]) throws -> TestServer {
         try TestServer { socket in
             while let chunk = try? socket.receive(), !chunk.isEmpty {
-                if (try? socket.send(chunk)) == nil { break }
+                if (try? socket.send(transform(chunk))) == nil { break }
             }
             socket.shutdownWrite()
             _ = try? socket.receiveAll()

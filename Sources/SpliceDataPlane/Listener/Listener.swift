@@ -27,7 +27,7 @@ final class Listener: Sendable {
     /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
     /// and a 422 when it cannot be bound at all.
     static func bind(id: Identifier, spec: ListenerSpec, group: EventLoopGroup, registry: SessionRegistry,
-                     logger: Logger) -> EventLoopFuture<Listener> {
+                     mediators: MediatorRegistry, logger: Logger) -> EventLoopFuture<Listener> {
         let stats = ListenerStats()
         let upstream = Upstream(address: spec.upstream, connectTimeoutMs: spec.connectTimeoutMs)
         var listenerLogger = logger
@@ -46,7 +46,7 @@ final class Listener: Sendable {
                                                client: channel.remoteAddress?.hostPortString ?? "unknown",
                                                server: "\(spec.upstream)", eventLoop: channel.eventLoop)
                     let session = Session(record: record, listenerStats: stats, registry: registry,
-                                          upstream: upstream, logger: sessionLogger)
+                                          upstream: upstream, mediators: mediators, logger: sessionLogger)
                     record.attach(session)
                     session.start(client: channel, handler: handler)
                 }

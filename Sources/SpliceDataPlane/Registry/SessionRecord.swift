@@ -14,8 +14,12 @@ final class SessionRecord: Sendable {
     let client: String
     /// When the client was accepted.
     let openedAt: Date
-    /// Bytes delivered per direction.
-    let counters = SessionCounters()
+    /// Bytes delivered to the server.
+    let toServer = ByteCounter()
+    /// Bytes delivered to the client.
+    let toClient = ByteCounter()
+    /// Spliced hops in stack order, as the session last published them.
+    private let hops = Mutex<[HopRecord]>([])
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop
     // Cleared when the session ends, so the record does not keep it alive.
@@ -42,11 +46,23 @@ final class SessionRecord: Sendable {
         mutable.withLock { $0.server = server }
     }
 
+    /// Publishes the session's hop stack after a change.
+    func update(hops stack: [HopRecord]) {
+        hops.withLock { $0 = stack }
+    }
+
+    /// Bytes delivered per direction.
+    var bytes: ByteCounts {
+        ByteCounts(clientToServer: toServer.value, serverToClient: toClient.value)
+    }
+
     /// A consistent view for the API.
     var snapshot: SessionSnapshot {
         let (server, state) = mutable.withLock { ($0.server, $0.state) }
+        let stack = hops.withLock { $0 }
         return SessionSnapshot(id: id, listener: listener, client: client, server: server, state: state,
-                               openedAt: openedAt, bytes: counters.snapshot)
+                               openedAt: openedAt, bytes: bytes,
+                               hops: stack.enumerated().map { $1.snapshot(position: $0) })
     }
 
     /// Runs `body` with the session on its event loop; fails with 404 once it has ended.

@@ -7,11 +7,14 @@ enum PortRole: Equatable, CustomStringConvertible {
     case client
     /// The connection to the server.
     case server
+    /// One direction's connection (or process) of a spliced mediator.
+    case hop(Identifier, Direction)
 
     var description: String {
         switch self {
         case .client: "client"
         case .server: "server"
+        case .hop(let id, let direction): "\(id)/\(direction.rawValue)"
         }
     }
 }
@@ -27,6 +30,10 @@ final class Port {
     let channel: Channel
     /// The handler in that channel's pipeline.
     let handler: PortHandler
+    /// Bytes written into this port (for an endpoint: bytes delivered to it).
+    let written: ByteCounter
+    /// Bytes read from this port.
+    let read: ByteCounter
     /// The link this port's reads feed.
     var outLink: Link?
     /// The link that writes into this port.
@@ -40,16 +47,22 @@ final class Port {
     /// Strong on purpose: the session clears it as it ends, so late channel events are no-ops.
     var session: Session?
 
-    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session) {
+    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session,
+         written: ByteCounter = ByteCounter(), read: ByteCounter = ByteCounter()) {
         self.role = role
         self.channel = channel
         self.handler = handler
+        self.written = written
+        self.read = read
         self.session = session
         handler.port = self
     }
 
     /// Whether this port is one of the session's two endpoints (not a mediator or recipient).
-    var isEndpoint: Bool { role == .client || role == .server }
+    var isEndpoint: Bool {
+        if case .hop = role { return false }
+        return true
+    }
 
     /// Whether the channel can take more writes now.
     var isWritable: Bool { handler.isWritable }

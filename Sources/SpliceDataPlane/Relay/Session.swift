@@ -13,17 +13,24 @@ final class Session {
     private let listenerStats: ListenerStats
     private let registry: SessionRegistry
     private let upstream: Upstream
-    private var logger: Logger
+    /// The registry whose use counts this session's hops hold.
+    let mediators: MediatorRegistry
+    var logger: Logger
     private(set) var client: Port?
     private(set) var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
     private(set) var paths: [DirectionPath] = []
-    private var ending = false
+    /// Spliced hops in stack order, client side first.
+    var hops: [Hop] = []
+    /// Directions with a splice or removal still taking effect (one at a time each).
+    var reconfiguring: Set<Direction> = []
+    private(set) var ending = false
     private let ended: EventLoopPromise<Void>
 
     init(record: SessionRecord, listenerStats: ListenerStats, registry: SessionRegistry,
-         upstream: Upstream, logger: Logger) {
+         upstream: Upstream, mediators: MediatorRegistry, logger: Logger) {
         self.record = record
+        self.mediators = mediators
         self.eventLoop = record.eventLoop
         self.listenerStats = listenerStats
         self.registry = registry
@@ -37,7 +44,7 @@ final class Session {
     /// Takes the accepted client channel and dials the upstream; client reads stay held
     /// until the server is connected.
     func start(client channel: Channel, handler: PortHandler) {
-        client = Port(role: .client, channel: channel, handler: handler, session: self)
+        client = Port(role: .client, channel: channel, handler: handler, session: self, written: record.toClient)
         registry.insert(record)
         listenerStats.sessionOpened()
         logger.info("session opened", metadata: ["upstream": "\(upstream.address)"])
@@ -59,7 +66,7 @@ final class Session {
             channel.close(promise: nil)
             return
         }
-        let server = Port(role: .server, channel: channel, handler: handler, session: self)
+        let server = Port(role: .server, channel: channel, handler: handler, session: self, written: record.toServer)
         self.server = server
         record.update(server: channel.remoteAddress?.hostPortString ?? "\(upstream.address)")
         paths = [
@@ -95,19 +102,24 @@ final class Session {
         }
     }
 
-    /// Moves bytes one link further; counts them as delivered when they reach an endpoint.
+    /// Moves bytes one link further.
     func forward(_ buffer: ByteBuffer, over link: Link) {
         let count = buffer.readableBytes
         link.offset &+= UInt64(count)
+        link.reader.read.add(count)
+        link.writer.written.add(count)
         link.writer.write(buffer)
-        if link.writer.isEndpoint {
-            record.counters.add(count, link.direction)
-        }
     }
 
     func portInputClosed(_ port: Port) {
         port.eofReceived = true
-        guard let link = port.outLink else { return }
+        if case .hop(let id, let direction) = port.role, let hop = hop(id), let leg = hop.legs[direction] {
+            if leg.draining { return finishDrain(leg, of: hop) }
+            // A mediator that ends its output while still being fed has exited or failed.
+            if !port.outputClosing { return mediatorFailed(hop, "closed its output while still being fed") }
+        }
+        // A paused link (a drain under way) keeps the EOF for when its direct path is back.
+        guard let link = port.outLink, !link.paused else { return }
         propagateEOF(over: link)
     }
 
@@ -127,26 +139,40 @@ final class Session {
                 self.path(link.direction).finished = true
                 if self.paths.allSatisfy(\.finished) { self.end(.completed) }
             case .failure(let error):
-                self.logger.debug("half-close failed", metadata: ["port": "\(writer.role)", "error": "\(error)"])
-                self.end(Self.failureReason(writer.role))
+                self.port(writer, failed: error)
             }
         }
     }
 
     func port(_ port: Port, failed error: any Error) {
         logger.debug("channel error", metadata: ["port": "\(port.role)", "error": "\(error)"])
-        end(Self.failureReason(port.role))
+        portBroke(port, "\(error)")
     }
 
     func portInactive(_ port: Port) {
         // A port whose peer sent EOF and whose output we shut is done, not failed: NIOPosix
         // closes such a channel entirely, which says nothing about the other direction.
         if port.eofReceived && port.outputClosing { return }
-        end(Self.failureReason(port.role))
+        // Once our output is shut, NIOPosix turns the peer's EOF straight into a full close
+        // without an `inputClosed` event (a reset would have come as an error first).
+        if port.outputClosing { return portInputClosed(port) }
+        portBroke(port, "connection closed")
     }
 
-    private static func failureReason(_ role: PortRole) -> CloseReason {
-        role == .client ? .clientError : .serverError
+    /// A channel failed: a mediator's failure is its hop's policy to handle, an endpoint's
+    /// ends the session.
+    private func portBroke(_ port: Port, _ why: String) {
+        switch port.role {
+        case .client: end(.clientError)
+        case .server: end(.serverError)
+        case .hop(let id, _):
+            if let hop = hop(id) { mediatorFailed(hop, why) }
+        }
+    }
+
+    /// A hop of this session by id.
+    func hop(_ id: Identifier) -> Hop? {
+        hops.first { $0.id == id }
     }
 
     // MARK: ending
@@ -163,15 +189,22 @@ final class Session {
         guard !ending else { return }
         ending = true
         record.update(state: .closing)
-        let ports = [client, server].compactMap { $0 }
+        let ports = [client, server].compactMap { $0 } + hops.flatMap { $0.legs.values.map(\.port) }
         let closed = ports.map { $0.channel.closeFuture }
+        for hop in hops {
+            hop.drainTimer?.cancel()
+            hop.removal?.fail(APIError.conflict("session \(record.id) ended (\(reason.rawValue)) before the drain finished"))
+            hop.removal = nil
+            hop.legs.values.forEach { $0.process?.terminate() }
+            if let name = hop.mediatorName { mediators.release(name) }
+        }
         for port in ports {
             port.handler.closeNow()
         }
         registry.remove(record.id)
         listenerStats.sessionClosed()
         record.release()
-        let bytes = record.counters.snapshot
+        let bytes = record.bytes
         logger.info("session closed", metadata: [
             "reason": "\(reason.rawValue)",
             "bytes_client_to_server": "\(bytes.clientToServer)",
@@ -190,9 +223,11 @@ final class Session {
                 link.held.removeAll()
             }
         }
-        for port in [client, server].compactMap({ $0 }) {
+        for port in [client, server].compactMap({ $0 }) + hops.flatMap({ $0.legs.values.map(\.port) }) {
             port.session = nil
         }
+        hops = []
+        record.update(hops: [])
     }
 }
 

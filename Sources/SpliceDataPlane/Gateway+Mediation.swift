@@ -1,0 +1,57 @@
+import NIOCore
+import SpliceCore
+
+extension Gateway {
+    /// Registers a mediator; 409 when the name is taken.
+    public func registerMediator(_ spec: MediatorSpec) throws(APIError) {
+        try mediators.register(spec)
+        logger.info("mediator registered", metadata: ["mediator": "\(spec.name)", "target": "\(spec.target)"])
+    }
+
+    /// Unregisters a mediator; 404 when unknown, 409 while spliced anywhere.
+    public func unregisterMediator(_ name: String) throws(APIError) {
+        try mediators.unregister(name)
+        logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
+    }
+
+    /// Every registered mediator, by name.
+    public func registeredMediators() -> [MediatorSnapshot] {
+        mediators.all().map { MediatorSnapshot(spec: $0.spec, inUse: $0.inUse) }
+    }
+
+    /// One registered mediator.
+    public func registeredMediator(_ name: String) throws(APIError) -> MediatorSnapshot {
+        guard let entry = mediators.lookUp(name) else { throw .notFound("no mediator '\(name)'") }
+        return MediatorSnapshot(spec: entry.spec, inUse: entry.inUse)
+    }
+
+    /// Splices a mediator into a live session; answers once it has taken effect, with the
+    /// offsets where it did.
+    public func splice(session id: Identifier, _ request: HopRequest) throws(APIError) -> HopSnapshot {
+        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
+        let (spec, name) = try resolve(request.target)
+        let hopID = makeHopID()
+        let target = spec.target
+        return try wait(record.withSession { session in
+            session.splice(hopID, spec: spec, mediatorName: name, target: target, request: request)
+        })
+    }
+
+    /// Drains and removes a hop; answers with the offsets where feeding stopped and the
+    /// bytes the drain forwarded, or a 504 when the drain timed out.
+    public func removeHop(session id: Identifier, hop: Identifier) throws(APIError) -> RemovalReport {
+        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
+        return try wait(record.withSession { $0.removeHop(hop) })
+    }
+
+    /// The mediator a request names, with a use taken on a registered one.
+    func resolve(_ target: HopRequest.Target) throws(APIError) -> (MediatorSpec, String?) {
+        switch target {
+        case .registered(let name):
+            return (try mediators.acquire(name), name)
+        case .address(let address):
+            guard allowAdHocMediators else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
+            return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)
+        }
+    }
+}

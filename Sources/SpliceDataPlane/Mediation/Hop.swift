@@ -1,0 +1,66 @@
+import NIOCore
+import SpliceCore
+
+/// One mediator spliced into a session, as its event loop sees it.
+final class Hop {
+    /// What the API sees of it.
+    let record: HopRecord
+    /// The registered mediator whose use count this hop holds, nil for an ad-hoc address.
+    let mediatorName: String?
+    /// One leg per covered direction.
+    var legs: [Direction: HopLeg] = [:]
+    /// Active, or draining while a removal takes effect.
+    var state: HopSnapshot.State = .active
+    /// The removal waiting for the drain, if one is under way.
+    var removal: EventLoopPromise<RemovalReport>?
+    /// The drain timeout's timer.
+    var drainTimer: Scheduled<Void>?
+
+    init(record: HopRecord, mediatorName: String?) {
+        self.record = record
+        self.mediatorName = mediatorName
+    }
+
+    var id: Identifier { record.id }
+    var request: HopRequest { record.request }
+
+    /// Whether the hop carries `direction`.
+    func covers(_ direction: Direction) -> Bool {
+        request.directions.directions.contains(direction)
+    }
+}
+
+/// One direction of a hop: the mediator connection or process and the drain bookkeeping.
+final class HopLeg {
+    let direction: Direction
+    /// The mediator channel as a relay port.
+    let port: Port
+    /// The process behind an `exec` leg.
+    let process: ExecProcess?
+    /// Counters the API reads.
+    let stats: HopRecord.Leg
+    /// No longer fed; its remaining output is being forwarded.
+    var draining = false
+    /// Feeding stopped at this offset of the stream entering the hop.
+    var removedAt: UInt64 = 0
+    /// `port.read` when feeding stopped, to count what the drain forwarded.
+    var emittedAtStop: UInt64 = 0
+    /// Unspliced: the direct path is back.
+    var done = false
+
+    init(direction: Direction, port: Port, process: ExecProcess?, stats: HopRecord.Leg) {
+        self.direction = direction
+        self.port = port
+        self.process = process
+        self.stats = stats
+    }
+
+    /// Bytes the mediator emitted since feeding stopped.
+    var drained: UInt64 { port.read.value &- emittedAtStop }
+}
+
+@available(*, unavailable)
+extension Hop: Sendable {}
+
+@available(*, unavailable)
+extension HopLeg: Sendable {}

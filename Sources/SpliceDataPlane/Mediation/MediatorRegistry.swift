@@ -1,0 +1,61 @@
+import SpliceCore
+import Synchronization
+
+/// The registered mediators, and how many hops use each (a mediator in use cannot be
+/// unregistered).
+final class MediatorRegistry: Sendable {
+    private struct Entry {
+        var spec: MediatorSpec
+        var inUse = 0
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+
+    init() {}
+
+    /// Adds a mediator; 409 when the name is taken.
+    func register(_ spec: MediatorSpec) throws(APIError) {
+        try entries.withLock { entries throws(APIError) in
+            guard entries[spec.name] == nil else { throw .conflict("mediator '\(spec.name)' is already registered") }
+            entries[spec.name] = Entry(spec: spec)
+        }
+    }
+
+    /// Removes a mediator; 404 when unknown, 409 while spliced anywhere.
+    func unregister(_ name: String) throws(APIError) {
+        try entries.withLock { entries throws(APIError) in
+            guard let entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
+            guard entry.inUse == 0 else {
+                throw .conflict("mediator '\(name)' is spliced into \(entry.inUse) hop(s); remove them first")
+            }
+            entries[name] = nil
+        }
+    }
+
+    /// One mediator and its use count.
+    func lookUp(_ name: String) -> (spec: MediatorSpec, inUse: Int)? {
+        entries.withLock { $0[name].map { ($0.spec, $0.inUse) } }
+    }
+
+    /// Every mediator with its use count, by name.
+    func all() -> [(spec: MediatorSpec, inUse: Int)] {
+        entries.withLock { $0.values.map { ($0.spec, $0.inUse) } }.sorted { $0.spec.name < $1.spec.name }
+    }
+
+    /// Takes a use of a mediator for a new hop; 404 when it is not registered.
+    func acquire(_ name: String) throws(APIError) -> MediatorSpec {
+        try entries.withLock { entries throws(APIError) in
+            guard var entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
+            entry.inUse += 1
+            entries[name] = entry
+            return entry.spec
+        }
+    }
+
+    /// Gives back a use taken by `acquire`.
+    func release(_ name: String) {
+        entries.withLock { entries in
+            entries[name]?.inUse -= 1
+        }
+    }
+}

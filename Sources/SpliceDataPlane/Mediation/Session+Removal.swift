@@ -1,0 +1,141 @@
+import NIOCore
+import SpliceCore
+
+extension Session {
+    /// Drains and removes a hop: stops feeding it, half-closes its input, forwards what it
+    /// still emits until its EOF, then restores the direct path; bytes that arrive meanwhile
+    /// wait (reads are held) and follow in order.
+    func removeHop(_ id: Identifier) -> EventLoopFuture<RemovalReport> {
+        guard let hop = hop(id) else {
+            return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no hop \(id)"))
+        }
+        guard hop.state == .active else {
+            return eventLoop.makeFailedFuture(APIError.conflict("hop \(id) is already being removed"))
+        }
+        let directions = Array(hop.legs.keys)
+        if let reason = directions.lazy.compactMap(busyReason).first {
+            return eventLoop.makeFailedFuture(APIError.conflict(reason))
+        }
+        hop.state = .draining
+        hop.record.update(state: .draining)
+        reconfiguring.formUnion(directions)
+        let promise = eventLoop.makePromise(of: RemovalReport.self)
+        hop.removal = promise
+        hop.drainTimer = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(hop.request.drainTimeoutMs))) {
+            self.drainTimedOut(hop)
+        }
+        for leg in hop.legs.values {
+            startDrain(leg, of: hop)
+        }
+        return promise.futureResult
+    }
+
+    private func startDrain(_ leg: HopLeg, of hop: Hop) {
+        guard let feed = leg.port.inLink else { return }
+        feed.paused = true
+        leg.removedAt = feed.offset
+        leg.emittedAtStop = leg.port.read.value
+        leg.draining = true
+        leg.port.outputClosing = true
+        leg.port.handler.closeOutputAfterFlush { result in
+            if case .failure(let error) = result, leg.draining {
+                self.mediatorFailed(hop, "half-closing its input failed: \(error)")
+            }
+        }
+    }
+
+    /// The mediator's output ended after its input was closed: the leg is drained.
+    func finishDrain(_ leg: HopLeg, of hop: Hop) {
+        leg.draining = false
+        unsplice(leg)
+        guard hop.legs.values.allSatisfy(\.done) else { return }
+        let legs = hop.legs
+        let removal = hop.removal
+        hop.removal = nil
+        retire(hop)
+        logger.info("hop removed", metadata: [
+            "hop": "\(hop.id)", "removed_at": "\(legs.mapValues(\.removedAt))", "drained": "\(legs.mapValues(\.drained))",
+        ])
+        removal?.succeed(RemovalReport(removedAt: legs.mapValues(\.removedAt), drained: legs.mapValues(\.drained)))
+    }
+
+    private func drainTimedOut(_ hop: Hop) {
+        guard hop.state == .draining, self.hop(hop.id) != nil else { return }
+        let ms = hop.request.drainTimeoutMs
+        switch hop.request.onFailure {
+        case .closeSession:
+            hop.removal?.fail(APIError.gatewayTimeout(
+                "hop \(hop.id) did not drain within \(ms) ms; session \(record.id) closed (on_failure=close_session)"))
+            hop.removal = nil
+            logger.warning("drain timed out, closing session", metadata: ["hop": "\(hop.id)"])
+            end(.mediatorFailed)
+        case .bypass:
+            hop.removal?.fail(APIError.gatewayTimeout(
+                "hop \(hop.id) did not drain within \(ms) ms; hop dropped and the bytes still inside the mediator "
+                    + "were lost (on_failure=bypass)"))
+            hop.removal = nil
+            logger.warning("drain timed out, hop dropped", metadata: ["hop": "\(hop.id)"])
+            hop.legs.values.filter { !$0.done }.forEach(unsplice)
+            retire(hop)
+        }
+    }
+
+    /// A mediator failed (refused, reset, exited): the hop's policy decides.
+    func mediatorFailed(_ hop: Hop, _ why: String) {
+        guard self.hop(hop.id) != nil, !ending else { return }
+        logger.warning("mediator failed", metadata: [
+            "hop": "\(hop.id)", "reason": "\(why)", "on_failure": "\(hop.request.onFailure.rawValue)",
+        ])
+        switch hop.request.onFailure {
+        case .closeSession:
+            hop.removal?.fail(APIError.badGateway("mediator of hop \(hop.id) failed (\(why)); session closed"))
+            hop.removal = nil
+            end(.mediatorFailed)
+        case .bypass:
+            hop.removal?.fail(APIError.badGateway(
+                "mediator of hop \(hop.id) failed (\(why)); hop dropped, bytes inside it lost"))
+            hop.removal = nil
+            hop.legs.values.filter { !$0.done }.forEach(unsplice)
+            retire(hop)
+        }
+    }
+
+    /// Joins the links around a leg back into one and lets the mediator go: bytes held
+    /// while the leg drained go first, then an EOF the sender gave meanwhile.
+    private func unsplice(_ leg: HopLeg) {
+        leg.done = true
+        let path = path(leg.direction)
+        let port = leg.port
+        if let feed = port.inLink, let out = port.outLink,
+           let index = path.links.firstIndex(where: { $0 === feed }), index + 1 < path.links.count {
+            let merged = Link(direction: leg.direction, reader: feed.reader, writer: out.writer, offset: out.offset)
+            feed.reader.outLink = merged
+            out.writer.inLink = merged
+            path.links.replaceSubrange(index...(index + 1), with: [merged])
+            for buffer in feed.held {
+                forward(buffer, over: merged)
+            }
+            feed.held.removeAll()
+            merged.writer.flushIfNeeded()
+            if feed.reader.eofReceived {
+                propagateEOF(over: merged)
+            } else {
+                merged.reader.handler.resumeRead()
+            }
+        }
+        port.inLink = nil
+        port.outLink = nil
+        port.session = nil
+        port.handler.closeNow()
+        leg.process?.terminate()
+    }
+
+    /// Takes a hop whose legs are all unspliced out of the stack.
+    private func retire(_ hop: Hop) {
+        hop.drainTimer?.cancel()
+        hops.removeAll { $0 === hop }
+        reconfiguring.subtract(hop.legs.keys)
+        if let name = hop.mediatorName { mediators.release(name) }
+        record.update(hops: hops.map(\.record))
+    }
+}

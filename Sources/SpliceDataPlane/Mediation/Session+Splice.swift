@@ -1,0 +1,105 @@
+import NIOCore
+import SpliceCore
+
+extension Session {
+    /// Why `direction` cannot be reconfigured now, or nil if it can.
+    func busyReason(_ direction: Direction) -> String? {
+        if reconfiguring.contains(direction) {
+            return "another splice, removal or split of \(direction.rawValue) is still taking effect"
+        }
+        if path(direction).links.first?.reader.eofReceived ?? true {
+            return "\(direction.rawValue) has reached EOF"
+        }
+        return nil
+    }
+
+    /// Opens the mediator's legs, then splices them all at once at the current byte
+    /// boundary of each direction. On any failure the session is left as it was.
+    ///
+    /// The caller has taken a use of `mediatorName` (if registered); this gives it back
+    /// unless the hop ends up spliced.
+    func splice(_ id: Identifier, spec: MediatorSpec, mediatorName: String?, target: String,
+                request: HopRequest) -> EventLoopFuture<HopSnapshot> {
+        let refuse = { (error: APIError) -> EventLoopFuture<HopSnapshot> in
+            if let mediatorName { self.mediators.release(mediatorName) }
+            return self.eventLoop.makeFailedFuture(error)
+        }
+        guard !ending, let client, let server, !paths.isEmpty else {
+            return refuse(.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
+        }
+        let directions = request.directions.directions
+        if let reason = directions.lazy.compactMap(busyReason).first { return refuse(.conflict(reason)) }
+        if let position = request.position, position > hops.count {
+            return refuse(.invalid("position \(position) is past the end of the session's \(hops.count) hop(s)"))
+        }
+        reconfiguring.formUnion(directions)
+        let addresses = (client: client.channel.remoteAddress, server: server.channel.remoteAddress)
+        let handlers = directions.map { _ in PortHandler() }
+        let legs = zip(directions, handlers).map { _, handler in
+            MediatorConnector.open(spec, on: eventLoop, handler: handler, proxyAddresses: addresses)
+        }
+        return EventLoopFuture.whenAllComplete(legs, on: eventLoop).assumeIsolated().flatMapThrowing { results in
+            self.reconfiguring.subtract(directions)
+            let opened = zip(directions, zip(handlers, results)).compactMap { direction, pair in
+                (try? pair.1.get()).map { (direction, pair.0, $0) }
+            }
+            let failure: APIError? = results.lazy.compactMap { result -> APIError? in
+                guard case .failure(let error) = result else { return nil }
+                return error as? APIError ?? .badGateway("mediator \(target) unreachable: \(error)")
+            }.first ?? (self.ending ? .conflict("session \(self.record.id) ended while the mediator was connecting")
+                : directions.lazy.compactMap(self.busyReason).first.map { .conflict($0) })
+            if let failure {
+                for (_, _, leg) in opened {
+                    leg.channel.close(promise: nil)
+                    leg.process?.terminate()
+                }
+                if let mediatorName { self.mediators.release(mediatorName) }
+                throw failure
+            }
+            let hop = Hop(record: HopRecord(id: id, mediator: mediatorName, target: target, request: request),
+                          mediatorName: mediatorName)
+            let position = min(request.position ?? self.hops.count, self.hops.count)
+            self.hops.insert(hop, at: position)
+            for (direction, handler, leg) in opened {
+                self.insert(leg, handler: handler, of: hop, direction: direction, at: position)
+            }
+            self.record.update(hops: self.hops.map(\.record))
+            self.logger.info("hop spliced", metadata: [
+                "hop": "\(id)", "mediator": "\(target)", "position": "\(position)",
+                "spliced_at": "\(hop.legs.mapValues(\.stats.splicedAt))",
+            ])
+            // A mediator that hung up before it was wired in has failed.
+            if let dead = hop.legs.values.first(where: { !$0.port.channel.isActive }) {
+                self.mediatorFailed(hop, "\(dead.port.role) closed before the splice took effect")
+            }
+            return hop.record.snapshot(position: position)
+        }.nonisolated()
+    }
+
+    /// Splits the link where the hop sits in `direction` into reader → mediator → writer.
+    private func insert(_ opened: MediatorConnector.Opened, handler: PortHandler, of hop: Hop,
+                        direction: Direction, at position: Int) {
+        let path = path(direction)
+        // Hops the direction passes before this one: the lower layers going towards the
+        // server, the upper ones coming back.
+        let before = direction == .clientToServer
+            ? hops[..<position].filter { $0.covers(direction) }.count
+            : hops[(position + 1)...].filter { $0.covers(direction) }.count
+        let old = path.links[before]
+        let stats = HopRecord.Leg(splicedAt: old.offset)
+        let port = Port(role: .hop(hop.id, direction), channel: opened.channel, handler: handler, session: self,
+                        written: stats.fed, read: stats.emitted)
+        let feed = Link(direction: direction, reader: old.reader, writer: port, offset: old.offset)
+        let out = Link(direction: direction, reader: port, writer: old.writer, offset: old.offset)
+        old.reader.outLink = feed
+        port.inLink = feed
+        port.outLink = out
+        old.writer.inLink = out
+        path.links.replaceSubrange(before...before, with: [feed, out])
+        hop.legs[direction] = HopLeg(direction: direction, port: port, process: opened.process, stats: stats)
+        hop.record.add(stats, direction)
+        old.writer.flushIfNeeded()
+        port.handler.resumeRead()
+        old.reader.handler.resumeRead()
+    }
+}

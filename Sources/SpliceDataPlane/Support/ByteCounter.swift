@@ -1,0 +1,16 @@
+import Synchronization
+
+/// A byte count written on an event loop and read by the API from any thread.
+final class ByteCounter: Sendable {
+    private let count = Atomic<UInt64>(0)
+
+    init() {}
+
+    /// Adds `bytes`.
+    func add(_ bytes: Int) {
+        count.wrappingAdd(UInt64(bytes), ordering: .relaxed)
+    }
+
+    /// The current total.
+    var value: UInt64 { count.load(ordering: .relaxed) }
+}

@@ -1,0 +1,164 @@
+import CMicroHTTPD
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import SpliceCore
+import Synchronization
+
+extension HTTPServer {
+    /// What the MHD callbacks reach through their closure pointer: the
+    /// configuration, the handler and the live streams.
+    final class Context: Sendable {
+        /// The server's settings.
+        let configuration: Configuration
+        /// The request handler.
+        let handler: Handler
+        private let streams = Mutex<[ObjectIdentifier: StreamSource]>([:])
+        /// Request states not yet freed by the completion callback (leak check).
+        let liveRequests = Atomic<Int>(0)
+
+        /// A context for one daemon.
+        init(configuration: Configuration, handler: @escaping Handler) {
+            self.configuration = configuration
+            self.handler = handler
+        }
+
+        /// The server's logger.
+        var logger: Logger { configuration.logger }
+
+        /// First call for a request, headers complete: reject early what
+        /// must not reach the handler (too long, too big), else nil.
+        func screen(_ state: RequestState) -> HTTPResponse? {
+            if state.targetBytes > configuration.maxTargetBytes {
+                return .problem(.uriTooLong(
+                    "request target is \(state.targetBytes) bytes, at most \(configuration.maxTargetBytes) accepted"))
+            }
+            let headerBytes = state.headers.fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+            if headerBytes > configuration.maxHeaderBytes {
+                return .problem(.headersTooLarge(
+                    "request headers are \(headerBytes) bytes, at most \(configuration.maxHeaderBytes) accepted"))
+            }
+            if let length = state.headers["Content-Length"].flatMap({ Int($0) }), length > configuration.maxBodyBytes {
+                return .problem(tooLarge(length))
+            }
+            return nil
+        }
+
+        /// Takes one piece of upload data; false to drop the connection.
+        func accept(_ data: UnsafeRawBufferPointer, into state: RequestState) -> Bool {
+            if !state.overflowed, state.body.count + data.count <= configuration.maxBodyBytes {
+                state.body.append(contentsOf: data)
+                return true
+            }
+            // A chunked body past the cap: stop keeping it, answer 413 at the
+            // end, but do not read for ever either.
+            state.overflowed = true
+            state.body = []
+            state.discarded += data.count
+            return state.discarded <= 16 * configuration.maxBodyBytes
+        }
+
+        /// The request is complete: run the handler (or answer 413).
+        func respond(to state: RequestState) -> HTTPResponse {
+            if state.overflowed { return .problem(tooLarge(nil)) }
+            let request = HTTPRequest(
+                method: state.method, target: state.target, headers: state.headers,
+                body: state.body, remoteAddress: state.remoteAddress)
+            return handler(request)
+        }
+
+        /// Hands `response` to MHD for `connection`.
+        func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+            let created: OpaquePointer?
+            switch response.body {
+            case .bytes(let bytes):
+                created = bytes.withUnsafeBytes { raw in
+                    MHD_create_response_from_buffer(
+                        raw.count, UnsafeMutableRawPointer(mutating: raw.baseAddress), .RESPMEM_MUST_COPY)
+                }
+            case .stream(let source):
+                source.attach(connection)
+                register(source)
+                // Balanced by the release in Callbacks.streamFree, which MHD
+                // calls even if the response is never queued.
+                let cls = Unmanaged.passRetained(source).toOpaque()
+                created = MHD_create_response_from_callback(
+                    SG_MHD_SIZE_UNKNOWN, source.blockSize, Callbacks.streamReader, cls, Callbacks.streamFree)
+                if created == nil { Unmanaged<StreamSource>.fromOpaque(cls).release(); source.release() }
+            }
+            guard let created else {
+                logger.error("libmicrohttpd could not create a response")
+                return .NO
+            }
+            defer { MHD_destroy_response(created) }
+            for (name, value) in response.headers where MHD_add_response_header(created, name, value) != .YES {
+                logger.warning("libmicrohttpd refused response header", metadata: ["header": "\(name)"])
+            }
+            return MHD_queue_response(connection, UInt32(clamping: response.status), created)
+        }
+
+        /// Ends every open stream and waits until MHD has released them.
+        func abortStreams(waitingUpTo timeout: Duration) {
+            for source in streams.withLock({ Array($0.values) }) { source.abort() }
+            let deadline = ContinuousClock.now + timeout
+            while !streams.withLock(\.isEmpty), ContinuousClock.now < deadline {
+                usleep(5_000)
+            }
+        }
+
+        /// Streams MHD has not released yet (leak check).
+        var liveStreams: Int { streams.withLock(\.count) }
+
+        private func register(_ source: StreamSource) {
+            let key = ObjectIdentifier(source)
+            streams.withLock { $0[key] = source }
+            source.onRelease { [weak self] in _ = self?.streams.withLock { $0.removeValue(forKey: key) } }
+        }
+
+        private func tooLarge(_ length: Int?) -> APIError {
+            let size = length.map { "\($0) bytes" } ?? "larger than that"
+            return .tooLarge("request body is \(size), at most \(configuration.maxBodyBytes) bytes accepted")
+        }
+    }
+
+    /// Per-request state, owned by MHD's `req_cls` from the first access
+    /// callback to the completion callback; only its connection's thread
+    /// touches it.
+    final class RequestState {
+        private let context: Context
+        /// The request method.
+        let method: HTTPMethod
+        /// Path and raw query, as received.
+        let target: String
+        /// The length of `target` in bytes.
+        let targetBytes: Int
+        /// The request headers.
+        let headers: HTTPHeaders
+        /// The peer, `host:port`.
+        let remoteAddress: String
+        /// The body so far (empty once over the cap).
+        var body: [UInt8] = []
+        /// Whether the body went past the cap.
+        var overflowed = false
+        /// Bytes thrown away past the cap.
+        var discarded = 0
+
+        /// State for a request whose headers just arrived.
+        init(
+            context: Context, method: HTTPMethod, path: String, query: [(String, String?)], headers: HTTPHeaders,
+            remoteAddress: String
+        ) {
+            self.context = context
+            context.liveRequests.add(1, ordering: .relaxed)
+            let queryText = query.map { name, value in value.map { "\(name)=\($0)" } ?? name }.joined(separator: "&")
+            self.method = method
+            self.target = query.isEmpty ? path : "\(path)?\(queryText)"
+            self.targetBytes = target.utf8.count
+            self.headers = headers
+            self.remoteAddress = remoteAddress
+        }
+
+        deinit { context.liveRequests.subtract(1, ordering: .relaxed) }
+    }
+}

@@ -1,0 +1,116 @@
+import Logging
+import SpliceCore
+
+/// Maps method and path to handlers, and every failure to a problem+json.
+///
+/// Patterns are literal segments and `{name}` parameters; a final
+/// `{name...}` takes the rest of the path (static files). Segments are
+/// percent-decoded after splitting, so `%2F` stays inside a parameter, and a
+/// segment that does not decode to UTF-8 matches nothing (404). HEAD is served
+/// by the GET route (MHD sends no body for HEAD).
+public struct Router: Sendable {
+    /// A route handler: the request and its path parameters in, a response
+    /// out; thrown `APIError`s become problems.
+    public typealias Handler = @Sendable (HTTPRequest, RouteParameters) throws -> HTTPResponse
+
+    private struct Route: Sendable {
+        let method: HTTPMethod
+        let pattern: [Segment]
+        let handler: Handler
+    }
+
+    private enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+        case rest(String)
+    }
+
+    private var routes: [Route] = []
+    private let logger: Logger
+
+    /// An empty router; unexpected handler errors are logged to `logger`.
+    public init(logger: Logger = Logger(label: "splicegate.router")) {
+        self.logger = logger
+    }
+
+    /// Registers `handler` for `method` on `pattern`, e.g. `/api/v1/listeners/{id}`.
+    public mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping Handler) {
+        let segments = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
+            segment -> Segment in
+            guard segment.hasPrefix("{"), segment.hasSuffix("}") else { return .literal(String(segment)) }
+            let name = segment.dropFirst().dropLast()
+            return name.hasSuffix("...") ? .rest(String(name.dropLast(3))) : .parameter(String(name))
+        }
+        routes.append(Route(method: method, pattern: segments, handler: handler))
+    }
+
+    /// Answers `request`: the matching route's response, or a 404/405/415 problem.
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        guard let segments = Self.decodedSegments(request.path) else {
+            return .problem(.notFound("no resource at \(request.path)"))
+        }
+        let matches = routes.compactMap { route in Self.match(route.pattern, segments).map { (route, $0) } }
+        guard !matches.isEmpty else { return .problem(.notFound("no resource at \(request.path)")) }
+        let method = request.method == .HEAD ? HTTPMethod.GET : request.method
+        // The most literal pattern wins (`/sessions/stats` over `/sessions/{id}`).
+        guard let (route, parameters) = matches.filter({ $0.0.method == method })
+            .max(by: { Self.literalCount($0.0.pattern) < Self.literalCount($1.0.pattern) })
+        else {
+            var allowed = Set(matches.map(\.0.method.rawValue))
+            if allowed.contains("GET") { allowed.insert("HEAD") }
+            var response = HTTPResponse.problem(
+                .methodNotAllowed("\(request.method) is not allowed on \(request.path)"))
+            response.headers.set("Allow", allowed.sorted().joined(separator: ", "))
+            return response
+        }
+        if !request.body.isEmpty, !request.hasJSONContentType {
+            return .problem(request.unsupportedMediaType)
+        }
+        do {
+            return try route.handler(request, parameters)
+        } catch let error as APIError {
+            return .problem(error)
+        } catch {
+            // A bug, not bad input: handlers must map peer failures to APIError.
+            logger.error("handler failed", metadata: [
+                "method": "\(request.method)", "path": "\(request.path)", "error": "\(error)",
+            ])
+            return .problem(.internalError("internal error handling \(request.method) \(request.path)"))
+        }
+    }
+
+    /// The path split on `/` and percent-decoded, without the leading empty
+    /// segment; nil if an escape is malformed or a segment is not UTF-8.
+    public static func decodedSegments(_ path: String) -> [String]? {
+        var segments: [String] = []
+        for raw in path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+            guard let bytes = HTTPRequest.percentDecoded(raw, plusIsSpace: false),
+                let segment = String(validating: bytes, as: UTF8.self)
+            else { return nil }
+            segments.append(segment)
+        }
+        return segments
+    }
+
+    private static func match(_ pattern: [Segment], _ segments: [String]) -> RouteParameters? {
+        var values: [String: String] = [:]
+        for (index, part) in pattern.enumerated() {
+            switch part {
+            case .rest(let name):
+                guard index <= segments.count else { return nil }
+                values[name] = segments[index...].joined(separator: "/")
+                return RouteParameters(values)
+            case .literal(let text):
+                guard index < segments.count, segments[index] == text else { return nil }
+            case .parameter(let name):
+                guard index < segments.count, !segments[index].isEmpty else { return nil }
+                values[name] = segments[index]
+            }
+        }
+        return pattern.count == segments.count ? RouteParameters(values) : nil
+    }
+
+    private static func literalCount(_ pattern: [Segment]) -> Int {
+        pattern.count { if case .literal = $0 { true } else { false } }
+    }
+}

@@ -1,0 +1,138 @@
+import CMicroHTTPD
+import Synchronization
+
+/// A response body produced over time, e.g. a Server-Sent Events stream.
+///
+/// Producers `write` from any thread; the server pulls the bytes through
+/// `MHD_create_response_from_callback`. When nothing is pending the
+/// connection is suspended (`MHD_suspend_connection`) rather than polled,
+/// and a write resumes it, so an idle stream holds no thread and burns no
+/// CPU. A suspended connection does not notice a vanished client; it finds
+/// out at its next write (SSE keep-alive comments serve that purpose).
+public final class StreamSource: Sendable {
+    private struct State: Sendable {
+        var pending: [UInt8] = []
+        var head = 0
+        var finished = false
+        var aborted = false
+        var released = false
+        var suspended = false
+        // The MHD connection while the response is live; guarded by the lock
+        // so a resume can never race the reader's suspend.
+        var connection: OpaqueHandle?
+        var onRelease: [@Sendable () -> Void] = []
+        var pendingCount: Int { pending.count - head }
+    }
+
+    private let state = Mutex(State())
+    /// The most bytes `write` buffers before refusing more.
+    public let maxBufferedBytes: Int
+    /// The block size MHD asks the reader for.
+    public let blockSize: Int
+
+    /// A stream that buffers at most `maxBufferedBytes` not yet sent.
+    public init(maxBufferedBytes: Int = 1 << 20, blockSize: Int = 4096) {
+        self.maxBufferedBytes = maxBufferedBytes
+        self.blockSize = blockSize
+    }
+
+    /// Queues bytes for the client. False, and nothing queued, once the
+    /// stream is finished or released, or when the buffer would overflow.
+    @discardableResult
+    public func write(_ bytes: some Collection<UInt8>) -> Bool {
+        state.withLock { state in
+            guard !state.finished, !state.released,
+                state.pendingCount + bytes.count <= maxBufferedBytes
+            else { return false }
+            state.pending.append(contentsOf: bytes)
+            wake(&state)
+            return true
+        }
+    }
+
+    /// Ends the stream once everything queued has been sent.
+    public func finish() {
+        state.withLock { state in
+            state.finished = true
+            wake(&state)
+        }
+    }
+
+    /// Whether the server has let go of the stream (sent to the end, client
+    /// gone, or server stopped); writes are refused from then on.
+    public var isReleased: Bool { state.withLock { $0.released } }
+
+    /// Runs `body` once the server lets go of the stream (at once if it has).
+    public func onRelease(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state in
+            if state.released { return true }
+            state.onRelease.append(body)
+            return false
+        }
+        if now { body() }
+    }
+
+    /// Ends the stream at once, dropping what is queued (server stopping).
+    func abort() {
+        state.withLock { state in
+            state.finished = true
+            state.aborted = true
+            wake(&state)
+        }
+    }
+
+    /// Binds the stream to the connection it is answered on (MHD thread).
+    func attach(_ connection: OpaquePointer) {
+        state.withLock { $0.connection = OpaqueHandle(connection) }
+    }
+
+    /// Fills `buffer` for MHD: a byte count, end of stream, or 0 after
+    /// suspending the connection until the next write.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        state.withLock { state in
+            if state.aborted { return Int(SG_MHD_CONTENT_READER_END_WITH_ERROR) }
+            let count = min(buffer.count, state.pendingCount)
+            if count > 0 {
+                state.pending.withUnsafeBytes { source in
+                    buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[state.head..<state.head + count]))
+                }
+                state.head += count
+                if state.head == state.pending.count {
+                    state.pending.removeAll(keepingCapacity: true)
+                    state.head = 0
+                } else if state.head > 64 * 1024 {
+                    state.pending.removeFirst(state.head)
+                    state.head = 0
+                }
+                return count
+            }
+            guard !state.finished, let connection = state.connection else {
+                return Int(SG_MHD_CONTENT_READER_END_OF_STREAM)
+            }
+            // Documented as safe from a content reader; the write or finish
+            // that resumes takes the same lock, so it cannot come first.
+            state.suspended = true
+            MHD_suspend_connection(connection.pointer)
+            return 0
+        }
+    }
+
+    /// MHD destroyed the response: no more reads, no more resumes.
+    func release() {
+        let callbacks = state.withLock { state in
+            state.released = true
+            state.connection = nil
+            state.suspended = false
+            defer { state.onRelease = [] }
+            return state.onRelease
+        }
+        for callback in callbacks { callback() }
+    }
+
+    private func wake(_ state: inout State) {
+        if state.suspended, let connection = state.connection {
+            state.suspended = false
+            MHD_resume_connection(connection.pointer)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import CJansson
+import SpliceCore
+
+extension JSON {
+    /// Parses one JSON text (any top-level value) through jansson.
+    ///
+    /// Duplicate keys and trailing non-whitespace are rejected. Errors throw
+    /// `APIError.malformed` with jansson's message, line and column.
+    public static func parse(_ bytes: some Collection<UInt8>) throws(APIError) -> JSON {
+        let flags = SG_JSON_REJECT_DUPLICATES | SG_JSON_DECODE_ANY | SG_JSON_ALLOW_NUL
+        var error = json_error_t()
+        // One spare byte so the buffer never has a nil base; jansson reads `count` only.
+        let storage = Array(bytes) + [0]
+        let root = storage.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                json_loadb(chars.baseAddress, chars.count - 1, flags, &error)
+            }
+        }
+        guard let root else { throw .malformed(describe(error)) }
+        defer { sg_json_decref(root) }
+        return JSON(jansson: root)
+    }
+
+    /// Parses a JSON text held in a string.
+    public static func parse(_ text: String) throws(APIError) -> JSON {
+        try parse(Array(text.utf8))
+    }
+
+    /// The compact UTF-8 serialization, members in insertion order.
+    public func serializedBytes() -> [UInt8] {
+        guard let root = makeJansson() else { return Array("null".utf8) }
+        defer { sg_json_decref(root) }
+        let flags = SG_JSON_COMPACT | SG_JSON_PRESERVE_ORDER | SG_JSON_ENCODE_ANY | SG_JSON_REAL_PRECISION_15
+        let size = json_dumpb(root, nil, 0, flags)
+        guard size > 0 else { return Array("null".utf8) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let written = bytes.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { json_dumpb(root, $0.baseAddress, size, flags) }
+        }
+        return written == size ? bytes : Array("null".utf8)
+    }
+
+    /// The compact serialization as a string.
+    public func serialized() -> String {
+        String(decoding: serializedBytes(), as: UTF8.self)
+    }
+
+    private static func describe(_ error: json_error_t) -> String {
+        let text = withUnsafeBytes(of: error.text) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return "invalid JSON at line \(error.line), column \(error.column): \(text)"
+    }
+
+    /// Copies a jansson tree (borrowed, not consumed) into a Swift value.
+    private init(jansson value: UnsafeMutablePointer<json_t>) {
+        switch sg_json_typeof(value) {
+        case JSON_OBJECT:
+            var object = JSONObject()
+            var iterator = json_object_iter(value)
+            while let current = iterator {
+                let keyPointer = json_object_iter_key(current)
+                let keyLength = json_object_iter_key_len(current)
+                let key = keyPointer.map { pointer in
+                    pointer.withMemoryRebound(to: UInt8.self, capacity: keyLength) {
+                        String(decoding: UnsafeBufferPointer(start: $0, count: keyLength), as: UTF8.self)
+                    }
+                } ?? ""
+                if let member = json_object_iter_value(current) {
+                    object[key] = JSON(jansson: member)
+                }
+                iterator = json_object_iter_next(value, current)
+            }
+            self = .object(object)
+        case JSON_ARRAY:
+            let count = json_array_size(value)
+            self = .array((0..<count).compactMap { json_array_get(value, $0).map(JSON.init(jansson:)) })
+        case JSON_STRING:
+            let length = json_string_length(value)
+            self = .string(json_string_value(value).map { pointer in
+                pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+                    String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self)
+                }
+            } ?? "")
+        case JSON_INTEGER: self = .int(Int64(json_integer_value(value)))
+        case JSON_REAL: self = .double(json_real_value(value))
+        case JSON_TRUE: self = .bool(true)
+        case JSON_FALSE: self = .bool(false)
+        default: self = .null
+        }
+    }
+
+    /// Builds a new jansson tree (one owned reference), or nil if jansson
+    /// refused to allocate.
+    private func makeJansson() -> UnsafeMutablePointer<json_t>? {
+        switch self {
+        case .null: return json_null()
+        case .bool(let value): return value ? json_true() : json_false()
+        case .int(let value): return json_integer(json_int_t(value))
+        case .double(let value):
+            // jansson cannot represent NaN or infinities (json_real returns NULL).
+            return value.isFinite ? json_real(value) : json_null()
+        case .string(let value):
+            return Self.withChars(of: value) { json_stringn($0, $1) }
+        case .array(let items):
+            guard let array = json_array() else { return nil }
+            for item in items {
+                guard let child = item.makeJansson(), json_array_append_new(array, child) == 0 else {
+                    sg_json_decref(array)
+                    return nil
+                }
+            }
+            return array
+        case .object(let members):
+            guard let object = json_object() else { return nil }
+            for (key, member) in members {
+                let status: Int32? = member.makeJansson().map { child in
+                    Self.withChars(of: key) { json_object_setn_new(object, $0, $1, child) }
+                }
+                guard status == 0 else {
+                    sg_json_decref(object)
+                    return nil
+                }
+            }
+            return object
+        }
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `text` (may contain NUL) and their count.
+    private static func withChars<R>(of text: String, _ body: (UnsafePointer<CChar>?, Int) -> R) -> R {
+        let bytes = Array(text.utf8) + [0]
+        return bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                body(chars.baseAddress, chars.count - 1)
+            }
+        }
+    }
+}

@@ -8,16 +8,19 @@ public struct ListenerSpec: Sendable, Equatable {
     public var upstream: HostPort
     /// How long dialing the upstream may take before the client is closed.
     public var connectTimeoutMs: Int
+    /// Mediators spliced into every new session at offset 0, in stack order.
+    public var mediators: [HopRequest]
 
     /// The connect timeout used when a spec names none.
     public static let defaultConnectTimeoutMs = 5_000
 
     /// A spec from its parts.
     public init(name: String? = nil, listen: HostPort, upstream: HostPort,
-                connectTimeoutMs: Int = ListenerSpec.defaultConnectTimeoutMs) {
+                connectTimeoutMs: Int = ListenerSpec.defaultConnectTimeoutMs, mediators: [HopRequest] = []) {
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.connectTimeoutMs = connectTimeoutMs
+        self.mediators = mediators
     }
 }

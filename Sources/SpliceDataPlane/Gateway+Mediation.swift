@@ -29,12 +29,9 @@ extension Gateway {
     /// offsets where it did.
     public func splice(session id: Identifier, _ request: HopRequest) throws(APIError) -> HopSnapshot {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        let (spec, name) = try resolve(request.target)
-        let hopID = makeHopID()
-        let target = spec.target
-        return try wait(record.withSession { session in
-            session.splice(hopID, spec: spec, mediatorName: name, target: target, request: request)
-        })
+        let hopID = registry.makeHopID()
+        let allowAdHoc = allowAdHocMediators
+        return try wait(record.withSession { $0.splice(hopID, request: request, allowAdHoc: allowAdHoc) })
     }
 
     /// Drains and removes a hop; answers with the offsets where feeding stopped and the
@@ -42,16 +39,5 @@ extension Gateway {
     public func removeHop(session id: Identifier, hop: Identifier) throws(APIError) -> RemovalReport {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         return try wait(record.withSession { $0.removeHop(hop) })
-    }
-
-    /// The mediator a request names, with a use taken on a registered one.
-    func resolve(_ target: HopRequest.Target) throws(APIError) -> (MediatorSpec, String?) {
-        switch target {
-        case .registered(let name):
-            return (try mediators.acquire(name), name)
-        case .address(let address):
-            guard allowAdHocMediators else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
-            return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)
-        }
     }
 }

@@ -13,7 +13,6 @@ public final class Gateway: Sendable {
     let mediators = MediatorRegistry()
     private let listenerTable = Mutex<[Identifier: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
-    private let nextHop = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
     public let allowAdHocMediators: Bool
 
@@ -24,15 +23,19 @@ public final class Gateway: Sendable {
         self.allowAdHocMediators = allowAdHocMediators
     }
 
-    /// A fresh hop id.
-    func makeHopID() -> Identifier {
-        Identifier(prefix: "h", number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
-    }
 
     // MARK: listeners
 
     /// Binds a new listener; its `listen` in the answer is the bound address.
     public func addListener(_ spec: ListenerSpec) throws(APIError) -> ListenerSnapshot {
+        for template in spec.mediators {
+            if case .registered(let name) = template.target, mediators.lookUp(name) == nil {
+                throw .invalid("listener mediator template names no registered mediator '\(name)'")
+            }
+            if case .address = template.target, !allowAdHocMediators {
+                throw .invalid("ad-hoc mediator addresses are disabled by the config")
+            }
+        }
         let id = Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
         let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators, logger: logger))
         listenerTable.withLock { $0[id] = listener }

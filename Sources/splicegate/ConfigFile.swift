@@ -2,10 +2,11 @@ import Foundation
 import SpliceControlPlane
 import SpliceCore
 
-/// The `--config` file: `{"listeners": [...], "admin": {...}}`, the listeners being the
-/// same objects as `POST /api/v1/listeners` bodies.
+/// The `--config` file: `{"listeners": [...], "mediators": [...], "admin": {...}}`, the
+/// listeners and mediators being the same objects as the API's POST bodies (plus `exec`
+/// mediators, which only the config file may define).
 enum ConfigFile {
-    static let fields: Set<String> = ["listeners", "admin"]
+    static let fields: Set<String> = ["listeners", "mediators", "admin", "allow_adhoc_mediators"]
     static let adminFields: Set<String> = [
         "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s",
     ]
@@ -16,6 +17,16 @@ enum ConfigFile {
         }
         do throws(APIError) {
             let reader = try JSONObjectReader(JSON.parse(Array(data)), allowed: fields)
+            for (index, entry) in (try reader.optionalArray("mediators") ?? []).enumerated() {
+                do {
+                    settings.mediators.append(try MediatorSpec(json: entry, allowExec: true))
+                } catch {
+                    throw APIError.invalid("mediators[\(index)]: \(error.detail)")
+                }
+            }
+            if let allow = try reader.optionalBool("allow_adhoc_mediators") {
+                settings.allowAdHocMediators = allow
+            }
             for (index, entry) in (try reader.optionalArray("listeners") ?? []).enumerated() {
                 do {
                     settings.listeners.append(try ListenerSpec(json: entry))

@@ -14,10 +14,13 @@ struct Runtime {
 
     func run() throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let gateway = Gateway(group: group, logger: logger)
+        let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators)
         var demoEcho: Channel?
         let server: HTTPServer
         do {
+            for spec in settings.mediators {
+                try gateway.registerMediator(spec)
+            }
             for spec in settings.listeners {
                 _ = try gateway.addListener(spec)
             }

@@ -7,6 +7,8 @@ struct Settings {
     var admin = HostPort(host: "127.0.0.1", port: 8080)
     var token: String?
     var listeners: [ListenerSpec] = []
+    var mediators: [MediatorSpec] = []
+    var allowAdHocMediators = true
     var demoListen: HostPort?
     var webRoot: String?
     var openAPIFile: String?

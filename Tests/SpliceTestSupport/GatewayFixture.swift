@@ -25,3 +25,8 @@ public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) ret
     }
     return try condition()
 }
+
+/// Shuts a test's event loop group down from any context (blocking, off the loops).
+public func shutdownTestGroup(_ group: MultiThreadedEventLoopGroup) {
+    try? group.syncShutdownGracefully()
+}

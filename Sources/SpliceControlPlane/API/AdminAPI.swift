@@ -33,6 +33,8 @@ public struct AdminAPI: Sendable {
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
         ListenersHandler(gateway: gateway).register(in: &router)
         SessionsHandler(gateway: gateway).register(in: &router)
+        MediatorsHandler(gateway: gateway).register(in: &router)
+        HopsHandler(gateway: gateway).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)
             .register(in: &router)
         self.router = router

@@ -2,7 +2,7 @@ import SpliceCore
 
 extension ListenerSpec {
     /// The fields a listener object may carry, in the API and in the config file.
-    static let fields: Set<String> = ["name", "listen", "upstream", "connect_timeout_ms"]
+    static let fields: Set<String> = ["name", "listen", "upstream", "connect_timeout_ms", "mediators"]
 
     /// Reads a listener from its JSON object (a `POST /api/v1/listeners` body or a config
     /// entry); every problem is a 422 naming the field.
@@ -18,7 +18,15 @@ extension ListenerSpec {
         let upstream = try HostPort(parsing: reader.requiredString("upstream"), field: "upstream")
         guard upstream.port != 0 else { throw .invalid("field 'upstream' needs a port other than 0") }
         let timeout = try reader.optionalInt("connect_timeout_ms", min: 1, max: 600_000)
+        var templates: [HopRequest] = []
+        for (index, entry) in (try reader.optionalArray("mediators") ?? []).enumerated() {
+            do {
+                templates.append(try HopRequest(json: entry))
+            } catch {
+                throw .invalid("mediators[\(index)]: \(error.detail)")
+            }
+        }
         self.init(name: name, listen: listen, upstream: upstream,
-                  connectTimeoutMs: timeout.map { Int($0) } ?? Self.defaultConnectTimeoutMs)
+                  connectTimeoutMs: timeout.map { Int($0) } ?? Self.defaultConnectTimeoutMs, mediators: templates)
     }
 }

@@ -15,6 +15,7 @@ extension ListenerSnapshot {
         object["listen"] = .string("\(spec.listen)")
         object["upstream"] = .string("\(spec.upstream)")
         object["connect_timeout_ms"] = .int(Int64(spec.connectTimeoutMs))
+        object["mediators"] = .array(spec.mediators.map(\.json))
         object["created_at"] = .string(createdAt.rfc3339)
         object["sessions"] = ["active": .int(Int64(activeSessions)), "total": .int(Int64(totalSessions))]
         object["upstream_failures"] = .int(Int64(upstreamFailures))
@@ -36,7 +37,7 @@ extension SessionSnapshot {
             "client_to_server": .int(Int64(clamping: bytes.clientToServer)),
             "server_to_client": .int(Int64(clamping: bytes.serverToClient)),
         ]
-        object["mediators"] = []
+        object["mediators"] = .array(hops.map(\.json))
         object["splits"] = []
         return .object(object)
     }

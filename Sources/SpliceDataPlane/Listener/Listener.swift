@@ -46,7 +46,8 @@ final class Listener: Sendable {
                                                client: channel.remoteAddress?.hostPortString ?? "unknown",
                                                server: "\(spec.upstream)", eventLoop: channel.eventLoop)
                     let session = Session(record: record, listenerStats: stats, registry: registry,
-                                          upstream: upstream, mediators: mediators, logger: sessionLogger)
+                                          upstream: upstream, mediators: mediators, templates: spec.mediators,
+                                          logger: sessionLogger)
                     record.attach(session)
                     session.start(client: channel, handler: handler)
                 }

@@ -42,10 +42,11 @@ final class MediatorRegistry: Sendable {
         entries.withLock { $0.values.map { ($0.spec, $0.inUse) } }.sorted { $0.spec.name < $1.spec.name }
     }
 
-    /// Takes a use of a mediator for a new hop; 404 when it is not registered.
+    /// Takes a use of a mediator for a new hop; 422 when it is not registered (the request
+    /// names it in a field, not in its path).
     func acquire(_ name: String) throws(APIError) -> MediatorSpec {
         try entries.withLock { entries throws(APIError) in
-            guard var entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
+            guard var entry = entries[name] else { throw .invalid("no registered mediator '\(name)'") }
             entry.inUse += 1
             entries[name] = entry
             return entry.spec
@@ -56,6 +57,17 @@ final class MediatorRegistry: Sendable {
     func release(_ name: String) {
         entries.withLock { entries in
             entries[name]?.inUse -= 1
+        }
+    }
+
+    /// The mediator a request names, with a use taken on a registered one.
+    func resolve(_ target: HopRequest.Target, allowAdHoc: Bool) throws(APIError) -> (MediatorSpec, String?) {
+        switch target {
+        case .registered(let name):
+            return (try acquire(name), name)
+        case .address(let address):
+            guard allowAdHoc else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
+            return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)
         }
     }
 }

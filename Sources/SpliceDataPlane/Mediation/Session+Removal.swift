@@ -64,19 +64,22 @@ extension Session {
         let ms = hop.request.drainTimeoutMs
         switch hop.request.onFailure {
         case .closeSession:
-            hop.removal?.fail(APIError.gatewayTimeout(
-                "hop \(hop.id) did not drain within \(ms) ms; session \(record.id) closed (on_failure=close_session)"))
-            hop.removal = nil
             logger.warning("drain timed out, closing session", metadata: ["hop": "\(hop.id)"])
-            end(.mediatorFailed)
-        case .bypass:
-            hop.removal?.fail(APIError.gatewayTimeout(
-                "hop \(hop.id) did not drain within \(ms) ms; hop dropped and the bytes still inside the mediator "
-                    + "were lost (on_failure=bypass)"))
+            // End first, so whoever waits on the removal finds the session already gone.
+            let removal = hop.removal
             hop.removal = nil
+            end(.mediatorFailed)
+            removal?.fail(APIError.gatewayTimeout(
+                "hop \(hop.id) did not drain within \(ms) ms; session \(record.id) closed (on_failure=close_session)"))
+        case .bypass:
             logger.warning("drain timed out, hop dropped", metadata: ["hop": "\(hop.id)"])
+            let removal = hop.removal
+            hop.removal = nil
             hop.legs.values.filter { !$0.done }.forEach(unsplice)
             retire(hop)
+            removal?.fail(APIError.gatewayTimeout(
+                "hop \(hop.id) did not drain within \(ms) ms; hop dropped and the bytes still inside the mediator "
+                    + "were lost (on_failure=bypass)"))
         }
     }
 
@@ -88,15 +91,17 @@ extension Session {
         ])
         switch hop.request.onFailure {
         case .closeSession:
-            hop.removal?.fail(APIError.badGateway("mediator of hop \(hop.id) failed (\(why)); session closed"))
+            let removal = hop.removal
             hop.removal = nil
             end(.mediatorFailed)
+            removal?.fail(APIError.badGateway("mediator of hop \(hop.id) failed (\(why)); session closed"))
         case .bypass:
-            hop.removal?.fail(APIError.badGateway(
-                "mediator of hop \(hop.id) failed (\(why)); hop dropped, bytes inside it lost"))
+            let removal = hop.removal
             hop.removal = nil
             hop.legs.values.filter { !$0.done }.forEach(unsplice)
             retire(hop)
+            removal?.fail(APIError.badGateway(
+                "mediator of hop \(hop.id) failed (\(why)); hop dropped, bytes inside it lost"))
         }
     }
 

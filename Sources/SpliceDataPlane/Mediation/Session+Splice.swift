@@ -16,10 +16,17 @@ extension Session {
     /// Opens the mediator's legs, then splices them all at once at the current byte
     /// boundary of each direction. On any failure the session is left as it was.
     ///
-    /// The caller has taken a use of `mediatorName` (if registered); this gives it back
+    /// A registered mediator's use is taken here, on the session's loop, and given back
     /// unless the hop ends up spliced.
-    func splice(_ id: Identifier, spec: MediatorSpec, mediatorName: String?, target: String,
-                request: HopRequest) -> EventLoopFuture<HopSnapshot> {
+    func splice(_ id: Identifier, request: HopRequest, allowAdHoc: Bool) -> EventLoopFuture<HopSnapshot> {
+        let spec: MediatorSpec
+        let mediatorName: String?
+        do {
+            (spec, mediatorName) = try mediators.resolve(request.target, allowAdHoc: allowAdHoc)
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+        let target = spec.target
         let refuse = { (error: APIError) -> EventLoopFuture<HopSnapshot> in
             if let mediatorName { self.mediators.release(mediatorName) }
             return self.eventLoop.makeFailedFuture(error)

@@ -4,13 +4,19 @@ import Synchronization
 /// All live sessions, by id, readable from any thread.
 final class SessionRegistry: Sendable {
     private let sessions = Mutex<[Identifier: SessionRecord]>([:])
-    private let nextNumber = Atomic<UInt64>(1)
+    private let nextSession = Atomic<UInt64>(1)
+    private let nextHop = Atomic<UInt64>(1)
 
     init() {}
 
     /// A fresh session id.
     func makeID() -> Identifier {
-        Identifier(prefix: "s", number: nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue)
+        Identifier(prefix: "s", number: nextSession.wrappingAdd(1, ordering: .relaxed).oldValue)
+    }
+
+    /// A fresh hop id, unique across sessions.
+    func makeHopID() -> Identifier {
+        Identifier(prefix: "h", number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     func insert(_ record: SessionRecord) {

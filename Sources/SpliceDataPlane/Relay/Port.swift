@@ -68,7 +68,7 @@ final class Port {
     var isWritable: Bool { handler.isWritable }
 
     /// Whether the handler may issue a read now.
-    var mayRead: Bool { outLink?.mayForward ?? false }
+    var mayRead: Bool { (session?.readsEnabled ?? false) && (outLink?.mayForward ?? false) }
 
     func received(_ buffer: ByteBuffer) { session?.port(self, received: buffer) }
     func readComplete() { outLink?.writer.flushIfNeeded() }

@@ -25,11 +25,16 @@ final class Session {
     /// Directions with a splice or removal still taking effect (one at a time each).
     var reconfiguring: Set<Direction> = []
     private(set) var ending = false
+    /// False until listener templates are spliced, so they all start at offset 0.
+    private(set) var readsEnabled = false
+    /// Mediators spliced into the session before its first byte (the listener's templates).
+    private let templates: [HopRequest]
     private let ended: EventLoopPromise<Void>
 
     init(record: SessionRecord, listenerStats: ListenerStats, registry: SessionRegistry,
-         upstream: Upstream, mediators: MediatorRegistry, logger: Logger) {
+         upstream: Upstream, mediators: MediatorRegistry, templates: [HopRequest], logger: Logger) {
         self.record = record
+        self.templates = templates
         self.mediators = mediators
         self.eventLoop = record.eventLoop
         self.listenerStats = listenerStats
@@ -75,8 +80,39 @@ final class Session {
         ]
         record.update(state: .open)
         guard channel.isActive else { return end(.serverError) }
-        client.handler.resumeRead()
-        server.handler.resumeRead()
+        applyTemplates(templates[...]) {
+            self.readsEnabled = true
+            for port in [client, server] + self.hops.flatMap({ $0.legs.values.map(\.port) }) {
+                port.handler.resumeRead()
+            }
+        }
+    }
+
+    /// Splices the listener's mediators one after the other, then calls `done`; a template
+    /// that cannot be spliced is skipped under `bypass` and ends the session otherwise.
+    private func applyTemplates(_ pending: ArraySlice<HopRequest>, then done: @escaping () -> Void) {
+        guard !ending else { return }
+        guard let request = pending.first else { return done() }
+        let next = pending.dropFirst()
+        // Templates were checked when the listener was created.
+        splice(registry.makeHopID(), request: request, allowAdHoc: true).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success: self.applyTemplates(next, then: done)
+            case .failure(let error): self.templateFailed(request, error, next, done)
+            }
+        }
+    }
+
+    private func templateFailed(_ request: HopRequest, _ error: any Error, _ next: ArraySlice<HopRequest>,
+                                _ done: @escaping () -> Void) {
+        logger.warning("listener mediator could not be spliced", metadata: [
+            "error": "\(error)", "on_failure": "\(request.onFailure.rawValue)",
+        ])
+        if request.onFailure == .bypass {
+            applyTemplates(next, then: done)
+        } else {
+            end(.mediatorFailed)
+        }
     }
 
     private func connect(_ reader: Port, to writer: Port, _ direction: Direction) -> Link {
@@ -198,6 +234,9 @@ final class Session {
             hop.legs.values.forEach { $0.process?.terminate() }
             if let name = hop.mediatorName { mediators.release(name) }
         }
+        // Detach before closing: a close fires channel events synchronously, and they must
+        // find nothing left to act on.
+        detach()
         for port in ports {
             port.handler.closeNow()
         }
@@ -210,7 +249,6 @@ final class Session {
             "bytes_client_to_server": "\(bytes.clientToServer)",
             "bytes_server_to_client": "\(bytes.serverToClient)",
         ])
-        detach()
         EventLoopFuture.andAllComplete(closed, on: eventLoop).cascade(to: ended)
     }
 

@@ -1,0 +1,30 @@
+import SpliceCore
+import SpliceDataPlane
+
+/// `/api/v1/sessions/{id}/mediators`: splice a mediator into a live session, drain one out.
+struct HopsHandler: Sendable {
+    let gateway: Gateway
+
+    func register(in router: inout Router) {
+        router.add(.GET, "/api/v1/sessions/{id}/mediators") { request, parameters in
+            try request.allowQuery([])
+            let session = try gateway.session(parameters.id("id", prefix: "s", kind: "session"))
+            return .json(200, ["mediators": .array(session.hops.map(\.json))])
+        }
+        router.add(.POST, "/api/v1/sessions/{id}/mediators") { request, parameters in
+            try request.allowQuery([])
+            let id = try parameters.id("id", prefix: "s", kind: "session")
+            let hopRequest = try HopRequest(json: request.jsonBody())
+            let hop = try gateway.splice(session: id, hopRequest)
+            var response = HTTPResponse.json(201, hop.json)
+            response.headers.set("Location", "/api/v1/sessions/\(id)/mediators/\(hop.id)")
+            return response
+        }
+        router.add(.DELETE, "/api/v1/sessions/{id}/mediators/{hop}") { request, parameters in
+            try request.allowQuery([])
+            let id = try parameters.id("id", prefix: "s", kind: "session")
+            let hop = try parameters.id("hop", prefix: "h", kind: "hop")
+            return .json(200, try gateway.removeHop(session: id, hop: hop).json(hop: hop))
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import SpliceCore
+import SpliceDataPlane
+
+/// `/api/v1/mediators`: the registry of mediators sessions can splice by name.
+struct MediatorsHandler: Sendable {
+    let gateway: Gateway
+
+    func register(in router: inout Router) {
+        router.add(.GET, "/api/v1/mediators") { request, _ in
+            try request.allowQuery([])
+            return .json(200, ["mediators": .array(gateway.registeredMediators().map(\.json))])
+        }
+        router.add(.POST, "/api/v1/mediators") { request, _ in
+            try request.allowQuery([])
+            let spec = try MediatorSpec(json: request.jsonBody(), allowExec: false)
+            try gateway.registerMediator(spec)
+            var response = HTTPResponse.json(201, try gateway.registeredMediator(spec.name).json)
+            response.headers.set("Location", "/api/v1/mediators/\(spec.name)")
+            return response
+        }
+        router.add(.GET, "/api/v1/mediators/{name}") { request, parameters in
+            try request.allowQuery([])
+            return .json(200, try gateway.registeredMediator(parameters.require("name")).json)
+        }
+        router.add(.DELETE, "/api/v1/mediators/{name}") { request, parameters in
+            try request.allowQuery([])
+            try gateway.unregisterMediator(parameters.require("name"))
+            return .noContent
+        }
+    }
+}

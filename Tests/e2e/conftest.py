@@ -1,0 +1,296 @@
+"""Fixtures that run the real splicegate binary as a subprocess.
+
+Every gateway binds its admin API (and, with --demo, its demo listener) on
+127.0.0.1 port 0, is read back from its stdout line
+`admin listening on http://HOST:PORT`, and is stopped at teardown. A gateway
+that died before teardown, or that crashes on SIGTERM, fails the test.
+
+SPLICEGATE_BIN picks the binary (default .build/debug/splicegate).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SPEC = ROOT / "openapi" / "openapi.yaml"
+BIN = pathlib.Path(os.environ.get("SPLICEGATE_BIN", ROOT / ".build" / "debug" / "splicegate"))
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+HTTP_TIMEOUT_S = 10.0
+ADMIN_LINE = re.compile(r"^admin listening on (http://(\S+):(\d+))\s*$")
+
+# Requests must never go through a proxy: everything here is on loopback.
+for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+    os.environ.pop(_var, None)
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+
+class GatewayDied(AssertionError):
+    """The gateway process exited when it should have been running."""
+
+
+class Gateway:
+    """One running splicegate process and a small HTTP client for its admin API."""
+
+    def __init__(self, args: list[str], log_dir: pathlib.Path, token: str | None,
+                 env: dict[str, str] | None) -> None:
+        self.args = [str(BIN), *args]
+        self.token = token
+        self.stdout_lines: list[str] = []
+        self.stderr_path = log_dir / f"gateway-{id(self)}.stderr"
+        self._stderr = open(self.stderr_path, "wb")
+        full_env = dict(os.environ)
+        full_env.pop("SPLICEGATE_ADMIN_TOKEN", None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+            env=full_env, cwd=ROOT, start_new_session=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self.url = ""
+        self.host = ""
+        self.port = 0
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.stdout_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "Gateway":
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"no 'admin listening on' line within {timeout}s from {self.args}\n{self.output()}")
+            try:
+                line = self._lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                rc = self.proc.wait(timeout=5)
+                raise GatewayDied(f"gateway exited with {rc} before listening: {self.args}\n{self.output()}")
+            match = ADMIN_LINE.match(line)
+            if match:
+                self.url, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
+                assert self.host == "127.0.0.1", f"admin bound to {self.host}, tests expect 127.0.0.1"
+                assert self.port != 0, f"admin line shows port 0: {line!r}"
+                return self
+
+    def stderr_text(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        try:
+            return self.stderr_path.read_text("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def output(self, tail: int = 4000) -> str:
+        out = "\n".join(self.stdout_lines)[-tail:]
+        err = self.stderr_text()[-tail:]
+        return f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assert_alive(self) -> None:
+        if not self.alive():
+            raise GatewayDied(f"gateway died with exit code {self.proc.returncode}\n{self.output()}")
+
+    # -- HTTP -------------------------------------------------------------
+
+    def headers(self, auth: bool = True, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if auth and self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra or {})
+        return headers
+
+    def request(self, method: str, path: str, *, auth: bool = True,
+                headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT_S)
+        kwargs.setdefault("allow_redirects", False)
+        return self.session.request(method, self.url + path, headers=self.headers(auth, headers), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def listeners(self) -> list[dict[str, Any]]:
+        response = self.get("/api/v1/listeners")
+        assert response.status_code == 200, response.text
+        return response.json()["listeners"]
+
+    def sessions(self, **params: Any) -> list[dict[str, Any]]:
+        """Every session (following next_cursor), optionally filtered."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(1000):
+            query = dict(params)
+            query.setdefault("limit", 1000)
+            if cursor:
+                query["cursor"] = cursor
+            response = self.get("/api/v1/sessions", params=query)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            found.extend(body["sessions"])
+            cursor = body["next_cursor"]
+            if not cursor:
+                return found
+        raise AssertionError("next_cursor never ended")
+
+    def create_listener(self, **body: Any) -> dict[str, Any]:
+        response = self.post("/api/v1/listeners", json=body)
+        assert response.status_code == 201, f"{response.status_code} {response.text}"
+        return response.json()
+
+    # -- lifecycle --------------------------------------------------------
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; returns the exit code."""
+        self.session.close()
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self._reader.join(timeout=STOP_TIMEOUT_S)
+        self._stderr.close()
+        return self.proc.returncode
+
+
+OK_STOP_CODES = {0, -signal.SIGTERM, -signal.SIGKILL}
+
+
+@pytest.fixture
+def start_gateway(tmp_path: pathlib.Path) -> Iterator[Callable[..., Gateway]]:
+    """Factory: start_gateway(*extra_args, token=None, token_via="file"|"env", demo=False)."""
+    if not BIN.exists():
+        pytest.fail(f"gateway binary {BIN} not found; build it (swift build) or set SPLICEGATE_BIN")
+    started: list[Gateway] = []
+
+    def start(*extra: str, token: str | None = None, token_via: str = "file",
+              demo: bool = False, admin: str = "127.0.0.1:0", wait: bool = True,
+              env: dict[str, str] | None = None) -> Gateway:
+        args = ["--admin", admin, "--log-level", "debug"]
+        env = dict(env or {})
+        if demo:
+            args += ["--demo", "--demo-listen", "127.0.0.1:0"]
+        if token is not None:
+            if token_via == "file":
+                token_file = tmp_path / f"token-{len(started)}"
+                token_file.write_text(token + "\n")
+                args += ["--admin-token-file", str(token_file)]
+            else:
+                env["SPLICEGATE_ADMIN_TOKEN"] = token
+        gateway = Gateway([*args, *extra], tmp_path, token, env)
+        started.append(gateway)
+        return gateway.wait_ready() if wait else gateway
+
+    yield start
+
+    problems = []
+    for gateway in started:
+        if gateway.url and not gateway.alive():
+            problems.append(f"gateway {gateway.args} died during the test with exit code "
+                            f"{gateway.proc.returncode}\n{gateway.output()}")
+            gateway.stop()
+            continue
+        was_running = gateway.url != ""
+        rc = gateway.stop()
+        if was_running and rc not in OK_STOP_CODES:
+            problems.append(f"gateway {gateway.args} exited with {rc} on SIGTERM\n{gateway.output()}")
+    if problems:
+        pytest.fail("\n\n".join(problems))
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., Gateway]) -> Gateway:
+    """A gateway with no listeners and no token."""
+    return start_gateway()
+
+
+@pytest.fixture
+def demo_gateway(start_gateway: Callable[..., Gateway]) -> Gateway:
+    """A gateway started with --demo (echo upstream and a listener on an ephemeral port)."""
+    return start_gateway(demo=True)
+
+
+TOKEN = "e2e-secret-token-0123456789"
+
+
+@pytest.fixture
+def token_gateway(start_gateway: Callable[..., Gateway]) -> Gateway:
+    """A gateway whose admin token is set through --admin-token-file."""
+    return start_gateway(token=TOKEN)
+
+
+# -- helpers shared by the test modules --------------------------------------
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+               message: str = "condition") -> Any:
+    """Polls predicate until it returns something truthy; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    described = f"{response.request.method} {response.request.url} -> {response.status_code} " \
+                f"{response.headers.get('Content-Type')!r} {response.text[:500]!r}"
+    assert response.status_code == status, f"expected {status}: {described}"
+    media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    assert media == "application/problem+json", f"expected application/problem+json: {described}"
+    body = response.json()
+    assert isinstance(body, dict), described
+    assert isinstance(body.get("type"), str) and body["type"], f"problem without type: {described}"
+    assert isinstance(body.get("title"), str) and body["title"], f"problem without title: {described}"
+    assert body.get("status") == status, f"problem status member differs: {described}"
+    assert isinstance(body.get("detail"), str), f"problem without detail: {described}"
+    return body

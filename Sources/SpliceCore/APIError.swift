@@ -6,6 +6,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     private enum Kind: Sendable, Equatable {
         case malformed, unauthorized, notFound, methodNotAllowed, conflict
         case tooLarge, unsupportedMediaType, invalid, badGateway, gatewayTimeout
+        case stateNotSaved
     }
 
     private let kind: Kind
@@ -37,6 +38,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func badGateway(_ detail: String) -> APIError { .init(.badGateway, detail) }
     /// 504: a drain did not finish in time.
     public static func gatewayTimeout(_ detail: String) -> APIError { .init(.gatewayTimeout, detail) }
+    /// 500: the change could not be written to the state file (disk full, permissions).
+    public static func stateNotSaved(_ detail: String) -> APIError { .init(.stateNotSaved, detail) }
 
     /// The HTTP status code.
     public var status: Int {
@@ -51,6 +54,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalid: 422
         case .badGateway: 502
         case .gatewayTimeout: 504
+        case .stateNotSaved: 500
         }
     }
 
@@ -67,6 +71,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalid: "Invalid field"
         case .badGateway: "Peer unreachable"
         case .gatewayTimeout: "Drain timed out"
+        case .stateNotSaved: "State not saved"
         }
     }
 
@@ -83,6 +88,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalid: "/problems/invalid-field"
         case .badGateway: "/problems/peer-unreachable"
         case .gatewayTimeout: "/problems/drain-timeout"
+        case .stateNotSaved: "/problems/state-not-saved"
         }
     }
 

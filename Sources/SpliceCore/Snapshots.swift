@@ -44,6 +44,8 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case shutdown
     /// A mediator failed and its policy was `close_session`.
     case mediatorFailed = "mediator_failed"
+    /// No byte moved in either direction for the listener's `idle_timeout_ms`.
+    case idle
 }
 
 /// A point-in-time view of one session, safe to hand to any thread.
@@ -64,10 +66,13 @@ public struct SessionSnapshot: Sendable {
     public var bytes: ByteCounts
     /// Spliced mediators in stack order (client side first).
     public var hops: [HopSnapshot]
+    /// Recipients of copies, in the order they were added.
+    public var splits: [SplitSnapshot]
 
     /// A snapshot from its parts.
     public init(id: Identifier, listener: Identifier, client: String, server: String,
-                state: SessionState, openedAt: Date, bytes: ByteCounts, hops: [HopSnapshot] = []) {
+                state: SessionState, openedAt: Date, bytes: ByteCounts, hops: [HopSnapshot] = [],
+                splits: [SplitSnapshot] = []) {
         self.id = id
         self.listener = listener
         self.client = client
@@ -76,6 +81,7 @@ public struct SessionSnapshot: Sendable {
         self.openedAt = openedAt
         self.bytes = bytes
         self.hops = hops
+        self.splits = splits
     }
 }
 
@@ -93,15 +99,18 @@ public struct ListenerSnapshot: Sendable {
     public var totalSessions: UInt64
     /// Upstream dials that failed (refused or timed out).
     public var upstreamFailures: UInt64
+    /// Clients closed at once because a session limit (the listener's or the gateway's) was reached.
+    public var rejectedSessions: UInt64
 
     /// A snapshot from its parts.
     public init(id: Identifier, spec: ListenerSpec, createdAt: Date, activeSessions: Int,
-                totalSessions: UInt64, upstreamFailures: UInt64) {
+                totalSessions: UInt64, upstreamFailures: UInt64, rejectedSessions: UInt64 = 0) {
         self.id = id
         self.spec = spec
         self.createdAt = createdAt
         self.activeSessions = activeSessions
         self.totalSessions = totalSessions
         self.upstreamFailures = upstreamFailures
+        self.rejectedSessions = rejectedSessions
     }
 }

@@ -15,19 +15,33 @@ public final class Gateway: Sendable {
     private let nextListener = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
     public let allowAdHocMediators: Bool
+    /// Prometheus metrics of this gateway (`/metrics`).
+    public let metrics: GatewayMetrics
+    /// What happens, as it happens (`/api/v1/events`).
+    public let events = EventHub()
+    /// The gateway-wide session limit.
+    private let budget: SessionBudget
+    /// Cleared by `stopAccepting()`: no listener accepts or may be added any more.
+    private let accepting = Atomic<Bool>(true)
 
-    /// A gateway running its sessions on `group`.
-    public init(group: any EventLoopGroup, logger: Logger, allowAdHocMediators: Bool = true) {
+    /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
+    /// over all listeners (nil: no limit).
+    public init(group: any EventLoopGroup, logger: Logger, allowAdHocMediators: Bool = true,
+                maxSessions: Int? = nil, metrics: GatewayMetrics = GatewayMetrics()) {
         self.group = group
         self.logger = logger
         self.allowAdHocMediators = allowAdHocMediators
+        self.metrics = metrics
+        self.budget = SessionBudget(limit: maxSessions)
     }
 
 
     // MARK: listeners
 
-    /// Binds a new listener; its `listen` in the answer is the bound address.
-    public func addListener(_ spec: ListenerSpec) throws(APIError) -> ListenerSnapshot {
+    /// Binds a new listener; its `listen` in the answer is the bound address. `id` restores
+    /// a listener under the id it had before a restart; by default a fresh one is issued.
+    public func addListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil) throws(APIError) -> ListenerSnapshot {
+        guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
         for template in spec.mediators {
             if case .registered(let name) = template.target, mediators.lookUp(name) == nil {
                 throw .invalid("listener mediator template names no registered mediator '\(name)'")
@@ -36,9 +50,15 @@ public final class Gateway: Sendable {
                 throw .invalid("ad-hoc mediator addresses are disabled by the config")
             }
         }
-        let id = Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
-        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators, logger: logger))
+        if let bad = spec.splits.first(where: { $0.failover && !$0.canBeReplica }) {
+            throw .invalid("listener split to \(bad.address): failover needs direction client_to_server and on_slow block")
+        }
+        let id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
+            ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
+        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
+                                              logger: logger, budget: budget, metrics: metrics, events: events))
         listenerTable.withLock { $0[id] = listener }
+        events.publish(.listenerAdded(listener.snapshot))
         return listener.snapshot
     }
 
@@ -59,11 +79,36 @@ public final class Gateway: Sendable {
         }
         try wait(listener.stop())
         logger.info("listener stopped", metadata: ["listener": "\(id)"])
+        events.publish(.listenerRemoved(id))
         if closeSessions {
             let kills = registry.records(listener: id).map { record in
                 record.withSession { $0.kill(.listenerClosed) }.recover { _ in }
             }
             try wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
+        }
+    }
+
+    /// Takes `id` for a restored listener and moves the issuing counter past it.
+    private func reserveListenerID(_ id: Identifier) throws(APIError) -> Identifier {
+        guard id.prefix == "l", listenerTable.withLock({ $0[id] == nil }) else {
+            throw .conflict("listener id \(id) is already in use")
+        }
+        skipListenerIDs(below: id.number + 1)
+        return id
+    }
+
+    /// The number the next new listener's id will carry; saved with the state so that ids
+    /// of deleted listeners are not issued again after a restart.
+    public var nextListenerNumber: UInt64 { nextListener.load(ordering: .relaxed) }
+
+    /// Issues no listener id numbered below `number` any more.
+    public func skipListenerIDs(below number: UInt64) {
+        var current = nextListener.load(ordering: .relaxed)
+        while current < number {
+            let (exchanged, original) = nextListener.weakCompareExchange(
+                expected: current, desired: number, ordering: .relaxed)
+            if exchanged { break }
+            current = original
         }
     }
 
@@ -96,6 +141,26 @@ public final class Gateway: Sendable {
 
     /// How many sessions are live.
     public var sessionCount: Int { registry.count }
+
+    // MARK: operations
+
+    /// Closes every listener's socket so that no client is accepted any more, and refuses new
+    /// listeners; live sessions go on. The listeners stay listed (the first step of a
+    /// graceful shutdown).
+    public func stopAccepting() {
+        accepting.store(false, ordering: .relaxed)
+        let listeners = listenerTable.withLock { Array($0.values) }
+        let stops = listeners.map { $0.stop() }
+        try? wait(EventLoopFuture.andAllComplete(stops, on: group.any()))
+        logger.info("stopped accepting", metadata: ["listeners": "\(listeners.count)"])
+    }
+
+    /// The metrics in the Prometheus text exposition format, derived values brought up to date.
+    public func metricsText() -> String {
+        let listeners = listenerTable.withLock { Array($0.keys) }
+        metrics.refresh(live: registry.records(), listeners: listeners)
+        return metrics.registry.emitToString()
+    }
 
     // MARK: shutdown
 

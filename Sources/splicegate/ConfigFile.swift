@@ -6,7 +6,9 @@ import SpliceCore
 /// listeners and mediators being the same objects as the API's POST bodies (plus `exec`
 /// mediators, which only the config file may define).
 enum ConfigFile {
-    static let fields: Set<String> = ["listeners", "mediators", "admin", "allow_adhoc_mediators"]
+    static let fields: Set<String> = [
+        "listeners", "mediators", "admin", "allow_adhoc_mediators", "max_sessions", "grace_period_s",
+    ]
     static let adminFields: Set<String> = [
         "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s",
     ]
@@ -33,6 +35,12 @@ enum ConfigFile {
                 } catch {
                     throw APIError.invalid("listeners[\(index)]: \(error.detail)")
                 }
+            }
+            if let limit = try reader.optionalInt("max_sessions", min: 1, max: 10_000_000) {
+                settings.maxSessions = Int(limit)
+            }
+            if let grace = try reader.optionalInt("grace_period_s", min: 0, max: 86_400) {
+                settings.gracePeriod = Double(grace)
             }
             if let admin = try reader.optionalObject("admin") {
                 try apply(admin: JSONObjectReader(.object(admin), allowed: adminFields), to: &settings)

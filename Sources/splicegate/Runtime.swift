@@ -1,11 +1,14 @@
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
+import Synchronization
 
 /// The running process: event loops, the gateway, the admin server, and the signal wait.
 struct Runtime {
@@ -13,75 +16,160 @@ struct Runtime {
     let logger: Logger
 
     func run() throws {
+        // Signals are caught from the start, so one arriving during start-up is not lost.
+        let signals = SignalWaiter()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators)
-        var demoEcho: Channel?
+        let metrics = GatewayMetrics()
+        // Libraries that report through swift-metrics land in the same /metrics page.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators,
+                              maxSessions: settings.maxSessions, metrics: metrics)
+        let state = settings.stateFile.map(StateFile.init(path:))
+        var demo: Demo?
         let server: HTTPServer
         do {
-            for spec in settings.mediators {
-                try gateway.registerMediator(spec)
-            }
-            for spec in settings.listeners {
-                _ = try gateway.addListener(spec)
-            }
+            try restore(into: gateway, from: state)
             if let demoListen = settings.demoListen {
-                demoEcho = try startDemo(listen: demoListen, group: group, gateway: gateway)
+                demo = try Demo.start(listen: demoListen, group: group, gateway: gateway, state: state)
             }
+            // Written at once: the first start turns the config into the state, and the file
+            // shows the ports actually bound.
+            try state?.save(gateway)
+            let persist = state.map { state in Persistence { () throws(APIError) in try state.save(gateway) } }
             let api = AdminAPI(gateway: gateway, options: .init(
                 webRoot: settings.webRoot, openAPIFile: settings.openAPIFile,
-                version: Splicegate.version, token: settings.token), logger: logger)
+                version: Splicegate.version, token: settings.token, persist: persist ?? .none), logger: logger)
             var http = settings.http
             http.logger = logger
             server = try HTTPServer(configuration: http) { request in api.handle(request) }
         } catch {
             gateway.shutdown()
+            demo?.stop()
             try? group.syncShutdownGracefully()
-            throw StartupError("\(error)")
+            throw error as? StartupError ?? StartupError("\(error)")
         }
         print("admin listening on \(server.baseURL)")
         fflush(nil)
 
-        let signal = waitForTermination()
-        logger.notice("stopping", metadata: ["signal": "\(signal)"])
+        let signal = signals.next()
+        drain(gateway, signals: signals, after: signal)
         server.stop()
         gateway.shutdown()
-        try? demoEcho?.close().wait()
+        demo?.stop()
         try? group.syncShutdownGracefully()
         logger.notice("stopped")
     }
 
-    private func startDemo(listen: HostPort, group: any EventLoopGroup, gateway: Gateway) throws -> Channel {
-        let echo = try DemoEchoServer.start(group: group)
-        let echoPort = echo.localAddress?.port ?? 0
-        let listener = try gateway.addListener(ListenerSpec(
-            name: "demo", listen: listen, upstream: HostPort(host: "127.0.0.1", port: echoPort)))
-        print("demo: echo upstream on 127.0.0.1:\(echoPort), listener \(listener.id) on \(listener.spec.listen)")
-        return echo
+    /// The state file's listeners and mediators when it exists, else the config file's.
+    private func restore(into gateway: Gateway, from state: StateFile?) throws {
+        if let saved = try state?.load() {
+            logger.notice("restoring from the state file", metadata: [
+                "state_file": "\(state?.path ?? "")", "listeners": "\(saved.listeners.count)",
+                "mediators": "\(saved.mediators.count)",
+            ])
+            gateway.skipListenerIDs(below: saved.nextListenerNumber)
+            for spec in saved.mediators {
+                try gateway.registerMediator(spec)
+            }
+            for (id, spec) in saved.listeners {
+                do {
+                    _ = try gateway.addListener(spec, id: id)
+                } catch {
+                    throw StartupError("state file \(state?.path ?? ""): listener \(id) on \(spec.listen): \(error.detail)")
+                }
+            }
+            return
+        }
+        for spec in settings.mediators {
+            try gateway.registerMediator(spec)
+        }
+        for spec in settings.listeners {
+            _ = try gateway.addListener(spec)
+        }
     }
 
-    /// Blocks until SIGTERM or SIGINT; returns which.
-    private func waitForTermination() -> Int32 {
-        let received = DispatchSemaphore(value: 0)
-        let which = SignalBox()
-        var sources: [DispatchSourceSignal] = []
+    /// Stops accepting, then waits for live sessions to end, at most the grace period (a
+    /// second signal cuts it short); the admin API answers meanwhile.
+    private func drain(_ gateway: Gateway, signals: SignalWaiter, after signal: Int32) {
+        gateway.stopAccepting()
+        let live = gateway.sessionCount
+        logger.notice("stopping: no new clients accepted", metadata: [
+            "signal": "\(signal)", "live_sessions": "\(live)", "grace_period_s": "\(settings.gracePeriod)",
+        ])
+        let deadline = ContinuousClock.now + .milliseconds(Int64(settings.gracePeriod * 1000))
+        while gateway.sessionCount > 0 {
+            guard ContinuousClock.now < deadline else {
+                logger.notice("grace period over, closing live sessions", metadata: [
+                    "live_sessions": "\(gateway.sessionCount)",
+                ])
+                return
+            }
+            if let again = signals.next(waitingUpTo: .milliseconds(50)) {
+                logger.notice("second signal, closing live sessions now", metadata: [
+                    "signal": "\(again)", "live_sessions": "\(gateway.sessionCount)",
+                ])
+                return
+            }
+        }
+        logger.notice("all sessions ended")
+    }
+}
+
+/// SIGTERM and SIGINT, caught through dispatch sources and handed out one at a time.
+final class SignalWaiter: Sendable {
+    private let arrived = DispatchSemaphore(value: 0)
+    private let received = SignalQueue()
+    // Kept so the sources stay installed for the process's life.
+    private let sources: [DispatchSourceSignalBox]
+
+    init() {
+        var sources: [DispatchSourceSignalBox] = []
+        let arrived = arrived
+        let received = received
         for number in [SIGTERM, SIGINT] {
             Foundation.signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                which.set(number)
-                received.signal()
+                received.push(number)
+                arrived.signal()
             }
             source.resume()
-            sources.append(source)
+            sources.append(DispatchSourceSignalBox(source))
         }
-        received.wait()
-        return which.value
+        self.sources = sources
+    }
+
+    /// Blocks until a signal arrives; returns which.
+    func next() -> Int32 {
+        arrived.wait()
+        return received.pop()
+    }
+
+    /// The next signal if one arrives within `timeout`, else nil.
+    func next(waitingUpTo timeout: Duration) -> Int32? {
+        let nanoseconds = Int(timeout.components.seconds) * 1_000_000_000
+            + Int(timeout.components.attoseconds / 1_000_000_000)
+        guard arrived.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success else { return nil }
+        return received.pop()
     }
 }
 
-/// The signal that arrived, handed from the dispatch handler to the waiting thread.
-private final class SignalBox: @unchecked Sendable {
-    // @unchecked: written once before the semaphore is signalled, read after it is waited on.
-    private(set) var value: Int32 = 0
-    func set(_ number: Int32) { value = number }
+/// Signal numbers in arrival order.
+private final class SignalQueue: Sendable {
+    private let numbers = Mutex<[Int32]>([])
+
+    func push(_ number: Int32) {
+        numbers.withLock { $0.append(number) }
+    }
+
+    func pop() -> Int32 {
+        numbers.withLock { $0.isEmpty ? 0 : $0.removeFirst() }
+    }
+}
+
+/// A dispatch signal source, kept alive by the waiter.
+private struct DispatchSourceSignalBox: @unchecked Sendable {
+    // @unchecked: only stored, never touched after it is resumed.
+    let source: any DispatchSourceSignal
+    init(_ source: any DispatchSourceSignal) { self.source = source }
 }

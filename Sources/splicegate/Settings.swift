@@ -13,6 +13,12 @@ struct Settings {
     var webRoot: String?
     var openAPIFile: String?
     var http = HTTPServer.Configuration(host: "127.0.0.1", port: 8080)
+    /// Where runtime changes are saved and restored from (`--state-file`).
+    var stateFile: String?
+    /// Seconds live sessions may take to finish after SIGTERM/SIGINT.
+    var gracePeriod: Double = 30
+    /// Most live sessions over all listeners; nil for no limit.
+    var maxSessions: Int?
 
     static func resolve(command: Splicegate) throws -> Settings {
         var settings = Settings()
@@ -35,6 +41,18 @@ struct Settings {
         } else if settings.token == nil, let token = ProcessInfo.processInfo.environment["SPLICEGATE_ADMIN_TOKEN"],
                   !token.isEmpty {
             settings.token = token
+        }
+        if let path = command.stateFile {
+            guard !path.isEmpty else { throw StartupError("--state-file needs a path") }
+            settings.stateFile = path
+        }
+        if let grace = command.gracePeriod {
+            guard grace >= 0, grace <= 86_400 else { throw StartupError("--grace-period must be 0 to 86400 seconds") }
+            settings.gracePeriod = grace
+        }
+        if let limit = command.maxSessions {
+            guard limit >= 1 else { throw StartupError("--max-sessions must be at least 1") }
+            settings.maxSessions = limit
         }
         if command.demo {
             do {

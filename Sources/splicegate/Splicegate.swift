@@ -16,7 +16,8 @@ struct Splicegate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "splicegate",
         abstract: "A TCP mediation gateway: relay, splice, split and fail over live TCP sessions.",
-        version: version)
+        version: version,
+        subcommands: [MediatorCommand.self])
 
     @Option(help: "Admin API address HOST:PORT; port 0 binds an ephemeral port.")
     var admin: String?
@@ -29,6 +30,15 @@ struct Splicegate: ParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
+
+    @Option(help: "Save runtime changes to listeners and mediators here and restore them at start (wins over --config once it exists).")
+    var stateFile: String?
+
+    @Option(help: "Seconds live sessions may take to finish after SIGTERM/SIGINT before they are closed (default 30).")
+    var gracePeriod: Double?
+
+    @Option(help: "Most live sessions over all listeners; clients beyond it are closed at once.")
+    var maxSessions: Int?
 
     @Flag(help: "Start a built-in echo upstream and a listener for it.")
     var demo = false

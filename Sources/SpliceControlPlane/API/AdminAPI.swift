@@ -14,35 +14,52 @@ public struct AdminAPI: Sendable {
         public var version: String
         /// The admin token, or nil for none.
         public var token: String?
+        /// Called after a listener or mediator is created or deleted, before the API answers
+        /// (the state file is written there); a failure is reported to the client.
+        public var persist: Persistence
 
         /// Options from their parts.
-        public init(webRoot: String?, openAPIFile: String?, version: String, token: String?) {
+        public init(webRoot: String?, openAPIFile: String?, version: String, token: String?,
+                    persist: Persistence = .none) {
             self.webRoot = webRoot
             self.openAPIFile = openAPIFile
             self.version = version
             self.token = token
+            self.persist = persist
         }
     }
 
     private let router: Router
     private let auth: AdminAuth
+    private let metrics: GatewayMetrics
 
     /// The API over `gateway`.
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
-        ListenersHandler(gateway: gateway).register(in: &router)
+        ListenersHandler(gateway: gateway, persist: options.persist).register(in: &router)
         SessionsHandler(gateway: gateway).register(in: &router)
-        MediatorsHandler(gateway: gateway).register(in: &router)
+        MediatorsHandler(gateway: gateway, persist: options.persist).register(in: &router)
+        MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
+        SplitsHandler(gateway: gateway).register(in: &router)
+        EventsHandler(gateway: gateway, heartbeat: Heartbeat()).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)
             .register(in: &router)
         self.router = router
         self.auth = AdminAuth(token: options.token)
+        self.metrics = gateway.metrics
     }
 
-    /// Answers one request.
+    /// Answers one request, counting it and its latency by route.
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
-        auth.reject(request) ?? router.handle(request)
+        let started = ContinuousClock.now
+        let response = auth.reject(request) ?? router.handle(request)
+        let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
+        metrics.adminRequest(
+            method: known.contains(request.method) ? request.method.rawValue : "other",
+            route: router.routePattern(for: request) ?? "unmatched", status: response.status,
+            duration: ContinuousClock.now - started)
+        return response
     }
 }

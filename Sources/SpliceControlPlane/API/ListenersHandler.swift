@@ -4,6 +4,8 @@ import SpliceDataPlane
 /// `/api/v1/listeners`: list, create, show and stop listeners.
 struct ListenersHandler: Sendable {
     let gateway: Gateway
+    /// Saves the configuration after a change, before answering.
+    var persist: Persistence = .none
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/listeners") { request, _ in
@@ -14,6 +16,13 @@ struct ListenersHandler: Sendable {
             try request.allowQuery([])
             let spec = try ListenerSpec(json: request.jsonBody())
             let listener = try gateway.addListener(spec)
+            do throws(APIError) {
+                try persist()
+            } catch {
+                // Not saved means not done: a listener that would vanish on restart is undone.
+                try? gateway.removeListener(listener.id, closeSessions: true)
+                throw APIError.stateNotSaved("listener not created: \(error.detail)")
+            }
             var response = HTTPResponse.json(201, listener.json)
             response.headers.set("Location", "/api/v1/listeners/\(listener.id)")
             return response
@@ -27,6 +36,11 @@ struct ListenersHandler: Sendable {
             let id = try parameters.id("id", prefix: "l", kind: "listener")
             let closeSessions = try request.boolQuery("close_sessions") ?? false
             try gateway.removeListener(id, closeSessions: closeSessions)
+            do throws(APIError) {
+                try persist()
+            } catch {
+                throw APIError.stateNotSaved("listener \(id) stopped, but \(error.detail)")
+            }
             return .noContent
         }
     }

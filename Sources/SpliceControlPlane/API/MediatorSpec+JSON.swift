@@ -49,3 +49,21 @@ extension MediatorSnapshot {
         return .object(object)
     }
 }
+
+extension MediatorSpec {
+    /// The registration as an object that `init(json:allowExec:)` reads back (the state file's form).
+    public var json: JSON {
+        var object = JSONObject()
+        object["name"] = .string(name)
+        switch kind {
+        case .tcp(let address):
+            object["kind"] = "tcp"
+            object["address"] = .string("\(address)")
+            if proxyProtocol { object["proxy_protocol"] = .bool(true) }
+        case .exec(let argv):
+            object["kind"] = "exec"
+            object["command"] = .array(argv.map { .string($0) })
+        }
+        return .object(object)
+    }
+}

@@ -17,6 +17,8 @@ public struct Router: Sendable {
         let method: HTTPMethod
         let pattern: [Segment]
         let handler: Handler
+        /// The pattern as registered, a low-cardinality label for metrics.
+        var text = ""
     }
 
     private enum Segment: Sendable, Equatable {
@@ -41,7 +43,7 @@ public struct Router: Sendable {
             let name = segment.dropFirst().dropLast()
             return name.hasSuffix("...") ? .rest(String(name.dropLast(3))) : .parameter(String(name))
         }
-        routes.append(Route(method: method, pattern: segments, handler: handler))
+        routes.append(Route(method: method, pattern: segments, handler: handler, text: pattern))
     }
 
     /// Answers `request`: the matching route's response, or a 404/405/415 problem.
@@ -77,6 +79,18 @@ public struct Router: Sendable {
             ])
             return .problem(.internalError("internal error handling \(request.method) \(request.path)"))
         }
+    }
+
+    /// The pattern of the route `request` is answered by (or, for a 405, of a route on its
+    /// path); nil when no route matches the path.
+    public func routePattern(for request: HTTPRequest) -> String? {
+        guard let segments = Self.decodedSegments(request.path) else { return nil }
+        let method = request.method == .HEAD ? HTTPMethod.GET : request.method
+        let matches = routes.filter { Self.match($0.pattern, segments) != nil }
+        let best = { (candidates: [Route]) in
+            candidates.max { Self.literalCount($0.pattern) < Self.literalCount($1.pattern) }
+        }
+        return (best(matches.filter { $0.method == method }) ?? best(matches))?.text
     }
 
     /// The path split on `/` and percent-decoded, without the leading empty

@@ -27,8 +27,9 @@ final class Listener: Sendable {
     /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
     /// and a 422 when it cannot be bound at all.
     static func bind(id: Identifier, spec: ListenerSpec, group: EventLoopGroup, registry: SessionRegistry,
-                     mediators: MediatorRegistry, logger: Logger) -> EventLoopFuture<Listener> {
-        let stats = ListenerStats()
+                     mediators: MediatorRegistry, logger: Logger, budget: SessionBudget,
+                     metrics: GatewayMetrics, events: EventHub) -> EventLoopFuture<Listener> {
+        let stats = ListenerStats(listener: id, maxSessions: spec.maxSessions, budget: budget, metrics: metrics)
         let upstream = Upstream(address: spec.upstream, connectTimeoutMs: spec.connectTimeoutMs)
         var listenerLogger = logger
         listenerLogger[metadataKey: "listener"] = "\(id)"
@@ -42,14 +43,25 @@ final class Listener: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let handler = PortHandler()
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    // Over a limit the client is closed at once (the bootstrap closes a channel
+                    // whose initializer fails) and counted.
+                    guard stats.admit() else {
+                        sessionLogger.warning("client rejected: session limit reached", metadata: [
+                            "client": "\(channel.remoteAddress?.hostPortString ?? "unknown")",
+                        ])
+                        throw SessionLimitReached()
+                    }
                     let record = SessionRecord(id: registry.makeID(), listener: id,
                                                client: channel.remoteAddress?.hostPortString ?? "unknown",
                                                server: "\(spec.upstream)", eventLoop: channel.eventLoop)
                     let session = Session(record: record, listenerStats: stats, registry: registry,
-                                          upstream: upstream, mediators: mediators, templates: spec.mediators,
-                                          logger: sessionLogger)
+                                          upstream: upstream, mediators: mediators, templates: (spec.mediators, spec.splits),
+                                          events: events, logger: sessionLogger)
                     record.attach(session)
                     session.start(client: channel, handler: handler)
+                    if let idle = spec.idleTimeoutMs {
+                        IdleWatch.start(session, timeout: .milliseconds(Int64(idle)))
+                    }
                 }
             }
         return bootstrap.bind(host: spec.listen.host, port: spec.listen.port).flatMapErrorThrowing { error in
@@ -79,6 +91,10 @@ final class Listener: Sendable {
     /// A view for the API.
     var snapshot: ListenerSnapshot {
         ListenerSnapshot(id: id, spec: spec, createdAt: createdAt, activeSessions: stats.activeSessions,
-                         totalSessions: stats.totalSessions, upstreamFailures: stats.failedDials)
+                         totalSessions: stats.totalSessions, upstreamFailures: stats.failedDials,
+                         rejectedSessions: stats.rejectedSessions)
     }
 }
+
+/// Why an accepted client was closed at once: a session limit was reached.
+struct SessionLimitReached: Error {}

@@ -1,27 +1,73 @@
+import SpliceCore
 import Synchronization
 
-/// Counters of one listener, updated by its sessions on any loop.
+/// Counters of one listener, updated by its sessions on any loop, and the admission check
+/// for its session limits.
 final class ListenerStats: Sendable {
+    /// The listener these count for.
+    let listener: Identifier
+    /// The gateway's metrics, which session events also feed.
+    let metrics: GatewayMetrics
+    private let budget: SessionBudget
+    private let maxSessions: Int?
     private let active = Atomic<Int>(0)
     private let total = Atomic<UInt64>(0)
     private let upstreamFailures = Atomic<UInt64>(0)
+    private let rejected = Atomic<UInt64>(0)
 
-    init() {}
-
-    /// A client was accepted.
-    func sessionOpened() {
-        active.wrappingAdd(1, ordering: .relaxed)
-        total.wrappingAdd(1, ordering: .relaxed)
+    init(listener: Identifier, maxSessions: Int?, budget: SessionBudget, metrics: GatewayMetrics) {
+        self.listener = listener
+        self.maxSessions = maxSessions
+        self.budget = budget
+        self.metrics = metrics
     }
 
-    /// A session ended (for whatever reason).
+    /// Takes a place for a new client under both limits; false (counted) when either is full.
+    /// A place taken is given back by `sessionClosed()`.
+    func admit() -> Bool {
+        let limit = maxSessions ?? .max
+        var current = active.load(ordering: .relaxed)
+        while true {
+            guard current < limit else { return reject(.listener) }
+            let (exchanged, original) = active.weakCompareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+        guard budget.acquire() else {
+            active.wrappingSubtract(1, ordering: .relaxed)
+            return reject(.global)
+        }
+        return true
+    }
+
+    private func reject(_ limit: SessionLimitKind) -> Bool {
+        rejected.wrappingAdd(1, ordering: .relaxed)
+        metrics.sessionRejected(listener: listener, limit: limit)
+        return false
+    }
+
+    /// A client was accepted (after `admit()`).
+    func sessionOpened() {
+        total.wrappingAdd(1, ordering: .relaxed)
+        metrics.sessionOpened(listener: listener)
+    }
+
+    /// A session ended (for whatever reason): its place is free again.
     func sessionClosed() {
         active.wrappingSubtract(1, ordering: .relaxed)
+        budget.release()
+    }
+
+    /// The reason and final byte counts of a session that ended, for the metrics.
+    func sessionEnded(_ reason: CloseReason, bytes: ByteCounts) {
+        metrics.sessionClosed(listener: listener, reason: reason, bytes: bytes)
     }
 
     /// Dialing the upstream failed.
     func upstreamFailed() {
         upstreamFailures.wrappingAdd(1, ordering: .relaxed)
+        metrics.upstreamConnectFailed(listener: listener)
     }
 
     /// Live sessions.
@@ -30,4 +76,34 @@ final class ListenerStats: Sendable {
     var totalSessions: UInt64 { total.load(ordering: .relaxed) }
     /// Failed upstream dials.
     var failedDials: UInt64 { upstreamFailures.load(ordering: .relaxed) }
+    /// Clients turned away by a session limit.
+    var rejectedSessions: UInt64 { rejected.load(ordering: .relaxed) }
+}
+
+/// The gateway-wide session limit (`--max-sessions`), shared by every listener.
+final class SessionBudget: Sendable {
+    private let limit: Int
+    private let used = Atomic<Int>(0)
+
+    /// A budget of `limit` live sessions; nil for no limit.
+    init(limit: Int?) {
+        self.limit = limit ?? .max
+    }
+
+    /// Takes one place; false when none is left.
+    func acquire() -> Bool {
+        var current = used.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = used.weakCompareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Gives one place back.
+    func release() {
+        used.wrappingSubtract(1, ordering: .relaxed)
+    }
 }

@@ -53,15 +53,21 @@ extension Session {
         let removal = hop.removal
         hop.removal = nil
         retire(hop)
+        metrics.hopRemoved()
         logger.info("hop removed", metadata: [
             "hop": "\(hop.id)", "removed_at": "\(legs.mapValues(\.removedAt))", "drained": "\(legs.mapValues(\.drained))",
         ])
-        removal?.succeed(RemovalReport(removedAt: legs.mapValues(\.removedAt), drained: legs.mapValues(\.drained)))
+        let report = RemovalReport(removedAt: legs.mapValues(\.removedAt), drained: legs.mapValues(\.drained))
+        events.publish(.hopRemoved(session: record.id, hop: hop.id, report))
+        removal?.succeed(report)
     }
 
     private func drainTimedOut(_ hop: Hop) {
         guard hop.state == .draining, self.hop(hop.id) != nil else { return }
         let ms = hop.request.drainTimeoutMs
+        metrics.hopFailed()
+        events.publish(.hopFailed(session: record.id, hop: hop.id, reason: "drain timed out after \(ms) ms",
+                                  policy: hop.request.onFailure))
         switch hop.request.onFailure {
         case .closeSession:
             logger.warning("drain timed out, closing session", metadata: ["hop": "\(hop.id)"])
@@ -86,6 +92,8 @@ extension Session {
     /// A mediator failed (refused, reset, exited): the hop's policy decides.
     func mediatorFailed(_ hop: Hop, _ why: String) {
         guard self.hop(hop.id) != nil, !ending else { return }
+        metrics.hopFailed()
+        events.publish(.hopFailed(session: record.id, hop: hop.id, reason: why, policy: hop.request.onFailure))
         logger.warning("mediator failed", metadata: [
             "hop": "\(hop.id)", "reason": "\(why)", "on_failure": "\(hop.request.onFailure.rawValue)",
         ])

@@ -71,6 +71,8 @@ extension Session {
                 self.insert(leg, handler: handler, of: hop, direction: direction, at: position)
             }
             self.record.update(hops: self.hops.map(\.record))
+            self.metrics.hopSpliced()
+            self.events.publish(.hopSpliced(session: self.record.id, hop.record.snapshot(position: position)))
             self.logger.info("hop spliced", metadata: [
                 "hop": "\(id)", "mediator": "\(target)", "position": "\(position)",
                 "spliced_at": "\(hop.legs.mapValues(\.stats.splicedAt))",

@@ -20,6 +20,8 @@ final class SessionRecord: Sendable {
     let toClient = ByteCounter()
     /// Spliced hops in stack order, as the session last published them.
     private let hops = Mutex<[HopRecord]>([])
+    /// Splits in the order they were added, as the session last published them.
+    private let splits = Mutex<[SplitRecord]>([])
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop
     // Cleared when the session ends, so the record does not keep it alive.
@@ -51,6 +53,11 @@ final class SessionRecord: Sendable {
         hops.withLock { $0 = stack }
     }
 
+    /// Publishes the session's splits after a change.
+    func update(splits list: [SplitRecord]) {
+        splits.withLock { $0 = list }
+    }
+
     /// Bytes delivered per direction.
     var bytes: ByteCounts {
         ByteCounts(clientToServer: toServer.value, serverToClient: toClient.value)
@@ -60,9 +67,11 @@ final class SessionRecord: Sendable {
     var snapshot: SessionSnapshot {
         let (server, state) = mutable.withLock { ($0.server, $0.state) }
         let stack = hops.withLock { $0 }
+        let copies = splits.withLock { $0 }
         return SessionSnapshot(id: id, listener: listener, client: client, server: server, state: state,
                                openedAt: openedAt, bytes: bytes,
-                               hops: stack.enumerated().map { $1.snapshot(position: $0) })
+                               hops: stack.enumerated().map { $1.snapshot(position: $0) },
+                               splits: copies.map(\.snapshot))
     }
 
     /// Runs `body` with the session on its event loop; fails with 404 once it has ended.

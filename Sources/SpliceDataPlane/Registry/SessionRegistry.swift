@@ -6,12 +6,18 @@ final class SessionRegistry: Sendable {
     private let sessions = Mutex<[Identifier: SessionRecord]>([:])
     private let nextSession = Atomic<UInt64>(1)
     private let nextHop = Atomic<UInt64>(1)
+    private let nextSplit = Atomic<UInt64>(1)
 
     init() {}
 
     /// A fresh session id.
     func makeID() -> Identifier {
         Identifier(prefix: "s", number: nextSession.wrappingAdd(1, ordering: .relaxed).oldValue)
+    }
+
+    /// A fresh split id, unique across sessions.
+    func makeSplitID() -> Identifier {
+        Identifier(prefix: "x", number: nextSplit.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     /// A fresh hop id, unique across sessions.

@@ -29,7 +29,7 @@ final class Link {
     }
 
     /// Whether a read from `reader` may be issued now.
-    var mayForward: Bool { !paused && writer.isWritable }
+    var mayForward: Bool { !paused && writer.isWritable && (writer.taps.isEmpty || writer.tapsAllowWriting) }
 }
 
 @available(*, unavailable)

@@ -9,12 +9,14 @@ enum PortRole: Equatable, CustomStringConvertible {
     case server
     /// One direction's connection (or process) of a spliced mediator.
     case hop(Identifier, Direction)
+    /// One direction's connection to a split recipient.
+    case split(Identifier, Direction)
 
     var description: String {
         switch self {
         case .client: "client"
         case .server: "server"
-        case .hop(let id, let direction): "\(id)/\(direction.rawValue)"
+        case .hop(let id, let direction), .split(let id, let direction): "\(id)/\(direction.rawValue)"
         }
     }
 }
@@ -24,20 +26,24 @@ enum PortRole: Equatable, CustomStringConvertible {
 /// The client port, for instance, reads the client-to-server stream and is written the
 /// server-to-client one. Events from the channel's `PortHandler` are routed to the session.
 final class Port {
-    /// What this port is in the session.
-    let role: PortRole
+    /// What this port is in the session (a replica split becomes `server` on failover).
+    var role: PortRole
     /// The channel it wraps.
     let channel: Channel
     /// The handler in that channel's pipeline.
     let handler: PortHandler
     /// Bytes written into this port (for an endpoint: bytes delivered to it).
-    let written: ByteCounter
+    var written: ByteCounter
     /// Bytes read from this port.
     let read: ByteCounter
     /// The link this port's reads feed.
     var outLink: Link?
     /// The link that writes into this port.
     var inLink: Link?
+    /// Split recipients copying every byte written into this (endpoint) port.
+    var taps: [SplitLeg] = []
+    /// For a split recipient's port: the endpoint port it copies.
+    var tapped: Port?
     /// Set when bytes were written and not flushed yet.
     var needsFlush = false
     /// The peer sent EOF (as opposed to the channel just going away).
@@ -60,20 +66,34 @@ final class Port {
 
     /// Whether this port is one of the session's two endpoints (not a mediator or recipient).
     var isEndpoint: Bool {
-        if case .hop = role { return false }
-        return true
+        switch role {
+        case .client, .server: true
+        case .hop, .split: false
+        }
     }
 
     /// Whether the channel can take more writes now.
     var isWritable: Bool { handler.isWritable }
 
-    /// Whether the handler may issue a read now.
-    var mayRead: Bool { (session?.readsEnabled ?? false) && (outLink?.mayForward ?? false) }
+    /// Whether the handler may issue a read now: when the link it feeds can take bytes, or
+    /// always for a split recipient, whose replies are read off as they come.
+    var mayRead: Bool {
+        guard let session, session.readsEnabled else { return false }
+        if let outLink { return outLink.mayForward }
+        return tapped != nil
+    }
 
-    func received(_ buffer: ByteBuffer) { session?.port(self, received: buffer) }
+    func received(_ buffer: ByteBuffer) {
+        if let outLink {
+            session?.forward(buffer, from: outLink)
+        } else {
+            session?.splitPort(self, received: buffer)
+        }
+    }
+
     func readComplete() { outLink?.writer.flushIfNeeded() }
     func inputClosed() { session?.portInputClosed(self) }
-    func becameWritable() { inLink?.reader.handler.resumeRead() }
+    func becameWritable() { (inLink ?? tapped?.inLink)?.reader.handler.resumeRead() }
     func failed(_ error: any Error) { session?.port(self, failed: error) }
     func inactive() { session?.portInactive(self) }
 
@@ -83,11 +103,19 @@ final class Port {
         needsFlush = true
     }
 
-    /// Flushes if anything was written since the last flush.
+    /// Flushes if anything was written since the last flush, here and to its taps.
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
         handler.flush()
+        for tap in taps {
+            tap.port.flushIfNeeded()
+        }
+    }
+
+    /// Whether no `block` tap holds this port's writer back.
+    var tapsAllowWriting: Bool {
+        taps.allSatisfy { $0.policy == .drop || $0.port.isWritable }
     }
 }
 

@@ -110,6 +110,15 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Closes the channel entirely once everything queued has been written.
+    func closeAfterFlush() {
+        guard let context else { return }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
     /// Closes the channel entirely, failing anything still queued.
     func closeNow() {
         context?.channel.close(promise: nil)

@@ -15,25 +15,31 @@ final class Session {
     private let upstream: Upstream
     /// The registry whose use counts this session's hops hold.
     let mediators: MediatorRegistry
+    /// Where the session reports what happens to it.
+    let events: EventHub
     var logger: Logger
     private(set) var client: Port?
-    private(set) var server: Port?
+    var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
     private(set) var paths: [DirectionPath] = []
     /// Spliced hops in stack order, client side first.
     var hops: [Hop] = []
+    /// Recipients of copies, in the order they were added (dropped ones stay listed).
+    var splits: [Split] = []
     /// Directions with a splice or removal still taking effect (one at a time each).
     var reconfiguring: Set<Direction> = []
     private(set) var ending = false
     /// False until listener templates are spliced, so they all start at offset 0.
     private(set) var readsEnabled = false
-    /// Mediators spliced into the session before its first byte (the listener's templates).
-    private let templates: [HopRequest]
+    /// What the listener splices and splits into the session before its first byte.
+    private let templates: (mediators: [HopRequest], splits: [SplitRequest])
     private let ended: EventLoopPromise<Void>
 
     init(record: SessionRecord, listenerStats: ListenerStats, registry: SessionRegistry,
-         upstream: Upstream, mediators: MediatorRegistry, templates: [HopRequest], logger: Logger) {
+         upstream: Upstream, mediators: MediatorRegistry,
+         templates: (mediators: [HopRequest], splits: [SplitRequest]), events: EventHub, logger: Logger) {
         self.record = record
+        self.events = events
         self.templates = templates
         self.mediators = mediators
         self.eventLoop = record.eventLoop
@@ -53,6 +59,7 @@ final class Session {
         registry.insert(record)
         listenerStats.sessionOpened()
         logger.info("session opened", metadata: ["upstream": "\(upstream.address)"])
+        events.publish(.sessionOpened(record.snapshot))
         let serverHandler = PortHandler()
         upstream.connect(on: eventLoop, handler: serverHandler).assumeIsolated().whenComplete { result in
             switch result {
@@ -80,11 +87,29 @@ final class Session {
         ]
         record.update(state: .open)
         guard channel.isActive else { return end(.serverError) }
-        applyTemplates(templates[...]) {
-            self.readsEnabled = true
-            for port in [client, server] + self.hops.flatMap({ $0.legs.values.map(\.port) }) {
+        applyTemplates(templates.mediators[...]) {
+            self.applySplitTemplates(self.templates.splits[...])
+        }
+    }
+
+    /// Adds the listener's splits one after the other; a recipient that cannot be reached is
+    /// skipped (a split never costs the session). Then the session starts reading.
+    private func applySplitTemplates(_ pending: ArraySlice<SplitRequest>) {
+        guard !ending, let client, let server else { return }
+        guard let request = pending.first else {
+            readsEnabled = true
+            for port in [client, server] + allPorts {
                 port.handler.resumeRead()
             }
+            return
+        }
+        addSplit(registry.makeSplitID(), request: request).assumeIsolated().whenComplete { result in
+            if case .failure(let error) = result {
+                self.logger.warning("listener split could not be added", metadata: [
+                    "recipient": "\(request.address)", "error": "\(error)",
+                ])
+            }
+            self.applySplitTemplates(pending.dropFirst())
         }
     }
 
@@ -129,8 +154,8 @@ final class Session {
 
     // MARK: relay events
 
-    func port(_ port: Port, received buffer: ByteBuffer) {
-        guard let link = port.outLink else { return }
+    /// Bytes read from `link`'s reader: on they go, or wait while the link is paused.
+    func forward(_ buffer: ByteBuffer, from link: Link) {
         if link.paused {
             link.held.append(buffer)
         } else {
@@ -138,13 +163,16 @@ final class Session {
         }
     }
 
-    /// Moves bytes one link further.
+    /// Moves bytes one link further, and copies them to the writer's taps.
     func forward(_ buffer: ByteBuffer, over link: Link) {
         let count = buffer.readableBytes
         link.offset &+= UInt64(count)
         link.reader.read.add(count)
         link.writer.written.add(count)
         link.writer.write(buffer)
+        if !link.writer.taps.isEmpty {
+            copy(buffer, to: link.writer.taps)
+        }
     }
 
     func portInputClosed(_ port: Port) {
@@ -153,6 +181,10 @@ final class Session {
             if leg.draining { return finishDrain(leg, of: hop) }
             // A mediator that ends its output while still being fed has exited or failed.
             if !port.outputClosing { return mediatorFailed(hop, "closed its output while still being fed") }
+        }
+        // The server hanging up while the client still talks is a failure a replica covers.
+        if port.role == .server, !(client?.eofReceived ?? true), let replica = failoverReplica {
+            return promote(replica, because: "server sent EOF while the client had not closed its side")
         }
         // A paused link (a drain under way) keeps the EOF for when its direct path is back.
         guard let link = port.outLink, !link.paused else { return }
@@ -167,6 +199,7 @@ final class Session {
         if writer.isEndpoint {
             path(link.direction).eofSeen = true
             record.update(state: .halfClosed)
+            closeTaps(of: writer)
         }
         writer.handler.closeOutputAfterFlush { result in
             switch result {
@@ -200,10 +233,23 @@ final class Session {
     private func portBroke(_ port: Port, _ why: String) {
         switch port.role {
         case .client: end(.clientError)
-        case .server: end(.serverError)
+        case .server:
+            if let replica = failoverReplica {
+                promote(replica, because: "server failed: \(why)")
+            } else {
+                end(.serverError)
+            }
         case .hop(let id, _):
             if let hop = hop(id) { mediatorFailed(hop, why) }
+        case .split:
+            if let split = split(of: port) { drop(split, reason: "recipient failed: \(why)") }
         }
+    }
+
+    /// Every channel the session owns: endpoints, mediator legs, recipients still attached.
+    var allPorts: [Port] {
+        [client, server].compactMap { $0 } + hops.flatMap { $0.legs.values.map(\.port) }
+            + splits.filter { $0.state != .dropped }.flatMap { $0.legs.values.map(\.port) }
     }
 
     /// A hop of this session by id.
@@ -225,7 +271,7 @@ final class Session {
         guard !ending else { return }
         ending = true
         record.update(state: .closing)
-        let ports = [client, server].compactMap { $0 } + hops.flatMap { $0.legs.values.map(\.port) }
+        let ports = allPorts
         let closed = ports.map { $0.channel.closeFuture }
         for hop in hops {
             hop.drainTimer?.cancel()
@@ -238,12 +284,19 @@ final class Session {
         // find nothing left to act on.
         detach()
         for port in ports {
-            port.handler.closeNow()
+            // A session that completed passes its end on to recipients after their copy.
+            if case .split = port.role, reason == .completed {
+                port.handler.closeAfterFlush()
+            } else {
+                port.handler.closeNow()
+            }
         }
         registry.remove(record.id)
         listenerStats.sessionClosed()
         record.release()
         let bytes = record.bytes
+        listenerStats.sessionEnded(reason, bytes: bytes)
+        events.publish(.sessionClosed(record.snapshot, reason: reason))
         logger.info("session closed", metadata: [
             "reason": "\(reason.rawValue)",
             "bytes_client_to_server": "\(bytes.clientToServer)",
@@ -261,12 +314,19 @@ final class Session {
                 link.held.removeAll()
             }
         }
-        for port in [client, server].compactMap({ $0 }) + hops.flatMap({ $0.legs.values.map(\.port) }) {
+        for port in allPorts {
             port.session = nil
+            port.taps = []
+            port.tapped = nil
         }
         hops = []
         record.update(hops: [])
     }
+}
+
+extension Session {
+    /// The gateway's metrics, for reconfiguration events.
+    var metrics: GatewayMetrics { listenerStats.metrics }
 }
 
 @available(*, unavailable)

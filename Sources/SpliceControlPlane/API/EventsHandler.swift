@@ -1,0 +1,67 @@
+import Dispatch
+import SpliceCore
+import SpliceDataPlane
+import Synchronization
+
+/// `GET /api/v1/events`: the gateway's events as Server-Sent Events.
+///
+/// Each client gets a bounded buffer: one that cannot keep up (more than a MiB behind) has
+/// its stream ended rather than slowing the event loops that publish. A comment every few
+/// seconds keeps proxies from timing the stream out and finds clients that went away.
+struct EventsHandler: Sendable {
+    let gateway: Gateway
+    let heartbeat: Heartbeat
+
+    func register(in router: inout Router) {
+        router.add(.GET, "/api/v1/events") { request, _ in
+            try request.allowQuery(["access_token"])
+            let source = StreamSource(maxBufferedBytes: 1 << 20)
+            source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
+            let token = gateway.events.subscribe { sequence, event in
+                if !source.write(event.sseFrame(sequence: sequence)) { source.finish() }
+            }
+            heartbeat.add(source)
+            source.onRelease { [events = gateway.events] in
+                events.cancel(token)
+                heartbeat.remove(source)
+            }
+            var response = HTTPResponse.stream(source)
+            response.headers.set("X-Accel-Buffering", "no")
+            return response
+        }
+    }
+}
+
+/// Writes a keep-alive comment to every open event stream at a fixed interval.
+final class Heartbeat: Sendable {
+    /// The open streams, shared with the timer's handler.
+    private final class Streams: Sendable {
+        let table = Mutex<[ObjectIdentifier: StreamSource]>([:])
+    }
+
+    private let streams = Streams()
+    // Only touched in init and deinit; the Mutex makes the non-Sendable timer storable.
+    private let timer: Mutex<DispatchSourceTimer?>
+
+    init(every seconds: Int = 10) {
+        let source = DispatchSource.makeTimerSource(queue: .global())
+        source.schedule(deadline: .now() + .seconds(seconds), repeating: .seconds(seconds))
+        source.setEventHandler { [streams] in
+            for stream in streams.table.withLock({ Array($0.values) }) {
+                stream.write(Array(": keep-alive\n\n".utf8))
+            }
+        }
+        source.resume()
+        timer = Mutex(source)
+    }
+
+    deinit { timer.withLock { $0?.cancel() } }
+
+    func add(_ source: StreamSource) {
+        streams.table.withLock { $0[ObjectIdentifier(source)] = source }
+    }
+
+    func remove(_ source: StreamSource) {
+        _ = streams.table.withLock { $0.removeValue(forKey: ObjectIdentifier(source)) }
+    }
+}

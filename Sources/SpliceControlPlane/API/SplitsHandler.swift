@@ -1,0 +1,40 @@
+import SpliceCore
+import SpliceDataPlane
+
+/// `/api/v1/sessions/{id}/splits` and `/failover`: copy a live session to recipients, and
+/// promote a replica to server.
+struct SplitsHandler: Sendable {
+    let gateway: Gateway
+
+    func register(in router: inout Router) {
+        router.add(.GET, "/api/v1/sessions/{id}/splits") { request, parameters in
+            try request.allowQuery([])
+            let session = try gateway.session(parameters.id("id", prefix: "s", kind: "session"))
+            return .json(200, ["splits": .array(session.splits.map(\.json))])
+        }
+        router.add(.POST, "/api/v1/sessions/{id}/splits") { request, parameters in
+            try request.allowQuery([])
+            let id = try parameters.id("id", prefix: "s", kind: "session")
+            let split = try gateway.addSplit(session: id, SplitRequest(json: request.jsonBody()))
+            var response = HTTPResponse.json(201, split.json)
+            response.headers.set("Location", "/api/v1/sessions/\(id)/splits/\(split.id)")
+            return response
+        }
+        router.add(.DELETE, "/api/v1/sessions/{id}/splits/{split}") { request, parameters in
+            try request.allowQuery([])
+            try gateway.removeSplit(session: parameters.id("id", prefix: "s", kind: "session"),
+                                    split: parameters.id("split", prefix: "x", kind: "split"))
+            return .noContent
+        }
+        router.add(.POST, "/api/v1/sessions/{id}/failover") { request, parameters in
+            try request.allowQuery([])
+            let id = try parameters.id("id", prefix: "s", kind: "session")
+            let reader = try JSONObjectReader(request.jsonBody(), allowed: ["split"])
+            let text = try reader.requiredString("split")
+            guard let split = Identifier(text, prefix: "x") else {
+                throw APIError.invalid("field 'split' must be a split id like x1, got '\(text)'")
+            }
+            return .json(200, try gateway.failover(session: id, split: split).json)
+        }
+    }
+}

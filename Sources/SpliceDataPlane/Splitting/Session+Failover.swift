@@ -1,0 +1,80 @@
+import NIOCore
+import SpliceCore
+
+extension Session {
+    /// The replica that takes over automatically when the server fails, if any.
+    var failoverReplica: Split? {
+        splits.first { $0.isReplica && $0.request.failover && $0.state != .dropped }
+    }
+
+    /// Promotes a replica on request.
+    func failover(to id: Identifier) -> EventLoopFuture<Void> {
+        guard let split = splits.first(where: { $0.id == id }) else {
+            return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no split \(id)"))
+        }
+        guard split.isReplica, split.state != .dropped else {
+            let why = split.state == .dropped ? "it was dropped" :
+                "it is not a client_to_server, on_slow block split that has seen the stream from offset 0"
+            return eventLoop.makeFailedFuture(APIError.conflict("split \(id) cannot take over: \(why)"))
+        }
+        guard !ending, server != nil else {
+            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is closing"))
+        }
+        promote(split, because: "requested over the API")
+        return eventLoop.makeSucceededFuture(())
+    }
+
+    /// Makes the replica the server: it already has every client byte; of its output, what
+    /// the old server had already sent is skipped and the rest forwarded, so a deterministic
+    /// server's client sees one unbroken stream.
+    func promote(_ split: Split, because why: String) {
+        guard let old = server, let leg = split.legs[.clientToServer] else { return }
+        let replica = leg.port
+        let sent = old.read.value
+        leg.trimHeld(before: sent)
+        // Going in: the replica is the writer of the last client-to-server link.
+        let inbound = path(.clientToServer)
+        if let last = inbound.links.last {
+            let link = Link(direction: .clientToServer, reader: last.reader, writer: replica, offset: last.offset)
+            last.reader.outLink = link
+            replica.inLink = link
+            inbound.links[inbound.links.count - 1] = link
+        }
+        replica.taps = old.taps.filter { $0 !== leg }
+        replica.taps.forEach { $0.port.tapped = replica }
+        replica.tapped = nil
+        replica.role = .server
+        replica.written = record.toServer
+        // Coming back: the replica is the reader of the first server-to-client link.
+        let outbound = path(.serverToClient)
+        let first = outbound.links[0]
+        let link = Link(direction: .serverToClient, reader: replica, writer: first.writer, offset: first.offset)
+        replica.outLink = link
+        first.writer.inLink = link
+        outbound.links[0] = link
+        server = replica
+        splits.removeAll { $0 === split }
+        publishSplits()
+        record.update(server: "\(split.request.address)")
+        old.taps = []
+        old.inLink = nil
+        old.outLink = nil
+        old.session = nil
+        old.handler.closeNow()
+        events.publish(.failedOver(session: record.id, split: split.id, server: "\(split.request.address)", reason: why))
+        logger.warning("failed over to replica", metadata: [
+            "split": "\(split.id)", "replica": "\(split.request.address)", "reason": "\(why)",
+            "server_bytes": "\(sent)", "replica_bytes_held": "\(leg.heldBytes)",
+        ])
+        for buffer in leg.held {
+            forward(buffer, over: link)
+        }
+        leg.held.removeAll()
+        link.writer.flushIfNeeded()
+        if replica.eofReceived {
+            propagateEOF(over: link)
+        }
+        replica.handler.resumeRead()
+        inbound.links.last?.reader.handler.resumeRead()
+    }
+}

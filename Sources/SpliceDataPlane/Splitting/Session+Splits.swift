@@ -1,0 +1,173 @@
+import NIOCore
+import SpliceCore
+
+extension Session {
+    /// Connects to the recipient, then starts copying each requested direction from the
+    /// byte its endpoint has been delivered so far. On failure the session is unchanged.
+    func addSplit(_ id: Identifier, request: SplitRequest) -> EventLoopFuture<SplitSnapshot> {
+        guard !ending, client != nil, server != nil, !paths.isEmpty else {
+            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
+        }
+        let directions = request.directions.directions
+        if let reason = directions.lazy.compactMap(busyReason).first {
+            return eventLoop.makeFailedFuture(APIError.conflict(reason))
+        }
+        if request.failover {
+            guard request.canBeReplica else {
+                return eventLoop.makeFailedFuture(APIError.invalid(
+                    "failover needs a replica: direction client_to_server with on_slow block"))
+            }
+            guard (path(.clientToServer).links.last?.offset ?? 1) == 0 else {
+                return eventLoop.makeFailedFuture(APIError.conflict(
+                    "session \(record.id) has already moved client bytes; a replica must see the stream from offset 0"))
+            }
+        }
+        reconfiguring.formUnion(directions)
+        let handlers = directions.map { _ in PortHandler() }
+        let legs = handlers.map { SplitConnector.connect(request, on: eventLoop, handler: $0) }
+        return EventLoopFuture.whenAllComplete(legs, on: eventLoop).assumeIsolated().flatMapThrowing { results in
+            self.reconfiguring.subtract(directions)
+            let opened = zip(directions, zip(handlers, results)).compactMap { direction, pair in
+                (try? pair.1.get()).map { (direction, pair.0, $0) }
+            }
+            let failure: APIError? = results.lazy.compactMap { result -> APIError? in
+                guard case .failure(let error) = result else { return nil }
+                return error as? APIError ?? .badGateway("split recipient unreachable: \(error)")
+            }.first ?? (self.ending ? .conflict("session \(self.record.id) ended while the recipient was connecting")
+                : directions.lazy.compactMap(self.busyReason).first.map { .conflict($0) })
+            if let failure {
+                opened.forEach { $0.2.close(promise: nil) }
+                throw failure
+            }
+            let split = Split(record: SplitRecord(id: id, request: request))
+            for (direction, handler, channel) in opened {
+                self.attach(channel, handler: handler, to: split, direction: direction)
+            }
+            split.isReplica = request.canBeReplica && split.legs[.clientToServer]?.stats.fromOffset == 0
+            self.splits.append(split)
+            self.publishSplits()
+            self.metrics.splitAdded()
+            self.events.publish(.splitAdded(session: self.record.id, split.record.snapshot))
+            self.logger.info("split added", metadata: [
+                "split": "\(id)", "recipient": "\(request.address)",
+                "from_offset": "\(split.legs.mapValues(\.stats.fromOffset))",
+            ])
+            if let dead = split.legs.values.first(where: { !$0.port.channel.isActive }) {
+                self.drop(split, reason: "recipient closed before the split took effect (\(dead.port.role))")
+            }
+            return split.record.snapshot
+        }.nonisolated()
+    }
+
+    private func attach(_ channel: Channel, handler: PortHandler, to split: Split, direction: Direction) {
+        let path = path(direction)
+        guard let sink = path.sink, let last = path.links.last else { return }
+        let stats = SplitRecord.Leg(fromOffset: last.offset, delivered: sink.written)
+        let port = Port(role: .split(split.id, direction), channel: channel, handler: handler, session: self,
+                        written: stats.sent, read: stats.discarded)
+        port.tapped = sink
+        let leg = SplitLeg(direction: direction, port: port, stats: stats, policy: split.request.onSlow)
+        sink.taps.append(leg)
+        split.legs[direction] = leg
+        split.record.add(stats, direction)
+        port.handler.resumeRead()
+    }
+
+    /// Copies delivered bytes to a direction's recipients; a `drop` recipient that falls
+    /// past its buffer is detached, never slowing the session.
+    func copy(_ buffer: ByteBuffer, to taps: [SplitLeg]) {
+        for tap in taps {
+            tap.port.written.add(buffer.readableBytes)
+            tap.port.write(buffer)
+            if tap.policy == .drop, !tap.port.isWritable, let split = split(of: tap.port) {
+                drop(split, reason: "slow: more than \(split.request.bufferBytes) bytes behind")
+            }
+        }
+    }
+
+    /// Bytes a recipient sent back: a replica's are held for a failover, the rest discarded.
+    func splitPort(_ port: Port, received buffer: ByteBuffer) {
+        guard let split = split(of: port), case .split(_, let direction) = port.role,
+              let leg = split.legs[direction] else { return }
+        let start = port.read.value
+        port.read.add(buffer.readableBytes)
+        guard split.isReplica, split.state != .dropped, let server else { return }
+        if leg.held.isEmpty { leg.heldStart = start }
+        leg.held.append(buffer)
+        // Alignment is by the server's raw output: what it has sent, the replica need not.
+        leg.trimHeld(before: server.read.value)
+        if leg.heldBytes > split.request.bufferBytes {
+            drop(split, reason: "replica_ahead")
+        }
+    }
+
+    /// The split a recipient port belongs to.
+    func split(of port: Port) -> Split? {
+        guard case .split(let id, _) = port.role else { return nil }
+        return splits.first { $0.id == id }
+    }
+
+    /// Passes the direction's EOF on to its recipients once their copies are flushed.
+    func closeTaps(of sink: Port) {
+        for tap in sink.taps where !tap.port.outputClosing {
+            tap.port.outputClosing = true
+            tap.port.handler.closeOutputAfterFlush { result in
+                guard let split = self.split(of: tap.port) else { return }
+                if case .failure = result {
+                    self.drop(split, reason: "recipient failed while flushing")
+                } else if split.legs.values.allSatisfy(\.port.outputClosing), split.state == .active {
+                    split.state = .closed
+                    split.record.update(state: .closed)
+                }
+            }
+        }
+    }
+
+    /// Detaches a split: its connections close, the session goes on without it.
+    func drop(_ split: Split, reason: String) {
+        guard split.state != .dropped else { return }
+        split.state = .dropped
+        logger.warning("split dropped", metadata: ["split": "\(split.id)", "reason": "\(reason)"])
+        for leg in split.legs.values {
+            let unsent = (try? leg.port.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            leg.stats.unsentAtDrop.store(UInt64(unsent), ordering: .relaxed)
+            detachTap(leg)
+        }
+        split.record.update(state: .dropped, reason: reason)
+        publishSplits()
+        let lost = split.record.snapshot.legs.values.reduce(UInt64(0)) { $0 + $1.bytesDropped }
+        metrics.splitDropped(bytes: lost)
+        events.publish(.splitDropped(session: record.id, split.record.snapshot))
+    }
+
+    /// Removes a split on request.
+    func removeSplit(_ id: Identifier) -> EventLoopFuture<Void> {
+        guard let index = splits.firstIndex(where: { $0.id == id }) else {
+            return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no split \(id)"))
+        }
+        let split = splits.remove(at: index)
+        split.legs.values.forEach(detachTap)
+        publishSplits()
+        logger.info("split removed", metadata: ["split": "\(id)"])
+        events.publish(.splitRemoved(session: record.id, split: id))
+        return eventLoop.makeSucceededFuture(())
+    }
+
+    private func detachTap(_ leg: SplitLeg) {
+        let port = leg.port
+        if let sink = port.tapped {
+            sink.taps.removeAll { $0 === leg }
+            // A blocking recipient may have been what held the session back.
+            sink.inLink?.reader.handler.resumeRead()
+        }
+        port.tapped = nil
+        port.session = nil
+        leg.held.removeAll()
+        port.handler.closeNow()
+    }
+
+    /// Publishes the split list for the API.
+    func publishSplits() {
+        record.update(splits: splits.map(\.record))
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import SpliceCore
+import SpliceTestSupport
+import Testing
+
+@testable import SpliceDataPlane
+
+@Suite("Splits over real sockets", .serialized, .timeLimit(.minutes(3)))
+struct SplitTests {
+    @Test("a split added mid-stream receives exactly the stream from its from_offset, then EOF")
+    func splitMidStream() async throws {
+        let server = try Recorder()
+        defer { server.stop() }
+        let recipient = try Recorder()
+        defer { recipient.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let total = 8 << 20
+        var stream = ByteStream(seed: 21)
+        let original = stream.next(total)
+        let client = try harness.connect()
+        let halfway = LockedCounter()
+        let sender = ThreadTask {
+            var offset = 0
+            while offset < total {
+                if offset >= total / 2 { while halfway.value == 0 { usleep(1000) } }
+                let end = min(offset + 65536, total)
+                try client.send(Array(original[offset..<end]))
+                offset = end
+            }
+            client.shutdownWrite()
+        }
+        #expect(eventually { server.count >= total / 2 })
+        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let split = try harness.gateway.addSplit(session: id, SplitRequest(
+            address: HostPort(host: "127.0.0.1", port: recipient.port), directions: .clientToServer))
+        halfway.add(1)
+        try await sender.value
+        let from = try #require(split.legs[.clientToServer]?.fromOffset)
+        #expect(from >= UInt64(total / 2))
+        #expect(eventually { recipient.eofs == 1 })
+        #expect(recipient.bytes == Array(original[Int(from)...]))
+        #expect(server.bytes == original)
+    }
+
+    @Test("a recipient that never reads is dropped; 64 MiB still reach the server intact")
+    func stalledRecipientDropped() async throws {
+        let server = try TestServer { socket in
+            var digest = Digest()
+            while let chunk = try? socket.receive(), !chunk.isEmpty { digest.update(chunk) }
+            try? socket.send(Array(digest.hex().utf8))
+            // Stay open so the session (and its dropped split) can still be inspected.
+            sleep(3)
+            socket.close()
+        }
+        defer { server.stop() }
+        let stalled = try TestServer { socket in
+            socket.setOption(SO_RCVBUF, 16 * 1024)
+            sleep(30)
+        }
+        defer { stalled.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect()
+        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
+        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let split = try harness.gateway.addSplit(session: id, SplitRequest(
+            address: HostPort(host: "127.0.0.1", port: stalled.port), directions: .clientToServer,
+            onSlow: .drop, bufferBytes: 256 * 1024))
+        let sent = try await sendStream(client, total: 64 << 20, seed: 9).value
+        let answer = try client.receive(exactly: 64)
+        #expect(String(decoding: answer, as: UTF8.self) == sent)
+        let snapshot = try #require(harness.gateway.session(id).splits.first { $0.id == split.id })
+        #expect(snapshot.state == .dropped)
+        #expect(snapshot.reason?.hasPrefix("slow") == true)
+        let leg = try #require(snapshot.legs[.clientToServer])
+        #expect(leg.bytesDropped > 0)
+        #expect(leg.bytesSent + leg.bytesDropped == UInt64(64 << 20))
+    }
+
+    @Test("on_slow block: a slow recipient gets a lossless copy and paces the session")
+    func blockingRecipientPaces() async throws {
+        let server = try Recorder()
+        defer { server.stop() }
+        let received = LockedCounter()
+        let copy = LockedDigest()
+        let slow = try TestServer { socket in
+            var digest = Digest()
+            while let chunk = try? socket.receive(max: 16384), !chunk.isEmpty {
+                digest.update(chunk)
+                received.add(chunk.count)
+                usleep(1000)
+            }
+            copy.set(digest)
+        }
+        defer { slow.stop() }
+        let harness = try RelayHarness(upstreamPort: server.port)
+        defer { harness.close() }
+
+        let client = try harness.connect()
+        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
+        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        _ = try harness.gateway.addSplit(session: id, SplitRequest(
+            address: HostPort(host: "127.0.0.1", port: slow.port), directions: .clientToServer,
+            onSlow: .block, bufferBytes: 64 * 1024))
+        let total = 24 << 20
+        let sender = sendStream(client, total: total, seed: 13)
+        // While the copy crawls, the server may run ahead only by what buffers hold.
+        var widestGap = 0
+        while received.value < total / 2 {
+            widestGap = max(widestGap, server.count - received.value)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let sent = try await sender.value
+        #expect(eventually(timeout: 60) { copy.value != nil })
+        #expect(copy.value?.count == total)
+        #expect(copy.value?.hex() == sent)
+        #expect(widestGap < 12 << 20, "server ran \(widestGap) bytes ahead of a blocking recipient")
+    }
+
+    @Test("failover: a line server killed with SIGKILL mid-conversation; the client sees every reply once, in order")
+    func lineServerFailover() async throws {
+        let script = """
+        import socket, sys
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+        while True:
+            c, _ = s.accept(); f = c.makefile("rb"); n = 0
+            for line in f:
+                n += 1
+                c.sendall(b"reply %d to %s" % (n, line))
+            c.close()
+        """
+        let primary = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)"] })
+        let replica = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)"] })
+        defer { primary.kill(); replica.kill() }
+        let group = makeTestGroup()
+        let gateway = Gateway(group: group, logger: makeTestLogger())
+        defer { gateway.shutdown(); shutdownTestGroup(group) }
+        let listener = try gateway.addListener(ListenerSpec(
+            listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary.port),
+            splits: [SplitRequest(address: HostPort(host: "127.0.0.1", port: replica.port),
+                                  directions: .clientToServer, onSlow: .block, failover: true)]))
+
+        let client = try TestSocket.connect(port: listener.spec.listen.port)
+        var replies: [String] = []
+        for n in 1...60 {
+            if n == 31 { primary.kill() }
+            let line = "line \(n)\n"
+            try client.send(Array(line.utf8))
+            let expected = "reply \(n) to \(line)"
+            replies.append(String(decoding: try client.receive(exactly: expected.utf8.count), as: UTF8.self))
+        }
+        #expect(replies == (1...60).map { "reply \($0) to line \($0)\n" })
+        let session = try #require(gateway.sessions().sessions.first)
+        #expect(session.server == "127.0.0.1:\(replica.port)")
+        #expect(session.splits.isEmpty)
+    }
+
+    @Test("failover with redis-server: INCR through the gateway stays an unbroken sequence when the primary dies",
+          .enabled(if: executableExists("/usr/bin/redis-server")))
+    func redisFailover() async throws {
+        let args = { (port: Int) in ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] }
+        let primary = try ChildProcess("/usr/bin/redis-server", arguments: args)
+        let replica = try ChildProcess("/usr/bin/redis-server", arguments: args)
+        defer { primary.kill(); replica.kill() }
+        let group = makeTestGroup()
+        let gateway = Gateway(group: group, logger: makeTestLogger())
+        defer { gateway.shutdown(); shutdownTestGroup(group) }
+        let listener = try gateway.addListener(ListenerSpec(
+            listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary.port),
+            splits: [SplitRequest(address: HostPort(host: "127.0.0.1", port: replica.port),
+                                  directions: .clientToServer, onSlow: .block, failover: true)]))
+
+        let client = try TestSocket.connect(port: listener.spec.listen.port)
+        var values: [Int] = []
+        for n in 1...200 {
+            if n == 101 { primary.kill() }
+            try client.send(Array("INCR splicegate:counter\r\n".utf8))
+            var reply: [UInt8] = []
+            while !reply.suffix(2).elementsEqual([13, 10]) { reply += try client.receive(exactly: 1) }
+            values.append(Int(String(decoding: reply.dropFirst().dropLast(2), as: UTF8.self)) ?? -1)
+        }
+        #expect(values == Array(1...200))
+        #expect(try gateway.sessions().sessions.first?.server == "127.0.0.1:\(replica.port)")
+    }
+}

@@ -90,6 +90,7 @@ let package = Package(
             dependencies: [
                 "SpliceDataPlane", "SpliceCore", "SpliceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -53,7 +53,7 @@ final class Port {
     /// Strong on purpose: the session clears it as it ends, so late channel events are no-ops.
     var session: Session?
 
-    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session,
+    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session?,
          written: ByteCounter = ByteCounter(), read: ByteCounter = ByteCounter()) {
         self.role = role
         self.channel = channel

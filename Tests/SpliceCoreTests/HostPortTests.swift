@@ -1,0 +1,60 @@
+import SpliceCore
+import Testing
+
+@Suite("HostPort parsing")
+struct HostPortTests {
+    @Test("accepts IPv4, bracketed IPv6 and names", arguments: [
+        ("127.0.0.1:7000", "127.0.0.1", 7000, "127.0.0.1:7000"),
+        ("[::1]:80", "::1", 80, "[::1]:80"),
+        ("localhost:0", "localhost", 0, "localhost:0"),
+        ("redis-1.internal:6379", "redis-1.internal", 6379, "redis-1.internal:6379"),
+    ])
+    func accepts(text: String, host: String, port: Int, printed: String) throws {
+        let parsed = try HostPort(parsing: text, field: "listen")
+        #expect(parsed.host == host)
+        #expect(parsed.port == port)
+        #expect(parsed.description == printed)
+    }
+
+    @Test("rejects what is not host:port with a 422 naming the field", arguments: [
+        "", "7000", "host:", ":7000", "host:65536", "host:-1", "host:http", "::1:80", "[::1]80", "[::1",
+        "bad host:80", "hôst:80", "host:0x50", "host:99999999999999999999",
+    ])
+    func rejects(text: String) {
+        let error = #expect(throws: APIError.self) { try HostPort(parsing: text, field: "upstream") }
+        #expect(error?.status == 422)
+        #expect(error?.detail.contains("upstream") == true)
+    }
+}
+
+@Suite("Identifiers")
+struct IdentifierTests {
+    @Test("parse their own prefix only, positive numbers only")
+    func parsing() {
+        #expect(Identifier("s17", prefix: "s") == Identifier(prefix: "s", number: 17))
+        #expect(Identifier("s17", prefix: "l") == nil)
+        #expect(Identifier("s0", prefix: "s") == nil)
+        #expect(Identifier("s-1", prefix: "s") == nil)
+        #expect(Identifier("s", prefix: "s") == nil)
+        #expect(Identifier("s1x", prefix: "s") == nil)
+        #expect(Identifier("s99999999999999999999999", prefix: "s") == nil)
+    }
+
+    @Test("order by number, so cursors page in creation order")
+    func ordering() {
+        let ids = ["s10", "s2", "s1"].compactMap { Identifier($0, prefix: "s") }
+        #expect(ids.sorted().map(\.description) == ["s1", "s2", "s10"])
+    }
+}
+
+@Suite("Split requests")
+struct SplitRequestTests {
+    @Test("only a client_to_server, block split can be a replica")
+    func replica() {
+        let address = HostPort(host: "127.0.0.1", port: 6380)
+        #expect(SplitRequest(address: address, directions: .clientToServer, onSlow: .block).canBeReplica)
+        #expect(!SplitRequest(address: address, directions: .clientToServer, onSlow: .drop).canBeReplica)
+        #expect(!SplitRequest(address: address, directions: .both, onSlow: .block).canBeReplica)
+        #expect(!SplitRequest(address: address, directions: .serverToClient, onSlow: .block).canBeReplica)
+    }
+}

@@ -18,18 +18,9 @@ enum MediatorConnector {
     /// PROXY v2 header when the mediator asks for one.
     static func open(_ spec: MediatorSpec, on eventLoop: EventLoop, handler: PortHandler,
                      proxyAddresses: (client: SocketAddress?, server: SocketAddress?)) -> EventLoopFuture<Opened> {
-        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
         switch spec.kind {
         case .tcp(let address):
-            let bootstrap = ClientBootstrap(group: eventLoop)
-                .connectTimeout(connectTimeout)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
-                }
-            let connected = (try? SocketAddress(ipAddress: address.host, port: address.port))
-                .map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: address.host, port: address.port)
+            let connected = Dialer.connect(address, timeout: connectTimeout, on: eventLoop, handler: handler)
             return connected.flatMapErrorThrowing { error in
                 throw APIError.badGateway("mediator \(spec.name) at \(address) unreachable: \(error)")
             }.flatMap { channel in
@@ -45,6 +36,7 @@ enum MediatorConnector {
             } catch {
                 return eventLoop.makeFailedFuture(error)
             }
+            let bound = NIOLoopBound(handler, eventLoop: eventLoop)
             return NIOPipeBootstrap(group: eventLoop)
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in

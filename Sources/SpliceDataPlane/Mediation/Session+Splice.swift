@@ -39,30 +39,13 @@ extension Session {
         if let position = request.position, position > hops.count {
             return refuse(.invalid("position \(position) is past the end of the session's \(hops.count) hop(s)"))
         }
-        reconfiguring.formUnion(directions)
         let addresses = (client: client.channel.remoteAddress, server: server.channel.remoteAddress)
-        let handlers = directions.map { _ in PortHandler() }
-        let legs = zip(directions, handlers).map { _, handler in
-            MediatorConnector.open(spec, on: eventLoop, handler: handler, proxyAddresses: addresses)
-        }
-        return EventLoopFuture.whenAllComplete(legs, on: eventLoop).assumeIsolated().flatMapThrowing { results in
-            self.reconfiguring.subtract(directions)
-            let opened = zip(directions, zip(handlers, results)).compactMap { direction, pair in
-                (try? pair.1.get()).map { (direction, pair.0, $0) }
-            }
-            let failure: APIError? = results.lazy.compactMap { result -> APIError? in
-                guard case .failure(let error) = result else { return nil }
-                return error as? APIError ?? .badGateway("mediator \(target) unreachable: \(error)")
-            }.first ?? (self.ending ? .conflict("session \(self.record.id) ended while the mediator was connecting")
-                : directions.lazy.compactMap(self.busyReason).first.map { .conflict($0) })
-            if let failure {
-                for (_, _, leg) in opened {
-                    leg.channel.close(promise: nil)
-                    leg.process?.terminate()
-                }
-                if let mediatorName { self.mediators.release(mediatorName) }
-                throw failure
-            }
+        return openLegs(directions, peer: "mediator \(target)", open: { handler in
+            MediatorConnector.open(spec, on: self.eventLoop, handler: handler, proxyAddresses: addresses)
+        }, discard: { leg in
+            leg.channel.close(promise: nil)
+            leg.process?.terminate()
+        }, apply: { opened in
             let hop = Hop(record: HopRecord(id: id, mediator: mediatorName, target: target, request: request),
                           mediatorName: mediatorName)
             let position = min(request.position ?? self.hops.count, self.hops.count)
@@ -82,6 +65,9 @@ extension Session {
                 self.mediatorFailed(hop, "\(dead.port.role) closed before the splice took effect")
             }
             return hop.record.snapshot(position: position)
+        }).assumeIsolated().flatMapErrorThrowing { error in
+            if let mediatorName { self.mediators.release(mediatorName) }
+            throw error
         }.nonisolated()
     }
 

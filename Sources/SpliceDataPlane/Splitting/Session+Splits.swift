@@ -22,23 +22,9 @@ extension Session {
                     "session \(record.id) has already moved client bytes; a replica must see the stream from offset 0"))
             }
         }
-        reconfiguring.formUnion(directions)
-        let handlers = directions.map { _ in PortHandler() }
-        let legs = handlers.map { SplitConnector.connect(request, on: eventLoop, handler: $0) }
-        return EventLoopFuture.whenAllComplete(legs, on: eventLoop).assumeIsolated().flatMapThrowing { results in
-            self.reconfiguring.subtract(directions)
-            let opened = zip(directions, zip(handlers, results)).compactMap { direction, pair in
-                (try? pair.1.get()).map { (direction, pair.0, $0) }
-            }
-            let failure: APIError? = results.lazy.compactMap { result -> APIError? in
-                guard case .failure(let error) = result else { return nil }
-                return error as? APIError ?? .badGateway("split recipient unreachable: \(error)")
-            }.first ?? (self.ending ? .conflict("session \(self.record.id) ended while the recipient was connecting")
-                : directions.lazy.compactMap(self.busyReason).first.map { .conflict($0) })
-            if let failure {
-                opened.forEach { $0.2.close(promise: nil) }
-                throw failure
-            }
+        return openLegs(directions, peer: "split recipient \(request.address)", open: { handler in
+            SplitConnector.connect(request, on: self.eventLoop, handler: handler)
+        }, discard: { $0.close(promise: nil) }, apply: { opened in
             let split = Split(record: SplitRecord(id: id, request: request))
             for (direction, handler, channel) in opened {
                 self.attach(channel, handler: handler, to: split, direction: direction)
@@ -56,7 +42,7 @@ extension Session {
                 self.drop(split, reason: "recipient closed before the split took effect (\(dead.port.role))")
             }
             return split.record.snapshot
-        }.nonisolated()
+        })
     }
 
     private func attach(_ channel: Channel, handler: PortHandler, to split: Split, direction: Direction) {

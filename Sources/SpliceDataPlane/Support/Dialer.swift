@@ -1,0 +1,28 @@
+import NIOCore
+import NIOPosix
+import SpliceCore
+
+/// Dials a TCP peer of a session (server, mediator, recipient) on the session's event
+/// loop, with the relay's `PortHandler` installed and half-closure allowed.
+enum Dialer {
+    /// Connects to `address`; an IP literal skips name resolution.
+    static func connect(_ address: HostPort, timeout: TimeAmount, on eventLoop: EventLoop, handler: PortHandler,
+                        writeBuffer: ChannelOptions.Types.WriteBufferWaterMark? = nil) -> EventLoopFuture<Channel> {
+        // The initializer runs on `eventLoop` too, where the handler lives.
+        let bound = NIOLoopBound(handler, eventLoop: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
+            }
+        if let writeBuffer {
+            bootstrap = bootstrap.channelOption(.writeBufferWaterMark, value: writeBuffer)
+        }
+        if let literal = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            return bootstrap.connect(to: literal)
+        }
+        return bootstrap.connect(host: address.host, port: address.port)
+    }
+}

@@ -133,7 +133,7 @@ final class StateFile: Sendable {
         guard fd >= 0 else { throw SystemCallError("open \(temporary)") }
         var written = 0
         while written < bytes.count {
-            let result = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            let result = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress.map { $0 + written }, raw.count - written) }
             if result < 0 && errno == EINTR { continue }
             guard result > 0 else {
                 let error = SystemCallError("write \(temporary)")

@@ -15,8 +15,10 @@ public struct Identifier: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     /// Parses `s17`-style text with the expected prefix; nil when it is not one.
     public init?(_ text: String, prefix: Character) {
-        guard text.first == prefix, text.count <= 21,
-              let number = UInt64(text.dropFirst()), number > 0 else { return nil }
+        let digits = text.dropFirst()
+        // Digits only, no sign, no leading zero: one id has one spelling.
+        guard text.first == prefix, (1...20).contains(digits.count), digits.first != "0",
+              digits.allSatisfy({ $0.isASCII && $0.isNumber }), let number = UInt64(digits) else { return nil }
         self.init(prefix: prefix, number: number)
     }
 

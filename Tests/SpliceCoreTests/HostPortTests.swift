@@ -38,6 +38,8 @@ struct IdentifierTests {
         #expect(Identifier("s", prefix: "s") == nil)
         #expect(Identifier("s1x", prefix: "s") == nil)
         #expect(Identifier("s99999999999999999999999", prefix: "s") == nil)
+        #expect(Identifier("s01", prefix: "s") == nil)
+        #expect(Identifier("s+1", prefix: "s") == nil)
     }
 
     @Test("order by number, so cursors page in creation order")

@@ -115,6 +115,11 @@ struct MediationStressTests {
             #expect(eventually { gateway.sessionCount == 0 })
         }
         #expect(recorder.bytes == [1, 11, 21, 31, 2, 11, 21, 31, 3, 11, 21, 31])
+        // A template holds its mediator: unregistering it would break every new session.
+        let refused = #expect(throws: APIError.self) { try gateway.unregisterMediator("plus1") }
+        #expect(refused?.status == 409)
+        try gateway.removeListener(listener.id, closeSessions: true)
+        try gateway.unregisterMediator("plus1")
     }
 
     @Test("proxy_protocol: the mediator reads a PROXY v2 header with the client and server addresses first")

@@ -294,3 +294,127 @@ def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
     assert body.get("status") == status, f"problem status member differs: {described}"
     assert isinstance(body.get("detail"), str), f"problem without detail: {described}"
     return body
+
+
+# -- helpers for the mediation and splitting tests (real sockets) ------------
+
+IO_TIMEOUT_S = 10.0
+
+
+class StreamServer:
+    """A threaded TCP server on 127.0.0.1:0 that runs `handler(conn)` per connection.
+
+    Each connection is recorded in `conns`; `close()` closes the listening socket and
+    every connection. The handlers below cover the tests' needs: echo, a byte-wise
+    transform (a tcp mediator that flushes as it goes), and a sink that keeps what it
+    reads (a split recipient).
+    """
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        self.handler = handler
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.conns: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self.handler(conn)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+        for conn in self.conns:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def transform_handler(transform: Callable[[bytes], bytes]) -> Callable[[socket.socket], None]:
+    """A tcp mediator: writes transform(chunk) for every chunk read, answers EOF with EOF."""
+    def handle(conn: socket.socket) -> None:
+        while data := conn.recv(65536):
+            conn.sendall(transform(data))
+        conn.shutdown(socket.SHUT_WR)
+    return handle
+
+
+def echo_handler(conn: socket.socket) -> None:
+    transform_handler(lambda data: data)(conn)
+
+
+class Sink:
+    """A split recipient: one buffer per accepted connection, filled until EOF."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.streams: list[bytearray] = []
+        self.eof: list[bool] = []
+        self.server = StreamServer(self._handle)
+        self.address = self.server.address
+
+    def _handle(self, conn: socket.socket) -> None:
+        with self.lock:
+            index = len(self.streams)
+            self.streams.append(bytearray())
+            self.eof.append(False)
+        while data := conn.recv(65536):
+            with self.lock:
+                self.streams[index] += data
+        with self.lock:
+            self.eof[index] = True
+
+    def snapshot(self) -> list[bytes]:
+        with self.lock:
+            return [bytes(stream) for stream in self.streams]
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def connect(address: str, timeout: float = IO_TIMEOUT_S) -> socket.socket:
+    """A client socket connected to `host:port`, with a read timeout."""
+    sock = socket.create_connection(split_address(address), timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    """Reads exactly `count` bytes (the socket's timeout bounds each read)."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(min(65536, count - len(data)))
+        assert chunk, f"EOF after {len(data)} of {count} bytes: {bytes(data[-80:])!r}"
+        data += chunk
+    return bytes(data)
+
+
+def roundtrip(sock: socket.socket, payload: bytes) -> bytes:
+    """Sends payload and reads back as many bytes (an echo upstream's answer)."""
+    sock.sendall(payload)
+    return recv_exactly(sock, len(payload))
+
+
+def session_of(gateway: Gateway, sock: socket.socket, timeout: float = 10.0) -> dict[str, Any]:
+    """The session whose client is this socket (matched by the socket's local address)."""
+    host, port = sock.getsockname()[:2]
+    client = f"{host}:{port}"
+    return wait_until(lambda: next((s for s in gateway.sessions() if s["client"] == client), None),
+                      timeout=timeout, message=f"a session for client {client}")

@@ -1,9 +1,22 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SpliceCore
 
 extension Date {
     /// RFC 3339 in UTC with second precision, as every timestamp in the API is written.
-    var rfc3339: String { formatted(.iso8601) }
+    ///
+    /// Formatted by hand from `gmtime_r`: a session listing writes one per session, and
+    /// Foundation's formatter costs more than the rest of the session object together.
+    var rfc3339: String {
+        var seconds = time_t(timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
 }
 
 extension ListenerSnapshot {

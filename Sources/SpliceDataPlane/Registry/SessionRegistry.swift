@@ -3,7 +3,7 @@ import Synchronization
 
 /// All live sessions, by id, readable from any thread.
 final class SessionRegistry: Sendable {
-    private let sessions = Mutex<[Identifier: SessionRecord]>([:])
+    private let sessions = Mutex(SessionTable())
     private let nextSession = Atomic<UInt64>(1)
     private let nextHop = Atomic<UInt64>(1)
     private let nextSplit = Atomic<UInt64>(1)
@@ -26,35 +26,70 @@ final class SessionRegistry: Sendable {
     }
 
     func insert(_ record: SessionRecord) {
-        sessions.withLock { $0[record.id] = record }
+        sessions.withLock { table in
+            table.byID[record.id] = record
+            // Ids are issued in order, so this is almost always an append.
+            let index = table.ordered.insertionIndex(of: record.id)
+            table.ordered.insert(record, at: index)
+        }
     }
 
     func remove(_ id: Identifier) {
-        _ = sessions.withLock { $0.removeValue(forKey: id) }
+        sessions.withLock { table in
+            guard table.byID.removeValue(forKey: id) != nil else { return }
+            let index = table.ordered.insertionIndex(of: id)
+            if index < table.ordered.count, table.ordered[index].id == id { table.ordered.remove(at: index) }
+        }
     }
 
     func record(_ id: Identifier) -> SessionRecord? {
-        sessions.withLock { $0[id] }
+        sessions.withLock { $0.byID[id] }
     }
 
     /// Live sessions of one listener (or all), in id order.
     func records(listener: Identifier? = nil) -> [SessionRecord] {
-        let all = sessions.withLock { Array($0.values) }
-        return all.filter { listener == nil || $0.listener == listener }.sorted { $0.id < $1.id }
+        let all = sessions.withLock { $0.ordered }
+        guard let listener else { return all }
+        return all.filter { $0.listener == listener }
     }
 
-    /// One page of sessions in id order, starting after `cursor`.
+    /// One page of sessions in id order, starting after `cursor`: a binary search and a
+    /// slice, so paging through many sessions costs what the pages hold.
     func page(listener: Identifier?, limit: Int, after cursor: Identifier?) -> (items: [SessionRecord], next: Identifier?) {
-        let all = sessions.withLock { Array($0.values) }
-        var matching = all.filter { record in
-            (listener == nil || record.listener == listener) && (cursor.map { record.id > $0 } ?? true)
+        sessions.withLock { table in
+            var index = cursor.map { table.ordered.insertionIndex(of: Identifier(prefix: "s", number: $0.number + 1)) } ?? 0
+            var items: [SessionRecord] = []
+            items.reserveCapacity(min(limit, table.ordered.count - index))
+            while index < table.ordered.count, items.count < limit {
+                let record = table.ordered[index]
+                if listener == nil || record.listener == listener { items.append(record) }
+                index += 1
+            }
+            let more = table.ordered[index...].contains { listener == nil || $0.listener == listener }
+            return (items, more ? items.last?.id : nil)
         }
-        matching.sort { $0.id < $1.id }
-        let items = Array(matching.prefix(limit))
-        let next = matching.count > limit ? items.last?.id : nil
-        return (items, next)
     }
 
     /// How many sessions are live.
-    var count: Int { sessions.withLock { $0.count } }
+    var count: Int { sessions.withLock { $0.byID.count } }
+}
+
+/// Live sessions by id, and in id order for paging.
+private struct SessionTable {
+    var byID: [Identifier: SessionRecord] = [:]
+    var ordered: [SessionRecord] = []
+}
+
+extension Array where Element == SessionRecord {
+    /// Where a record with `id` sits or would sit in this id-ordered array.
+    fileprivate func insertionIndex(of id: Identifier) -> Int {
+        if let last, last.id < id { return count }
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle].id < id { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
 }

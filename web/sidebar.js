@@ -1,0 +1,62 @@
+// The sidebar: listeners (with add and remove), registered mediators, the event log.
+
+import { h, live, patch } from "./dom.js";
+import { clock, idNumber } from "./format.js";
+
+let confirming = null;
+
+/** Renders the sidebar; `actions.removeListener(id, closeSessions)` and `actions.filterListener(id)`. */
+export function renderSidebar(state, actions) {
+  const listeners = [...state.listeners.values()].sort((a, b) => idNumber(a.id) - idNumber(b.id));
+  document.getElementById("listener-count").textContent = String(listeners.length);
+  patch(document.getElementById("listeners"), h("ul", { class: "items", id: "listener-list" },
+    listeners.length ? listeners.map((l) => listenerItem(l, state, actions)) : h("li", { class: "empty" }, "No listeners.")));
+
+  const mediators = [...state.mediators.values()].sort((a, b) => a.name.localeCompare(b.name));
+  document.getElementById("mediator-count").textContent = String(mediators.length);
+  patch(document.getElementById("mediators"), h("ul", { class: "items compact", id: "mediator-list" },
+    mediators.length ? mediators.map(mediatorItem)
+      : h("li", { class: "empty" }, "None registered (POST /api/v1/mediators, or the config file).")));
+
+  patch(document.getElementById("event-log"), h("ol", { class: "log", id: "event-log-list" },
+    state.log.map((entry) => h("li", { class: `log-${entry.level}`, dataset: { key: entry.key } },
+      h("time", {}, clock(entry.at)), " ", h("b", {}, entry.kind), " ", entry.text))));
+}
+
+function listenerItem(listener, state, actions) {
+  const active = state.filter.listener === listener.id;
+  const templates = listener.mediators.length + listener.splits.length;
+  const id = listener.id;
+  return h("li", { class: active ? "item selected" : "item", dataset: { listener: id } },
+    h("div", { class: "item-head" },
+      h("button", {
+        type: "button", class: "link", "data-focus": `lf-${id}`, "aria-pressed": active ? "true" : "false",
+        title: "Show only this listener's sessions", onclick: () => actions.filterListener(active ? "" : id),
+      }, h("b", {}, listener.name || id), listener.name ? h("span", { class: "muted" }, ` ${id}`) : null),
+      h("span", { class: "spacer" }),
+      live(`la-${id}`, `${listener.sessions.active} live`, { class: "pill", title: `${listener.sessions.total} sessions in all` })),
+    h("div", { class: "mono small" }, listener.listen, h("span", { class: "muted" }, " → "), listener.upstream),
+    h("div", { class: "small muted" },
+      templates ? `${listener.mediators.length} mediator and ${listener.splits.length} split templates · ` : "",
+      live(`lf-n-${id}`, `${listener.upstream_failures} upstream failures`)),
+    confirming === id
+      ? h("div", { class: "confirm", role: "group", "aria-label": `Remove listener ${id}` },
+        h("button", { type: "button", class: "danger small-button", "data-focus": `lr1-${id}`, onclick: () => { confirming = null; actions.removeListener(id, false); } }, "Stop accepting"),
+        h("button", { type: "button", class: "danger small-button", "data-close-sessions": true, onclick: () => { confirming = null; actions.removeListener(id, true); } }, "…and close sessions"),
+        h("button", { type: "button", class: "quiet small-button", onclick: () => { confirming = null; actions.rerender(); } }, "Cancel"))
+      : h("div", { class: "item-actions" },
+        h("button", {
+          type: "button", class: "quiet small-button", "data-focus": `lr-${id}`, "data-action": "remove-listener",
+          "aria-label": `Remove listener ${listener.name || id}`,
+          onclick: () => { confirming = id; actions.rerender(); requestAnimationFrame(() => document.querySelector(`[data-focus="lr1-${id}"]`)?.focus()); },
+        }, "Remove…")));
+}
+
+function mediatorItem(mediator) {
+  const where = mediator.kind === "tcp" ? mediator.address : (mediator.command || []).join(" ");
+  return h("li", { class: "item", dataset: { mediator: mediator.name }, title: `${mediator.kind} ${where}` },
+    h("div", { class: "item-head" }, h("b", {}, mediator.name),
+      h("span", { class: "mono small muted ellipsis" }, where), h("span", { class: "spacer" }),
+      live(`mu-${mediator.name}`, mediator.in_use ? `${mediator.in_use} in use` : "idle",
+        { class: mediator.in_use ? "pill on" : "pill" })));
+}

@@ -56,7 +56,8 @@ extension JSON {
     private init(jansson value: UnsafeMutablePointer<json_t>) {
         switch sg_json_typeof(value) {
         case JSON_OBJECT:
-            var object = JSONObject()
+            // Parsed with JSON_REJECT_DUPLICATES, so the keys are distinct.
+            var members: [(key: String, value: JSON)] = []
             var iterator = json_object_iter(value)
             while let current = iterator {
                 let keyPointer = json_object_iter_key(current)
@@ -67,11 +68,11 @@ extension JSON {
                     }
                 } ?? ""
                 if let member = json_object_iter_value(current) {
-                    object[key] = JSON(jansson: member)
+                    members.append((key, JSON(jansson: member)))
                 }
                 iterator = json_object_iter_next(value, current)
             }
-            self = .object(object)
+            self = .object(JSONObject(uniqueMembers: members))
         case JSON_ARRAY:
             let count = json_array_size(value)
             self = .array((0..<count).compactMap { json_array_get(value, $0).map(JSON.init(jansson:)) })
@@ -126,13 +127,14 @@ extension JSON {
         }
     }
 
-    /// Calls `body` with the UTF-8 bytes of `text` (may contain NUL) and their count.
+    /// Calls `body` with the UTF-8 bytes of `text` (may contain NUL) and their count, without
+    /// copying a native string (jansson's `…n` functions take lengths, not terminators).
     private static func withChars<R>(of text: String, _ body: (UnsafePointer<CChar>?, Int) -> R) -> R {
-        let bytes = Array(text.utf8) + [0]
-        return bytes.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { chars in
-                body(chars.baseAddress, chars.count - 1)
-            }
+        var text = text
+        return text.withUTF8 { utf8 in
+            // An empty buffer may have no address; jansson wants a pointer even for "".
+            guard let base = utf8.baseAddress else { return "".withCString { body($0, 0) } }
+            return base.withMemoryRebound(to: CChar.self, capacity: utf8.count) { body($0, utf8.count) }
         }
     }
 }

@@ -98,7 +98,10 @@ def refused(address: str) -> bool:
 
 def exit_code(gateway: Gateway, timeout: float = EXIT_TIMEOUT_S) -> int:
     """Waits for the process to exit by itself; the fixture then no longer counts it as died."""
-    rc = gateway.proc.wait(timeout=timeout)
+    try:
+        rc = gateway.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the gateway did not exit within {timeout} s; its output:\n{gateway.output(tail=12000)}")
     gateway.url = ""
     return rc
 

@@ -168,16 +168,18 @@ struct OperationsTests {
         defer { echo.stop() }
         let harness = OperationsHarness()
         defer { harness.close() }
-        let listener = try harness.listener(upstream: echo.port, idleTimeoutMs: 400)
+        // Generous margins: a loaded machine may stall the busy client for a while, and
+        // only "idle closes, busy stays" is under test here, not how fast.
+        let listener = try harness.listener(upstream: echo.port, idleTimeoutMs: 1500)
         let port = listener.spec.listen.port
         let idle = try TestSocket.connect(port: port, timeout: 10)
         let busy = try TestSocket.connect(port: port, timeout: 10)
         defer { idle.close(); busy.close() }
         #expect(try roundTrip(idle, [1]) == [1])
 
-        // The busy client moves a byte every 100 ms for 1.5 s, well past the timeout.
+        // The busy client moves a byte every 100 ms for 3 s, well past the timeout.
         let chatter = ThreadTask { () -> Bool in
-            for index in 0..<15 {
+            for index in 0..<30 {
                 let byte = [UInt8(index)]
                 guard (try? roundTrip(busy, byte)) == byte else { return false }
                 usleep(100_000)
@@ -185,9 +187,9 @@ struct OperationsTests {
             return true
         }
         let started = Date()
-        #expect(closedByGateway(idle, within: 5))
+        #expect(closedByGateway(idle, within: 10))
         let idleFor = Date().timeIntervalSince(started)
-        #expect(idleFor >= 0.3 && idleFor < 2, "closed after \(idleFor) s")
+        #expect(idleFor >= 1.0, "closed after \(idleFor) s, before its idle timeout")
         #expect(try await chatter.value)
         #expect(harness.metric("splicegate_sessions_closed_total",
                                "listener=\"\(listener.id)\",reason=\"idle\"") == 1)

@@ -120,21 +120,28 @@ struct SplitTests {
         #expect(widestGap < 12 << 20, "server ran \(widestGap) bytes ahead of a blocking recipient")
     }
 
-    @Test("failover: a line server killed with SIGKILL mid-conversation; the client sees every reply once, in order")
-    func lineServerFailover() async throws {
+    @Test("failover: a line server killed with SIGKILL mid-conversation; the client sees every reply once, in order",
+          arguments: [0, 80])
+    func lineServerFailover(replicaDelayMs: Int) async throws {
+        // The replica may answer late (replicaDelayMs): it then takes over while behind the
+        // old server, and must skip what the client already has.
         let script = """
-        import socket, sys
+        import socket, sys, time
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+        delay = int(sys.argv[2]) / 1000
         while True:
             c, _ = s.accept(); f = c.makefile("rb"); n = 0
             for line in f:
                 n += 1
+                time.sleep(delay)
                 c.sendall(b"reply %d to %s" % (n, line))
             c.close()
         """
-        let primary = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)"] })
-        let replica = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)"] })
+        let primary = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)", "0"] })
+        let replica = try ChildProcess("/usr/bin/env", arguments: {
+            ["python3", "-c", script, "\($0)", "\(replicaDelayMs)"]
+        })
         defer { primary.kill(); replica.kill() }
         let group = makeTestGroup()
         let gateway = Gateway(group: group, logger: makeTestLogger())

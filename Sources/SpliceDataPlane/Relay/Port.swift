@@ -46,6 +46,9 @@ final class Port {
     var tapped: Port?
     /// Set when bytes were written and not flushed yet.
     var needsFlush = false
+    /// Bytes still to discard from this port's input: a replica that took over while it
+    /// was behind the old server skips what the client has already been given.
+    var skip: UInt64 = 0
     /// The peer sent EOF (as opposed to the channel just going away).
     var eofReceived = false
     /// A half-close of our output has been asked for; it completes after a flush.
@@ -85,10 +88,20 @@ final class Port {
 
     func received(_ buffer: ByteBuffer) {
         if let outLink {
+            guard skip == 0 else { return receivedSkipping(buffer, outLink) }
             session?.forward(buffer, from: outLink)
         } else {
             session?.splitPort(self, received: buffer)
         }
+    }
+
+    private func receivedSkipping(_ buffer: ByteBuffer, _ outLink: Link) {
+        var buffer = buffer
+        let dropped = Int(min(skip, UInt64(buffer.readableBytes)))
+        buffer.moveReaderIndex(forwardBy: dropped)
+        skip -= UInt64(dropped)
+        read.add(dropped)
+        if buffer.readableBytes > 0 { session?.forward(buffer, from: outLink) }
     }
 
     func readComplete() { outLink?.writer.flushIfNeeded() }

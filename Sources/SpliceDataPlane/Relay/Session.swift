@@ -17,7 +17,7 @@ final class Session {
     let mediators: MediatorRegistry
     /// Where the session reports what happens to it.
     let events: EventHub
-    var logger: Logger
+    private let baseLogger: Logger
     private(set) var client: Port?
     var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
@@ -33,7 +33,8 @@ final class Session {
     private(set) var readsEnabled = false
     /// What the listener splices and splits into the session before its first byte.
     private let templates: (mediators: [HopRequest], splits: [SplitRequest])
-    private let ended: EventLoopPromise<Void>
+    /// Completes when every channel is closed; set as the session ends.
+    private var closedChannels: EventLoopFuture<Void>?
 
     init(record: SessionRecord, listenerStats: ListenerStats, registry: SessionRegistry,
          upstream: Upstream, mediators: MediatorRegistry,
@@ -46,10 +47,16 @@ final class Session {
         self.listenerStats = listenerStats
         self.registry = registry
         self.upstream = upstream
-        self.logger = logger
-        self.logger[metadataKey: "session"] = "\(record.id)"
-        self.logger[metadataKey: "client"] = "\(record.client)"
-        self.ended = record.eventLoop.makePromise()
+        self.baseLogger = logger
+    }
+
+    /// The listener's logger with this session's id and client as metadata, made when a
+    /// line is logged rather than kept per session (an idle session should cost little).
+    var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "session"] = "\(record.id)"
+        logger[metadataKey: "client"] = "\(record.client)"
+        return logger
     }
 
     /// Takes the accepted client channel and dials the upstream; client reads stay held
@@ -263,7 +270,7 @@ final class Session {
     @discardableResult
     func kill(_ reason: CloseReason) -> EventLoopFuture<Void> {
         end(reason)
-        return ended.futureResult
+        return closedChannels ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
@@ -302,7 +309,7 @@ final class Session {
             "bytes_client_to_server": "\(bytes.clientToServer)",
             "bytes_server_to_client": "\(bytes.serverToClient)",
         ])
-        EventLoopFuture.andAllComplete(closed, on: eventLoop).cascade(to: ended)
+        closedChannels = EventLoopFuture.andAllComplete(closed, on: eventLoop)
     }
 
     /// Breaks the session's reference cycles so that late channel events find nothing to act on.

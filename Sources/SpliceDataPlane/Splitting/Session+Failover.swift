@@ -32,6 +32,10 @@ extension Session {
         let replica = leg.port
         let sent = old.read.value
         leg.trimHeld(before: sent)
+        // A replica behind the old server: what it has yet to say up to `sent`, the client
+        // already has.
+        let replicaRead = replica.read.value
+        replica.skip = sent > replicaRead ? sent - replicaRead : 0
         // Going in: the replica is the writer of the last client-to-server link.
         let inbound = path(.clientToServer)
         if let last = inbound.links.last {

@@ -17,8 +17,6 @@ struct MediationStressTests {
         defer { harness.close() }
         let gateway = harness.gateway
         try gateway.registerMediator(MediatorSpec(name: "invert", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port))))
-        usleep(100_000)
-        let fdsBefore = openFileDescriptorCount()
 
         let sessions = 100
         let perSession = 512 * 1024
@@ -78,7 +76,8 @@ struct MediationStressTests {
         for client in clients { client.close() }
         #expect(eventually { gateway.sessionCount == 0 })
         #expect(try gateway.registeredMediator("invert").inUse == 0)
-        #expect(eventually { openFileDescriptorCount() <= fdsBefore }, "fds \(openFileDescriptorCount()) vs \(fdsBefore)")
+        // Every socket the gateway opened for these sessions (client, server, mediator legs) is closed.
+        #expect(eventually { gatewaySockets(accepting: harness.port, dialing: [echo.port, mediator.port]) == 0 })
     }
 
     @Test("listener templates are spliced into every new session at offset 0")

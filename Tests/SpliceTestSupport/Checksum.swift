@@ -47,3 +47,32 @@ public struct Digest: Sendable {
 public func openFileDescriptorCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
+
+/// This process's TCP sockets on the gateway's side of a test: accepted on `accepting`
+/// (not the listening socket itself), or connected to one of `dialing`.
+///
+/// Unlike a count of all descriptors, it is not disturbed by other tests running at the
+/// same time in the same process: it names exactly the sockets a leak would leave behind.
+public func gatewaySockets(accepting: Int, dialing: Set<Int>) -> Int {
+    let fdDirectory = "/proc/self/fd"
+    let ours = Set(((try? FileManager.default.contentsOfDirectory(atPath: fdDirectory)) ?? []).compactMap { name -> String? in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDirectory)/\(name)"),
+              target.hasPrefix("socket:[") else { return nil }
+        return String(target.dropFirst(8).dropLast())
+    })
+    var count = 0
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        // procfs reports a size of 0: read to EOF rather than by the file's size.
+        guard let data = FileHandle(forReadingAtPath: table)?.readDataToEndOfFile() else { continue }
+        let text = String(decoding: data, as: UTF8.self)
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, ours.contains(String(fields[9])) else { continue }
+            let local = Int(fields[1].split(separator: ":").last ?? "", radix: 16) ?? -1
+            let remote = Int(fields[2].split(separator: ":").last ?? "", radix: 16) ?? -1
+            let listening = fields[3] == "0A"
+            if (local == accepting && !listening) || dialing.contains(remote) { count += 1 }
+        }
+    }
+    return count
+}

@@ -3,7 +3,9 @@ import NIOPosix
 import SpliceCore
 
 /// Dials a TCP peer of a session (server, mediator, recipient) on the session's event
-/// loop, with the relay's `PortHandler` installed and half-closure allowed.
+/// loop, with the relay's `PortHandler` installed and half-closure allowed. (NIO's
+/// bootstraps set TCP_NODELAY themselves; note `.socketOption(.tcp_nodelay)` would be
+/// SOL_SOCKET option 1, SO_DEBUG, which only root may set.)
 enum Dialer {
     /// Connects to `address`; an IP literal skips name resolution.
     static func connect(_ address: HostPort, timeout: TimeAmount, on eventLoop: EventLoop, handler: PortHandler,
@@ -13,7 +15,6 @@ enum Dialer {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
             }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CJansson
 import SpliceCore
 
@@ -31,13 +34,13 @@ extension JSON {
         guard let root = makeJansson() else { return Array("null".utf8) }
         defer { sg_json_decref(root) }
         let flags = SG_JSON_COMPACT | SG_JSON_PRESERVE_ORDER | SG_JSON_ENCODE_ANY | SG_JSON_REAL_PRECISION_15
-        let size = json_dumpb(root, nil, 0, flags)
-        guard size > 0 else { return Array("null".utf8) }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let written = bytes.withUnsafeMutableBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { json_dumpb(root, $0.baseAddress, size, flags) }
+        // One pass: json_dumps allocates the text; sizing with json_dumpb first would
+        // serialize everything twice.
+        guard let text = json_dumps(root, flags) else { return Array("null".utf8) }
+        defer { free(text) }
+        return text.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
+            Array(UnsafeBufferPointer(start: bytes, count: strlen(text)))
         }
-        return written == size ? bytes : Array("null".utf8)
     }
 
     /// The compact serialization as a string.

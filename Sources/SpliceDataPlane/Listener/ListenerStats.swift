@@ -8,6 +8,7 @@ final class ListenerStats: Sendable {
     let listener: Identifier
     /// The gateway's metrics, which session events also feed.
     let metrics: GatewayMetrics
+    private let counters: GatewayMetrics.ListenerCounters
     private let budget: SessionBudget
     private let maxSessions: Int?
     private let active = Atomic<Int>(0)
@@ -20,6 +21,7 @@ final class ListenerStats: Sendable {
         self.maxSessions = maxSessions
         self.budget = budget
         self.metrics = metrics
+        self.counters = metrics.counters(for: listener)
     }
 
     /// Takes a place for a new client under both limits; false (counted) when either is full.
@@ -43,14 +45,14 @@ final class ListenerStats: Sendable {
 
     private func reject(_ limit: SessionLimitKind) -> Bool {
         rejected.wrappingAdd(1, ordering: .relaxed)
-        metrics.sessionRejected(listener: listener, limit: limit)
+        counters.rejected[limit]?.increment()
         return false
     }
 
     /// A client was accepted (after `admit()`).
     func sessionOpened() {
         total.wrappingAdd(1, ordering: .relaxed)
-        metrics.sessionOpened(listener: listener)
+        counters.opened.increment()
     }
 
     /// A session ended (for whatever reason): its place is free again.
@@ -61,13 +63,13 @@ final class ListenerStats: Sendable {
 
     /// The reason and final byte counts of a session that ended, for the metrics.
     func sessionEnded(_ reason: CloseReason, bytes: ByteCounts) {
-        metrics.sessionClosed(listener: listener, reason: reason, bytes: bytes)
+        counters.sessionClosed(reason: reason, bytes: bytes)
     }
 
     /// Dialing the upstream failed.
     func upstreamFailed() {
         upstreamFailures.wrappingAdd(1, ordering: .relaxed)
-        metrics.upstreamConnectFailed(listener: listener)
+        counters.upstreamFailures.increment()
     }
 
     /// Live sessions.

@@ -9,8 +9,8 @@ public final class GatewayMetrics: Sendable {
     /// Where every metric lives; `/metrics` renders it.
     public let registry: PrometheusCollectorRegistry
     // Bytes of sessions that have ended; live sessions are added at scrape time.
-    private let closedToServer = ByteCounter()
-    private let closedToClient = ByteCounter()
+    fileprivate let closedToServer = ByteCounter()
+    fileprivate let closedToClient = ByteCounter()
     private let scrape = Mutex<ScrapeState>(ScrapeState())
 
     /// What earlier scrapes reported, so derived counters only ever grow.
@@ -50,27 +50,40 @@ public final class GatewayMetrics: Sendable {
     // MARK: events (called by the data plane)
 
     /// A session was accepted by `listener`.
-    func sessionOpened(listener: Identifier) {
-        registry.makeCounter(descriptor: Self.opened, labels: [("listener", "\(listener)")]).increment()
+    /// A listener's labelled counters, made once: looking them up in the registry for every
+    /// session (label strings, a lock) was a measurable share of a new connection's cost.
+    final class ListenerCounters: Sendable {
+        let opened: Counter
+        let closed: [CloseReason: Counter]
+        let rejected: [SessionLimitKind: Counter]
+        let upstreamFailures: Counter
+        private let metrics: GatewayMetrics
+
+        init(_ listener: Identifier, _ metrics: GatewayMetrics) {
+            let label = ("listener", "\(listener)")
+            let registry = metrics.registry
+            self.metrics = metrics
+            opened = registry.makeCounter(descriptor: GatewayMetrics.opened, labels: [label])
+            closed = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map { reason in
+                (reason, registry.makeCounter(descriptor: GatewayMetrics.closed, labels: [label, ("reason", reason.rawValue)]))
+            })
+            rejected = Dictionary(uniqueKeysWithValues: SessionLimitKind.allCases.map { limit in
+                (limit, registry.makeCounter(descriptor: GatewayMetrics.rejected, labels: [label, ("limit", limit.rawValue)]))
+            })
+            upstreamFailures = registry.makeCounter(descriptor: GatewayMetrics.upstreamFailures, labels: [label])
+        }
+
+        /// A session ended; its final byte counts join the closed-sessions totals.
+        func sessionClosed(reason: CloseReason, bytes: ByteCounts) {
+            metrics.closedToServer.add(Int(clamping: bytes.clientToServer))
+            metrics.closedToClient.add(Int(clamping: bytes.serverToClient))
+            closed[reason]?.increment()
+        }
     }
 
-    /// A session ended; its final byte counts join the closed-sessions totals.
-    func sessionClosed(listener: Identifier, reason: CloseReason, bytes: ByteCounts) {
-        closedToServer.add(Int(clamping: bytes.clientToServer))
-        closedToClient.add(Int(clamping: bytes.serverToClient))
-        registry.makeCounter(descriptor: Self.closed, labels: [("listener", "\(listener)"), ("reason", reason.rawValue)])
-            .increment()
-    }
-
-    /// A client was closed at once because a session limit was reached.
-    func sessionRejected(listener: Identifier, limit: SessionLimitKind) {
-        registry.makeCounter(descriptor: Self.rejected, labels: [("listener", "\(listener)"), ("limit", limit.rawValue)])
-            .increment()
-    }
-
-    /// Dialing a listener's upstream failed (refused or timed out).
-    func upstreamConnectFailed(listener: Identifier) {
-        registry.makeCounter(descriptor: Self.upstreamFailures, labels: [("listener", "\(listener)")]).increment()
+    /// The counters of one listener.
+    func counters(for listener: Identifier) -> ListenerCounters {
+        ListenerCounters(listener, self)
     }
 
     /// A hop took effect.
@@ -179,7 +192,7 @@ public final class GatewayMetrics: Sendable {
 }
 
 /// Which session limit turned a client away.
-enum SessionLimitKind: String, Sendable {
+enum SessionLimitKind: String, Sendable, CaseIterable {
     /// The listener's `max_sessions`.
     case listener
     /// The gateway's `--max-sessions`.

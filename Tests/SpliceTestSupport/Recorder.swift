@@ -11,18 +11,23 @@ public final class Recorder: @unchecked Sendable {
 
     /// Starts recording; with `echo` every byte is also sent back.
     public init(echo: Bool = false) throws {
-        server = try TestServer { [unowned self] socket in
+        // The connection threads hold the recorder strongly: one may still be finishing
+        // after the test has let go of it.
+        let box = RecorderBox()
+        server = try TestServer { socket in
+            guard let recorder = box.recorder else { return socket.close() }
             while let chunk = try? socket.receive(), !chunk.isEmpty {
-                self.append(chunk)
+                recorder.append(chunk)
                 if echo, (try? socket.send(chunk)) == nil { break }
             }
-            self.lock.lock()
-            self.eofCount += 1
-            self.lock.unlock()
+            recorder.lock.lock()
+            recorder.eofCount += 1
+            recorder.lock.unlock()
             socket.shutdownWrite()
             _ = try? socket.receiveAll()
             socket.close()
         }
+        box.recorder = self
     }
 
     private func append(_ chunk: [UInt8]) {
@@ -56,4 +61,10 @@ public final class Recorder: @unchecked Sendable {
     }
 
     public func stop() { server.stop() }
+}
+
+/// Hands the recorder to its connection threads once it is fully initialized.
+private final class RecorderBox: @unchecked Sendable {
+    // @unchecked: set once, before any connection can be accepted by a test.
+    var recorder: Recorder?
 }

@@ -16,7 +16,7 @@ struct MediationStressTests {
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
         let gateway = harness.gateway
-        try gateway.registerMediator(MediatorSpec(name: "invert", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port))))
+        try harness.registerMediator("invert", port: mediator.port)
 
         let sessions = 100
         let perSession = 512 * 1024
@@ -145,9 +145,7 @@ struct MediationStressTests {
         defer { harness.close() }
         try harness.gateway.registerMediator(MediatorSpec(
             name: "pp", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port)), proxyProtocol: true))
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         _ = try harness.gateway.splice(session: id, HopRequest(target: .registered("pp"), directions: .clientToServer))
         try client.send([7, 7, 7])
         #expect(try client.receive(exactly: 3) == [7, 7, 7])
@@ -172,10 +170,8 @@ struct MediationStressTests {
         defer { stubborn.stop() }
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
-        try harness.gateway.registerMediator(MediatorSpec(name: "stubborn", kind: .tcp(HostPort(host: "127.0.0.1", port: stubborn.port))))
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        try harness.registerMediator("stubborn", port: stubborn.port)
+        let (client, id) = try harness.openSession()
         let hop = try harness.gateway.splice(session: id, HopRequest(target: .registered("stubborn"), directions: .both,
                                                                       drainTimeoutMs: 300))
         let error = #expect(throws: APIError.self) { try harness.gateway.removeHop(session: id, hop: hop.id) }

@@ -32,7 +32,7 @@ struct MediationTests {
         defer { mediator.stop() }
         let harness = try RelayHarness(upstreamPort: recorder.port)
         defer { harness.close() }
-        try harness.gateway.registerMediator(MediatorSpec(name: "invert", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port))))
+        try harness.registerMediator("invert", port: mediator.port)
 
         let total = 24 << 20
         var stream = ByteStream(seed: 11)
@@ -94,12 +94,10 @@ struct MediationTests {
         let harness = try RelayHarness(upstreamPort: recorder.port)
         defer { harness.close() }
         let gateway = harness.gateway
-        try gateway.registerMediator(MediatorSpec(name: "plus1", kind: .tcp(HostPort(host: "127.0.0.1", port: plusOne.port))))
-        try gateway.registerMediator(MediatorSpec(name: "xor", kind: .tcp(HostPort(host: "127.0.0.1", port: xor.port))))
+        try harness.registerMediator("plus1", port: plusOne.port)
+        try harness.registerMediator("xor", port: xor.port)
 
-        let client = try harness.connect()
-        #expect(eventually { gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         // xor next to the server first, then plus1 inserted below it at position 0.
         let outer = try gateway.splice(session: id, HopRequest(target: .registered("xor"), directions: .both))
         let inner = try gateway.splice(session: id, HopRequest(target: .registered("plus1"), directions: .both, position: 0))
@@ -127,11 +125,9 @@ struct MediationTests {
         dead.stop()
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
-        try harness.gateway.registerMediator(MediatorSpec(name: "dead", kind: .tcp(HostPort(host: "127.0.0.1", port: deadPort))))
+        try harness.registerMediator("dead", port: deadPort)
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         let error = #expect(throws: APIError.self) {
             try harness.gateway.splice(session: id, HopRequest(target: .registered("dead"), directions: .both))
         }
@@ -155,11 +151,9 @@ struct MediationTests {
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
         let gateway = harness.gateway
-        try gateway.registerMediator(MediatorSpec(name: "stubborn", kind: .tcp(HostPort(host: "127.0.0.1", port: stubborn.port))))
+        try harness.registerMediator("stubborn", port: stubborn.port)
 
-        let client = try harness.connect()
-        #expect(eventually { gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         #expect(throws: APIError.notFound("session \(id) has no hop h999999")) {
             try gateway.removeHop(session: id, hop: Identifier(prefix: "h", number: 999_999))
         }

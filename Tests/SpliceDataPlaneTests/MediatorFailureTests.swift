@@ -27,11 +27,9 @@ struct MediatorFailureTests {
         defer { mediator.stop() }
         let harness = try RelayHarness(upstreamPort: recorder.port)
         defer { harness.close() }
-        try harness.gateway.registerMediator(MediatorSpec(name: "flaky", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port))))
+        try harness.registerMediator("flaky", port: mediator.port)
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         _ = try harness.gateway.splice(session: id, HopRequest(target: .registered("flaky"), directions: .clientToServer))
         try client.send([UInt8](repeating: 1, count: 2000))
         #expect((try? client.receive()) ?? [] == [])
@@ -48,11 +46,9 @@ struct MediatorFailureTests {
         defer { mediator.stop() }
         let harness = try RelayHarness(upstreamPort: recorder.port)
         defer { harness.close() }
-        try harness.gateway.registerMediator(MediatorSpec(name: "flaky", kind: .tcp(HostPort(host: "127.0.0.1", port: mediator.port))))
+        try harness.registerMediator("flaky", port: mediator.port)
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         try client.send(Array("direct-".utf8))
         #expect(eventually { recorder.count == 7 })
         _ = try harness.gateway.splice(session: id, HopRequest(target: .registered("flaky"), directions: .clientToServer,
@@ -79,9 +75,7 @@ struct MediatorFailureTests {
         defer { harness.close() }
         try harness.gateway.registerMediator(MediatorSpec(name: "tr", kind: .exec(["stdbuf", "-o0", "tr", "a-z", "A-Z"])))
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         try client.send(Array("before ".utf8))
         #expect(try client.receive(exactly: 7) == Array("before ".utf8))
         let hop = try harness.gateway.splice(session: id, HopRequest(target: .registered("tr"), directions: .clientToServer))
@@ -103,9 +97,7 @@ struct MediatorFailureTests {
         defer { harness.close() }
         try harness.gateway.registerMediator(MediatorSpec(name: "gzip", kind: .exec(["gzip", "-c"])))
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         var stream = ByteStream(seed: 3)
         let prefix = Array("prefix-".utf8)
         let window = stream.next(300_000)

@@ -27,6 +27,21 @@ final class RelayHarness: @unchecked Sendable {
         try TestSocket.connect(port: port, receiveBuffer: receiveBuffer)
     }
 
+    /// Connects a client and waits until its session is relaying; the only session expected.
+    func openSession() throws -> (TestSocket, Identifier) {
+        let client = try connect()
+        guard eventually(timeout: 10, { gateway.sessions().sessions.first?.state == .open }),
+              let id = gateway.sessions().sessions.first?.id
+        else { throw FixtureError("no open session on the harness listener") }
+        return (client, id)
+    }
+
+    /// Registers a TCP mediator listening on 127.0.0.1:`port`.
+    func registerMediator(_ name: String, port: Int, proxyProtocol: Bool = false) throws {
+        try gateway.registerMediator(MediatorSpec(name: name, kind: .tcp(HostPort(host: "127.0.0.1", port: port)),
+                                                  proxyProtocol: proxyProtocol))
+    }
+
     func close() {
         gateway.shutdown()
         try? group.syncShutdownGracefully()

@@ -1,9 +1,21 @@
 import Foundation
+import NIOPosix
 import SpliceCore
 import SpliceTestSupport
 import Testing
 
 @testable import SpliceDataPlane
+
+/// A gateway whose listener gives every session a failover replica of `primary` at `replica`.
+func replicatedGateway(primary: Int, replica: Int) throws -> (Gateway, ListenerSnapshot, MultiThreadedEventLoopGroup) {
+    let group = makeTestGroup()
+    let gateway = Gateway(group: group, logger: makeTestLogger())
+    let listener = try gateway.addListener(ListenerSpec(
+        listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary),
+        splits: [SplitRequest(address: HostPort(host: "127.0.0.1", port: replica),
+                              directions: .clientToServer, onSlow: .block, failover: true)]))
+    return (gateway, listener, group)
+}
 
 @Suite("Splits over real sockets", .serialized, .timeLimit(.minutes(3)))
 struct SplitTests {
@@ -63,9 +75,7 @@ struct SplitTests {
         let harness = try RelayHarness(upstreamPort: server.port)
         defer { harness.close() }
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         let split = try harness.gateway.addSplit(session: id, SplitRequest(
             address: HostPort(host: "127.0.0.1", port: stalled.port), directions: .clientToServer,
             onSlow: .drop, bufferBytes: 256 * 1024))
@@ -99,9 +109,7 @@ struct SplitTests {
         let harness = try RelayHarness(upstreamPort: server.port)
         defer { harness.close() }
 
-        let client = try harness.connect()
-        #expect(eventually { harness.gateway.sessions().sessions.first?.state == .open })
-        let id = try #require(harness.gateway.sessions().sessions.first?.id)
+        let (client, id) = try harness.openSession()
         _ = try harness.gateway.addSplit(session: id, SplitRequest(
             address: HostPort(host: "127.0.0.1", port: slow.port), directions: .clientToServer,
             onSlow: .block, bufferBytes: 64 * 1024))
@@ -143,13 +151,8 @@ struct SplitTests {
             ["python3", "-c", script, "\($0)", "\(replicaDelayMs)"]
         })
         defer { primary.kill(); replica.kill() }
-        let group = makeTestGroup()
-        let gateway = Gateway(group: group, logger: makeTestLogger())
+        let (gateway, listener, group) = try replicatedGateway(primary: primary.port, replica: replica.port)
         defer { gateway.shutdown(); shutdownTestGroup(group) }
-        let listener = try gateway.addListener(ListenerSpec(
-            listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary.port),
-            splits: [SplitRequest(address: HostPort(host: "127.0.0.1", port: replica.port),
-                                  directions: .clientToServer, onSlow: .block, failover: true)]))
 
         let client = try TestSocket.connect(port: listener.spec.listen.port)
         var replies: [String] = []
@@ -173,13 +176,8 @@ struct SplitTests {
         let primary = try ChildProcess("/usr/bin/redis-server", arguments: args)
         let replica = try ChildProcess("/usr/bin/redis-server", arguments: args)
         defer { primary.kill(); replica.kill() }
-        let group = makeTestGroup()
-        let gateway = Gateway(group: group, logger: makeTestLogger())
+        let (gateway, listener, group) = try replicatedGateway(primary: primary.port, replica: replica.port)
         defer { gateway.shutdown(); shutdownTestGroup(group) }
-        let listener = try gateway.addListener(ListenerSpec(
-            listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary.port),
-            splits: [SplitRequest(address: HostPort(host: "127.0.0.1", port: replica.port),
-                                  directions: .clientToServer, onSlow: .block, failover: true)]))
 
         let client = try TestSocket.connect(port: listener.spec.listen.port)
         var values: [Int] = []

@@ -9,63 +9,21 @@ import pathlib
 import signal
 import socket
 import subprocess
-import threading
 import time
 from typing import Any, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import TOKEN, Gateway, split_address, wait_until
+from conftest import TOKEN, Gateway, StreamServer, echo_handler, split_address, wait_until
 
 IO_TIMEOUT_S = 10.0
 EXIT_TIMEOUT_S = 15.0
 
 
-class EchoServer:
-    """A threaded TCP echo upstream on 127.0.0.1:0; answers EOF with EOF."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        try:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-        for conn in self.conns:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-
 @pytest.fixture
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer()
+def echo() -> Iterator[StreamServer]:
+    server = StreamServer(echo_handler)
     yield server
     server.close()
 
@@ -115,7 +73,7 @@ def kill_hard(gateway: Gateway) -> None:
 # -- state file ----------------------------------------------------------------------
 
 
-def test_kill_9_right_after_changes_keeps_them(start_gateway, echo: EchoServer, tmp_path: pathlib.Path) -> None:
+def test_kill_9_right_after_changes_keeps_them(start_gateway, echo: StreamServer, tmp_path: pathlib.Path) -> None:
     state = tmp_path / "state.json"
     first = start_gateway("--state-file", str(state))
     listener = first.create_listener(listen="127.0.0.1:0", upstream=echo.address, name="kept",
@@ -150,7 +108,7 @@ def test_kill_9_right_after_changes_keeps_them(start_gateway, echo: EchoServer, 
 
 
 def test_state_file_wins_over_config_which_only_seeds_the_first_start(
-        start_gateway, echo: EchoServer, tmp_path: pathlib.Path) -> None:
+        start_gateway, echo: StreamServer, tmp_path: pathlib.Path) -> None:
     state = tmp_path / "state.json"
     config = tmp_path / "config.json"
     config.write_text(json.dumps({
@@ -194,7 +152,7 @@ def test_corrupt_state_file_stops_start_up(start_gateway, tmp_path: pathlib.Path
 # -- graceful shutdown ---------------------------------------------------------------
 
 
-def test_sigterm_lets_a_live_session_finish(start_gateway, echo: EchoServer) -> None:
+def test_sigterm_lets_a_live_session_finish(start_gateway, echo: StreamServer) -> None:
     gateway = start_gateway("--grace-period", "30")
     listener = gateway.create_listener(listen="127.0.0.1:0", upstream=echo.address)
     live = connect(listener["listen"])
@@ -218,7 +176,7 @@ def test_sigterm_lets_a_live_session_finish(start_gateway, echo: EchoServer) -> 
     assert time.monotonic() - started < 10, "the gateway should exit once its last session ends"
 
 
-def test_sigterm_closes_what_is_left_after_the_grace_period(start_gateway, echo: EchoServer) -> None:
+def test_sigterm_closes_what_is_left_after_the_grace_period(start_gateway, echo: StreamServer) -> None:
     gateway = start_gateway("--grace-period", "1")
     listener = gateway.create_listener(listen="127.0.0.1:0", upstream=echo.address)
     with connect(listener["listen"]) as live:
@@ -244,7 +202,7 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
     return found
 
 
-def test_metrics_are_prometheus_text_and_count_a_session(start_gateway, echo: EchoServer) -> None:
+def test_metrics_are_prometheus_text_and_count_a_session(start_gateway, echo: StreamServer) -> None:
     gateway = start_gateway(token=TOKEN)
     assert gateway.get("/metrics", auth=False).status_code == 401
     listener = gateway.create_listener(listen="127.0.0.1:0", upstream=echo.address)
@@ -276,7 +234,7 @@ def test_metrics_are_prometheus_text_and_count_a_session(start_gateway, echo: Ec
 # -- limits --------------------------------------------------------------------------
 
 
-def test_max_sessions_closes_the_extra_client_and_counts_it(start_gateway, echo: EchoServer) -> None:
+def test_max_sessions_closes_the_extra_client_and_counts_it(start_gateway, echo: StreamServer) -> None:
     gateway = start_gateway()
     listener = gateway.create_listener(listen="127.0.0.1:0", upstream=echo.address, max_sessions=1)
     with connect(listener["listen"]) as admitted:

@@ -11,7 +11,7 @@ final class Session {
     let record: SessionRecord
     let eventLoop: EventLoop
     private let listenerStats: ListenerStats
-    private let registry: SessionRegistry
+    let registry: SessionRegistry
     private let upstream: Upstream
     /// The registry whose use counts this session's hops hold.
     let mediators: MediatorRegistry
@@ -30,7 +30,7 @@ final class Session {
     var reconfiguring: Set<Direction> = []
     private(set) var ending = false
     /// False until listener templates are spliced, so they all start at offset 0.
-    private(set) var readsEnabled = false
+    var readsEnabled = false
     /// What the listener splices and splits into the session before its first byte.
     private let templates: (mediators: [HopRequest], splits: [SplitRequest])
     /// Completes when every channel is closed; set as the session ends.
@@ -96,54 +96,6 @@ final class Session {
         guard channel.isActive else { return end(.serverError) }
         applyTemplates(templates.mediators[...]) {
             self.applySplitTemplates(self.templates.splits[...])
-        }
-    }
-
-    /// Adds the listener's splits one after the other; a recipient that cannot be reached is
-    /// skipped (a split never costs the session). Then the session starts reading.
-    private func applySplitTemplates(_ pending: ArraySlice<SplitRequest>) {
-        guard !ending, let client, let server else { return }
-        guard let request = pending.first else {
-            readsEnabled = true
-            for port in [client, server] + allPorts {
-                port.handler.resumeRead()
-            }
-            return
-        }
-        addSplit(registry.makeSplitID(), request: request).assumeIsolated().whenComplete { result in
-            if case .failure(let error) = result {
-                self.logger.warning("listener split could not be added", metadata: [
-                    "recipient": "\(request.address)", "error": "\(error)",
-                ])
-            }
-            self.applySplitTemplates(pending.dropFirst())
-        }
-    }
-
-    /// Splices the listener's mediators one after the other, then calls `done`; a template
-    /// that cannot be spliced is skipped under `bypass` and ends the session otherwise.
-    private func applyTemplates(_ pending: ArraySlice<HopRequest>, then done: @escaping () -> Void) {
-        guard !ending else { return }
-        guard let request = pending.first else { return done() }
-        let next = pending.dropFirst()
-        // Templates were checked when the listener was created.
-        splice(registry.makeHopID(), request: request, allowAdHoc: true).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success: self.applyTemplates(next, then: done)
-            case .failure(let error): self.templateFailed(request, error, next, done)
-            }
-        }
-    }
-
-    private func templateFailed(_ request: HopRequest, _ error: any Error, _ next: ArraySlice<HopRequest>,
-                                _ done: @escaping () -> Void) {
-        logger.warning("listener mediator could not be spliced", metadata: [
-            "error": "\(error)", "on_failure": "\(request.onFailure.rawValue)",
-        ])
-        if request.onFailure == .bypass {
-            applyTemplates(next, then: done)
-        } else {
-            end(.mediatorFailed)
         }
     }
 

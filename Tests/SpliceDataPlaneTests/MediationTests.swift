@@ -120,12 +120,11 @@ struct MediationTests {
     func unreachableMediator() async throws {
         let echo = try TestServer.echo()
         defer { echo.stop() }
-        let dead = try TestServer { _ in }
-        let deadPort = dead.port
-        dead.stop()
+        let dead = try RefusingPort()
+        defer { withExtendedLifetime(dead) {} }
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
-        try harness.registerMediator("dead", port: deadPort)
+        try harness.registerMediator("dead", port: dead.port)
 
         let (client, id) = try harness.openSession()
         let error = #expect(throws: APIError.self) {

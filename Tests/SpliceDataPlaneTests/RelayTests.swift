@@ -258,11 +258,9 @@ struct RelayTests {
 
     @Test("a refused upstream closes the client promptly and is counted; the gateway keeps serving")
     func refusedUpstream() async throws {
-        // Bind a port, then close it: nothing listens there.
-        let dead = try TestServer { _ in }
-        let deadPort = dead.port
-        dead.stop()
-        let harness = try RelayHarness(upstreamPort: deadPort)
+        let dead = try RefusingPort()
+        defer { withExtendedLifetime(dead) {} }
+        let harness = try RelayHarness(upstreamPort: dead.port)
         defer { harness.close() }
 
         for _ in 0..<3 {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A real server process for tests (redis-server, a python line server): started on a free
 /// port, killed (SIGKILL) by `kill()` or when the test ends.
@@ -49,4 +52,34 @@ public func freePort() throws -> Int {
 /// Whether `path` names an executable (to skip tests whose tool is not installed).
 public func executableExists(_ path: String) -> Bool {
     FileManager.default.isExecutableFile(atPath: path)
+}
+
+/// A port that refuses connections for as long as this value lives: bound, never listening.
+///
+/// Closing a listener to get a "dead" port would hand the number back to the kernel, and a
+/// test running at the same time may then be given it and listen there.
+public final class RefusingPort: @unchecked Sendable {
+    // @unchecked: the descriptor is only closed once, in deinit.
+    private let fd: Int32
+    /// The reserved port.
+    public let port: Int
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket: \(errno)") }
+        var addr = sockaddr_in.loopback(host: "127.0.0.1", port: 0)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { close(fd); throw FixtureError("bind: \(errno)") }
+        var out = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &out) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.port = Int(UInt16(bigEndian: out.sin_port))
+    }
+
+    deinit { close(fd) }
 }

@@ -21,7 +21,7 @@ struct Demo {
             for transform in samples {
                 let server = try SampleMediatorServer.start(transform: transform, host: "127.0.0.1", port: 0, group: group)
                 servers.append(server)
-                let name = transform.description.replacingOccurrences(of: "=", with: "-")
+                let name = Self.name(of: transform)
                 try gateway.registerMediator(MediatorSpec(
                     name: name, kind: .tcp(HostPort(host: "127.0.0.1", port: server.localPort))))
                 state?.exclude(mediator: name)
@@ -31,13 +31,18 @@ struct Demo {
                 name: "demo", listen: listen, upstream: HostPort(host: "127.0.0.1", port: echoPort)))
             state?.exclude(listener.id)
             print("demo: echo upstream on 127.0.0.1:\(echoPort), listener \(listener.id) on \(listener.spec.listen)")
-            print("demo: sample mediators \(samples.map { $0.description.replacingOccurrences(of: "=", with: "-") }.joined(separator: ", "))")
+            print("demo: sample mediators \(samples.map(name(of:)).joined(separator: ", "))")
         } catch {
             servers.forEach { $0.close() }
             try? echo.close().wait()
             throw error
         }
         return Demo(echo: echo, mediators: servers)
+    }
+
+    /// The registry name of a sample (`delay=500` → `delay-500`: names take no `=`).
+    static func name(of transform: SampleTransform) -> String {
+        transform.description.replacingOccurrences(of: "=", with: "-")
     }
 
     /// Stops the echo server and the sample mediators.

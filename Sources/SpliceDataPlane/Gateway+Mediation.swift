@@ -10,12 +10,6 @@ extension Gateway {
 
     /// Unregisters a mediator; 404 when unknown, 409 while spliced anywhere.
     public func unregisterMediator(_ name: String) throws(APIError) {
-        let users = listeners().filter { listener in
-            listener.spec.mediators.contains { $0.target == .registered(name) }
-        }
-        guard users.isEmpty else {
-            throw .conflict("mediator '\(name)' is a template of listener(s) \(users.map { "\($0.id)" }.joined(separator: ", ")); remove them first")
-        }
         try mediators.unregister(name)
         logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
     }

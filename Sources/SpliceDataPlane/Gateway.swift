@@ -42,21 +42,26 @@ public final class Gateway: Sendable {
     /// a listener under the id it had before a restart; by default a fresh one is issued.
     public func addListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil) throws(APIError) -> ListenerSnapshot {
         guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
-        for template in spec.mediators {
-            if case .registered(let name) = template.target, mediators.lookUp(name) == nil {
-                throw .invalid("listener mediator template names no registered mediator '\(name)'")
-            }
-            if case .address = template.target, !allowAdHocMediators {
-                throw .invalid("ad-hoc mediator addresses are disabled by the config")
-            }
-        }
         if let bad = spec.splits.first(where: { $0.failover && !$0.canBeReplica }) {
             throw .invalid("listener split to \(bad.address): failover needs direction client_to_server and on_slow block")
         }
-        let id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
-            ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
-        let listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
+        if spec.mediators.contains(where: { if case .address = $0.target { true } else { false } }), !allowAdHocMediators {
+            throw .invalid("ad-hoc mediator addresses are disabled by the config")
+        }
+        // A template holds a use of its mediator for the listener's life, like a hop does, so
+        // the mediator cannot be unregistered from under the sessions to come.
+        let held = try holdTemplateMediators(spec)
+        let listener: Listener
+        do {
+            let id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
+                ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
+            listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
                                               logger: logger, budget: budget, metrics: metrics, events: events))
+        } catch {
+            held.forEach(mediators.release)
+            throw error
+        }
+        let id = listener.id
         listenerTable.withLock { $0[id] = listener }
         events.publish(.listenerAdded(listener.snapshot))
         return listener.snapshot
@@ -78,6 +83,7 @@ public final class Gateway: Sendable {
             throw .notFound("no listener \(id)")
         }
         try wait(listener.stop())
+        templateMediatorNames(listener.spec).forEach(mediators.release)
         logger.info("listener stopped", metadata: ["listener": "\(id)"])
         events.publish(.listenerRemoved(id))
         if closeSessions {
@@ -86,6 +92,26 @@ public final class Gateway: Sendable {
             }
             try wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
         }
+    }
+
+    /// The registered mediators a listener's templates name, one entry per template.
+    private func templateMediatorNames(_ spec: ListenerSpec) -> [String] {
+        spec.mediators.compactMap { if case .registered(let name) = $0.target { name } else { nil } }
+    }
+
+    /// Takes a use of every mediator the templates name; all or none.
+    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [String] {
+        var held: [String] = []
+        for name in templateMediatorNames(spec) {
+            do {
+                _ = try mediators.acquire(name)
+            } catch {
+                held.forEach(mediators.release)
+                throw .invalid("listener mediator template names no registered mediator '\(name)'")
+            }
+            held.append(name)
+        }
+        return held
     }
 
     /// Takes `id` for a restored listener and moves the issuing counter past it.

@@ -17,17 +17,22 @@ func resettingMediator(after limit: Int) throws -> TestServer {
     }
 }
 
+/// A recording server behind a gateway with the mediator "flaky" registered, which resets
+/// after 1,000 bytes.
+func flakyMediatorHarness() throws -> (Recorder, TestServer, RelayHarness) {
+    let recorder = try Recorder()
+    let mediator = try resettingMediator(after: 1000)
+    let harness = try RelayHarness(upstreamPort: recorder.port)
+    try harness.registerMediator("flaky", port: mediator.port)
+    return (recorder, mediator, harness)
+}
+
 @Suite("Mediator failures and exec mediators", .serialized, .timeLimit(.minutes(3)))
 struct MediatorFailureTests {
     @Test("a mediator reset under close_session ends the session, both sides closed")
     func resetClosesSession() async throws {
-        let recorder = try Recorder()
-        defer { recorder.stop() }
-        let mediator = try resettingMediator(after: 1000)
-        defer { mediator.stop() }
-        let harness = try RelayHarness(upstreamPort: recorder.port)
-        defer { harness.close() }
-        try harness.registerMediator("flaky", port: mediator.port)
+        let (recorder, mediator, harness) = try flakyMediatorHarness()
+        defer { recorder.stop(); mediator.stop(); harness.close() }
 
         let (client, id) = try harness.openSession()
         _ = try harness.gateway.splice(session: id, HopRequest(target: .registered("flaky"), directions: .clientToServer))
@@ -40,13 +45,8 @@ struct MediatorFailureTests {
 
     @Test("a mediator reset under bypass drops the hop; later bytes flow directly, in order")
     func resetBypasses() async throws {
-        let recorder = try Recorder()
-        defer { recorder.stop() }
-        let mediator = try resettingMediator(after: 1000)
-        defer { mediator.stop() }
-        let harness = try RelayHarness(upstreamPort: recorder.port)
-        defer { harness.close() }
-        try harness.registerMediator("flaky", port: mediator.port)
+        let (recorder, mediator, harness) = try flakyMediatorHarness()
+        defer { recorder.stop(); mediator.stop(); harness.close() }
 
         let (client, id) = try harness.openSession()
         try client.send(Array("direct-".utf8))

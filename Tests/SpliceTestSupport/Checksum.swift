@@ -43,11 +43,6 @@ public struct Digest: Sendable {
     }
 }
 
-/// Counts this process's open file descriptors (Linux `/proc/self/fd`).
-public func openFileDescriptorCount() -> Int {
-    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
-}
-
 /// This process's TCP sockets on the gateway's side of a test: accepted on `accepting`
 /// (not the listening socket itself), or connected to one of `dialing`.
 ///

@@ -1,8 +1,8 @@
 import SpliceCore
 import Synchronization
 
-/// The registered mediators, and how many hops use each (a mediator in use cannot be
-/// unregistered).
+/// The registered mediators, and how many hops and listener templates use each (a
+/// mediator in use cannot be unregistered).
 final class MediatorRegistry: Sendable {
     private struct Entry {
         var spec: MediatorSpec
@@ -26,7 +26,7 @@ final class MediatorRegistry: Sendable {
         try entries.withLock { entries throws(APIError) in
             guard let entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
             guard entry.inUse == 0 else {
-                throw .conflict("mediator '\(name)' is spliced into \(entry.inUse) hop(s); remove them first")
+                throw .conflict("mediator '\(name)' is in use by \(entry.inUse) hop(s) or listener template(s); remove them first")
             }
             entries[name] = nil
         }

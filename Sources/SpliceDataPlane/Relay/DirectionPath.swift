@@ -7,8 +7,6 @@ final class DirectionPath {
     let direction: Direction
     /// Links in stream order; the first reads the sender, the last writes the receiver.
     var links: [Link]
-    /// The sender has sent EOF.
-    var eofSeen = false
     /// The EOF has reached the receiver: every byte was written and its output half-closed.
     var finished = false
 

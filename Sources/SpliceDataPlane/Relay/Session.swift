@@ -156,7 +156,6 @@ final class Session {
         guard !writer.outputClosing else { return }
         writer.outputClosing = true
         if writer.isEndpoint {
-            path(link.direction).eofSeen = true
             record.update(state: .halfClosed)
             closeTaps(of: writer)
         }

@@ -78,7 +78,7 @@ extension MediatorSpec {
 public struct MediatorSnapshot: Sendable {
     /// The registration.
     public var spec: MediatorSpec
-    /// Hops spliced with it, plus listener templates naming it.
+    /// Hops currently spliced with it.
     public var inUse: Int
 
     /// A snapshot from its parts.

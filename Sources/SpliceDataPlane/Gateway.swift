@@ -48,8 +48,8 @@ public final class Gateway: Sendable {
         if spec.mediators.contains(where: { if case .address = $0.target { true } else { false } }), !allowAdHocMediators {
             throw .invalid("ad-hoc mediator addresses are disabled by the config")
         }
-        // A template holds a use of its mediator for the listener's life, like a hop does, so
-        // the mediator cannot be unregistered from under the sessions to come.
+        // A template holds its mediator for the listener's life, as a hop does, so the mediator
+        // cannot be unregistered from under the sessions to come.
         let held = try holdTemplateMediators(spec)
         let listener: Listener
         do {
@@ -58,7 +58,7 @@ public final class Gateway: Sendable {
             listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
                                               logger: logger, budget: budget, metrics: metrics, events: events))
         } catch {
-            held.forEach(mediators.release)
+            held.forEach(mediators.releaseTemplate)
             throw error
         }
         let id = listener.id
@@ -83,7 +83,7 @@ public final class Gateway: Sendable {
             throw .notFound("no listener \(id)")
         }
         try wait(listener.stop())
-        templateMediatorNames(listener.spec).forEach(mediators.release)
+        templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
         logger.info("listener stopped", metadata: ["listener": "\(id)"])
         events.publish(.listenerRemoved(id))
         if closeSessions {
@@ -99,15 +99,15 @@ public final class Gateway: Sendable {
         spec.mediators.compactMap { if case .registered(let name) = $0.target { name } else { nil } }
     }
 
-    /// Takes a use of every mediator the templates name; all or none.
+    /// Holds every mediator the templates name; all or none.
     private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [String] {
         var held: [String] = []
         for name in templateMediatorNames(spec) {
             do {
-                _ = try mediators.acquire(name)
+                try mediators.holdForTemplate(name)
             } catch {
-                held.forEach(mediators.release)
-                throw .invalid("listener mediator template names no registered mediator '\(name)'")
+                held.forEach(mediators.releaseTemplate)
+                throw error
             }
             held.append(name)
         }

@@ -2,11 +2,14 @@ import SpliceCore
 import Synchronization
 
 /// The registered mediators, and how many hops and listener templates use each (a
-/// mediator in use cannot be unregistered).
+/// mediator used by either cannot be unregistered).
 final class MediatorRegistry: Sendable {
     private struct Entry {
         var spec: MediatorSpec
+        /// Hops spliced with it now (what the API reports as `in_use`).
         var inUse = 0
+        /// Listener templates naming it.
+        var templates = 0
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -26,7 +29,10 @@ final class MediatorRegistry: Sendable {
         try entries.withLock { entries throws(APIError) in
             guard let entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
             guard entry.inUse == 0 else {
-                throw .conflict("mediator '\(name)' is in use by \(entry.inUse) hop(s) or listener template(s); remove them first")
+                throw .conflict("mediator '\(name)' is spliced into \(entry.inUse) hop(s); remove them first")
+            }
+            guard entry.templates == 0 else {
+                throw .conflict("mediator '\(name)' is a template of \(entry.templates) listener(s); remove them first")
             }
             entries[name] = nil
         }
@@ -69,5 +75,20 @@ final class MediatorRegistry: Sendable {
             guard allowAdHoc else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
             return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)
         }
+    }
+
+    /// Records a listener template naming `name`; 422 when it is not registered.
+    func holdForTemplate(_ name: String) throws(APIError) {
+        try entries.withLock { entries throws(APIError) in
+            guard entries[name] != nil else {
+                throw .invalid("listener mediator template names no registered mediator '\(name)'")
+            }
+            entries[name]?.templates += 1
+        }
+    }
+
+    /// Lets go of a template's hold.
+    func releaseTemplate(_ name: String) {
+        entries.withLock { $0[name]?.templates -= 1 }
     }
 }

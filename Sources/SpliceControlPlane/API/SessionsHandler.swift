@@ -16,14 +16,18 @@ struct SessionsHandler: Sendable {
             let limit = try request.intQuery("limit", in: 1...Self.maxLimit) ?? Self.defaultLimit
             let cursor = try request.idQuery("cursor", prefix: "s")
             let page = gateway.sessions(listener: listener, limit: limit, after: cursor)
-            return .json(200, [
-                "sessions": .array(page.sessions.map(\.json)),
-                "next_cursor": page.nextCursor.map { .string("\($0)") } ?? .null,
-            ])
+            var encoder = SessionEncoder()
+            let sessions = JanssonValue.array()
+            for session in page.sessions { sessions.append(encoder.encode(session)) }
+            let body = JanssonValue.object()
+            body.set("sessions", sessions)
+            body.set("next_cursor", page.nextCursor.map { $0.jansson } ?? JSON.null.jansson())
+            return .json(200, body)
         }
         router.add(.GET, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])
-            return .json(200, try gateway.session(parameters.id("id", prefix: "s", kind: "session")).json)
+            var encoder = SessionEncoder()
+            return .json(200, encoder.encode(try gateway.session(parameters.id("id", prefix: "s", kind: "session"))))
         }
         router.add(.DELETE, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])

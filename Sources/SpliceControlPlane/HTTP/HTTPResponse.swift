@@ -35,6 +35,11 @@ public struct HTTPResponse: Sendable {
         .bytes(status, json.serializedBytes(), contentType: "application/json")
     }
 
+    /// A JSON document built straight in jansson (`application/json`).
+    static func json(_ status: Int = 200, _ document: borrowing JanssonValue) -> HTTPResponse {
+        .bytes(status, document.serializedBytes(), contentType: "application/json")
+    }
+
     /// An RFC 9457 problem for `error`.
     public static func problem(_ error: APIError) -> HTTPResponse {
         problem(Problem(error))

@@ -31,16 +31,7 @@ extension JSON {
 
     /// The compact UTF-8 serialization, members in insertion order.
     public func serializedBytes() -> [UInt8] {
-        guard let root = makeJansson() else { return Array("null".utf8) }
-        defer { sg_json_decref(root) }
-        let flags = SG_JSON_COMPACT | SG_JSON_PRESERVE_ORDER | SG_JSON_ENCODE_ANY | SG_JSON_REAL_PRECISION_15
-        // One pass: json_dumps allocates the text; sizing with json_dumpb first would
-        // serialize everything twice.
-        guard let text = json_dumps(root, flags) else { return Array("null".utf8) }
-        defer { free(text) }
-        return text.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
-            Array(UnsafeBufferPointer(start: bytes, count: strlen(text)))
-        }
+        jansson().serializedBytes()
     }
 
     /// The compact serialization as a string.
@@ -56,7 +47,7 @@ extension JSON {
     }
 
     /// Copies a jansson tree (borrowed, not consumed) into a Swift value.
-    private init(jansson value: UnsafeMutablePointer<json_t>) {
+    init(jansson value: UnsafeMutablePointer<json_t>) {
         switch sg_json_typeof(value) {
         case JSON_OBJECT:
             // Parsed with JSON_REJECT_DUPLICATES, so the keys are distinct.
@@ -94,50 +85,24 @@ extension JSON {
         }
     }
 
-    /// Builds a new jansson tree (one owned reference), or nil if jansson
-    /// refused to allocate.
-    private func makeJansson() -> UnsafeMutablePointer<json_t>? {
+    /// A new jansson tree holding this value.
+    func jansson() -> JanssonValue {
         switch self {
-        case .null: return json_null()
-        case .bool(let value): return value ? json_true() : json_false()
-        case .int(let value): return json_integer(json_int_t(value))
+        case .null: return JanssonValue(owning: json_null())
+        case .bool(let value): return JanssonValue(owning: value ? json_true() : json_false())
+        case .int(let value): return .int(value)
         case .double(let value):
             // jansson cannot represent NaN or infinities (json_real returns NULL).
-            return value.isFinite ? json_real(value) : json_null()
-        case .string(let value):
-            return Self.withChars(of: value) { json_stringn($0, $1) }
+            return JanssonValue(owning: value.isFinite ? json_real(value) : json_null())
+        case .string(let value): return .string(value)
         case .array(let items):
-            guard let array = json_array() else { return nil }
-            for item in items {
-                guard let child = item.makeJansson(), json_array_append_new(array, child) == 0 else {
-                    sg_json_decref(array)
-                    return nil
-                }
-            }
+            let array = JanssonValue.array()
+            for item in items { array.append(item.jansson()) }
             return array
         case .object(let members):
-            guard let object = json_object() else { return nil }
-            for (key, member) in members {
-                let status: Int32? = member.makeJansson().map { child in
-                    Self.withChars(of: key) { json_object_setn_new(object, $0, $1, child) }
-                }
-                guard status == 0 else {
-                    sg_json_decref(object)
-                    return nil
-                }
-            }
+            let object = JanssonValue.object()
+            for (key, member) in members { object.set(key, member.jansson()) }
             return object
-        }
-    }
-
-    /// Calls `body` with the UTF-8 bytes of `text` (may contain NUL) and their count, without
-    /// copying a native string (jansson's `…n` functions take lengths, not terminators).
-    private static func withChars<R>(of text: String, _ body: (UnsafePointer<CChar>?, Int) -> R) -> R {
-        var text = text
-        return text.withUTF8 { utf8 in
-            // An empty buffer may have no address; jansson wants a pointer even for "".
-            guard let base = utf8.baseAddress else { return "".withCString { body($0, 0) } }
-            return base.withMemoryRebound(to: CChar.self, capacity: utf8.count) { body($0, utf8.count) }
         }
     }
 }

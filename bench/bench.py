@@ -778,7 +778,10 @@ def profile(args):
         log(f"wrote {out_dir / 'SUMMARY.md'}")
 
 
-HEAP_SKIP = ("malloc", "swift_slowAlloc", "swift_allocObject", "swift_allocBox", "swift_allocEmptyBox")
+# Allocator and String-storage frames: the callers that matter are above them.
+HEAP_SKIP = ("malloc", "swift_slowAlloc", "swift_allocObject", "swift_allocBox", "swift_allocEmptyBox",
+             "_allocateStringStorage", "specialized static __StringStorage", "static __StringStorage",
+             "_StringGuts.", "specialized _StringGuts.", "String.append", "specialized String.append")
 
 
 def idle_heap(b, pid, port, out_dir, n=1000):

@@ -34,6 +34,11 @@ final class Listener: Sendable {
         var listenerLogger = logger
         listenerLogger[metadataKey: "listener"] = "\(id)"
         let sessionLogger = listenerLogger
+        // One string for every session's initial `server` (it is replaced by the
+        // connected address), not one interpolated per session.
+        let upstreamText = "\(spec.upstream)"
+        let context = SessionContext(stats: stats, registry: registry, upstream: upstream, mediators: mediators,
+                                     events: events, logger: sessionLogger, templates: (spec.mediators, spec.splits))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -52,10 +57,8 @@ final class Listener: Sendable {
                     }
                     let record = SessionRecord(id: registry.makeID(), listener: id,
                                                client: channel.remoteAddress?.hostPortString ?? "unknown",
-                                               server: "\(spec.upstream)", eventLoop: channel.eventLoop)
-                    let session = Session(record: record, listenerStats: stats, registry: registry,
-                                          upstream: upstream, mediators: mediators, templates: (spec.mediators, spec.splits),
-                                          events: events, logger: sessionLogger)
+                                               server: upstreamText, eventLoop: channel.eventLoop)
+                    let session = Session(record: record, context: context)
                     record.attach(session)
                     session.start(client: channel, handler: handler)
                     if let idle = spec.idleTimeoutMs {

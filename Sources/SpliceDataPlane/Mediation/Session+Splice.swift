@@ -31,7 +31,7 @@ extension Session {
             if let mediatorName { self.mediators.release(mediatorName) }
             return self.eventLoop.makeFailedFuture(error)
         }
-        guard !ending, let client, let server, !paths.isEmpty else {
+        guard !ending, let client, let server, paths != nil else {
             return refuse(.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
         }
         let directions = request.directions.directions

@@ -27,7 +27,6 @@ final class SessionRegistry: Sendable {
 
     func insert(_ record: SessionRecord) {
         sessions.withLock { table in
-            table.byID[record.id] = record
             // Ids are issued in order, so this is almost always an append.
             let index = table.ordered.insertionIndex(of: record.id)
             table.ordered.insert(record, at: index)
@@ -36,14 +35,12 @@ final class SessionRegistry: Sendable {
 
     func remove(_ id: Identifier) {
         sessions.withLock { table in
-            guard table.byID.removeValue(forKey: id) != nil else { return }
-            let index = table.ordered.insertionIndex(of: id)
-            if index < table.ordered.count, table.ordered[index].id == id { table.ordered.remove(at: index) }
+            if let index = table.ordered.index(of: id) { table.ordered.remove(at: index) }
         }
     }
 
     func record(_ id: Identifier) -> SessionRecord? {
-        sessions.withLock { $0.byID[id] }
+        sessions.withLock { table in table.ordered.index(of: id).map { table.ordered[$0] } }
     }
 
     /// Live sessions of one listener (or all), in id order.
@@ -71,12 +68,13 @@ final class SessionRegistry: Sendable {
     }
 
     /// How many sessions are live.
-    var count: Int { sessions.withLock { $0.byID.count } }
+    var count: Int { sessions.withLock { $0.ordered.count } }
 }
 
-/// Live sessions by id, and in id order for paging.
+/// Live sessions in id order: paging is a slice, a lookup a binary search. No
+/// dictionary beside it: at 10,000 sessions the search is 14 steps, and a
+/// dictionary cost ~165 B per idle session (bench/results/profile/idle-heap.txt).
 private struct SessionTable {
-    var byID: [Identifier: SessionRecord] = [:]
     var ordered: [SessionRecord] = []
 }
 
@@ -91,5 +89,11 @@ extension Array where Element == SessionRecord {
             if self[middle].id < id { low = middle + 1 } else { high = middle }
         }
         return low
+    }
+
+    /// Where the record with `id` sits, or nil when it is not here.
+    fileprivate func index(of id: Identifier) -> Int? {
+        let index = insertionIndex(of: id)
+        return index < count && self[index].id == id ? index : nil
     }
 }

@@ -10,18 +10,13 @@ final class Session {
     /// What the API sees of this session.
     let record: SessionRecord
     let eventLoop: EventLoop
-    private let listenerStats: ListenerStats
-    let registry: SessionRegistry
-    private let upstream: Upstream
-    /// The registry whose use counts this session's hops hold.
-    let mediators: MediatorRegistry
-    /// Where the session reports what happens to it.
-    let events: EventHub
-    private let baseLogger: Logger
+    /// What the listener's sessions share.
+    private let context: SessionContext
     private(set) var client: Port?
     var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
-    private(set) var paths: [DirectionPath] = []
+    /// (Two fields rather than an array: one allocation fewer per session.)
+    private(set) var paths: (clientToServer: DirectionPath, serverToClient: DirectionPath)?
     /// Spliced hops in stack order, client side first.
     var hops: [Hop] = []
     /// Recipients of copies, in the order they were added (dropped ones stay listed).
@@ -31,29 +26,30 @@ final class Session {
     private(set) var ending = false
     /// False until listener templates are spliced, so they all start at offset 0.
     var readsEnabled = false
-    /// What the listener splices and splits into the session before its first byte.
-    private let templates: (mediators: [HopRequest], splits: [SplitRequest])
     /// Completes when every channel is closed; set as the session ends.
     private var closedChannels: EventLoopFuture<Void>?
 
-    init(record: SessionRecord, listenerStats: ListenerStats, registry: SessionRegistry,
-         upstream: Upstream, mediators: MediatorRegistry,
-         templates: (mediators: [HopRequest], splits: [SplitRequest]), events: EventHub, logger: Logger) {
+    init(record: SessionRecord, context: SessionContext) {
         self.record = record
-        self.events = events
-        self.templates = templates
-        self.mediators = mediators
         self.eventLoop = record.eventLoop
-        self.listenerStats = listenerStats
-        self.registry = registry
-        self.upstream = upstream
-        self.baseLogger = logger
+        self.context = context
     }
+
+    /// The gateway's live sessions and id source.
+    var registry: SessionRegistry { context.registry }
+    /// The registry whose use counts this session's hops hold.
+    var mediators: MediatorRegistry { context.mediators }
+    /// Where the session reports what happens to it.
+    var events: EventHub { context.events }
+    private var listenerStats: ListenerStats { context.stats }
+    private var upstream: Upstream { context.upstream }
+    /// What the listener splices and splits into the session before its first byte.
+    private var templates: (mediators: [HopRequest], splits: [SplitRequest]) { context.templates }
 
     /// The listener's logger with this session's id and client as metadata, made when a
     /// line is logged rather than kept per session (an idle session should cost little).
     var logger: Logger {
-        var logger = baseLogger
+        var logger = context.logger
         logger[metadataKey: "session"] = "\(record.id)"
         logger[metadataKey: "client"] = "\(record.client)"
         return logger
@@ -88,10 +84,10 @@ final class Session {
         let server = Port(role: .server, channel: channel, handler: handler, session: self, written: record.toServer)
         self.server = server
         record.update(server: channel.remoteAddress?.hostPortString ?? "\(upstream.address)")
-        paths = [
+        paths = (
             DirectionPath(direction: .clientToServer, links: [connect(client, to: server, .clientToServer)]),
-            DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)]),
-        ]
+            DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)])
+        )
         record.update(state: .open)
         guard channel.isActive else { return end(.serverError) }
         applyTemplates(templates.mediators[...]) {
@@ -108,7 +104,13 @@ final class Session {
 
     /// The path of one direction; only valid once connected.
     func path(_ direction: Direction) -> DirectionPath {
-        paths[direction == .clientToServer ? 0 : 1]
+        guard let paths else { preconditionFailure("session \(record.id) has no paths before its server is connected") }
+        return direction == .clientToServer ? paths.clientToServer : paths.serverToClient
+    }
+
+    /// Both paths, or none before the server is connected.
+    var allPaths: [DirectionPath] {
+        paths.map { [$0.clientToServer, $0.serverToClient] } ?? []
     }
 
     // MARK: relay events
@@ -164,7 +166,7 @@ final class Session {
             case .success:
                 guard writer.isEndpoint else { return }
                 self.path(link.direction).finished = true
-                if self.paths.allSatisfy(\.finished) { self.end(.completed) }
+                if self.allPaths.allSatisfy(\.finished) { self.end(.completed) }
             case .failure(let error):
                 self.port(writer, failed: error)
             }
@@ -265,7 +267,7 @@ final class Session {
 
     /// Breaks the session's reference cycles so that late channel events find nothing to act on.
     private func detach() {
-        for path in paths {
+        for path in allPaths {
             for link in path.links {
                 link.reader.outLink = nil
                 link.writer.inLink = nil

@@ -5,7 +5,7 @@ extension Session {
     /// Connects to the recipient, then starts copying each requested direction from the
     /// byte its endpoint has been delivered so far. On failure the session is unchanged.
     func addSplit(_ id: Identifier, request: SplitRequest) -> EventLoopFuture<SplitSnapshot> {
-        guard !ending, client != nil, server != nil, !paths.isEmpty else {
+        guard !ending, client != nil, server != nil, paths != nil else {
             return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
         }
         let directions = request.directions.directions

@@ -16,6 +16,7 @@ struct Runtime {
     let logger: Logger
 
     func run() throws {
+        MallocTuning.apply()
         // Signals are caught from the start, so one arriving during start-up is not lost.
         let signals = SignalWaiter()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

@@ -7,7 +7,7 @@ import SpliceCore
 /// mediators, which only the config file may define).
 enum ConfigFile {
     static let fields: Set<String> = [
-        "listeners", "mediators", "admin", "allow_adhoc_mediators", "max_sessions", "grace_period_s",
+        "listeners", "mediators", "admin", "allow_adhoc_mediators", "max_sessions", "grace_period_s", "event_loops",
     ]
     static let adminFields: Set<String> = [
         "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s",
@@ -41,6 +41,9 @@ enum ConfigFile {
             }
             if let grace = try reader.optionalInt("grace_period_s", min: 0, max: 86_400) {
                 settings.gracePeriod = Double(grace)
+            }
+            if let loops = try reader.optionalInt("event_loops", min: 1, max: 1024) {
+                settings.eventLoops = Int(loops)
             }
             if let admin = try reader.optionalObject("admin") {
                 try apply(admin: JSONObjectReader(.object(admin), allowed: adminFields), to: &settings)

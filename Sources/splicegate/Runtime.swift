@@ -19,7 +19,7 @@ struct Runtime {
         MallocTuning.apply()
         // Signals are caught from the start, so one arriving during start-up is not lost.
         let signals = SignalWaiter()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoops)
         let metrics = GatewayMetrics()
         // Libraries that report through swift-metrics land in the same /metrics page.
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))

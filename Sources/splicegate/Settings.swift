@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SpliceControlPlane
 import SpliceCore
 
@@ -19,6 +20,8 @@ struct Settings {
     var gracePeriod: Double = 30
     /// Most live sessions over all listeners; nil for no limit.
     var maxSessions: Int?
+    /// Event-loop threads for the relay.
+    var eventLoops = System.coreCount
 
     static func resolve(command: Splicegate) throws -> Settings {
         var settings = Settings()
@@ -53,6 +56,10 @@ struct Settings {
         if let limit = command.maxSessions {
             guard limit >= 1 else { throw StartupError("--max-sessions must be at least 1") }
             settings.maxSessions = limit
+        }
+        if let loops = command.eventLoops {
+            guard (1...1024).contains(loops) else { throw StartupError("--event-loops must be 1 to 1024") }
+            settings.eventLoops = loops
         }
         if command.demo {
             do {

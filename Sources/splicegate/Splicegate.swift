@@ -40,6 +40,9 @@ struct Splicegate: ParsableCommand {
     @Option(help: "Most live sessions over all listeners; clients beyond it are closed at once.")
     var maxSessions: Int?
 
+    @Option(help: "Event-loop threads for the relay (default: one per core). Fewer can pay when load generators or the upstream share the cores.")
+    var eventLoops: Int?
+
     @Flag(help: "Start a built-in echo upstream and a listener for it.")
     var demo = false
 

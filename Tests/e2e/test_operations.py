@@ -250,3 +250,35 @@ def test_max_sessions_closes_the_extra_client_and_counts_it(start_gateway, echo:
         found = samples(gateway.get("/metrics").text)
         key = frozenset([("listener", listener["id"]), ("limit", "listener")])
         assert found[("splicegate_sessions_rejected_total", key)] == 1
+
+
+# -- event loops ---------------------------------------------------------------------
+
+
+def relay_threads(gateway: Gateway) -> list[str]:
+    """Names of the gateway's relay threads (NIO names its event-loop threads NIO-ELT-…)."""
+    tasks = pathlib.Path(f"/proc/{gateway.proc.pid}/task")
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+    return [name for name in names if name.startswith("NIO-ELT")]
+
+
+@pytest.mark.parametrize("loops", [1, 3])
+def test_event_loops_sets_the_relay_threads(start_gateway, echo: StreamServer, loops: int) -> None:
+    gateway = start_gateway("--event-loops", str(loops))
+    assert len(relay_threads(gateway)) == loops, relay_threads(gateway)
+    listener = gateway.create_listener(listen="127.0.0.1:0", upstream=echo.address)
+    clients = [connect(listener["listen"]) for _ in range(6)]
+    try:
+        for index, client in enumerate(clients):
+            payload = f"client {index} ".encode() * 1000
+            assert roundtrip(client, payload) == payload
+    finally:
+        for client in clients:
+            client.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1025", "many"])
+def test_bad_event_loops_stops_start_up(start_gateway, value: str) -> None:
+    gateway = start_gateway("--event-loops", value, wait=False)
+    assert exit_code(gateway) > 0
+    assert "event-loops" in gateway.output(), gateway.output()

@@ -386,7 +386,9 @@ def test_422_bad_delete_listener_query(demo_gateway: Gateway, query: str) -> Non
 
 
 @pytest.mark.parametrize("query", ["limit=1", "limit=1000", "listener=l1", "listener=l999", "cursor=s999",
-                                   "limit=5&cursor=s1&listener=l1"])
+                                   "limit=5&cursor=s1&listener=l1",
+                                   # the largest id: the page after it must not overflow
+                                   "cursor=s18446744073709551615"])
 def test_good_session_queries(demo_gateway: Gateway, query: str) -> None:
     response = demo_gateway.get(f"/api/v1/sessions?{query}")
     assert response.status_code == 200, response.text

@@ -54,7 +54,7 @@ final class SessionRegistry: Sendable {
     /// slice, so paging through many sessions costs what the pages hold.
     func page(listener: Identifier?, limit: Int, after cursor: Identifier?) -> (items: [SessionRecord], next: Identifier?) {
         sessions.withLock { table in
-            var index = cursor.map { table.ordered.insertionIndex(of: Identifier(prefix: "s", number: $0.number + 1)) } ?? 0
+            var index = cursor.map { table.ordered.index(after: $0) } ?? 0
             var items: [SessionRecord] = []
             items.reserveCapacity(min(limit, table.ordered.count - index))
             while index < table.ordered.count, items.count < limit {
@@ -89,6 +89,13 @@ extension Array where Element == SessionRecord {
             if self[middle].id < id { low = middle + 1 } else { high = middle }
         }
         return low
+    }
+
+    /// Where the first record with an id above `id` sits (the start of the page after a cursor).
+    fileprivate func index(after id: Identifier) -> Int {
+        // `number + 1` would trap for the largest id a client may send as a cursor.
+        guard id.number < UInt64.max else { return count }
+        return insertionIndex(of: Identifier(prefix: id.prefix, number: id.number + 1))
     }
 
     /// Where the record with `id` sits, or nil when it is not here.

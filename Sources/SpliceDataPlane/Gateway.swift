@@ -119,6 +119,8 @@ public final class Gateway: Sendable {
         guard id.prefix == "l", listenerTable.withLock({ $0[id] == nil }) else {
             throw .conflict("listener id \(id) is already in use")
         }
+        // The largest id leaves no next one to issue (and `+ 1` would trap).
+        guard id.number < UInt64.max else { throw .invalid("listener id \(id) is out of range") }
         skipListenerIDs(below: id.number + 1)
         return id
     }

@@ -133,6 +133,9 @@ def test_state_file_wins_over_config_which_only_seeds_the_first_start(
     "",
     json.dumps({"version": 1, "listeners": [{"id": "l1", "listen": "127.0.0.1:0"}]}),
     json.dumps({"version": 99}),
+    # the largest listener id leaves none to issue next; it must not trap
+    json.dumps({"version": 1, "listeners": [
+        {"id": "l18446744073709551615", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}]}),
 ])
 def test_corrupt_state_file_stops_start_up(start_gateway, tmp_path: pathlib.Path, content: str) -> None:
     state = tmp_path / "state.json"

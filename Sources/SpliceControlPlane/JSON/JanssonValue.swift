@@ -56,24 +56,23 @@ struct JanssonValue: ~Copyable {
     /// after it is built).
     func shared() -> JanssonValue { JanssonValue(owning: sg_json_incref(pointer)) }
 
-    /// Adds `value` to this object under `key`, which must not be in it yet.
+    /// Adds `value` to this object under `key` (a later value for the same key replaces it).
     func set(_ key: StaticString, _ value: consuming JanssonValue) {
         let child = value.take()
-        key.withUTF8Buffer { utf8 in
-            utf8.withMemoryRebound(to: CChar.self) { chars in
-                Self.check(json_object_setn_new_nocheck(pointer, chars.baseAddress ?? Self.emptyChars, chars.count, child))
-            }
-        }
+        key.withUTF8Buffer { setMember($0, child) }
     }
 
     /// Adds `value` to this object under a run-time `key`.
     func set(_ key: String, _ value: consuming JanssonValue) {
         var key = key
         let child = value.take()
-        key.withUTF8 { utf8 in
-            utf8.withMemoryRebound(to: CChar.self) { chars in
-                Self.check(json_object_setn_new_nocheck(pointer, chars.baseAddress ?? Self.emptyChars, chars.count, child))
-            }
+        key.withUTF8 { setMember($0, child) }
+    }
+
+    /// Hands `child`'s reference to this object under the UTF-8 `key`.
+    private func setMember(_ key: UnsafeBufferPointer<UInt8>, _ child: UnsafeMutablePointer<json_t>) {
+        key.withMemoryRebound(to: CChar.self) { chars in
+            Self.check(json_object_setn_new_nocheck(pointer, chars.baseAddress ?? Self.emptyChars, chars.count, child))
         }
     }
 

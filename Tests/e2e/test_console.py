@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from conftest import ROOT, TOKEN, Gateway, free_port, split_address, wait_until
+from conftest import ROOT, TOKEN, Gateway, StreamServer, echo_handler, free_port, split_address, wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402
@@ -210,39 +210,6 @@ class Recipient:
     def close(self) -> None:
         self.server.close()
         self.thread.join(timeout=2)
-
-
-class EchoServer:
-    """A loopback echo server (a failover replica)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = "127.0.0.1:%d" % self.server.getsockname()[1]
-        self.threads: list[threading.Thread] = []
-        self.accepting = threading.Thread(target=self._accept, daemon=True)
-        self.accepting.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._echo, args=(conn,), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(30)
-            with contextlib.suppress(OSError):
-                while chunk := conn.recv(65536):
-                    conn.sendall(chunk)
-
-    def close(self) -> None:
-        self.server.close()
-        self.accepting.join(timeout=2)
 
 
 # -- tests ---------------------------------------------------------------------------
@@ -435,7 +402,7 @@ def test_api_errors_show_the_problem_detail(demo_gateway: Gateway, page: Any) ->
 
 def test_failover_from_the_console(demo_gateway: Gateway, page: Any) -> None:
     upstream = demo_gateway.listeners()[0]["upstream"]
-    replica = EchoServer()
+    replica = StreamServer(echo_handler)
     try:
         listener = demo_gateway.create_listener(
             name="replicated", listen="127.0.0.1:0", upstream=upstream,

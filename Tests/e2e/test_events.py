@@ -17,7 +17,8 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from conftest import TOKEN, Gateway, assert_problem, free_port, split_address, wait_until
+from conftest import (TOKEN, Gateway, Sink, StreamServer, assert_problem, free_port, roundtrip, split_address,
+                      wait_until)
 
 EVENT_TIMEOUT_S = 5.0
 IO_TIMEOUT_S = 5.0
@@ -127,76 +128,13 @@ def streams() -> Iterator[list[EventStream]]:
         stream.close()
 
 
-class ResettingServer:
-    """Accepts connections and resets each (SO_LINGER 0) as soon as a byte arrives."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = "127.0.0.1:%d" % self.server.getsockname()[1]
-        self.resets = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._reset_on_data, args=(conn,), daemon=True).start()
-
-    def _reset_on_data(self, conn: socket.socket) -> None:
-        conn.settimeout(30)
-        with contextlib.suppress(OSError):
-            conn.recv(1)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()
-        self.resets += 1
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=2)
-
-
-class Sink:
-    """Accepts connections and reads everything (a well-behaved split recipient)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = "127.0.0.1:%d" % self.server.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _drain(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(30)
-            while conn.recv(65536):
-                pass
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=2)
-
-
-def round_trip(sock: socket.socket, line: bytes) -> bytes:
-    sock.sendall(line)
-    sock.settimeout(IO_TIMEOUT_S)
-    data = b""
-    while len(data) < len(line):
-        chunk = sock.recv(len(line) - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
+def reset_on_data(conn: socket.socket) -> None:
+    """A StreamServer handler that resets the connection (SO_LINGER 0) as soon as a byte arrives."""
+    conn.settimeout(30)
+    with contextlib.suppress(OSError):
+        conn.recv(1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[EventStream]) -> None:
@@ -207,7 +145,7 @@ def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[Event
     assert stream.headers["content-type"].split(";")[0] == "text/event-stream"
     stream.wait_subscribed()
     upstream = gateway.listeners()[0]["upstream"]
-    resetter, sink = ResettingServer(), Sink()
+    resetter, sink = StreamServer(reset_on_data), Sink()
     seen: list[dict[str, Any]] = []
 
     def expect(kind: str) -> dict[str, Any]:
@@ -225,7 +163,7 @@ def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[Event
             session_id = event["session"]["id"]
             assert event["session"]["listener"] == listener["id"]
             assert event["session"]["client"] == "%s:%d" % client.getsockname()[:2]
-            assert round_trip(client, b"one\n") == b"one\n"
+            assert roundtrip(client, b"one\n") == b"one\n"
 
             # Splice and remove a registered mediator.
             response = gateway.post(f"/api/v1/sessions/{session_id}/mediators",
@@ -236,7 +174,7 @@ def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[Event
             assert event["session"] == session_id
             assert event["hop"]["id"] == hop["id"] and event["hop"]["mediator"] == "upper"
             assert event["hop"]["spliced_at"] == {"server_to_client": 4}
-            assert round_trip(client, b"two\n") == b"TWO\n"
+            assert roundtrip(client, b"two\n") == b"TWO\n"
             response = gateway.delete(f"/api/v1/sessions/{session_id}/mediators/{hop['id']}")
             assert response.status_code == 200, response.text
             event = expect("hop.removed")
@@ -257,7 +195,7 @@ def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[Event
             assert event["on_failure"] == "bypass" and isinstance(event["reason"], str) and event["reason"]
             wait_until(lambda: gateway.get(f"/api/v1/sessions/{session_id}").json()["mediators"] == [],
                        timeout=EVENT_TIMEOUT_S, message="the failed hop to be bypassed")
-            assert round_trip(client, b"three\n") == b"three\n"
+            assert roundtrip(client, b"three\n") == b"three\n"
 
             # A split whose recipient resets is dropped; a healthy one is added and removed.
             response = gateway.post(f"/api/v1/sessions/{session_id}/splits",
@@ -267,7 +205,7 @@ def test_every_kind_of_event_in_order(demo_gateway: Gateway, streams: list[Event
             event = expect("split.added")
             assert event["session"] == session_id and event["split"]["id"] == doomed["id"]
             assert event["split"]["from_offset"] == doomed["from_offset"]
-            assert round_trip(client, b"four\n") == b"four\n"
+            assert roundtrip(client, b"four\n") == b"four\n"
             event = expect("split.dropped")
             assert event["session"] == session_id and event["split"]["id"] == doomed["id"]
             assert event["split"]["state"] == "dropped"

@@ -15,9 +15,8 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import TOKEN, Gateway, StreamServer, echo_handler, split_address, wait_until
+from conftest import TOKEN, Gateway, StreamServer, connect, echo_handler, roundtrip, split_address, wait_until
 
-IO_TIMEOUT_S = 10.0
 EXIT_TIMEOUT_S = 15.0
 
 
@@ -26,22 +25,6 @@ def echo() -> Iterator[StreamServer]:
     server = StreamServer(echo_handler)
     yield server
     server.close()
-
-
-def connect(address: str) -> socket.socket:
-    sock = socket.create_connection(split_address(address), timeout=IO_TIMEOUT_S)
-    sock.settimeout(IO_TIMEOUT_S)
-    return sock
-
-
-def roundtrip(sock: socket.socket, payload: bytes) -> bytes:
-    sock.sendall(payload)
-    data = bytearray()
-    while len(data) < len(payload):
-        chunk = sock.recv(65536)
-        assert chunk, f"EOF after {len(data)} of {len(payload)} bytes"
-        data += chunk
-    return bytes(data)
 
 
 def refused(address: str) -> bool:

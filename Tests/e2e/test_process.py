@@ -11,30 +11,14 @@ from typing import Any
 
 import pytest
 
-from conftest import Gateway, assert_problem, free_port, split_address, wait_until
+from conftest import Gateway, assert_problem, connect, free_port, recv_exactly, split_address, wait_until
 
 IO_TIMEOUT_S = 10.0
-
-
-def connect(address: str) -> socket.socket:
-    sock = socket.create_connection(split_address(address), timeout=IO_TIMEOUT_S)
-    sock.settimeout(IO_TIMEOUT_S)
-    return sock
 
 
 def local_address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"{host}:{port}"
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(min(65536, size - len(data)))
-        if not chunk:
-            raise AssertionError(f"EOF after {len(data)} of {size} bytes")
-        data += chunk
-    return bytes(data)
 
 
 def echo_roundtrip(sock: socket.socket, payload: bytes) -> bytes:

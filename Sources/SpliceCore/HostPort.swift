@@ -35,10 +35,20 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
               hostPart.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:%".contains($0) }),
               hostPart.unicodeScalars.allSatisfy(\.isASCII)
         else { throw bad("invalid host") }
-        guard portPart.count <= 5, portPart.allSatisfy(\.isASCII), let port = Int(portPart), (0...65535).contains(port)
-        else { throw bad("port must be 0-65535") }
+        guard let port = Self.port(portPart) else { throw bad("port must be 0-65535, digits only, no sign or leading zero") }
         self.host = String(hostPart)
         self.port = port
+    }
+
+    /// A port as decimal digits, as the API's `Address` pattern has it:
+    /// `Int("+80")` and `Int("08")` would take a sign and leading zeros.
+    private static func port(_ text: Substring) -> Int? {
+        let digits = text.utf8
+        guard (1...5).contains(digits.count), digits.allSatisfy({ (0x30...0x39).contains($0) }),
+              digits.count == 1 || digits.first != UInt8(ascii: "0"),
+              let port = Int(text), port <= 65535
+        else { return nil }
+        return port
     }
 
     /// `host:port`, with brackets around IPv6 hosts.

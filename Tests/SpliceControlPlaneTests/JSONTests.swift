@@ -103,13 +103,25 @@ struct JSONObjectReaderTests {
 
     @Test func readsTypedFields() throws {
         let reader = try JSONObjectReader(
-            ["listen": "127.0.0.1:0", "enabled": true, "limit": 10, "name": nil, "kind": "tcp"], allowed: allowed)
+            ["listen": "127.0.0.1:0", "enabled": true, "limit": 10, "kind": "tcp"], allowed: allowed)
         #expect(try reader.requiredString("listen") == "127.0.0.1:0")
         #expect(try reader.optionalString("name") == nil)
         #expect(try reader.optionalBool("enabled") == true)
         #expect(try reader.optionalInt("limit", min: 1, max: 1000) == 10)
         #expect(try reader.optionalEnum("kind", ["tcp", "exec"]) == "tcp")
         #expect(!reader.contains("name"))
+    }
+
+    @Test func nullIsNotAbsent() throws {
+        // No request field is nullable in openapi.yaml: null is a 422 naming the field.
+        let reader = try JSONObjectReader(["name": nil, "limit": nil, "enabled": nil], allowed: allowed)
+        for read in [{ _ = try reader.optionalString("name") }, { _ = try reader.optionalInt("limit") },
+                     { _ = try reader.optionalBool("enabled") }, { _ = try reader.requiredString("name") }] {
+            let error = #expect(throws: APIError.self) { try read() }
+            #expect(error?.status == 422)
+            #expect(error?.detail.contains("must not be null") == true)
+        }
+        #expect(reader.contains("name"))
     }
 
     @Test func rejectsWithFieldNames() throws {

@@ -19,6 +19,8 @@ struct HostPortTests {
     @Test("rejects what is not host:port with a 422 naming the field", arguments: [
         "", "7000", "host:", ":7000", "host:65536", "host:-1", "host:http", "::1:80", "[::1]80", "[::1",
         "bad host:80", "hôst:80", "host:0x50", "host:99999999999999999999",
+        // digits only: Int() alone takes a sign and leading zeros
+        "host:+80", "host:+0", "host:08", "host:00", "host:065535", "host: 80", "host:80 ", "host:٨٠",
     ])
     func rejects(text: String) {
         let error = #expect(throws: APIError.self) { try HostPort(parsing: text, field: "upstream") }

@@ -352,6 +352,20 @@ def test_415_not_json(gateway: Gateway, content_type: str) -> None:
     ({**VALID, "connect_timeout_ms": 1.5}, "connect_timeout_ms"),
     ({**VALID, "connect_timeout_ms": True}, "connect_timeout_ms"),
     ({**VALID, "connect_timeout_ms": 10 ** 30}, None),
+    # ports are digits only: no sign, no leading zero, no blank (Int() took "+80" as 80)
+    ({**VALID, "listen": "127.0.0.1:+80"}, "listen"),
+    ({**VALID, "listen": "127.0.0.1:+0"}, "listen"),
+    ({**VALID, "listen": "127.0.0.1:08"}, "listen"),
+    ({**VALID, "listen": "127.0.0.1:00"}, "listen"),
+    ({**VALID, "listen": "127.0.0.1: 80"}, "listen"),
+    ({**VALID, "upstream": "127.0.0.1:+9"}, "upstream"),
+    ({**VALID, "upstream": "127.0.0.1:09"}, "upstream"),
+    # no request field is nullable: null is not "absent"
+    ({**VALID, "idle_timeout_ms": None}, "idle_timeout_ms"),
+    ({**VALID, "connect_timeout_ms": None}, "connect_timeout_ms"),
+    ({**VALID, "max_sessions": None}, "max_sessions"),
+    ({**VALID, "name": None}, "name"),
+    ({**VALID, "mediators": None}, "mediators"),
 ])
 def test_422_invalid_listener_body(gateway: Gateway, body: Any, field: str | None) -> None:
     with Unchanged(gateway):
@@ -366,6 +380,19 @@ def test_422_invalid_listener_body(gateway: Gateway, body: Any, field: str | Non
         problem = assert_problem(response, 422)
     if field is not None:
         assert field in problem["detail"], f"detail should name {field!r}: {problem['detail']!r}"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"name": "m", "address": "127.0.0.1:9", "proxy_protocol": None}, "proxy_protocol"),
+    ({"name": "m", "address": "127.0.0.1:9", "kind": None}, "kind"),
+    ({"name": "m", "address": "127.0.0.1:+9"}, "address"),
+    ({"name": "m", "address": "127.0.0.1:0009"}, "address"),
+])
+def test_422_invalid_mediator_body(gateway: Gateway, body: Any, field: str) -> None:
+    problem = assert_problem(gateway.post("/api/v1/mediators", json=body), 422)
+    assert field in problem["detail"], problem["detail"]
+    response = gateway.get("/api/v1/mediators")
+    assert response.status_code == 200 and response.json()["mediators"] == [], response.text
 
 
 @pytest.mark.parametrize("query", [
@@ -510,8 +537,11 @@ def test_non_loopback_admin_with_token_starts(start_gateway) -> None:
     gateway.url = f"http://127.0.0.1:{port}"  # let the fixture's crash check cover it
 
 
-def test_bad_flags_exit_non_zero() -> None:
-    for args in (["--admin", "nonsense"], ["--no-such-flag"], ["--config", "/nonexistent/splicegate.json"]):
+def test_bad_flags_exit_non_zero(tmp_path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"admin": {"address": "127.0.0.1:+0"}}))
+    for args in (["--admin", "nonsense"], ["--no-such-flag"], ["--config", "/nonexistent/splicegate.json"],
+                 ["--admin", "127.0.0.1:+0"], ["--admin", "127.0.0.1:00"], ["--config", str(config)]):
         result = subprocess.run([str(BIN), *args], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
         assert result.returncode != 0, f"{args}: exit 0\n{result.stdout!r}\n{result.stderr!r}"
         assert result.returncode > 0, f"{args}: crashed with signal {-result.returncode}\n{result.stderr!r}"

@@ -4,8 +4,9 @@ import SpliceCore
 /// into a 422 that names the field.
 ///
 /// Unknown fields are rejected up front so a typo ("drain_timeout" for
-/// "drain_timeout_ms") never silently falls back to a default. An explicit
-/// `null` counts as absent for the optional getters.
+/// "drain_timeout_ms") never silently falls back to a default. No request
+/// field is nullable in the API, so an explicit `null` is a 422, not a
+/// silent "absent".
 public struct JSONObjectReader: Sendable {
     /// The object being read.
     public let object: JSONObject
@@ -21,14 +22,15 @@ public struct JSONObjectReader: Sendable {
         self.object = object
     }
 
-    /// Whether `key` is present with a non-null value.
+    /// Whether `key` is present (`null` included).
     public func contains(_ key: String) -> Bool {
-        value(key) != nil
+        object[key] != nil
     }
 
-    /// The raw value of `key`, `nil` when absent or `null`.
-    public func value(_ key: String) -> JSON? {
-        guard let value = object[key], value != .null else { return nil }
+    /// The raw value of `key`, `nil` when absent; throws for `null`.
+    public func value(_ key: String) throws(APIError) -> JSON? {
+        guard let value = object[key] else { return nil }
+        guard value != .null else { throw .invalid("field '\(key)' must not be null; leave it out for the default") }
         return value
     }
 
@@ -40,14 +42,14 @@ public struct JSONObjectReader: Sendable {
 
     /// A string field that may be absent.
     public func optionalString(_ key: String) throws(APIError) -> String? {
-        guard let value = value(key) else { return nil }
+        guard let value = try value(key) else { return nil }
         guard let string = value.string else { throw mistyped(key, "a string", value) }
         return string
     }
 
     /// A boolean field that may be absent.
     public func optionalBool(_ key: String) throws(APIError) -> Bool? {
-        guard let value = value(key) else { return nil }
+        guard let value = try value(key) else { return nil }
         guard let bool = value.bool else { throw mistyped(key, "a boolean", value) }
         return bool
     }
@@ -62,7 +64,7 @@ public struct JSONObjectReader: Sendable {
 
     /// An integer field that may be absent and otherwise lies in `min...max`.
     public func optionalInt(_ key: String, min: Int64 = .min, max: Int64 = .max) throws(APIError) -> Int64? {
-        guard let value = value(key) else { return nil }
+        guard let value = try value(key) else { return nil }
         guard let int = value.int else { throw mistyped(key, "an integer", value) }
         guard int >= min, int <= max else {
             throw .invalid("field '\(key)' must be between \(min) and \(max), got \(int)")
@@ -72,14 +74,14 @@ public struct JSONObjectReader: Sendable {
 
     /// An object field that may be absent.
     public func optionalObject(_ key: String) throws(APIError) -> JSONObject? {
-        guard let value = value(key) else { return nil }
+        guard let value = try value(key) else { return nil }
         guard let object = value.object else { throw mistyped(key, "an object", value) }
         return object
     }
 
     /// An array field that may be absent.
     public func optionalArray(_ key: String) throws(APIError) -> [JSON]? {
-        guard let value = value(key) else { return nil }
+        guard let value = try value(key) else { return nil }
         guard let array = value.array else { throw mistyped(key, "an array", value) }
         return array
     }

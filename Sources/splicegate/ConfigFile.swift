@@ -10,7 +10,7 @@ enum ConfigFile {
         "listeners", "mediators", "admin", "allow_adhoc_mediators", "max_sessions", "grace_period_s", "event_loops",
     ]
     static let adminFields: Set<String> = [
-        "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s",
+        "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s", "head_timeout_s",
     ]
 
     static func load(_ path: String, into settings: inout Settings) throws {
@@ -69,6 +69,9 @@ enum ConfigFile {
         }
         if let limit = try admin.optionalInt("connection_limit", min: 1, max: 65_536) {
             settings.http.connectionLimit = Int(limit)
+        }
+        if let head = try admin.optionalInt("head_timeout_s", min: 1, max: 3_600) {
+            settings.http.headTimeoutSeconds = Int(head)
         }
         if let idle = try admin.optionalInt("idle_timeout_s", min: 1, max: 86_400) {
             settings.http.idleTimeoutSeconds = Int(idle)

@@ -461,17 +461,15 @@ def test_huge_headers_get_problem_json(gateway: Gateway) -> None:
     assert_problem(response, response.status_code)
 
 
-# libmicrohttpd 0.9.75 (Debian 12) answers a malformed request line or header and an
-# unknown HTTP version with its own compiled-in HTML page, before any callback runs;
-# DESIGN.md only promises problem+json for oversized headers and URIs. Known, not fixable
-# without patching MHD: marked xfail so a future fix shows up as XPASS.
-MHD_BUILTIN = pytest.mark.xfail(reason="libmicrohttpd's compiled-in HTML error page", strict=False)
+# Every head is read and checked by the gateway before libmicrohttpd sees it, so
+# what MHD 0.9.75 used to answer with its own HTML page (bad request line, unknown
+# version, header without colon, ...) is answered as problem+json too.
 GARBAGE = [
     pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, id="tls-hello"),
     pytest.param(b"GET\r\n\r\n", id="bare-method"),
-    pytest.param(b"HELLO WORLD\r\n\r\n", id="not-http", marks=MHD_BUILTIN),
-    pytest.param(b"GET /api/v1/health HTTP/9.9\r\n\r\n", id="http-9.9", marks=MHD_BUILTIN),
-    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nBad Header\r\n\r\n", id="bad-header", marks=MHD_BUILTIN),
+    pytest.param(b"HELLO WORLD\r\n\r\n", id="not-http"),
+    pytest.param(b"GET /api/v1/health HTTP/9.9\r\n\r\n", id="http-9.9"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nBad Header\r\n\r\n", id="bad-header"),
     pytest.param(b"GET /api/v1/health HTTP/1.1\r\n\r\n", id="no-host"),
     pytest.param(b"\r\n" * 100, id="crlfs"),
 ]
@@ -502,6 +500,112 @@ def test_protocol_errors_are_not_html(gateway: Gateway, junk: bytes) -> None:
         head = data.split(b"\r\n\r\n", 1)[0].lower()
         assert b"<html" not in data.lower() and b"text/html" not in head, \
             f"MHD HTML error page for {junk[:40]!r}: {data[:400]!r}"
+
+
+def read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, bool]:
+    """Everything the gateway sends within limit_s; whether it closed the connection by then."""
+    data = b""
+    deadline = time.monotonic() + limit_s
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def answers(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The HTTP responses in `data`: (status, head, body), bodies cut by Content-Length."""
+    found = []
+    while data.startswith(b"HTTP/1."):
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+        size = int(length.group(1)) if length else len(rest)
+        found.append((int(head.split()[1]), head, rest[:size]))
+        data = rest[size:]
+    return found
+
+
+def assert_problem_answer(data: bytes, statuses: set[int]) -> int:
+    """`data` is exactly one problem+json answer with one of `statuses`."""
+    found = answers(data)
+    assert len(found) == 1, f"expected one answer, got {len(found)}: {data[:600]!r}"
+    status, head, body = found[0]
+    assert status in statuses, f"status {status}, expected one of {statuses}: {data[:400]!r}"
+    assert b"content-type: application/problem+json" in head.lower(), data[:400]
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["title"] and problem["type"], problem
+    return status
+
+
+SMUGGLED = b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n\r\n"
+# Each head below is refused with problem+json and the connection closed, so the
+# request smuggled behind it is never answered.
+BAD_HEADS = [
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", {400}, id="cl-and-te"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n"
+                 b"0\r\n\r\n", {400}, id="space-before-colon"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n",
+                 {400}, id="two-lengths"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", {400},
+                 id="negative-length"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nContent-Length: +0\r\n\r\n", {400},
+                 id="plus-length"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                 {400, 413}, id="huge-length"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                 {400, 501}, id="te-xchunked"),
+    pytest.param(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {400, 505}, id="http2-preface"),
+    pytest.param(b"HELLO WORLD\r\n\r\n", {400}, id="not-http"),
+    pytest.param(b"GET /api/v1/health HTTP/9.9\r\nHost: t\r\n\r\n", {400, 505}, id="http-9.9"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n", {400}, id="no-colon"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n", {400}, id="obs-fold"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\nX: a\nb\r\n\r\n", {400}, id="bare-lf"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\n" + b"".join(
+        b"X-Pad-%d: %s\r\n" % (i, b"v" * 1000) for i in range(200)) + b"Host: t\r\n\r\n",
+        {431}, id="headers-past-the-pool"),
+]
+
+
+@pytest.mark.parametrize("head,statuses", BAD_HEADS)
+def test_bad_heads_get_problem_json_and_a_closed_connection(
+        gateway: Gateway, head: bytes, statuses: set[int]) -> None:
+    with Unchanged(gateway):
+        with socket.create_connection((gateway.host, gateway.port), timeout=5) as sock:
+            sock.sendall(head + SMUGGLED)
+            data, closed = read_until_closed(sock, 5)
+        assert_problem_answer(data, statuses)
+        assert closed, f"connection left open after {data[:200]!r}"
+
+
+@pytest.mark.parametrize("junk", [
+    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64, id="tls-hello"),
+    pytest.param(b"POST /api/v1/listeners HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                 id="te-xchunked"),
+])
+def test_what_cannot_be_http_is_answered_promptly(gateway: Gateway, junk: bytes) -> None:
+    """The client keeps its side open: the gateway must not wait for more (it used to, for 30 s)."""
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as sock:
+        sock.sendall(junk)
+        data, closed = read_until_closed(sock, 3)
+    assert closed, f"no close within 3 s, got {data[:200]!r}"
+    if data:
+        assert_problem_answer(data, {400, 501})
+
+
+def test_one_request_per_connection(gateway: Gateway) -> None:
+    """Every head passes the gateway's checks: a second request on a connection is not served."""
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as sock:
+        sock.sendall(SMUGGLED)
+        data, closed = read_until_closed(sock, 5)
+        assert closed and [status for status, _, _ in answers(data)] == [200], data[:300]
 
 
 # -- start-up refusal -----------------------------------------------------------

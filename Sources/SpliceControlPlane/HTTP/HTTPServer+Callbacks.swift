@@ -11,18 +11,13 @@ extension HTTPServer {
     /// from its own threads (TRAP 2). Each one only unwraps its pointers and
     /// defers to `Context`.
     ///
-    /// What MHD answers itself (TRAP 8, verified on 0.9.75): a request line or
-    /// header block that does not fit the connection's memory pool
-    /// (`connectionMemoryLimit`) gets 414 or 431 with a compiled-in HTML body,
-    /// and the access handler is never called; the same holds for requests MHD
-    /// cannot parse at all (bad request line, HTTP/1.1 without Host, bad chunk
-    /// framing). 0.9.75 has no hook to replace those bodies: the URI log
-    /// callback runs only once the request line is complete, and the
-    /// completion callback only for requests the access handler saw. So the
-    /// pool is sized well above `maxTargetBytes` and `maxHeaderBytes`, and
-    /// anything between those limits and the pool is answered by `screen`
-    /// with a problem+json 414 or 431. Only requests beyond the pool (128 KiB
-    /// by default) still get MHD's HTML.
+    /// What MHD answers itself (TRAP 8, verified on 0.9.75): a head that
+    /// does not fit the connection's memory pool, or that MHD cannot parse,
+    /// gets a compiled-in HTML page and the access handler is never called;
+    /// 0.9.75 has no hook to replace those bodies. So no head reaches MHD
+    /// unchecked: `AdminAcceptor` reads every head first and answers what is
+    /// malformed, ambiguous or too long with problem+json, and the pool sits
+    /// well above the longest head it lets through.
     enum Callbacks {
         /// Called per request: once with headers, once per body piece, once at the end.
         static let accessHandler: MHD_AccessHandlerCallback = {

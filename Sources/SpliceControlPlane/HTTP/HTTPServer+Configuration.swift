@@ -7,13 +7,18 @@ extension HTTPServer {
         public var host: String
         /// The port; 0 binds an ephemeral one (read it back from `boundPort`).
         public var port: Int
-        /// Most simultaneous connections; more are refused at accept.
+        /// Most simultaneous connections. At the limit the oldest connection
+        /// still sending its request head is closed to make room; when every
+        /// one holds a complete request, a new connection is refused with 503.
         public var connectionLimit: Int = 256
-        /// Seconds a connection may sit idle before MHD closes it.
+        /// Seconds a connection has to send its whole request head (not only
+        /// between bytes); then it gets 408 and is closed.
+        public var headTimeoutSeconds: Int = 10
+        /// Seconds a connection may sit idle after its head before MHD closes it.
         public var idleTimeoutSeconds: Int = 30
-        /// MHD's per-connection memory pool. Requests whose line and headers
-        /// exceed it get MHD's own HTML error (see `HTTPServer+Callbacks.swift`),
-        /// so it sits well above `maxTargetBytes` and `maxHeaderBytes`.
+        /// MHD's per-connection memory pool. MHD answers heads that exceed it
+        /// with its own HTML page, so it sits well above the longest head the
+        /// acceptor lets through (`maxTargetBytes` + `maxHeaderBytes` + 1 KiB).
         public var connectionMemoryLimit: Int = 128 * 1024
         /// The largest request body accepted; larger ones get 413.
         public var maxBodyBytes: Int = 64 * 1024
@@ -21,7 +26,7 @@ extension HTTPServer {
         public var maxTargetBytes: Int = 8 * 1024
         /// The most header bytes accepted (names, values, separators); more get 431.
         public var maxHeaderBytes: Int = 32 * 1024
-        /// MHD worker threads. Handlers run on them and may block on the data
+        /// MHD worker threads (one daemon each). Handlers run on them and may block on the data
         /// plane (a drain waits up to its timeout), so keep more than one.
         public var threadPoolSize: Int = 4
         /// Where MHD's own diagnostics and handler failures are logged.

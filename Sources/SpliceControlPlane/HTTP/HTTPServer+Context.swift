@@ -92,6 +92,9 @@ extension HTTPServer {
                 return .NO
             }
             defer { MHD_destroy_response(created) }
+            // One request per connection: a second head on a kept-alive
+            // connection would reach MHD without the acceptor's checks.
+            _ = MHD_add_response_header(created, "Connection", "close")
             for (name, value) in response.headers where MHD_add_response_header(created, name, value) != .YES {
                 logger.warning("libmicrohttpd refused response header", metadata: ["header": "\(name)"])
             }

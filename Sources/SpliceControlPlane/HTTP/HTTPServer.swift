@@ -1,16 +1,25 @@
 import CMicroHTTPD
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Synchronization
 
 /// The admin HTTP/1.1 server: a libmicrohttpd daemon calling one Swift handler.
 ///
-/// Threading: MHD runs `threadPoolSize` internal worker threads, each with
-/// its own epoll loop (`MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL`).
-/// Not thread-per-connection, because streamed responses (Server-Sent
-/// Events) are parked with `MHD_suspend_connection`, which MHD does not
-/// support in that mode, and an idle event stream must not hold a thread.
-/// Handlers run synchronously on a worker and may block on the data plane;
-/// the pool keeps one slow handler from stalling every connection.
+/// Connections: an `AdminAcceptor` owns the listening socket, reads and
+/// checks every request head under a deadline and answers bad ones itself
+/// (problem+json, then close); good connections go to one of
+/// `threadPoolSize` MHD daemons through `MHD_add_connection`. Every response
+/// carries `Connection: close`, so each connection carries one request and
+/// every head passes the acceptor's checks, not only a connection's first.
+///
+/// Threading: each daemon runs one internal thread with its own epoll loop
+/// (`MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL`; MHD's thread pool
+/// needs a listening socket, so the pool is several daemons). Not
+/// thread-per-connection, because streamed responses (Server-Sent Events)
+/// are parked with `MHD_suspend_connection`, which MHD does not support in
+/// that mode, and an idle event stream must not hold a thread.
 public final class HTTPServer: Sendable {
     /// The handler every fully received request is passed to.
     public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
@@ -24,9 +33,11 @@ public final class HTTPServer: Sendable {
         boundHost.contains(":") ? "http://[\(boundHost)]:\(boundPort)" : "http://\(boundHost):\(boundPort)"
     }
 
-    // The daemon pointer is an opaque C handle, only used under this lock.
-    private let daemon: Mutex<OpaqueHandle?>
+    // The daemon pointers are opaque C handles, only used under this lock
+    // (and by the acceptor, which stop joins before stopping them).
+    private let daemons: Mutex<[OpaqueHandle]>
     private let context: Context
+    private let acceptor: AdminAcceptor
 
     /// Binds and starts serving `handler`; throws if the address is unusable
     /// or libmicrohttpd refuses to start (port in use, …).
@@ -34,47 +45,96 @@ public final class HTTPServer: Sendable {
         guard let address = IPAddress(host: configuration.host, port: configuration.port) else {
             throw .badAddress("'\(configuration.host)' port \(configuration.port) is not an IP literal or localhost with a valid port")
         }
+        let listenFD = address.withSockAddr { sockaddr in
+            sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
+        }
+        guard listenFD >= 0 else {
+            throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())))")
+        }
         let context = Context(configuration: configuration, handler: handler)
+        let gauge = ConnectionGauge()
+        let started: [OpaqueHandle]
+        do throws(HTTPServerError) {
+            started = try Self.startDaemons(configuration, context: context, gauge: gauge, address: address)
+        } catch {
+            close(listenFD)
+            throw error
+        }
+        let screen = RequestHeadScreen(
+            maxTargetBytes: configuration.maxTargetBytes, maxHeaderBytes: configuration.maxHeaderBytes,
+            maxBodyBytes: configuration.maxBodyBytes)
+        do throws(HTTPServerError) {
+            acceptor = try AdminAcceptor(
+                listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
+                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger
+            ) { fd, peer, length in
+                MHD_add_connection(started[Int(fd) % started.count].pointer, fd, peer, length) == .YES
+            }
+            try acceptor.start()
+        } catch {
+            Self.stop(started, context: context)
+            throw error
+        }
+        self.context = context
+        self.daemons = Mutex(started)
+        self.boundHost = address.host
+        self.boundPort = Int(sg_bound_port(listenFD))
+        configuration.logger.info("admin HTTP server listening", metadata: ["address": "\(baseURL)"])
+    }
+
+    /// One single-threaded daemon per pool thread, each retaining `context`
+    /// and sharing `gauge` (unretained: the acceptor keeps it alive).
+    private static func startDaemons(
+        _ configuration: Configuration, context: Context, gauge: ConnectionGauge, address: IPAddress
+    ) throws(HTTPServerError) -> [OpaqueHandle] {
         var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue
             | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
         if address.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
-        // MHD keeps the context pointer until MHD_stop_daemon returns.
-        let contextPointer = Unmanaged.passRetained(context).toOpaque()
-        let started = address.withSockAddr { sockaddr in
-            sg_mhd_start_daemon(
-                flags, sockaddr,
+        var started: [OpaqueHandle] = []
+        for _ in 0..<max(1, configuration.threadPoolSize) {
+            // MHD keeps the context pointer until MHD_stop_daemon returns.
+            let contextPointer = Unmanaged.passRetained(context).toOpaque()
+            let daemon = sg_mhd_start_daemon(
+                flags,
                 Callbacks.accessHandler, contextPointer,
                 Callbacks.requestCompleted, contextPointer,
+                ConnectionGauge.notify, Unmanaged.passUnretained(gauge).toOpaque(),
                 Callbacks.logger, contextPointer,
                 UInt32(clamping: configuration.connectionLimit),
                 UInt32(clamping: configuration.idleTimeoutSeconds),
-                configuration.connectionMemoryLimit,
-                UInt32(clamping: configuration.threadPoolSize))
+                configuration.connectionMemoryLimit)
+            guard let daemon else {
+                Unmanaged<Context>.fromOpaque(contextPointer).release()
+                stop(started, context: context)
+                throw .startFailed("libmicrohttpd could not start for \(address.hostPort)")
+            }
+            started.append(OpaqueHandle(daemon))
         }
-        guard let started else {
-            Unmanaged<Context>.fromOpaque(contextPointer).release()
-            throw .startFailed("libmicrohttpd could not start on \(address.hostPort) (address in use or not local?)")
-        }
-        self.context = context
-        self.daemon = Mutex(OpaqueHandle(started))
-        self.boundHost = address.host
-        self.boundPort = Int(sg_mhd_bound_port(started))
-        configuration.logger.info("admin HTTP server listening", metadata: ["address": "\(baseURL)"])
+        return started
     }
 
     /// Stops the daemon: ends open streams, waits for in-flight handlers,
     /// closes every connection and frees the port. Idempotent.
     public func stop() {
-        guard let handle = daemon.withLock({ current in
-            defer { current = nil }
+        let stopped = daemons.withLock { current in
+            defer { current = [] }
             return current
-        }) else { return }
+        }
+        guard !stopped.isEmpty else { return }
+        // No new connection reaches MHD once the acceptor thread has ended.
+        acceptor.stop()
+        Self.stop(stopped, context: context)
+    }
+
+    private static func stop(_ daemons: [OpaqueHandle], context: Context) {
         // MHD forbids stopping with suspended connections; streams are woken
         // with an abort first and given a moment to be released.
         context.abortStreams(waitingUpTo: .seconds(2))
-        MHD_stop_daemon(handle.pointer)
-        // No callback can run any more: give back the daemon's reference.
-        Unmanaged.passUnretained(context).release()
+        for daemon in daemons {
+            MHD_stop_daemon(daemon.pointer)
+            // No callback of this daemon can run any more: give back its reference.
+            Unmanaged.passUnretained(context).release()
+        }
     }
 
     /// Per-request states and streams MHD still holds; both drop to zero

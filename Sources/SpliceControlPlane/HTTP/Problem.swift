@@ -41,6 +41,30 @@ public struct Problem: Sendable, Equatable {
             status: 431, detail: detail)
     }
 
+    /// What the admin acceptor answers itself besides 400, 413, 414 and 431.
+    enum Refusal: Int, Sendable {
+        /// 408: the request head did not arrive within the head deadline.
+        case requestTimeout = 408
+        /// 501: a transfer coding other than chunked (RFC 9112 §6.1).
+        case notImplemented = 501
+        /// 503: over the admin port's connection limit.
+        case overloaded = 503
+        /// 505: an HTTP version other than 1.0 and 1.1.
+        case versionNotSupported = 505
+    }
+
+    /// The problem for a connection the acceptor refuses.
+    static func refusal(_ refusal: Refusal, _ detail: String) -> Problem {
+        let (slug, title) =
+            switch refusal {
+            case .requestTimeout: ("request-timeout", "Request timeout")
+            case .notImplemented: ("not-implemented", "Not implemented")
+            case .overloaded: ("overloaded", "Too many connections")
+            case .versionNotSupported: ("version-not-supported", "HTTP version not supported")
+            }
+        return Problem(type: "/problems/\(slug)", title: title, status: refusal.rawValue, detail: detail)
+    }
+
     /// The problem document as JSON, members in RFC order.
     public var json: JSON {
         ["type": .string(type), "title": .string(title), "status": .int(Int64(status)), "detail": .string(detail)]

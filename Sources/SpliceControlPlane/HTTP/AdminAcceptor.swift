@@ -1,0 +1,235 @@
+import CMicroHTTPD
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// Accepts admin connections on its own thread, reads each request head
+/// (peeking, so the bytes stay in the socket) under a deadline, answers bad
+/// heads itself and hands good connections to libmicrohttpd.
+///
+/// Why not MHD's own accept: MHD's idle timeout restarts with every byte, so
+/// a client trickling a header byte a second holds a slot for ever, and at
+/// the connection limit MHD stops accepting, leaving new clients queued in
+/// the kernel. Here the whole head has `headTimeout`; at the limit the
+/// oldest connection still sending its head makes room for the new one,
+/// and only when every slot holds a complete request is a newcomer refused,
+/// at once, with 503.
+///
+/// Threading: everything but `stop` runs on the acceptor thread; `stop`
+/// wakes it through an eventfd and joins it.
+final class AdminAcceptor: @unchecked Sendable {
+    /// Hands an accepted, screened socket to MHD; false if MHD refused it
+    /// (MHD has closed it either way).
+    typealias HandOff = (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
+
+    /// The strict head parser.
+    let screen: RequestHeadScreen
+    /// Most connections reading a head or held by MHD.
+    let limit: Int
+    /// Time for a whole request head.
+    let headTimeout: Duration
+    /// Connections held by MHD.
+    let gauge: ConnectionGauge
+    /// Where refusals and trouble are logged.
+    let logger: Logger
+    private let handOff: HandOff
+    private let listenFD: Int32
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    /// Connections not handed to MHD (acceptor thread only).
+    var pending = PendingConnections()
+    private var acceptPausedUntil: ContinuousClock.Instant?
+    /// Peek and drain space, one longest head plus a byte (acceptor thread only).
+    let buffer: UnsafeMutableRawBufferPointer
+    private var thread: pthread_t?
+    private var socketsClosed = false
+
+    /// Sets up the loop around the listening socket `listenFD` (which it
+    /// now owns); call `start` to run it.
+    init(
+        listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration, gauge: ConnectionGauge,
+        logger: Logger, handOff: @escaping HandOff
+    ) throws(HTTPServerError) {
+        self.listenFD = listenFD
+        self.screen = screen
+        self.limit = max(1, limit)
+        self.headTimeout = headTimeout
+        self.gauge = gauge
+        self.logger = logger
+        self.handOff = handOff
+        self.buffer = .allocate(byteCount: screen.maxHeadBytes + 1, alignment: 8)
+        epollFD = sg_epoll_create()
+        wakeFD = sg_eventfd()
+        guard epollFD >= 0, wakeFD >= 0,
+              sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
+              sg_epoll_ctl(epollFD, 1, wakeFD, SG_EPOLL_IN) == 0
+        else {
+            let reason = String(cString: strerror(sg_errno()))
+            for fd in [epollFD, wakeFD, listenFD] where fd >= 0 { close(fd) }
+            buffer.deallocate()
+            throw .startFailed("cannot set up the admin acceptor: \(reason)")
+        }
+    }
+
+    /// Starts the acceptor thread.
+    func start() throws(HTTPServerError) {
+        var handle = pthread_t()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        let result = pthread_create(&handle, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<AdminAcceptor>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, box)
+        guard result == 0 else {
+            Unmanaged<AdminAcceptor>.fromOpaque(box).release()
+            throw .startFailed("cannot start the admin acceptor thread: \(String(cString: strerror(result)))")
+        }
+        thread = handle
+    }
+
+    /// Stops accepting, closes every connection not yet handed to MHD and
+    /// the listening socket, and waits for the thread. Call once.
+    func stop() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        closeSockets()
+    }
+
+    /// Frees the port and every connection not handed over; the thread has ended.
+    private func closeSockets() {
+        guard !socketsClosed else { return }
+        socketsClosed = true
+        for fd in pending.descriptors { close(fd) }
+        pending = PendingConnections()
+        close(listenFD)
+    }
+
+    deinit {
+        closeSockets()
+        for fd in [epollFD, wakeFD] { close(fd) }
+        buffer.deallocate()
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        var fds = [Int32](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        while true {
+            let count = sg_epoll_wait(epollFD, &fds, &events, 64, waitMilliseconds())
+            if count < 0 && sg_errno() != EINTR {
+                logger.error("admin acceptor: epoll_wait failed: \(String(cString: strerror(sg_errno())))")
+                return
+            }
+            for index in 0..<max(0, Int(count)) {
+                switch fds[index] {
+                case wakeFD: return
+                case listenFD: acceptAll()
+                default: service(fds[index], events: events[index])
+                }
+            }
+            expire(now: .now)
+        }
+    }
+
+    /// Until the next deadline, at most a second.
+    private func waitMilliseconds() -> Int32 {
+        let now = ContinuousClock.now
+        var next = now + .seconds(1)
+        if let deadline = pending.nextDeadline(), deadline < next { next = deadline }
+        if let paused = acceptPausedUntil, paused < next { next = paused }
+        let (seconds, attoseconds) = max(.zero, next - now).components
+        return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000) + 1
+    }
+
+    private func acceptAll() {
+        for _ in 0..<64 {
+            var address = sockaddr_storage()
+            var length = socklen_t(0)
+            let fd = sg_accept(listenFD, &address, &length)
+            if fd < 0 {
+                switch sg_errno() {
+                case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED: return
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    // Out of descriptors: make room if a head is pending,
+                    // else stop accepting for a moment instead of spinning.
+                    if evictOldest(reason: "the gateway is out of file descriptors") { continue }
+                    pauseAccepting()
+                    return
+                default: return
+                }
+            }
+            admit(fd)
+        }
+    }
+
+    private func admit(_ fd: Int32) {
+        guard sg_epoll_ctl(epollFD, 1, fd, SG_EPOLL_HEAD) == 0 else {
+            close(fd)
+            return
+        }
+        let now = ContinuousClock.now
+        pending.add(fd, now: now, deadline: now + headTimeout)
+        guard pending.readingCount + gauge.count > limit else { return }
+        if let victim = pending.oldestReading(excluding: fd) {
+            refuse(victim, .refusal(.overloaded, "request head not complete while \(limit) admin connections are open; closed to make room"))
+        } else {
+            answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
+        }
+    }
+
+    private func pauseAccepting() {
+        acceptPausedUntil = .now + .milliseconds(100)
+        _ = sg_epoll_ctl(epollFD, 3, listenFD, 0)
+        logger.warning("admin acceptor: out of file descriptors, accepting again in 100 ms")
+    }
+
+    private func expire(now: ContinuousClock.Instant) {
+        if let paused = acceptPausedUntil, paused <= now {
+            acceptPausedUntil = nil
+            _ = sg_epoll_ctl(epollFD, 3, listenFD, SG_EPOLL_IN)
+        }
+        while let fd = pending.oldestAnswered(), let entry = pending[fd], entry.deadline <= now { drop(fd) }
+        while let fd = pending.oldestReading(), let entry = pending[fd], entry.deadline <= now {
+            answer(fd, .refusal(.requestTimeout, "the request head did not arrive within \(headTimeout)"))
+        }
+    }
+
+    /// Hands `fd` to MHD, counting it as MHD's until its close callback.
+    func release(_ fd: Int32) {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard named == 0 else {
+            drop(fd)
+            return
+        }
+        // Slots freed by eviction may have gone to MHD connections meanwhile.
+        guard gauge.count < limit else {
+            answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
+            return
+        }
+        _ = sg_epoll_ctl(epollFD, 2, fd, 0)
+        pending.remove(fd)
+        gauge.reserve()
+        let added = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length) }
+        }
+        if !added {
+            gauge.unreserve()
+            logger.warning("libmicrohttpd refused an admin connection")
+        }
+    }
+
+    /// Stops watching `fd` and closes it.
+    func drop(_ fd: Int32) {
+        _ = sg_epoll_ctl(epollFD, 2, fd, 0)
+        pending.remove(fd)
+        close(fd)
+    }
+}

@@ -65,4 +65,7 @@ public struct AdminAPI: Sendable {
         }
         return answer
     }
+
+    /// Every route the API serves, as method and pattern (for the contract test).
+    var routes: [(method: HTTPMethod, pattern: String)] { router.routes }
 }

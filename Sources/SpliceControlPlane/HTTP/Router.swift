@@ -48,6 +48,12 @@ public struct Router: Sendable {
         add(method, pattern, answering: { request, parameters in .later(try handler(request, parameters)) })
     }
 
+    /// Every registered route as method and pattern, in registration order (what the
+    /// contract test compares with the OpenAPI document).
+    public var routes: [(method: HTTPMethod, pattern: String)] {
+        storage.map { ($0.method, $0.text) }
+    }
+
     private mutating func add(
         _ method: HTTPMethod, _ pattern: String,
         answering handler: @escaping @Sendable (HTTPRequest, RouteParameters) throws -> HTTPAnswer

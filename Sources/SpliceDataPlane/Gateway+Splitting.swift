@@ -3,23 +3,38 @@ import SpliceCore
 
 extension Gateway {
     /// Starts copying one or both directions of a live session to a recipient; answers
-    /// with the offsets the copies start at.
+    /// with the offsets the copies start at. Blocks: for tests (the API uses `addingSplit`).
     public func addSplit(session id: Identifier, _ request: SplitRequest) throws(APIError) -> SplitSnapshot {
+        try addingSplit(session: id, request).wait()
+    }
+
+    /// Starts adding a split, as `addSplit`; 404 at once for an unknown session.
+    public func addingSplit(session id: Identifier, _ request: SplitRequest) throws(APIError) -> GatewayFuture<SplitSnapshot> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         let splitID = registry.makeSplitID()
-        return try wait(record.withSession { $0.addSplit(splitID, request: request) })
+        return GatewayFuture(record.withSession { $0.addSplit(splitID, request: request) })
     }
 
-    /// Detaches a split.
+    /// Detaches a split. Blocks: for tests (the API uses `removingSplit`).
     public func removeSplit(session id: Identifier, split: Identifier) throws(APIError) {
-        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        try wait(record.withSession { $0.removeSplit(split) })
+        try removingSplit(session: id, split: split).wait()
     }
 
-    /// Promotes a replica split to be the session's server now.
-    public func failover(session id: Identifier, split: Identifier) throws(APIError) -> SessionSnapshot {
+    /// Starts detaching a split, as `removeSplit`; 404 at once for an unknown session.
+    public func removingSplit(session id: Identifier, split: Identifier) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        try wait(record.withSession { $0.failover(to: split) })
-        return record.snapshot
+        return GatewayFuture(record.withSession { $0.removeSplit(split) })
+    }
+
+    /// Promotes a replica split to be the session's server now. Blocks: for tests (the API
+    /// uses `failingOver`).
+    public func failover(session id: Identifier, split: Identifier) throws(APIError) -> SessionSnapshot {
+        try failingOver(session: id, split: split).wait()
+    }
+
+    /// Starts a failover, as `failover`; 404 at once for an unknown session.
+    public func failingOver(session id: Identifier, split: Identifier) throws(APIError) -> GatewayFuture<SessionSnapshot> {
+        guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
+        return GatewayFuture(record.withSession { $0.failover(to: split) }.map { record.snapshot })
     }
 }

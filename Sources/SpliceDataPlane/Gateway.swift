@@ -4,8 +4,10 @@ import SpliceCore
 import Synchronization
 
 /// The data plane as the control plane sees it: listeners, sessions, and what can be done
-/// to them. Thread-safe; every call may block briefly on an event loop and must not be made
-/// from one.
+/// to them. Thread-safe. An operation that goes through the event loops comes twice: named
+/// as under way (`splicing`, `removingHop`, …) it returns at once with a `GatewayFuture`,
+/// which the admin API answers through; plain (`splice`, `removeHop`, …) it blocks until
+/// done, for start-up and tests, and must not be called on an event loop or a server thread.
 public final class Gateway: Sendable {
     private let group: any EventLoopGroup
     let logger: Logger
@@ -40,7 +42,16 @@ public final class Gateway: Sendable {
 
     /// Binds a new listener; its `listen` in the answer is the bound address. `id` restores
     /// a listener under the id it had before a restart; by default a fresh one is issued.
+    /// Blocks until bound: for start-up and tests (the API uses `addingListener`).
     public func addListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil) throws(APIError) -> ListenerSnapshot {
+        try addingListener(spec, id: restoredID).wait()
+    }
+
+    /// Starts binding a new listener, as `addListener`; a refusal decided up front (bad
+    /// spec, id in use, shutting down) is thrown at once.
+    public func addingListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil)
+        throws(APIError) -> GatewayFuture<ListenerSnapshot>
+    {
         guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
         if let bad = spec.splits.first(where: { $0.failover && !$0.canBeReplica }) {
             throw .invalid("listener split to \(bad.address): failover needs direction client_to_server and on_slow block")
@@ -51,20 +62,24 @@ public final class Gateway: Sendable {
         // A template holds its mediator for the listener's life, as a hop does, so the mediator
         // cannot be unregistered from under the sessions to come.
         let held = try holdTemplateMediators(spec)
-        let listener: Listener
+        let id: Identifier
         do {
-            let id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
+            id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
                 ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
-            listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
-                                              logger: logger, budget: budget, metrics: metrics, events: events))
         } catch {
             held.forEach(mediators.releaseTemplate)
             throw error
         }
-        let id = listener.id
-        listenerTable.withLock { $0[id] = listener }
-        events.publish(.listenerAdded(listener.snapshot))
-        return listener.snapshot
+        let bound = Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
+                                  logger: logger, budget: budget, metrics: metrics, events: events)
+        return GatewayFuture(bound.map { [self] listener in
+            listenerTable.withLock { $0[id] = listener }
+            events.publish(.listenerAdded(listener.snapshot))
+            return listener.snapshot
+        }.flatMapErrorThrowing { [mediators] error in
+            held.forEach(mediators.releaseTemplate)
+            throw error
+        })
     }
 
     /// Every listener, in id order.
@@ -77,21 +92,29 @@ public final class Gateway: Sendable {
         try lookUpListener(id).snapshot
     }
 
-    /// Stops a listener accepting; with `closeSessions` its live sessions end too.
+    /// Stops a listener accepting; with `closeSessions` its live sessions end too. Blocks:
+    /// for tests (the API uses `removingListener`).
     public func removeListener(_ id: Identifier, closeSessions: Bool) throws(APIError) {
+        try removingListener(id, closeSessions: closeSessions).wait()
+    }
+
+    /// Starts stopping a listener, as `removeListener`; 404 at once for an unknown one.
+    public func removingListener(_ id: Identifier, closeSessions: Bool) throws(APIError) -> GatewayFuture<Void> {
         guard let listener = listenerTable.withLock({ $0.removeValue(forKey: id) }) else {
             throw .notFound("no listener \(id)")
         }
-        try wait(listener.stop())
-        templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
-        logger.info("listener stopped", metadata: ["listener": "\(id)"])
-        events.publish(.listenerRemoved(id))
-        if closeSessions {
+        let stop = listener.stop()
+        let stopped = stop.flatMap { [self] () -> EventLoopFuture<Void> in
+            templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
+            logger.info("listener stopped", metadata: ["listener": "\(id)"])
+            events.publish(.listenerRemoved(id))
+            guard closeSessions else { return stop.eventLoop.makeSucceededVoidFuture() }
             let kills = registry.records(listener: id).map { record in
                 record.withSession { $0.kill(.listenerClosed) }.recover { _ in }
             }
-            try wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
+            return EventLoopFuture.andAllComplete(kills, on: group.any())
         }
+        return GatewayFuture(stopped)
     }
 
     /// The registered mediators a listener's templates name, one entry per template.
@@ -162,9 +185,15 @@ public final class Gateway: Sendable {
     }
 
     /// Ends a session at once, closing both sides; returns when its sockets are closed.
+    /// Blocks: for tests (the API uses `closingSession`).
     public func closeSession(_ id: Identifier) throws(APIError) {
+        try closingSession(id).wait()
+    }
+
+    /// Starts ending a session, as `closeSession`; 404 at once for an unknown one.
+    public func closingSession(_ id: Identifier) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        try wait(record.withSession { $0.kill(.killed) })
+        return GatewayFuture(record.withSession { $0.kill(.killed) })
     }
 
     /// How many sessions are live.
@@ -207,14 +236,9 @@ public final class Gateway: Sendable {
         try? wait(EventLoopFuture.andAllComplete(kills, on: group.any()))
     }
 
-    /// Blocks on a data-plane future, turning its failure into the API error to report.
+    /// Blocks on a data-plane future, turning its failure into the API error to report
+    /// (start-up and shutdown only, on the main thread).
     func wait<T: Sendable>(_ future: EventLoopFuture<T>) throws(APIError) -> T {
-        do {
-            return try future.wait()
-        } catch let error as APIError {
-            throw error
-        } catch {
-            throw .badGateway("\(error)")
-        }
+        try GatewayFuture(future).wait()
     }
 }

@@ -262,7 +262,7 @@ struct HTTPServerTests {
         let second = try HTTPServer(configuration: configuration, handler: makeTestRouter().handle)
         defer { second.stop() }
         #expect(second.boundPort == port)
-        #expect(throws: HTTPServerError.self) { try HTTPServer(configuration: configuration) { _ in .noContent } }
+        #expect(throws: HTTPServerError.self) { try HTTPServer(configuration: configuration) { _ in .now(.noContent) } }
     }
 
     @Test func bindsIPv6LoopbackAndLocalhost() throws {
@@ -277,7 +277,7 @@ struct HTTPServerTests {
             #expect(try client.readResponse().json()["remote"]?.string?.hasPrefix("[::1]:") == true)
         }
         #expect(throws: HTTPServerError.self) {
-            try HTTPServer(configuration: .init(host: "example.com", port: 0)) { _ in .noContent }
+            try HTTPServer(configuration: .init(host: "example.com", port: 0)) { _ in .now(.noContent) }
         }
     }
 }

@@ -138,4 +138,15 @@ struct JSONObjectReaderTests {
         #expect(detail { _ = try reader.optionalBool("enabled") } == "field 'enabled' must be a boolean, got string")
         #expect(detail { _ = try reader.optionalEnum("kind", ["tcp", "exec"]) }?.contains("'tcp', 'exec'") == true)
     }
+
+    /// JSON Schema counts `5.0` as an integer, so the contract's valid data includes it.
+    @Test func integralNumbersAreIntegers() throws {
+        let body = try JSON.parse(Array(#"{"a": 5.0, "b": 1e3, "c": 2.5, "d": 1e300, "e": -0.0}"#.utf8))
+        let reader = try JSONObjectReader(body, allowed: ["a", "b", "c", "d", "e"])
+        #expect(try reader.optionalInt("a") == 5)
+        #expect(try reader.optionalInt("b", min: 1, max: 1000) == 1000)
+        #expect(try reader.optionalInt("e") == 0)
+        #expect(throws: APIError.invalid("field 'c' must be an integer, got number")) { try reader.optionalInt("c") }
+        #expect(throws: APIError.invalid("field 'd' must be an integer, got number")) { try reader.optionalInt("d") }
+    }
 }

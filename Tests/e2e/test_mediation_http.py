@@ -215,13 +215,13 @@ def test_unreachable_mediator_is_502_and_the_session_goes_on(demo_gateway: Gatew
         assert roundtrip(client, b"and after") == b"and after"
         # Invalid requests change nothing either.
         assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
-                                         json={"mediator": "no-such", "direction": C2S}), 422)
+                                         json={"mediator": "no-such", "direction": C2S}), 409)
         assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
                                          json={"mediator": "upper", "direction": "sideways"}), 422)
         assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
                                          json={"mediator": "upper", "address": nowhere, "direction": C2S}), 422)
         assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
-                                         json={"mediator": "upper", "direction": C2S, "position": 3}), 422)
+                                         json={"mediator": "upper", "direction": C2S, "position": 3}), 409)
         assert_problem(demo_gateway.post("/api/v1/sessions/s999999/mediators",
                                          json={"mediator": "upper", "direction": C2S}), 404)
         assert roundtrip(client, b"unchanged") == b"unchanged"
@@ -257,5 +257,5 @@ def test_listener_mediators_template_applies_to_every_new_session(demo_gateway: 
             client.close()
     wait_until(lambda: mediator(demo_gateway, "upper")["in_use"] == 0, message="hops released at session end")
     problem = assert_problem(demo_gateway.post("/api/v1/listeners", json={
-        "listen": "127.0.0.1:0", "upstream": upstream, "mediators": [{"mediator": "no-such", "direction": C2S}]}), 422)
+        "listen": "127.0.0.1:0", "upstream": upstream, "mediators": [{"mediator": "no-such", "direction": C2S}]}), 409)
     assert "no-such" in problem["detail"]

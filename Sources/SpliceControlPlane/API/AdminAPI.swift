@@ -51,15 +51,21 @@ public struct AdminAPI: Sendable {
         self.metrics = gateway.metrics
     }
 
-    /// Answers one request, counting it and its latency by route.
-    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+    /// Answers one request, counting it and its latency by route once its response is known
+    /// (for an answer that waits on the data plane, when the data plane has answered).
+    public func handle(_ request: HTTPRequest) -> HTTPAnswer {
         let started = ContinuousClock.now
-        let response = auth.reject(request) ?? router.handle(request)
+        let answer = auth.reject(request).map(HTTPAnswer.now) ?? router.handle(request)
         let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
-        metrics.adminRequest(
-            method: known.contains(request.method) ? request.method.rawValue : "other",
-            route: router.routePattern(for: request) ?? "unmatched", status: response.status,
-            duration: ContinuousClock.now - started)
-        return response
+        let method = known.contains(request.method) ? request.method.rawValue : "other"
+        let route = router.routePattern(for: request) ?? "unmatched"
+        answer.whenComplete { [metrics] response in
+            metrics.adminRequest(method: method, route: route, status: response.status,
+                                 duration: ContinuousClock.now - started)
+        }
+        return answer
     }
+
+    /// Every route the API serves, as method and pattern (for the contract test).
+    var routes: [(method: HTTPMethod, pattern: String)] { router.routes }
 }

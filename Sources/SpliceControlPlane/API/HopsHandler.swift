@@ -11,20 +11,22 @@ struct HopsHandler: Sendable {
             let session = try gateway.session(parameters.id("id", prefix: "s", kind: "session"))
             return .json(200, ["mediators": .array(session.hops.map(\.json))])
         }
-        router.add(.POST, "/api/v1/sessions/{id}/mediators") { request, parameters in
+        // Both wait for the data plane (a dial, a drain of up to drain_timeout_ms): pending.
+        router.addPending(.POST, "/api/v1/sessions/{id}/mediators") { request, parameters in
             try request.allowQuery([])
             let id = try parameters.id("id", prefix: "s", kind: "session")
             let hopRequest = try HopRequest(json: request.jsonBody())
-            let hop = try gateway.splice(session: id, hopRequest)
-            var response = HTTPResponse.json(201, hop.json)
-            response.headers.set("Location", "/api/v1/sessions/\(id)/mediators/\(hop.id)")
-            return response
+            return try gateway.splicing(session: id, hopRequest).response { hop in
+                var response = HTTPResponse.json(201, hop.json)
+                response.headers.set("Location", "/api/v1/sessions/\(id)/mediators/\(hop.id)")
+                return response
+            }
         }
-        router.add(.DELETE, "/api/v1/sessions/{id}/mediators/{hop}") { request, parameters in
+        router.addPending(.DELETE, "/api/v1/sessions/{id}/mediators/{hop}") { request, parameters in
             try request.allowQuery([])
             let id = try parameters.id("id", prefix: "s", kind: "session")
             let hop = try parameters.id("hop", prefix: "h", kind: "hop")
-            return .json(200, try gateway.removeHop(session: id, hop: hop).json(hop: hop))
+            return try gateway.removingHop(session: id, hop: hop).response { .json(200, $0.json(hop: hop)) }
         }
     }
 }

@@ -29,10 +29,9 @@ struct SessionsHandler: Sendable {
             var encoder = SessionEncoder()
             return .json(200, encoder.encode(try gateway.session(parameters.id("id", prefix: "s", kind: "session"))))
         }
-        router.add(.DELETE, "/api/v1/sessions/{id}") { request, parameters in
+        router.addPending(.DELETE, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])
-            try gateway.closeSession(parameters.id("id", prefix: "s", kind: "session"))
-            return .noContent
+            return try gateway.closingSession(parameters.id("id", prefix: "s", kind: "session")).response { .noContent }
         }
     }
 }

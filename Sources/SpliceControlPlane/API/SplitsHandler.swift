@@ -12,21 +12,22 @@ struct SplitsHandler: Sendable {
             let session = try gateway.session(parameters.id("id", prefix: "s", kind: "session"))
             return .json(200, ["splits": .array(session.splits.map(\.json))])
         }
-        router.add(.POST, "/api/v1/sessions/{id}/splits") { request, parameters in
+        router.addPending(.POST, "/api/v1/sessions/{id}/splits") { request, parameters in
             try request.allowQuery([])
             let id = try parameters.id("id", prefix: "s", kind: "session")
-            let split = try gateway.addSplit(session: id, SplitRequest(json: request.jsonBody()))
-            var response = HTTPResponse.json(201, split.json)
-            response.headers.set("Location", "/api/v1/sessions/\(id)/splits/\(split.id)")
-            return response
+            return try gateway.addingSplit(session: id, SplitRequest(json: request.jsonBody())).response { split in
+                var response = HTTPResponse.json(201, split.json)
+                response.headers.set("Location", "/api/v1/sessions/\(id)/splits/\(split.id)")
+                return response
+            }
         }
-        router.add(.DELETE, "/api/v1/sessions/{id}/splits/{split}") { request, parameters in
+        router.addPending(.DELETE, "/api/v1/sessions/{id}/splits/{split}") { request, parameters in
             try request.allowQuery([])
-            try gateway.removeSplit(session: parameters.id("id", prefix: "s", kind: "session"),
-                                    split: parameters.id("split", prefix: "x", kind: "split"))
-            return .noContent
+            return try gateway.removingSplit(session: parameters.id("id", prefix: "s", kind: "session"),
+                                             split: parameters.id("split", prefix: "x", kind: "split"))
+                .response { .noContent }
         }
-        router.add(.POST, "/api/v1/sessions/{id}/failover") { request, parameters in
+        router.addPending(.POST, "/api/v1/sessions/{id}/failover") { request, parameters in
             try request.allowQuery([])
             let id = try parameters.id("id", prefix: "s", kind: "session")
             let reader = try JSONObjectReader(request.jsonBody(), allowed: ["split"])
@@ -34,7 +35,7 @@ struct SplitsHandler: Sendable {
             guard let split = Identifier(text, prefix: "x") else {
                 throw APIError.invalid("field 'split' must be a split id like x1, got '\(text)'")
             }
-            return .json(200, try gateway.failover(session: id, split: split).json)
+            return try gateway.failingOver(session: id, split: split).response { .json(200, $0.json) }
         }
     }
 }

@@ -49,7 +49,7 @@ public struct AdminAuth: Sendable {
 
     /// `handler` behind this rule.
     public func protect(_ handler: @escaping HTTPServer.Handler) -> HTTPServer.Handler {
-        { request in reject(request) ?? handler(request) }
+        { request in reject(request).map(HTTPAnswer.now) ?? handler(request) }
     }
 
     /// Compares without exiting early: the time depends only on the lengths.

@@ -44,7 +44,7 @@ extension HTTPServer {
                 uploadDataSize.pointee = 0
                 return context.accept(data, into: state) ? .YES : .NO
             }
-            return context.queue(context.respond(to: state), on: connection)
+            return context.answer(state, on: connection)
         }
 
         /// Frees the request state MHD kept in `req_cls`.

@@ -26,8 +26,8 @@ extension HTTPServer {
         public var maxTargetBytes: Int = 8 * 1024
         /// The most header bytes accepted (names, values, separators); more get 431.
         public var maxHeaderBytes: Int = 32 * 1024
-        /// MHD worker threads (one daemon each). Handlers run on them and may block on the data
-        /// plane (a drain waits up to its timeout), so keep more than one.
+        /// MHD worker threads (one daemon each), each with its own share of the connections.
+        /// Handlers run on them but never wait on the data plane.
         public var threadPoolSize: Int = 4
         /// Where MHD's own diagnostics and handler failures are logged.
         public var logger: Logger = Logger(label: "splicegate.http")

@@ -8,13 +8,20 @@ import Synchronization
 
 extension HTTPServer {
     /// What the MHD callbacks reach through their closure pointer: the
-    /// configuration, the handler and the live streams.
+    /// configuration, the handler and the responses parked on suspended
+    /// connections.
     final class Context: Sendable {
         /// The server's settings.
         let configuration: Configuration
         /// The request handler.
         let handler: Handler
-        private let streams = Mutex<[ObjectIdentifier: StreamSource]>([:])
+        private struct Parked {
+            /// Set by `abortParked`: whatever is parked from then on is aborted at once.
+            var stopping = false
+            var responses: [ObjectIdentifier: any ParkedResponse] = [:]
+        }
+
+        private let parked = Mutex(Parked())
         /// Request states not yet freed by the completion callback (leak check).
         let liveRequests = Atomic<Int>(0)
 
@@ -59,9 +66,33 @@ extension HTTPServer {
             return state.discarded <= 16 * configuration.maxBodyBytes
         }
 
-        /// The request is complete: run the handler (or answer 413).
-        func respond(to state: RequestState) -> HTTPResponse {
-            if state.overflowed { return .problem(tooLarge(nil)) }
+        /// The request is complete, or its suspended connection was resumed:
+        /// queue the response, or suspend the connection until a pending one
+        /// is completed.
+        func answer(_ state: RequestState, on connection: OpaquePointer) -> MHD_Result {
+            let pending: PendingResponse
+            if let waiting = state.pending {
+                pending = waiting
+            } else {
+                switch respond(to: state) {
+                case .now(let response):
+                    return queue(response, on: connection)
+                case .later(let later):
+                    state.pending = later
+                    register(later)
+                    pending = later
+                }
+            }
+            switch pending.park(on: connection) {
+            case .respond(let response): return queue(response, on: connection)
+            case .wait: return .YES
+            case .close: return .NO
+            }
+        }
+
+        /// Runs the handler (or answers 413).
+        private func respond(to state: RequestState) -> HTTPAnswer {
+            if state.overflowed { return .now(.problem(tooLarge(nil))) }
             let request = HTTPRequest(
                 method: state.method, target: state.target, headers: state.headers,
                 body: state.body, remoteAddress: state.remoteAddress)
@@ -101,22 +132,33 @@ extension HTTPServer {
             return MHD_queue_response(connection, UInt32(clamping: response.status), created)
         }
 
-        /// Ends every open stream and waits until MHD has released them.
-        func abortStreams(waitingUpTo timeout: Duration) {
-            for source in streams.withLock({ Array($0.values) }) { source.abort() }
+        /// Ends every open stream and pending answer, and every one parked
+        /// later, then waits until MHD has released them.
+        func abortParked(waitingUpTo timeout: Duration) {
+            let responses = parked.withLock { parked in
+                parked.stopping = true
+                return Array(parked.responses.values)
+            }
+            for response in responses { response.abort() }
             let deadline = ContinuousClock.now + timeout
-            while !streams.withLock(\.isEmpty), ContinuousClock.now < deadline {
+            while !parked.withLock(\.responses.isEmpty), ContinuousClock.now < deadline {
                 usleep(5_000)
             }
         }
 
-        /// Streams MHD has not released yet (leak check).
-        var liveStreams: Int { streams.withLock(\.count) }
+        /// Streams and pending answers MHD has not released yet (leak check).
+        var liveParked: Int { parked.withLock(\.responses.count) }
 
-        private func register(_ source: StreamSource) {
-            let key = ObjectIdentifier(source)
-            streams.withLock { $0[key] = source }
-            source.onRelease { [weak self] in _ = self?.streams.withLock { $0.removeValue(forKey: key) } }
+        private func register(_ response: some ParkedResponse) {
+            let key = ObjectIdentifier(response)
+            let stopping = parked.withLock { parked in
+                if !parked.stopping { parked.responses[key] = response }
+                return parked.stopping
+            }
+            // Parked after the stop's sweep: it would hold the connection
+            // suspended through MHD_stop_daemon.
+            if stopping { return response.abort() }
+            response.onRelease { [weak self] in _ = self?.parked.withLock { $0.responses.removeValue(forKey: key) } }
         }
 
         private func tooLarge(_ length: Int?) -> APIError {
@@ -146,6 +188,8 @@ extension HTTPServer {
         var overflowed = false
         /// Bytes thrown away past the cap.
         var discarded = 0
+        /// The handler's answer while it is pending (the connection suspended).
+        var pending: PendingResponse?
 
         /// State for a request whose headers just arrived.
         init(
@@ -162,6 +206,11 @@ extension HTTPServer {
             self.remoteAddress = remoteAddress
         }
 
-        deinit { context.liveRequests.subtract(1, ordering: .relaxed) }
+        // MHD's completion callback drops the last reference: the request is
+        // over, so a pending answer completed later must not touch the connection.
+        deinit {
+            pending?.release()
+            context.liveRequests.subtract(1, ordering: .relaxed)
+        }
     }
 }

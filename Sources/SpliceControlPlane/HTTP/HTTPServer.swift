@@ -20,9 +20,12 @@ import Synchronization
 /// thread-per-connection, because streamed responses (Server-Sent Events)
 /// are parked with `MHD_suspend_connection`, which MHD does not support in
 /// that mode, and an idle event stream must not hold a thread.
+/// Handlers run synchronously on a daemon's thread and never wait on the data
+/// plane: one that needs it answers `.later`, and the connection is suspended
+/// until the data plane completes the response (a drain may last minutes).
 public final class HTTPServer: Sendable {
     /// The handler every fully received request is passed to.
-    public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+    public typealias Handler = @Sendable (HTTPRequest) -> HTTPAnswer
 
     /// The bound host as a literal (`localhost` reads back as `127.0.0.1`).
     public let boundHost: String
@@ -127,9 +130,10 @@ public final class HTTPServer: Sendable {
     }
 
     private static func stop(_ daemons: [OpaqueHandle], context: Context) {
-        // MHD forbids stopping with suspended connections; streams are woken
-        // with an abort first and given a moment to be released.
-        context.abortStreams(waitingUpTo: .seconds(2))
+        // MHD aborts the process when stopped with suspended connections;
+        // streams and pending answers are woken with an abort first and given
+        // a moment to be released.
+        context.abortParked(waitingUpTo: .seconds(2))
         for daemon in daemons {
             MHD_stop_daemon(daemon.pointer)
             // No callback of this daemon can run any more: give back its reference.
@@ -137,10 +141,10 @@ public final class HTTPServer: Sendable {
         }
     }
 
-    /// Per-request states and streams MHD still holds; both drop to zero
-    /// once connections finish (what the tests check for leaks).
-    var liveResources: (requests: Int, streams: Int) {
-        (context.liveRequests.load(ordering: .relaxed), context.liveStreams)
+    /// Per-request states, and streams and pending answers, MHD still holds;
+    /// both drop to zero once connections finish (what the tests check for leaks).
+    var liveResources: (requests: Int, parked: Int) {
+        (context.liveRequests.load(ordering: .relaxed), context.liveParked)
     }
 
     deinit { stop() }

@@ -12,11 +12,14 @@ public struct Router: Sendable {
     /// A route handler: the request and its path parameters in, a response
     /// out; thrown `APIError`s become problems.
     public typealias Handler = @Sendable (HTTPRequest, RouteParameters) throws -> HTTPResponse
+    /// A route handler that needs the data plane: it returns at once a response to be
+    /// completed later, and the server thread goes on serving others meanwhile.
+    public typealias PendingHandler = @Sendable (HTTPRequest, RouteParameters) throws -> PendingResponse
 
     private struct Route: Sendable {
         let method: HTTPMethod
         let pattern: [Segment]
-        let handler: Handler
+        let handler: @Sendable (HTTPRequest, RouteParameters) throws -> HTTPAnswer
         /// The pattern as registered, a low-cardinality label for metrics.
         var text = ""
     }
@@ -27,7 +30,7 @@ public struct Router: Sendable {
         case rest(String)
     }
 
-    private var routes: [Route] = []
+    private var storage: [Route] = []
     private let logger: Logger
 
     /// An empty router; unexpected handler errors are logged to `logger`.
@@ -37,22 +40,40 @@ public struct Router: Sendable {
 
     /// Registers `handler` for `method` on `pattern`, e.g. `/api/v1/listeners/{id}`.
     public mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping Handler) {
+        add(method, pattern, answering: { request, parameters in .now(try handler(request, parameters)) })
+    }
+
+    /// Registers a handler whose response waits for the data plane, e.g. a drain.
+    public mutating func addPending(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping PendingHandler) {
+        add(method, pattern, answering: { request, parameters in .later(try handler(request, parameters)) })
+    }
+
+    /// Every registered route as method and pattern, in registration order (what the
+    /// contract test compares with the OpenAPI document).
+    public var routes: [(method: HTTPMethod, pattern: String)] {
+        storage.map { ($0.method, $0.text) }
+    }
+
+    private mutating func add(
+        _ method: HTTPMethod, _ pattern: String,
+        answering handler: @escaping @Sendable (HTTPRequest, RouteParameters) throws -> HTTPAnswer
+    ) {
         let segments = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
             segment -> Segment in
             guard segment.hasPrefix("{"), segment.hasSuffix("}") else { return .literal(String(segment)) }
             let name = segment.dropFirst().dropLast()
             return name.hasSuffix("...") ? .rest(String(name.dropLast(3))) : .parameter(String(name))
         }
-        routes.append(Route(method: method, pattern: segments, handler: handler, text: pattern))
+        storage.append(Route(method: method, pattern: segments, handler: handler, text: pattern))
     }
 
-    /// Answers `request`: the matching route's response, or a 404/405/415 problem.
-    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+    /// Answers `request`: the matching route's answer, or a 404/405/415 problem.
+    public func handle(_ request: HTTPRequest) -> HTTPAnswer {
         guard let segments = Self.decodedSegments(request.path) else {
-            return .problem(.notFound("no resource at \(request.path)"))
+            return .now(.problem(.notFound("no resource at \(request.path)")))
         }
-        let matches = routes.compactMap { route in Self.match(route.pattern, segments).map { (route, $0) } }
-        guard !matches.isEmpty else { return .problem(.notFound("no resource at \(request.path)")) }
+        let matches = storage.compactMap { route in Self.match(route.pattern, segments).map { (route, $0) } }
+        guard !matches.isEmpty else { return .now(.problem(.notFound("no resource at \(request.path)"))) }
         let method = request.method == .HEAD ? HTTPMethod.GET : request.method
         // The most literal pattern wins (`/sessions/stats` over `/sessions/{id}`).
         guard let (route, parameters) = matches.filter({ $0.0.method == method })
@@ -63,21 +84,21 @@ public struct Router: Sendable {
             var response = HTTPResponse.problem(
                 .methodNotAllowed("\(request.method) is not allowed on \(request.path)"))
             response.headers.set("Allow", allowed.sorted().joined(separator: ", "))
-            return response
+            return .now(response)
         }
         if !request.body.isEmpty, !request.hasJSONContentType {
-            return .problem(request.unsupportedMediaType)
+            return .now(.problem(request.unsupportedMediaType))
         }
         do {
             return try route.handler(request, parameters)
         } catch let error as APIError {
-            return .problem(error)
+            return .now(.problem(error))
         } catch {
             // A bug, not bad input: handlers must map peer failures to APIError.
             logger.error("handler failed", metadata: [
                 "method": "\(request.method)", "path": "\(request.path)", "error": "\(error)",
             ])
-            return .problem(.internalError("internal error handling \(request.method) \(request.path)"))
+            return .now(.problem(.internalError("internal error handling \(request.method) \(request.path)")))
         }
     }
 
@@ -86,7 +107,7 @@ public struct Router: Sendable {
     public func routePattern(for request: HTTPRequest) -> String? {
         guard let segments = Self.decodedSegments(request.path) else { return nil }
         let method = request.method == .HEAD ? HTTPMethod.GET : request.method
-        let matches = routes.filter { Self.match($0.pattern, segments) != nil }
+        let matches = storage.filter { Self.match($0.pattern, segments) != nil }
         let best = { (candidates: [Route]) in
             candidates.max { Self.literalCount($0.pattern) < Self.literalCount($1.pattern) }
         }

@@ -9,18 +9,15 @@ import Synchronization
 /// and a write resumes it, so an idle stream holds no thread and burns no
 /// CPU. A suspended connection does not notice a vanished client; it finds
 /// out at its next write (SSE keep-alive comments serve that purpose).
-public final class StreamSource: Sendable {
+public final class StreamSource: ParkedResponse {
     private struct State: Sendable {
         var pending: [UInt8] = []
         var head = 0
         var finished = false
         var aborted = false
-        var released = false
-        var suspended = false
         // The MHD connection while the response is live; guarded by the lock
         // so a resume can never race the reader's suspend.
-        var connection: OpaqueHandle?
-        var onRelease: [@Sendable () -> Void] = []
+        var connection = SuspendableConnection()
         var pendingCount: Int { pending.count - head }
     }
 
@@ -41,7 +38,7 @@ public final class StreamSource: Sendable {
     @discardableResult
     public func write(_ bytes: some Collection<UInt8>) -> Bool {
         state.withLock { state in
-            guard !state.finished, !state.released,
+            guard !state.finished, !state.connection.isReleased,
                 state.pendingCount + bytes.count <= maxBufferedBytes
             else { return false }
             state.pending.append(contentsOf: bytes)
@@ -60,16 +57,11 @@ public final class StreamSource: Sendable {
 
     /// Whether the server has let go of the stream (sent to the end, client
     /// gone, or server stopped); writes are refused from then on.
-    public var isReleased: Bool { state.withLock { $0.released } }
+    public var isReleased: Bool { state.withLock { $0.connection.isReleased } }
 
     /// Runs `body` once the server lets go of the stream (at once if it has).
     public func onRelease(_ body: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state in
-            if state.released { return true }
-            state.onRelease.append(body)
-            return false
-        }
-        if now { body() }
+        if !state.withLock({ $0.connection.onRelease(body) }) { body() }
     }
 
     /// Ends the stream at once, dropping what is queued (server stopping).
@@ -83,7 +75,7 @@ public final class StreamSource: Sendable {
 
     /// Binds the stream to the connection it is answered on (MHD thread).
     func attach(_ connection: OpaquePointer) {
-        state.withLock { $0.connection = OpaqueHandle(connection) }
+        state.withLock { $0.connection.attach(connection) }
     }
 
     /// Fills `buffer` for MHD: a byte count, end of stream, or 0 after
@@ -106,33 +98,21 @@ public final class StreamSource: Sendable {
                 }
                 return count
             }
-            guard !state.finished, let connection = state.connection else {
+            // Suspending is documented as safe from a content reader; the write or
+            // finish that resumes takes the same lock, so it cannot come first.
+            guard !state.finished, state.connection.suspend() else {
                 return Int(SG_MHD_CONTENT_READER_END_OF_STREAM)
             }
-            // Documented as safe from a content reader; the write or finish
-            // that resumes takes the same lock, so it cannot come first.
-            state.suspended = true
-            MHD_suspend_connection(connection.pointer)
             return 0
         }
     }
 
     /// MHD destroyed the response: no more reads, no more resumes.
     func release() {
-        let callbacks = state.withLock { state in
-            state.released = true
-            state.connection = nil
-            state.suspended = false
-            defer { state.onRelease = [] }
-            return state.onRelease
-        }
-        for callback in callbacks { callback() }
+        for callback in state.withLock({ $0.connection.release() }) { callback() }
     }
 
     private func wake(_ state: inout State) {
-        if state.suspended, let connection = state.connection {
-            state.suspended = false
-            MHD_resume_connection(connection.pointer)
-        }
+        state.connection.resume()
     }
 }

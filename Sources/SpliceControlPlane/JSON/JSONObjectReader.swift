@@ -62,10 +62,14 @@ public struct JSONObjectReader: Sendable {
         return value
     }
 
-    /// An integer field that may be absent and otherwise lies in `min...max`.
+    /// An integer field that may be absent and otherwise lies in `min...max`. A number with
+    /// no fractional part (`5.0`, `1e3`) is an integer, as JSON Schema (and so the OpenAPI
+    /// contract) counts it.
     public func optionalInt(_ key: String, min: Int64 = .min, max: Int64 = .max) throws(APIError) -> Int64? {
         guard let value = try value(key) else { return nil }
-        guard let int = value.int else { throw mistyped(key, "an integer", value) }
+        guard let int = value.int ?? value.double.flatMap({ Int64(exactly: $0) }) else {
+            throw mistyped(key, "an integer", value)
+        }
         guard int >= min, int <= max else {
             throw .invalid("field '\(key)' must be between \(min) and \(max), got \(int)")
         }

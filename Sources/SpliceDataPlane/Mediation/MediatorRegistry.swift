@@ -48,11 +48,11 @@ final class MediatorRegistry: Sendable {
         entries.withLock { $0.values.map { ($0.spec, $0.inUse) } }.sorted { $0.spec.name < $1.spec.name }
     }
 
-    /// Takes a use of a mediator for a new hop; 422 when it is not registered (the request
-    /// names it in a field, not in its path).
+    /// Takes a use of a mediator for a new hop; 409 when it is not registered: the request is
+    /// valid, the registry's current state refuses it (register the mediator first).
     func acquire(_ name: String) throws(APIError) -> MediatorSpec {
         try entries.withLock { entries throws(APIError) in
-            guard var entry = entries[name] else { throw .invalid("no registered mediator '\(name)'") }
+            guard var entry = entries[name] else { throw .conflict("no registered mediator '\(name)'") }
             entry.inUse += 1
             entries[name] = entry
             return entry.spec
@@ -77,11 +77,11 @@ final class MediatorRegistry: Sendable {
         }
     }
 
-    /// Records a listener template naming `name`; 422 when it is not registered.
+    /// Records a listener template naming `name`; 409 when it is not registered.
     func holdForTemplate(_ name: String) throws(APIError) {
         try entries.withLock { entries throws(APIError) in
             guard entries[name] != nil else {
-                throw .invalid("listener mediator template names no registered mediator '\(name)'")
+                throw .conflict("listener mediator template names no registered mediator '\(name)'")
             }
             entries[name]?.templates += 1
         }

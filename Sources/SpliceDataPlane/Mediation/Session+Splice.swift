@@ -37,7 +37,7 @@ extension Session {
         let directions = request.directions.directions
         if let reason = directions.lazy.compactMap(busyReason).first { return refuse(.conflict(reason)) }
         if let position = request.position, position > hops.count {
-            return refuse(.invalid("position \(position) is past the end of the session's \(hops.count) hop(s)"))
+            return refuse(.conflict("position \(position) is past the end of the session's \(hops.count) hop(s)"))
         }
         let addresses = (client: client.channel.remoteAddress, server: server.channel.remoteAddress)
         return openLegs(directions, peer: "mediator \(target)", open: { handler in

@@ -1,0 +1,19 @@
+import SpliceCore
+import SpliceDataPlane
+
+extension GatewayFuture {
+    /// A response to be completed when the operation is: with what `respond` makes of its
+    /// value, or with the problem for its failure (or for what `respond` throws). `respond`
+    /// runs off the event loops, so it may write the state file.
+    func response(_ respond: @escaping @Sendable (Value) throws(APIError) -> HTTPResponse) -> PendingResponse {
+        let pending = PendingResponse()
+        whenComplete { result in
+            do throws(APIError) {
+                pending.complete(try respond(result.get()))
+            } catch {
+                pending.complete(.problem(error))
+            }
+        }
+        return pending
+    }
+}

@@ -1,0 +1,44 @@
+import Dispatch
+import NIOCore
+import SpliceCore
+
+/// The outcome of a data-plane operation still under way (a splice dialing its mediator, a
+/// removal draining one), for callers that must not wait on an event loop.
+///
+/// The admin server answers through `whenComplete`, so no server thread sits out a drain
+/// that may last `drain_timeout_ms`; start-up, shutdown and tests block with `wait()`.
+/// Either way a failure arrives as the `APIError` to report.
+public struct GatewayFuture<Value: Sendable>: Sendable {
+    private let future: EventLoopFuture<Value>
+
+    /// Wraps a data-plane future.
+    init(_ future: EventLoopFuture<Value>) {
+        self.future = future
+    }
+
+    /// Calls `body` once with the outcome, on a global dispatch queue rather than the event
+    /// loop that completed it: what an answer does next (write the state file, encode JSON)
+    /// must not stall the sessions on that loop.
+    public func whenComplete(_ body: @escaping @Sendable (Result<Value, APIError>) -> Void) {
+        future.whenComplete { result in
+            let outcome = result.mapError(Self.apiError)
+            DispatchQueue.global().async { body(outcome) }
+        }
+    }
+
+    /// Blocks until the outcome is known. Never call this on an event loop or an admin
+    /// server thread; it is for start-up, shutdown and tests.
+    public func wait() throws(APIError) -> Value {
+        do {
+            return try future.wait()
+        } catch {
+            throw Self.apiError(error)
+        }
+    }
+
+    /// The error to report for a failed operation: the data plane's own `APIError`, or a
+    /// 502 naming what failed underneath (a dial, a socket).
+    private static func apiError(_ error: any Error) -> APIError {
+        error as? APIError ?? .badGateway("\(error)")
+    }
+}

@@ -77,9 +77,10 @@ struct HTTPServerPendingTests {
 
     @Test func completionRacingTheSuspendIsNeverLost() throws {
         try withServer(handler: makePendingRouter(PendingBox()).handle) { server in
-            let client = try RawHTTPClient(port: server.boundPort)
+            // One connection per request: every answer carries `Connection: close`.
             for _ in 0..<200 {
-                try client.send("GET", "/api/v1/racy", close: false)
+                let client = try RawHTTPClient(port: server.boundPort)
+                try client.send("GET", "/api/v1/racy")
                 let response = try client.readResponse()
                 #expect(response.status == 200)
                 #expect(response.text == "raced")

@@ -16,6 +16,10 @@ def iperf(port, streams, secs):
             out = run(["iperf3", "-c", HOST, "-p", port, "-t", secs, "-O", "1", "-P", streams, "-J"],
                       timeout=secs + 40)
             j = json.loads(out)
+            if "error" in j:
+                # iperf3 can exit 0 with a test that broke off (a relay that died at
+                # the end of it): its zero "sum_received" is not a figure.
+                raise RuntimeError(f"iperf3: {j['error']}")
             return j["end"]["sum_received"]["bits_per_second"] / 1e9
         except (RuntimeError, KeyError, json.JSONDecodeError, subprocess.TimeoutExpired) as e:
             last = e

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""splicegate benchmarks: direct vs splicegate vs HAProxy vs socat, in one run.
+"""splicegate benchmarks: direct vs splicegate vs HAProxy, nginx, minrelay and socat, in one run.
 
-Started by bench/run, which installs the tools, builds the release binary and
-the C helper (bench/tools/bt.c). Everything listens on and connects to
-127.0.0.1. Writes bench/results/RESULTS.md, raw.json and throughput.png.
+Started by bench/run, which installs the tools, builds the release binary, the
+C helper (bench/tools/bt.c) and minrelay (../shared/yardsticks/minrelay.c).
+Everything listens on and connects to 127.0.0.1. Writes
+bench/results/RESULTS.md, raw.json and throughput.png.
 This file only parses the arguments; the harness is the splicebench package
 beside it: env (paths, constants), processes (children, ports, /proc),
 targets (the proxies under test), clients (load generators, admin API),
@@ -25,6 +26,7 @@ from pathlib import Path
 from splicebench import env
 from splicebench.env import RESULTS, WORK, WORKLOADS, log
 from splicebench.plot import plot
+from splicebench.processes import raise_nofile
 from splicebench.profile import profile
 from splicebench.report import machine, report, versions
 from splicebench.workloads import Bench
@@ -55,6 +57,7 @@ def main():
         ap.error(f"unknown workload(s) {sorted(bad)}; pick from {WORKLOADS}")
     if a.quick:
         a.rounds, a.secs, a.ping_n1, a.ping_n50, a.conn_secs, a.api_samples = 1, 2, 5000, 20000, 1, 30
+    raise_nofile()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if a.profile:

@@ -1,5 +1,6 @@
-"""throughput.png: bulk, PING, connection rate and splicegate's mediation/split."""
-from .env import RESULTS, TARGETS, log
+"""throughput.png: bulk, PING and connection rate for every target, and splicegate's
+mediation/split."""
+from .env import LABELS, RESULTS, TARGETS, log
 from .stats import med
 
 
@@ -17,17 +18,22 @@ def plot(b):
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2))
     axes = axes if len(panels) > 1 else [axes]
-    colors = {"direct": "#999999", "splicegate": "#d9534f", "haproxy": "#337ab7", "socat": "#5cb85c"}
+    colors = {"direct": "#999999", "splicegate": "#d9534f", "haproxy": "#337ab7", "nginx": "#8e44ad",
+              "minrelay": "#333333", "socat": "#5cb85c"}
     for ax, k in zip(axes, panels):
         if k in ("bulk", "ping"):
             groups = ["1", "4"] if k == "bulk" else ["1", "50"]
-            w = 0.2
-            for i, t in enumerate(TARGETS):
+            # a raw.json from before nginx and minrelay joined has no bars for them
+            targets = [t for t in TARGETS if t in r[k][groups[0]]]
+            w = 0.8 / len(targets)
+            for i, t in enumerate(targets):
                 ys = []
                 for g in groups:
-                    xs = r[k][g][t]
-                    ys.append(med(xs) if k == "bulk" else med([x["rps"] for x in xs]) / 1000)
-                ax.bar([j + (i - 1.5) * w for j in range(len(groups))], ys, w, label=t, color=colors[t])
+                    xs = r[k][g].get(t, [])  # none where a target was left out
+                    y = med(xs) if k == "bulk" else med([x["rps"] / 1000 for x in xs])
+                    ys.append(y or 0)
+                ax.bar([j + (i - (len(targets) - 1) / 2) * w for j in range(len(groups))], ys, w,
+                       label=LABELS[t], color=colors[t])
             ax.set_xticks(range(len(groups)))
             ax.set_xticklabels([f"{g} stream{'s' if g != '1' else ''}" if k == "bulk" else f"{g} client{'s' if g != '1' else ''}"
                                 for g in groups])
@@ -35,10 +41,12 @@ def plot(b):
             ax.set_ylabel("Gbit/s" if k == "bulk" else "thousand req/s")
             ax.legend(fontsize=8)
         elif k == "connrate":
-            ys = [med([x["cps"] for x in r[k][t]]) / 1000 for t in TARGETS]
-            ax.bar(TARGETS, ys, color=[colors[t] for t in TARGETS])
+            targets = [t for t in TARGETS if t in r[k]]
+            ys = [med([x["cps"] for x in r[k][t]]) / 1000 for t in targets]
+            ax.bar([LABELS[t] for t in targets], ys, color=[colors[t] for t in targets])
             ax.set_title("new connections")
             ax.set_ylabel("thousand conn/s")
+            ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         else:
             labels, ys = [], []
             for m in ("0", "1", "3"):
@@ -52,7 +60,7 @@ def plot(b):
             ax.set_title("splicegate: mediators / split recipients")
             ax.set_ylabel("Gbit/s (1 stream)")
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-    fig.suptitle(f"splicegate vs HAProxy vs socat — median of {b.a.rounds} rounds, {r['machine']['date']}, "
+    fig.suptitle(f"splicegate vs HAProxy, nginx, minrelay and socat — median of {b.a.rounds} rounds, {r['machine']['date']}, "
                  f"{r['machine']['nproc']} cores, loopback", fontsize=10)
     fig.tight_layout()
     fig.savefig(RESULTS / "throughput.png", dpi=110)

@@ -14,11 +14,14 @@ from .env import HOST, LOGS, WANT_BIG, WORK
 _procs = []  # everything spawn() started, stopped in reverse at exit
 
 
-def spawn(args, name, stdin=None):
+def spawn(args, name, stdin=None, ignore_sigpipe=False):
+    """Start a child in its own session, output to LOGS/name.log. ignore_sigpipe
+    passes on Python's SIG_IGN for SIGPIPE, for a child that does not ignore it
+    itself and would die writing to a peer that has gone."""
     LOGS.mkdir(parents=True, exist_ok=True)
     out = open(LOGS / f"{name}.log", "w")
     p = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
-                         stdin=stdin, cwd=WORK, start_new_session=True)
+                         stdin=stdin, cwd=WORK, start_new_session=True, restore_signals=not ignore_sigpipe)
     p.logfile = LOGS / f"{name}.log"
     p.name = name
     _procs.append(p)
@@ -194,6 +197,16 @@ def fd_count(pid):
 def nofile_limit():
     import resource
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def raise_nofile():
+    """Lift the soft RLIMIT_NOFILE to the hard one for every child: HAProxy and
+    nginx raise their own, but minrelay and splicegate keep what they inherit,
+    and a soft limit of 1,024 (common outside containers) would cap them far
+    below the ~10,000 idle sessions of the memory workload."""
+    import resource
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def big_session_count():

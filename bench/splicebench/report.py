@@ -5,7 +5,7 @@ import platform
 import subprocess
 
 from . import env
-from .env import RESULTS, ROOT, TARGETS, WANT_BIG, WORK
+from .env import LABELS, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
 from .stats import fmt, med, pct, ratio
 
 
@@ -21,6 +21,8 @@ def versions():
         "splicegate": f"{first([env.BIN, '--version'])} ({build_info()}, .build-bench/release/splicegate)",
         "swift": sw,
         "haproxy": first(["haproxy", "-v"]),
+        "nginx": f"{first(['nginx', '-v'])}, stream module {package_version('libnginx-mod-stream')}",
+        "minrelay": minrelay_info(),
         "socat": next((l for l in subprocess.run(["socat", "-V"], capture_output=True, text=True).stdout.splitlines()
                        if "socat version" in l), "?").strip(),
         "iperf3": first(["iperf3", "--version"]),
@@ -28,6 +30,32 @@ def versions():
         "redis-benchmark": first(["redis-benchmark", "--version"]),
         "python": platform.python_version(),
     }
+
+
+def package_version(name):
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+def minrelay_info():
+    f = WORK / "minrelay-info"
+    return f.read_text().strip() if f.exists() else "? (bench/work/minrelay-info missing)"
+
+
+def targets_section():
+    return ["## What is compared\n",
+            "- **direct**: the load generator talks to the server itself, no proxy.",
+            "- **splicegate**: the release build, one process, one listener per workload.",
+            "- **HAProxy**: `mode tcp`, default buffers, one thread per core, no logging "
+            "([bench/haproxy.cfg](../haproxy.cfg)). The goals of issue 6 are set against it.",
+            "- **nginx**: the `stream` module as a plain L4 proxy (`proxy_pass`), default buffers, "
+            "`worker_processes auto`, no logging ([bench/nginx.conf](../nginx.conf)).",
+            "- **minrelay**: the smallest epoll relay we could write (`shared/yardsticks/minrelay.c`, one "
+            "thread and listener per core, one 16 KiB buffer per thread, no half-close): what a user-space "
+            "relay can reach on this machine. splicegate/minrelay is the distance from that limit, "
+            "not a goal: minrelay does nothing else a gateway must.",
+            "- **socat**: `TCP-LISTEN:…,fork`, a process per connection.",
+            ""]
 
 
 def build_info():
@@ -58,9 +86,108 @@ def machine():
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def round_ratios(sg, ha):
-    """splicegate/HAProxy in each round (both were measured back to back in it)."""
-    return ", ".join(fmt(x / y) for x, y in zip(sg, ha) if y)
+def round_ratios(sg, peer):
+    """splicegate/peer in each round (both were measured back to back in it)."""
+    return ", ".join(fmt(x / y) for x, y in zip(sg, peer) if y)
+
+
+def shown(rows, among=TARGETS):
+    """The targets a workload has figures for, in TARGETS order: a raw.json from
+    before nginx and minrelay joined renders without their columns."""
+    return [t for t in among if t in rows]
+
+
+def per_ratio(meds, peers):
+    """The splicegate/peer cells of a row, bold as in the rest of the tables."""
+    cells = []
+    for t in peers:
+        rt = ratio(meds.get("splicegate"), meds.get(t))
+        cells.append(f"**{fmt(rt)}×**" if rt is not None else "–")
+    return " | ".join(cells)
+
+
+def bulk_section(bulk, a):
+    targets = shown(bulk["1"])
+    peers = shown(bulk["1"], PEERS)
+    L = ["## Bulk throughput (iperf3, Gbit/s)\n",
+         f"`iperf3 -c … -t {a.secs} -O 1 -P N`, receiver side.\n",
+         "| streams | " + " | ".join(LABELS[t] for t in targets) + " | " +
+         " | ".join(f"splicegate/{LABELS[t]}" for t in peers) + " | per round (splicegate/HAProxy) |",
+         "|---" * (len(targets) + len(peers) + 2) + "|"]
+    for s in ("1", "4"):
+        row = bulk[s]
+        meds = {t: med(row.get(t, [])) for t in targets}
+        L.append(f"| {s} | " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} | "
+                 f"{round_ratios(row['splicegate'], row['haproxy'])} |")
+    L.append("")
+    return L
+
+
+def ping_section(ping, a):
+    L = ["## Redis PING (redis-benchmark `-t ping_mbulk`)\n",
+         f"{a.ping_n1:,} requests with 1 client, {a.ping_n50:,} with 50.\n",
+         "| clients | target | req/s | p50 ms | p99 ms |",
+         "|---|---|---|---|---|"]
+    for c in ("1", "50"):
+        for t in shown(ping[c]):
+            xs = ping[c][t]
+            L.append(f"| {c} | {LABELS[t]} | {fmt(med([x['rps'] for x in xs]))} | "
+                     f"{fmt(med([x['p50_ms'] for x in xs]), 3)} | {fmt(med([x['p99_ms'] for x in xs]), 3)} |")
+        sg = ping[c]["splicegate"]
+        for t in shown(ping[c], PEERS):
+            peer = ping[c][t]
+
+            def rt(k):
+                return fmt(ratio(med([x[k] for x in sg]), med([x[k] for x in peer])))
+            L.append(f"| {c} | **splicegate/{LABELS[t]}** (per round: "
+                     f"{round_ratios([x['rps'] for x in sg], [x['rps'] for x in peer])}) | "
+                     f"**{rt('rps')}×** | {rt('p50_ms')}× | {rt('p99_ms')}× |")
+    L.append("")
+    return L
+
+
+def connrate_section(conn, a):
+    targets = shown(conn)
+    peers = shown(conn, PEERS)
+    proxies = [t for t in targets if t != "direct"]
+    cps = {t: [x["cps"] for x in conn[t]] for t in targets}
+    meds = {t: med(cps[t]) for t in targets}
+    errs = "/".join(str(sum(x["errors"] for x in conn[t])) for t in proxies)
+    return ["## Connection rate (new sessions per second)\n",
+            f"`bt connrate` ({a.conn_conc} sessions in flight for {a.conn_secs} s): each session connects, "
+            "sends 1 byte, gets 1 byte and EOF from `bt echo1` upstream (which closes first), then the "
+            "client closes with RST. So every session is a full accept + upstream dial + relay + close "
+            "through the proxy.\n",
+            "| " + " | ".join(LABELS[t] for t in targets) + " | " +
+            " | ".join(f"splicegate/{LABELS[t]}" for t in peers) +
+            f" | per round (splicegate/HAProxy) | errors ({'/'.join(LABELS[t] for t in proxies)}) |",
+            "|---" * (len(targets) + len(peers) + 2) + "|",
+            "| " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} | "
+            f"{round_ratios(cps['splicegate'], cps['haproxy'])} | {errs} |",
+            ""]
+
+
+def memory_section(memory):
+    sizes = sorted(memory, key=int)
+    targets = [t for t in TARGETS if t != "direct" and any(t in memory[n] for n in sizes)]
+    peers = [t for t in PEERS if t in targets]
+    L = ["## Memory per idle session (KiB)\n",
+         "N idle client connections (`bt idle`) through the proxy to an upstream that holds them "
+         "(`bt sink`); a fresh proxy process per measurement, warmed with 200 sessions opened and "
+         "closed first; (RSS after − RSS before) / N. socat forks a process per connection, so its "
+         "figure is the growth of the summed **PSS** of the socat process tree, at 1,000 sessions "
+         "only (10,000 forked processes were skipped)."
+         + (" nginx holds its sessions in worker processes forked from its master, so its figure is "
+            "likewise the growth of the summed PSS of master and workers." if "nginx" in targets else "")
+         + "\n",
+         "| sessions | " + " | ".join(LABELS[t] for t in targets) + " | " +
+         " | ".join(f"splicegate/{LABELS[t]}" for t in peers) + " |",
+         "|---" * (len(targets) + len(peers) + 1) + "|"]
+    for n in sizes:
+        meds = {t: med(memory[n].get(t, [])) for t in targets}
+        L.append(f"| {int(n):,} | " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} |")
+    L.append("")
+    return L
 
 
 def report(b, started, elapsed):
@@ -71,10 +198,11 @@ def report(b, started, elapsed):
     L.append("# splicegate benchmarks\n")
     L.append(f"Produced by `bench/run` on {m['date']} in {elapsed / 60:.1f} min. "
              f"Each figure is the **median of {a.rounds} rounds**; the targets take turns within each round "
-             f"(the order rotates every round), so the splicegate/HAProxy ratio compares figures from the "
-             f"same run. Everything runs on 127.0.0.1: load generator, proxy and server share the "
+             f"(the order rotates every round), so the splicegate/HAProxy, splicegate/nginx and "
+             f"splicegate/minrelay ratios compare figures from the same run. Everything runs on 127.0.0.1: load generator, proxy and server share the "
              f"{m['nproc']} cores, so absolute numbers are lower than on separate machines; only the "
              f"ratios mean much.\n")
+    L += targets_section()
     L.append("## Machine and versions\n")
     L.append(f"- {m['nproc']} × {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}")
     for k, v in r["versions"].items():
@@ -135,63 +263,13 @@ def report(b, started, elapsed):
     L.append("")
 
     if "bulk" in r:
-        L.append("## Bulk throughput (iperf3, Gbit/s)\n")
-        L.append(f"`iperf3 -c … -t {a.secs} -O 1 -P N`, receiver side.\n")
-        L.append("| streams | direct | splicegate | HAProxy | socat | splicegate/HAProxy | per round |")
-        L.append("|---|---|---|---|---|---|---|")
-        for s in ("1", "4"):
-            row = r["bulk"][s]
-            meds = {t: med(row[t]) for t in TARGETS}
-            L.append(f"| {s} | " + " | ".join(fmt(meds[t]) for t in TARGETS) +
-                     f" | **{fmt(ratio(meds['splicegate'], meds['haproxy']))}×** | "
-                     f"{round_ratios(row['splicegate'], row['haproxy'])} |")
-        L.append("")
+        L += bulk_section(r["bulk"], a)
     if "ping" in r:
-        L.append("## Redis PING (redis-benchmark `-t ping_mbulk`)\n")
-        L.append(f"{a.ping_n1:,} requests with 1 client, {a.ping_n50:,} with 50.\n")
-        L.append("| clients | target | req/s | p50 ms | p99 ms |")
-        L.append("|---|---|---|---|---|")
-        for c in ("1", "50"):
-            for t in TARGETS:
-                xs = r["ping"][c][t]
-                L.append(f"| {c} | {t} | {fmt(med([x['rps'] for x in xs]))} | "
-                         f"{fmt(med([x['p50_ms'] for x in xs]), 3)} | {fmt(med([x['p99_ms'] for x in xs]), 3)} |")
-            sg, ha = r["ping"][c]["splicegate"], r["ping"][c]["haproxy"]
-            L.append(f"| {c} | **splicegate/HAProxy** (per round: "
-                     f"{round_ratios([x['rps'] for x in sg], [x['rps'] for x in ha])}) | "
-                     f"**{fmt(ratio(med([x['rps'] for x in sg]), med([x['rps'] for x in ha])))}×** | "
-                     f"{fmt(ratio(med([x['p50_ms'] for x in sg]), med([x['p50_ms'] for x in ha])))}× | "
-                     f"{fmt(ratio(med([x['p99_ms'] for x in sg]), med([x['p99_ms'] for x in ha])))}× |")
-        L.append("")
+        L += ping_section(r["ping"], a)
     if "connrate" in r:
-        L.append("## Connection rate (new sessions per second)\n")
-        L.append(f"`bt connrate` ({a.conn_conc} sessions in flight for {a.conn_secs} s): each session connects, "
-                 "sends 1 byte, gets 1 byte and EOF from `bt echo1` upstream (which closes first), then the "
-                 "client closes with RST. So every session is a full accept + upstream dial + relay + close "
-                 "through the proxy.\n")
-        L.append("| direct | splicegate | HAProxy | socat | splicegate/HAProxy | per round | errors (sg/ha/socat) |")
-        L.append("|---|---|---|---|---|---|---|")
-        meds = {t: med([x["cps"] for x in r["connrate"][t]]) for t in TARGETS}
-        errs = "/".join(str(sum(x["errors"] for x in r["connrate"][t])) for t in ("splicegate", "haproxy", "socat"))
-        L.append("| " + " | ".join(fmt(meds[t]) for t in TARGETS) +
-                 f" | **{fmt(ratio(meds['splicegate'], meds['haproxy']))}×** | "
-                 f"{round_ratios([x['cps'] for x in r['connrate']['splicegate']], [x['cps'] for x in r['connrate']['haproxy']])} | {errs} |")
-        L.append("")
+        L += connrate_section(r["connrate"], a)
     if "memory" in r:
-        L.append("## Memory per idle session (KiB)\n")
-        L.append("N idle client connections (`bt idle`) through the proxy to an upstream that holds them "
-                 "(`bt sink`); a fresh proxy process per measurement, warmed with 200 sessions opened and "
-                 "closed first; (RSS after − RSS before) / N. socat forks a process per connection, so its "
-                 "figure is the growth of the summed **PSS** of the socat process tree, at 1,000 sessions "
-                 "only (10,000 forked processes were skipped).\n")
-        L.append("| sessions | splicegate | HAProxy | socat | splicegate/HAProxy |")
-        L.append("|---|---|---|---|---|")
-        for n in sorted(r["memory"], key=int):
-            mm = r["memory"][n]
-            meds = {t: med(mm.get(t, [])) for t in ("splicegate", "haproxy", "socat")}
-            L.append(f"| {int(n):,} | {fmt(meds['splicegate'])} | {fmt(meds['haproxy'])} | {fmt(meds['socat'])} | "
-                     f"**{fmt(ratio(meds['splicegate'], meds['haproxy']))}×** |")
-        L.append("")
+        L += memory_section(r["memory"])
     if "mediation" in r:
         L.append("## splicegate: throughput with identity mediators (iperf3, 1 stream, Gbit/s)\n")
         L.append("A listener `mediators` template splices the hops into every session (the iperf3 control "

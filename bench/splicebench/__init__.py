@@ -1,0 +1,1 @@
+"""The splicegate benchmark harness; bench/bench.py is its entry point."""

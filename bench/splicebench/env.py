@@ -1,0 +1,33 @@
+"""Where the benchmark keeps its files, what it runs, and its log line."""
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BENCH = ROOT / "bench"
+WORK = BENCH / "work"
+LOGS = WORK / "logs"
+RESULTS = BENCH / "results"
+BT = WORK / "bt"
+MINRELAY = WORK / "minrelay"  # built by bench/run from ../shared/yardsticks/minrelay.c
+HOST = "127.0.0.1"
+TARGETS = ["direct", "splicegate", "haproxy", "nginx", "minrelay", "socat"]
+# What the proxy kinds are called in RESULTS.md and the plot.
+LABELS = {"direct": "direct", "splicegate": "splicegate", "haproxy": "HAProxy", "nginx": "nginx",
+          "minrelay": "minrelay", "socat": "socat"}
+# splicegate is compared with each of these, in this order: HAProxy (issue 6's
+# goals), nginx (the other production L4 proxy) and minrelay (the smallest epoll
+# relay we could write: the distance from what this machine can do).
+PEERS = ["haproxy", "nginx", "minrelay"]
+WORKLOADS = ["bulk", "ping", "connrate", "memory", "mediation", "split"]
+
+# The container's RLIMIT_NOFILE hard limit (20000) cannot be raised (no
+# CAP_SYS_RESOURCE); a proxy needs two descriptors per session, so "10,000
+# sessions" is measured at the largest count that fits (see big_session_count).
+WANT_BIG = 10_000
+
+BIN = None  # splicegate binary, set by bench.py's main() (read it as env.BIN)
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)

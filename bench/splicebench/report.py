@@ -1,0 +1,333 @@
+"""RESULTS.md: machine, versions, goals and one table per workload."""
+import datetime
+import os
+import platform
+import subprocess
+
+from . import env
+from .env import LABELS, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
+from .stats import fmt, med, pct, ratio
+
+
+def versions():
+    def first(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except Exception as e:  # noqa: BLE001
+            return f"? ({e})"
+    sw = first(["swift", "--version"])
+    return {
+        "splicegate": f"{first([env.BIN, '--version'])} ({build_info()}, .build-bench/release/splicegate)",
+        "swift": sw,
+        "haproxy": first(["haproxy", "-v"]),
+        "nginx": f"{first(['nginx', '-v'])}, stream module {package_version('libnginx-mod-stream')}",
+        "minrelay": minrelay_info(),
+        "socat": next((l for l in subprocess.run(["socat", "-V"], capture_output=True, text=True).stdout.splitlines()
+                       if "socat version" in l), "?").strip(),
+        "iperf3": first(["iperf3", "--version"]),
+        "redis": first(["redis-server", "--version"]),
+        "redis-benchmark": first(["redis-benchmark", "--version"]),
+        "python": platform.python_version(),
+    }
+
+
+def package_version(name):
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+def minrelay_info():
+    f = WORK / "minrelay-info"
+    return f.read_text().strip() if f.exists() else "? (bench/work/minrelay-info missing)"
+
+
+def targets_section():
+    return ["## What is compared\n",
+            "- **direct**: the load generator talks to the server itself, no proxy.",
+            "- **splicegate**: the release build, one process, one listener per workload.",
+            "- **HAProxy**: `mode tcp`, default buffers, one thread per core, no logging "
+            "([bench/haproxy.cfg](../haproxy.cfg)). The goals of issue 6 are set against it.",
+            "- **nginx**: the `stream` module as a plain L4 proxy (`proxy_pass`), default buffers, "
+            "`worker_processes auto`, no logging ([bench/nginx.conf](../nginx.conf)).",
+            "- **minrelay**: the smallest epoll relay we could write (`shared/yardsticks/minrelay.c`, one "
+            "thread and listener per core, one 16 KiB buffer per thread, no half-close): what a user-space "
+            "relay can reach on this machine. splicegate/minrelay is the distance from that limit, "
+            "not a goal: minrelay does nothing else a gateway must.",
+            "- **socat**: `TCP-LISTEN:…,fork`, a process per connection.",
+            ""]
+
+
+def build_info():
+    f = WORK / "build-info"
+    return f"git {f.read_text().strip()}" if f.exists() else f"git {git_rev()} (build time unknown)"
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "Sources", "Package.swift"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+uncommitted Sources changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def machine():
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+            "mem_gib": round(int(mem) / 1024 / 1024, 1),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def round_ratios(sg, peer):
+    """splicegate/peer in each round (both were measured back to back in it)."""
+    return ", ".join(fmt(x / y) for x, y in zip(sg, peer) if y)
+
+
+def shown(rows, among=TARGETS):
+    """The targets a workload has figures for, in TARGETS order: a raw.json from
+    before nginx and minrelay joined renders without their columns."""
+    return [t for t in among if t in rows]
+
+
+def per_ratio(meds, peers):
+    """The splicegate/peer cells of a row, bold as in the rest of the tables."""
+    cells = []
+    for t in peers:
+        rt = ratio(meds.get("splicegate"), meds.get(t))
+        cells.append(f"**{fmt(rt)}×**" if rt is not None else "–")
+    return " | ".join(cells)
+
+
+def bulk_section(bulk, a):
+    targets = shown(bulk["1"])
+    peers = shown(bulk["1"], PEERS)
+    L = ["## Bulk throughput (iperf3, Gbit/s)\n",
+         f"`iperf3 -c … -t {a.secs} -O 1 -P N`, receiver side.\n",
+         "| streams | " + " | ".join(LABELS[t] for t in targets) + " | " +
+         " | ".join(f"splicegate/{LABELS[t]}" for t in peers) + " | per round (splicegate/HAProxy) |",
+         "|---" * (len(targets) + len(peers) + 2) + "|"]
+    for s in ("1", "4"):
+        row = bulk[s]
+        meds = {t: med(row.get(t, [])) for t in targets}
+        L.append(f"| {s} | " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} | "
+                 f"{round_ratios(row['splicegate'], row['haproxy'])} |")
+    L.append("")
+    return L
+
+
+def ping_section(ping, a):
+    L = ["## Redis PING (redis-benchmark `-t ping_mbulk`)\n",
+         f"{a.ping_n1:,} requests with 1 client, {a.ping_n50:,} with 50.\n",
+         "| clients | target | req/s | p50 ms | p99 ms |",
+         "|---|---|---|---|---|"]
+    for c in ("1", "50"):
+        for t in shown(ping[c]):
+            xs = ping[c][t]
+            L.append(f"| {c} | {LABELS[t]} | {fmt(med([x['rps'] for x in xs]))} | "
+                     f"{fmt(med([x['p50_ms'] for x in xs]), 3)} | {fmt(med([x['p99_ms'] for x in xs]), 3)} |")
+        sg = ping[c]["splicegate"]
+        for t in shown(ping[c], PEERS):
+            peer = ping[c][t]
+
+            def rt(k):
+                return fmt(ratio(med([x[k] for x in sg]), med([x[k] for x in peer])))
+            L.append(f"| {c} | **splicegate/{LABELS[t]}** (per round: "
+                     f"{round_ratios([x['rps'] for x in sg], [x['rps'] for x in peer])}) | "
+                     f"**{rt('rps')}×** | {rt('p50_ms')}× | {rt('p99_ms')}× |")
+    L.append("")
+    return L
+
+
+def connrate_section(conn, a):
+    targets = shown(conn)
+    peers = shown(conn, PEERS)
+    proxies = [t for t in targets if t != "direct"]
+    cps = {t: [x["cps"] for x in conn[t]] for t in targets}
+    meds = {t: med(cps[t]) for t in targets}
+    errs = "/".join(str(sum(x["errors"] for x in conn[t])) for t in proxies)
+    return ["## Connection rate (new sessions per second)\n",
+            f"`bt connrate` ({a.conn_conc} sessions in flight for {a.conn_secs} s): each session connects, "
+            "sends 1 byte, gets 1 byte and EOF from `bt echo1` upstream (which closes first), then the "
+            "client closes with RST. So every session is a full accept + upstream dial + relay + close "
+            "through the proxy.\n",
+            "| " + " | ".join(LABELS[t] for t in targets) + " | " +
+            " | ".join(f"splicegate/{LABELS[t]}" for t in peers) +
+            f" | per round (splicegate/HAProxy) | errors ({'/'.join(LABELS[t] for t in proxies)}) |",
+            "|---" * (len(targets) + len(peers) + 2) + "|",
+            "| " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} | "
+            f"{round_ratios(cps['splicegate'], cps['haproxy'])} | {errs} |",
+            ""]
+
+
+def memory_section(memory):
+    sizes = sorted(memory, key=int)
+    targets = [t for t in TARGETS if t != "direct" and any(t in memory[n] for n in sizes)]
+    peers = [t for t in PEERS if t in targets]
+    L = ["## Memory per idle session (KiB)\n",
+         "N idle client connections (`bt idle`) through the proxy to an upstream that holds them "
+         "(`bt sink`); a fresh proxy process per measurement, warmed with 200 sessions opened and "
+         "closed first; (RSS after − RSS before) / N. socat forks a process per connection, so its "
+         "figure is the growth of the summed **PSS** of the socat process tree, at 1,000 sessions "
+         "only (10,000 forked processes were skipped)."
+         + (" nginx holds its sessions in worker processes forked from its master, so its figure is "
+            "likewise the growth of the summed PSS of master and workers." if "nginx" in targets else "")
+         + "\n",
+         "| sessions | " + " | ".join(LABELS[t] for t in targets) + " | " +
+         " | ".join(f"splicegate/{LABELS[t]}" for t in peers) + " |",
+         "|---" * (len(targets) + len(peers) + 1) + "|"]
+    for n in sizes:
+        meds = {t: med(memory[n].get(t, [])) for t in targets}
+        L.append(f"| {int(n):,} | " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} |")
+    L.append("")
+    return L
+
+
+def report(b, started, elapsed):
+    r = b.res
+    a = b.a
+    L = []
+    m = r["machine"]
+    L.append("# splicegate benchmarks\n")
+    L.append(f"Produced by `bench/run` on {m['date']} in {elapsed / 60:.1f} min. "
+             f"Each figure is the **median of {a.rounds} rounds**; the targets take turns within each round "
+             f"(the order rotates every round), so the splicegate/HAProxy, splicegate/nginx and "
+             f"splicegate/minrelay ratios compare figures from the same run. Everything runs on 127.0.0.1: load generator, proxy and server share the "
+             f"{m['nproc']} cores, so absolute numbers are lower than on separate machines; only the "
+             f"ratios mean much.\n")
+    L += targets_section()
+    L.append("## Machine and versions\n")
+    L.append(f"- {m['nproc']} × {m['cpu']}, {m['mem_gib']} GiB, Linux {m['kernel']}")
+    for k, v in r["versions"].items():
+        L.append(f"- {k}: {v}")
+    L.append(f"- load average (1/5/15 min) before each workload (it counts the benchmark's own load "
+             f"generators and servers too): " +
+             "; ".join(f"{k} {v[0]}/{v[1]}/{v[2]}" for k, v in r["loads"].items()))
+    busy = r.get("busy", {})
+    if busy:
+        L.append("- CPU use of the whole machine in the 1 s before each workload, while the benchmark's "
+                 "own servers sit idle (a spot check for other people's builds and tests; it can miss "
+                 "bursts during a workload): " + "; ".join(f"{k} {v['busy_pct']}%" for k, v in busy.items()))
+        worst = max(busy.items(), key=lambda kv: kv[1]["busy_pct"])
+        if worst[1]["busy_pct"] >= 10:
+            L.append(f"- **Other processes were using this {m['nproc']}-core machine during the run** (other "
+                     f"engineers' builds and tests): up to {worst[1]['busy_pct']}% of all cores just before "
+                     f"`{worst[0]}` (top: {', '.join(worst[1]['top'])}). Figures from that run are noisier and "
+                     f"lower than on a quiet machine; the per-round ratios show how much.")
+    L.append("")
+    L.append("## Goals (issue 6)\n")
+    L.append("| goal | splicegate | HAProxy | ratio | met |")
+    L.append("|---|---|---|---|---|")
+    goals = []
+
+    def goal(name, sg, ha, rt, ok, unit=""):
+        goals.append((name, ok))
+        L.append(f"| {name} | {fmt(sg)}{unit} | {fmt(ha)}{unit} | {fmt(rt)}{'×' if rt is not None else ''} | "
+                 f"{'yes' if ok else ('**no**' if ok is not None else '–')} |")
+
+    if "bulk" in r:
+        for s in ("1", "4"):
+            sg, ha = med(r["bulk"][s]["splicegate"]), med(r["bulk"][s]["haproxy"])
+            rt = ratio(sg, ha)
+            goal(f"bulk throughput {s} stream{'s' if s == '4' else ''} ≥ 1.0× HAProxy", sg, ha, rt,
+                 rt is not None and rt >= 1.0, " Gbit/s")
+    if "ping" in r:
+        p = r["ping"]["50"]
+        sg, ha = med([x["rps"] for x in p["splicegate"]]), med([x["rps"] for x in p["haproxy"]])
+        rt = ratio(sg, ha)
+        goal("PING req/s at 50 clients ≥ 1.0× HAProxy", sg, ha, rt, rt is not None and rt >= 1.0, " req/s")
+        sg, ha = med([x["p99_ms"] for x in p["splicegate"]]), med([x["p99_ms"] for x in p["haproxy"]])
+        rt = ratio(sg, ha)
+        goal("PING p99 at 50 clients ≤ HAProxy's", sg, ha, rt, rt is not None and rt <= 1.0, " ms")
+    if "memory" in r:
+        for n in sorted(r["memory"], key=int):
+            mm = r["memory"][n]
+            sg, ha = med(mm.get("splicegate", [])), med(mm.get("haproxy", []))
+            rt = ratio(sg, ha)
+            goal(f"memory per idle session at {int(n):,} ≤ 2× HAProxy", sg, ha, rt,
+                 rt is not None and rt <= 2.0, " KiB")
+    if "api" in r and r["api"]["splice_ms"]:
+        p99 = pct(r["api"]["splice_ms"], .99)
+        goal("splice API p99 ≤ 5 ms with 1,000 live sessions", p99, None, None, p99 <= 5.0, " ms")
+    if "api" in r and r["api"]["list_ms"]:
+        n = r["api"]["list_n"]
+        t = med(r["api"]["list_ms"]) * WANT_BIG / n
+        goal(f"listing 10,000 sessions ≤ 50 ms (measured at {n:,}, scaled)", t, None, None, t <= 50.0, " ms")
+    L.append("")
+
+    if "bulk" in r:
+        L += bulk_section(r["bulk"], a)
+    if "ping" in r:
+        L += ping_section(r["ping"], a)
+    if "connrate" in r:
+        L += connrate_section(r["connrate"], a)
+    if "memory" in r:
+        L += memory_section(r["memory"])
+    if "mediation" in r:
+        L.append("## splicegate: throughput with identity mediators (iperf3, 1 stream, Gbit/s)\n")
+        L.append("A listener `mediators` template splices the hops into every session (the iperf3 control "
+                 "connection too); the mediator is `splicegate mediator --transform identity`, one process "
+                 "for all hops, on the same 2 cores.\n")
+        L.append("| mediators | Gbit/s | vs 0 |")
+        L.append("|---|---|---|")
+        base = med(r["mediation"]["0"])
+        for k in ("0", "1", "3"):
+            v = med(r["mediation"][k])
+            L.append(f"| {k} | {fmt(v)} | {fmt(ratio(v, base))}× |")
+        L.append("")
+    if "split" in r:
+        L.append("## splicegate: throughput with split recipients (iperf3, 1 stream, Gbit/s)\n")
+        L.append("`client_to_server` splits from a listener template to `bt sink` (reads and discards with "
+                 "256 KiB reads).\n")
+        L.append("Each iperf3 test is two sessions (control + data), so each gets the recipients twice. With "
+                 "`drop`, a recipient that falls more than `buffer_bytes` (1 MiB) behind is detached and the "
+                 "session goes on at full speed: the last column says how many recipients (over all rounds) "
+                 "were dropped, so a `drop` figure near the 0-recipient one means the copies were abandoned, "
+                 "not that copying is free.\n")
+        L.append("| recipients | on_slow | Gbit/s | vs 0 | recipients dropped |")
+        L.append("|---|---|---|---|---|")
+        base = med(r["split"]["none0"])
+        drops = r.get("split_drops", {})
+        L.append(f"| 0 | – | {fmt(base)} | 1.00× | |")
+        for mode in ("drop", "block"):
+            for k in ("1", "4"):
+                v = med(r["split"][f"{mode}{k}"])
+                ds = drops.get(f"{mode}{k}", [])
+                added = sum(d["splicegate_splits_added_total"] for d in ds)
+                dropped = sum(d["splicegate_splits_dropped_total"] for d in ds)
+                note = f"{dropped:.0f} of {added:.0f}" if ds else "?"
+                L.append(f"| {k} | {mode} | {fmt(v)} | {fmt(ratio(v, base))}× | {note} |")
+        L.append("")
+    if "api" in r and (r["api"]["splice_ms"] or r["api"]["list_ms"]):
+        api = r["api"]
+        L.append("## splicegate: control-plane latency\n")
+        if api["splice_ms"]:
+            L.append(f"With 1,000 live idle sessions: {len(api['splice_ms'])} splices "
+                     "(`POST /api/v1/sessions/{id}/mediators`, identity mediator, `both`) and as many removals "
+                     "(`DELETE …/mediators/{hop}`) on random sessions, over one keep-alive connection.\n")
+            L.append("| operation | p50 ms | p99 ms | max ms |")
+            L.append("|---|---|---|---|")
+            for k, name in (("splice_ms", "splice"), ("remove_ms", "remove")):
+                L.append(f"| {name} | {fmt(pct(api[k], .5))} | {fmt(pct(api[k], .99))} | {fmt(max(api[k]))} |")
+            L.append("")
+        if api["list_ms"]:
+            n = api["list_n"]
+            L.append(f"Listing all {n:,} live sessions with `GET /api/v1/sessions?limit=1000` and `next_cursor` "
+                     f"({-(-n // 1000)} pages), timed from each request to its last body byte (the Python "
+                     f"client's JSON decoding is not counted): median {fmt(med(api['list_ms']))} ms of {len(api['list_ms'])} "
+                     f"listings (min {fmt(min(api['list_ms']))}, max {fmt(max(api['list_ms']))}); scaled to "
+                     f"10,000: {fmt(med(api['list_ms']) * WANT_BIG / n)} ms.\n")
+    if r["notes"]:
+        L.append("## Notes\n")
+        for n in r["notes"]:
+            L.append(f"- {n}")
+        L.append("")
+    L.append("Raw per-round figures: [raw.json](raw.json). Plot: [throughput.png](throughput.png).\n")
+    (RESULTS / "RESULTS.md").write_text("\n".join(L))

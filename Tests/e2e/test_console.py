@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from conftest import ROOT, TOKEN, Gateway, StreamServer, echo_handler, free_port, split_address, wait_until
+from conftest import ROOT, TOKEN, Gateway, StreamServer, echo_handler, refused_port, split_address, wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402
@@ -179,6 +179,7 @@ class Recipient:
         self.address = "127.0.0.1:%d" % self.server.getsockname()[1]
         self.data = bytearray()
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -193,7 +194,7 @@ class Recipient:
                 try:
                     chunk = conn.recv(65536)
                 except socket.timeout:
-                    if self.server.fileno() == -1:
+                    if self.stopping.is_set():
                         return
                     continue
                 except OSError:
@@ -208,8 +209,12 @@ class Recipient:
             return bytes(self.data)
 
     def close(self) -> None:
+        """Wakes the thread (shutdown), joins it, and only then closes the socket it used."""
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.thread.join(timeout=IO_TIMEOUT_S)
         self.server.close()
-        self.thread.join(timeout=2)
 
 
 # -- tests ---------------------------------------------------------------------------
@@ -379,7 +384,7 @@ def test_api_errors_show_the_problem_detail(demo_gateway: Gateway, page: Any) ->
         open_console(page, demo_gateway, f"#/sessions/{session_id}")
         wait_for(page, lambda d: d.find_element(By.ID, "detail").get_attribute("data-session") == session_id,
                  3, "the session view from the URL")
-        nowhere = f"127.0.0.1:{free_port()}"
+        nowhere = f"127.0.0.1:{refused_port()}"
         expected = demo_gateway.post(f"/api/v1/sessions/{session_id}/splits",
                                      json={"address": nowhere, "direction": "client_to_server", "on_slow": "drop"})
         assert expected.status_code == 502, expected.text
@@ -425,7 +430,7 @@ def test_failover_from_the_console(demo_gateway: Gateway, page: Any) -> None:
 
 
 def test_token_prompt_on_401(token_gateway: Gateway, page: Any) -> None:
-    first = token_gateway.create_listener(name="guarded", listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    first = token_gateway.create_listener(name="guarded", listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     page.get(token_gateway.url + "/")
     dialog = page.find_element(By.ID, "token-dialog")
     wait_for(page, lambda d: dialog.get_attribute("open") is not None, 5, "the token prompt")
@@ -443,7 +448,7 @@ def test_token_prompt_on_401(token_gateway: Gateway, page: Any) -> None:
     # The events stream works with the token (?access_token=): a new listener appears without polling.
     wait_for(page, lambda d: d.find_element(By.ID, "stream-status").get_attribute("data-state") == "live", 5,
              "the events stream")
-    second = token_gateway.create_listener(name="second", listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    second = token_gateway.create_listener(name="second", listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"li[data-listener='{second['id']}']"), 2,
              "a listener.added event to show the new listener")
     # A reload in the same tab keeps the token: no prompt.

@@ -4,7 +4,9 @@ Each test drives the console of its own gateway and checks the effect through th
 stream or the API: a session started by a test client shows up, a mediator spliced from
 the UI transforms the echo, removing it restores it, a split from the UI feeds a recipient
 socket, kill closes the client, listeners come and go, problem details are shown, and a
-token-protected gateway asks for its token. One run also writes docs/console.png.
+token-protected gateway asks for its token. One run also takes a screenshot, written under
+.build/ (a test run changes no tracked file); `make console-screenshot` writes it to
+docs/console.png instead.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", shutil.which("chromedriver") or "/usr/bin/chromedriver")
-SCREENSHOT = ROOT / "docs" / "console.png"
+# Where the screenshot goes: under .build/ unless asked (make console-screenshot sets it to
+# the README's docs/console.png), so that running the tests changes no tracked file.
+SCREENSHOT = pathlib.Path(os.environ.get("SPLICEGATE_SCREENSHOT", ROOT / ".build" / "e2e" / "console.png"))
+README_PICTURE = ROOT / "docs" / "console.png"
 WIDTH, HEIGHT = 1280, 800
 IO_TIMEOUT_S = 5.0
 
@@ -301,7 +306,10 @@ def test_splice_split_remove_and_kill_from_the_console(demo_gateway: Gateway, pa
                 assert round_trip(other, chunk) == chunk
             assert round_trip(client, b"abc\n") == b"ABC\n"
             time.sleep(0.12)
+        committed = picture_bytes(README_PICTURE)
         save_screenshot(page)
+        if SCREENSHOT.resolve() != README_PICTURE.resolve():
+            assert picture_bytes(README_PICTURE) == committed, f"the test run rewrote {README_PICTURE}"
         wait_until(lambda: recipient.received().endswith(b"ABC\n" * 16), timeout=IO_TIMEOUT_S,
                    message="the recipient to catch up")
 
@@ -327,8 +335,16 @@ def test_splice_split_remove_and_kill_from_the_console(demo_gateway: Gateway, pa
         assert demo_gateway.get(f"/api/v1/sessions/{session_id}").status_code == 404
 
 
+def picture_bytes(path: pathlib.Path) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def save_screenshot(driver: Any) -> None:
-    """Writes docs/console.png (a 1280×800 PNG of the page as it is)."""
+    """Writes SCREENSHOT (a 1280×800 PNG of the page as it is)."""
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     png = driver.get_screenshot_as_png()
     assert png.startswith(b"\x89PNG"), "not a PNG"

@@ -26,6 +26,11 @@ struct Runtime {
         let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators,
                               maxSessions: settings.maxSessions, metrics: metrics)
         let state = settings.stateFile.map(StateFile.init(path:))
+        if let removed = state?.removeStaleTemporaries(), !removed.isEmpty {
+            logger.notice("removed temporary state files left by an earlier crash", metadata: [
+                "files": "\(removed.joined(separator: ", "))",
+            ])
+        }
         var demo: Demo?
         let server: HTTPServer
         do {

@@ -57,7 +57,7 @@ final class StateFile: Sendable {
             throw StartupError("state file \(path) cannot be read: \(String(cString: strerror(errno)))")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw StartupError("state file \(path) cannot be read (permissions?)")
+            throw StartupError("state file \(path) cannot be read: \(ReadFailure.reason(path))")
         }
         do throws(APIError) {
             return try Self.decode(JSON.parse(Array(data)))

@@ -1,0 +1,63 @@
+"""What a person reads: start-up errors, problem details, log lines and --help say what
+happened in plain words (no NIO error dumps, no HTTP status in a start-up error, no Swift
+type names in logs)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from typing import Any
+
+from conftest import (BIN, Gateway, assert_problem, connect, refused_port, roundtrip, session_of,
+                      wait_until)
+
+RUN_TIMEOUT_S = 20.0
+C2S = "client_to_server"
+
+
+def run_gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the binary to its exit (a start-up that fails); stdin closed, bounded in time."""
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL)
+
+
+def demo_listen(gateway: Gateway) -> str:
+    return gateway.listeners()[0]["listen"]
+
+
+def readable(text: str) -> None:
+    """No NIO error description and no errno dump in a message."""
+    assert "error set" not in text and "errno" not in text, text
+
+
+def test_demo_port_in_use_says_so_without_an_http_status() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        result = run_gateway("--admin", "127.0.0.1:0", "--demo", "--demo-listen", address)
+    assert result.returncode == 2, result
+    assert f"cannot start the demo: listen address {address} is already in use" in result.stderr, result.stderr
+    assert "409" not in result.stderr and "Conflict" not in result.stderr, result.stderr
+
+
+def test_admin_port_in_use_names_the_address() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        result = run_gateway("--admin", address)
+    assert result.returncode == 2, result
+    assert f"cannot listen on admin address {address}: address already in use" in result.stderr, result.stderr
+
+
+def test_unreadable_config_file_says_why(tmp_path) -> None:
+    missing = tmp_path / "missing.json"
+    result = run_gateway("--admin", "127.0.0.1:0", "--config", str(missing))
+    assert result.returncode == 2, result
+    assert f"cannot read config file {missing}: no such file or directory" in result.stderr, result.stderr
+    result = run_gateway("--admin", "127.0.0.1:0", "--config", str(tmp_path))
+    assert f"cannot read config file {tmp_path}: is a directory" in result.stderr, result.stderr
+
+
+def listener_labels(metrics: str) -> set[str]:
+    return set(re.findall(r'listener="([^"]+)"', metrics))
+
+

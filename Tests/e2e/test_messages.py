@@ -31,6 +31,32 @@ def readable(text: str) -> None:
     assert "error set" not in text and "errno" not in text, text
 
 
+def test_refused_mediator_and_split_say_cannot_connect(demo_gateway: Gateway) -> None:
+    nowhere = f"127.0.0.1:{refused_port()}"
+    with connect(demo_listen(demo_gateway)) as client:
+        assert roundtrip(client, b"hi") == b"hi"
+        sid = session_of(demo_gateway, client)["id"]
+        mediator = assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
+                                                    json={"address": nowhere, "direction": C2S}), 502)
+        assert mediator["detail"].endswith(f"unreachable: cannot connect to {nowhere}: connection refused"), mediator
+        readable(mediator["detail"])
+        split = assert_problem(demo_gateway.post(f"/api/v1/sessions/{sid}/splits",
+                                                 json={"address": nowhere, "direction": C2S}), 502)
+        assert split["detail"] == f"split recipient unreachable: cannot connect to {nowhere}: connection refused", split
+
+
+def test_refused_upstream_is_logged_in_words(demo_gateway: Gateway) -> None:
+    nowhere = f"127.0.0.1:{refused_port()}"
+    created = demo_gateway.create_listener(listen="127.0.0.1:0", upstream=nowhere)
+    with connect(created["listen"]) as client:
+        client.settimeout(10)
+        assert client.recv(1) == b""
+    line = wait_until(lambda: next((l for l in demo_gateway.stderr_text().splitlines()
+                                    if "upstream unreachable" in l), None), message="the log line")
+    assert f"error=cannot connect to {nowhere}: connection refused" in line, line
+    readable(line)
+
+
 def test_demo_port_in_use_says_so_without_an_http_status() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         address = "127.0.0.1:%d" % taken.getsockname()[1]

@@ -57,6 +57,18 @@ def test_refused_upstream_is_logged_in_words(demo_gateway: Gateway) -> None:
     readable(line)
 
 
+def test_log_lines_name_directions_as_the_api_does(demo_gateway: Gateway) -> None:
+    with connect(demo_listen(demo_gateway)) as client:
+        assert roundtrip(client, b"hi") == b"hi"
+        sid = session_of(demo_gateway, client)["id"]
+        response = demo_gateway.post(f"/api/v1/sessions/{sid}/mediators", json={"mediator": "upper", "direction": C2S})
+        assert response.status_code == 201, response.text
+        line = wait_until(lambda: next((l for l in demo_gateway.stderr_text().splitlines() if "spliced_at=" in l), None),
+                          message="the splice's log line")
+    assert "spliced_at=[client_to_server: 2]" in line, line
+    assert "SpliceCore." not in demo_gateway.stderr_text()
+
+
 def test_demo_port_in_use_says_so_without_an_http_status() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         address = "127.0.0.1:%d" % taken.getsockname()[1]

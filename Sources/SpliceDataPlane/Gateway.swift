@@ -52,13 +52,20 @@ public final class Gateway: Sendable {
         // cannot be unregistered from under the sessions to come.
         let held = try holdTemplateMediators(spec)
         let listener: Listener
+        var issued: UInt64?
         do {
             let id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
                 ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
+            issued = restoredID == nil ? id.number : nil
             listener = try wait(Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
                                               logger: logger, budget: budget, metrics: metrics, events: events))
         } catch {
             held.forEach(mediators.releaseTemplate)
+            // A listener that failed to bind takes no id: the number goes back, unless a later
+            // one was issued meanwhile.
+            if let issued {
+                _ = nextListener.compareExchange(expected: issued + 1, desired: issued, ordering: .relaxed)
+            }
             throw error
         }
         let id = listener.id

@@ -99,3 +99,15 @@ def listener_labels(metrics: str) -> set[str]:
     return set(re.findall(r'listener="([^"]+)"', metrics))
 
 
+def test_a_failed_post_listeners_takes_no_id_and_no_metrics(gateway: Gateway) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for _ in range(2):
+            assert_problem(gateway.post("/api/v1/listeners",
+                                        json={"listen": f"127.0.0.1:{port}", "upstream": "127.0.0.1:9"}), 409)
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
+    assert created["id"] == "l1", created
+    metrics = gateway.get("/metrics").text
+    assert listener_labels(metrics) <= {"l1"}, metrics
+
+

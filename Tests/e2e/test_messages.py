@@ -111,3 +111,13 @@ def test_a_failed_post_listeners_takes_no_id_and_no_metrics(gateway: Gateway) ->
     assert listener_labels(metrics) <= {"l1"}, metrics
 
 
+def test_help_shows_defaults_and_no_subcommand_placeholder() -> None:
+    result = run_gateway("--help")
+    assert result.returncode == 0, result
+    usage = next(l for l in result.stdout.splitlines() if l.startswith("USAGE:"))
+    assert usage.strip() == "USAGE: splicegate [<options>]", usage
+    assert "<subcommand>" not in result.stdout.split("SUBCOMMANDS:")[0], result.stdout
+    flat = " ".join(result.stdout.split())
+    for shown in ("(default: 127.0.0.1:8080", "(default: 30)", "(default: info)", "(default: no limit)",
+                  "(default: 127.0.0.1:7000)", "(default: one per core)"):
+        assert shown in flat, f"{shown} missing from --help:\n{result.stdout}"

@@ -11,11 +11,12 @@ SWIFTFLAGS ?=
 PYTEST_FLAGS ?=
 VENV := .venv
 
-.PHONY: help deps deps-test release run build-tests test test-swift test-e2e spec-check clean
+.PHONY: help deps deps-test release run build-tests test test-swift test-e2e spec-check console-screenshot clean
 
 help:
 	@echo "make run    install missing packages, build release, start the demo gateway"
 	@echo "make test   install missing packages, build, run swift tests and the e2e suite"
+	@echo "make console-screenshot   refresh docs/console.png (the README's picture) from a live console"
 
 deps:
 	scripts/deps.sh run
@@ -49,6 +50,11 @@ test-swift:
 test-e2e: deps-test
 	SPLICEGATE_BIN="$${SPLICEGATE_BIN:-$$(swift build $(SWIFTFLAGS) --show-bin-path)/splicegate}" \
 	  $(VENV)/bin/python -m pytest Tests/e2e $(PYTEST_FLAGS)
+
+# Tests write their screenshot under .build/; this writes the README's picture instead.
+console-screenshot: build-tests
+	SPLICEGATE_SCREENSHOT="$(CURDIR)/docs/console.png" $(MAKE) --no-print-directory test-e2e \
+	  PYTEST_FLAGS="-k test_splice_split_remove_and_kill_from_the_console"
 
 clean:
 	rm -rf .build .build-e2e $(VENV) .pytest_cache schemathesis-report

@@ -24,3 +24,11 @@ public enum DirectionSelection: String, Sendable, Hashable, CaseIterable {
         }
     }
 }
+
+extension Direction: CustomStringConvertible, CustomDebugStringConvertible {
+    /// The API's name (`client_to_server`), in logs too: a dictionary keyed by direction
+    /// otherwise prints as `[SpliceCore.Direction.clientToServer: 12]`.
+    public var description: String { rawValue }
+    /// The same as `description`, which collections use for their elements and keys.
+    public var debugDescription: String { rawValue }
+}

@@ -70,14 +70,20 @@ public final class Gateway: Sendable {
             held.forEach(mediators.releaseTemplate)
             throw error
         }
+        let issued = restoredID == nil ? id.number : nil
         let bound = Listener.bind(id: id, spec: spec, group: group, registry: registry, mediators: mediators,
                                   logger: logger, budget: budget, metrics: metrics, events: events)
         return GatewayFuture(bound.map { [self] listener in
             listenerTable.withLock { $0[id] = listener }
             events.publish(.listenerAdded(listener.snapshot))
             return listener.snapshot
-        }.flatMapErrorThrowing { [mediators] error in
+        }.flatMapErrorThrowing { [self] error in
             held.forEach(mediators.releaseTemplate)
+            // A listener that failed to bind takes no id: the number goes back, unless a later
+            // one was issued meanwhile.
+            if let issued {
+                _ = nextListener.compareExchange(expected: issued + 1, desired: issued, ordering: .relaxed)
+            }
             throw error
         })
     }

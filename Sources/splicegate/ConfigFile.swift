@@ -15,7 +15,7 @@ enum ConfigFile {
 
     static func load(_ path: String, into settings: inout Settings) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw StartupError("cannot read config file \(path)")
+            throw StartupError("cannot read config file \(path): \(ReadFailure.reason(path))")
         }
         do throws(APIError) {
             let reader = try JSONObjectReader(JSON.parse(Array(data)), allowed: fields)

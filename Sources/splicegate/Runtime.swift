@@ -26,12 +26,21 @@ struct Runtime {
         let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators,
                               maxSessions: settings.maxSessions, metrics: metrics)
         let state = settings.stateFile.map(StateFile.init(path:))
+        if let removed = state?.removeStaleTemporaries(), !removed.isEmpty {
+            logger.notice("removed temporary state files left by an earlier crash", metadata: [
+                "files": "\(removed.joined(separator: ", "))",
+            ])
+        }
         var demo: Demo?
         let server: HTTPServer
         do {
             try restore(into: gateway, from: state)
             if let demoListen = settings.demoListen {
-                demo = try Demo.start(listen: demoListen, group: group, gateway: gateway, state: state)
+                do {
+                    demo = try Demo.start(listen: demoListen, group: group, gateway: gateway, state: state)
+                } catch let error as APIError {
+                    throw StartupError("cannot start the demo: \(error.detail) (choose another with --demo-listen)")
+                }
             }
             // Written at once: the first start turns the config into the state, and the file
             // shows the ports actually bound.
@@ -42,12 +51,18 @@ struct Runtime {
                 version: Splicegate.version, token: settings.token, persist: persist ?? .none), logger: logger)
             var http = settings.http
             http.logger = logger
-            server = try HTTPServer(configuration: http) { request in api.handle(request) }
+            do {
+                server = try HTTPServer(configuration: http) { request in api.handle(request) }
+            } catch {
+                let why = AddressProbe.bindFailure(host: http.host, port: http.port) ?? "\(error)"
+                throw StartupError("cannot listen on admin address \(settings.admin): \(why)")
+            }
         } catch {
             gateway.shutdown()
             demo?.stop()
             try? group.syncShutdownGracefully()
-            throw error as? StartupError ?? StartupError("\(error)")
+            // An API error's detail is the message; its status ("409 Conflict") means nothing here.
+            throw error as? StartupError ?? (error as? APIError).map { StartupError($0.detail) } ?? StartupError("\(error)")
         }
         print("admin listening on \(server.baseURL)")
         fflush(nil)

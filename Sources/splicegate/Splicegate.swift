@@ -16,13 +16,18 @@ struct Splicegate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "splicegate",
         abstract: "A TCP mediation gateway: relay, splice, split and fail over live TCP sessions.",
+        // The generated line ends in `<subcommand>`, though the gateway itself needs none.
+        usage: """
+            splicegate [<options>]
+            splicegate mediator [<options>]
+            """,
         version: version,
         subcommands: [MediatorCommand.self])
 
-    @Option(help: "Admin API address HOST:PORT; port 0 binds an ephemeral port.")
+    @Option(help: "Admin API address HOST:PORT; port 0 binds an ephemeral port. (default: 127.0.0.1:8080, or admin.address of --config)")
     var admin: String?
 
-    @Option(help: "JSON config file: `listeners` and `admin` settings.")
+    @Option(help: "JSON config file: `listeners` and `admin` settings. (default: none)")
     var config: String?
 
     @Option(help: "File holding the admin token (trailing newline ignored). Env: SPLICEGATE_ADMIN_TOKEN.")
@@ -31,16 +36,16 @@ struct Splicegate: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    @Option(help: "Save runtime changes to listeners and mediators here and restore them at start (wins over --config once it exists).")
+    @Option(help: "Save runtime changes to listeners and mediators here and restore them at start (wins over --config once it exists). (default: none, changes are not saved)")
     var stateFile: String?
 
-    @Option(help: "Seconds live sessions may take to finish after SIGTERM/SIGINT before they are closed (default 30).")
+    @Option(help: "Seconds live sessions may take to finish after SIGTERM/SIGINT before they are closed. (default: 30)")
     var gracePeriod: Double?
 
-    @Option(help: "Most live sessions over all listeners; clients beyond it are closed at once.")
+    @Option(help: "Most live sessions over all listeners; clients beyond it are closed at once. (default: no limit)")
     var maxSessions: Int?
 
-    @Option(help: "Event-loop threads for the relay (default: one per core). Fewer can pay when load generators or the upstream share the cores.")
+    @Option(help: "Event-loop threads for the relay; fewer can pay when load generators or the upstream share the cores. (default: one per core)")
     var eventLoops: Int?
 
     @Flag(help: "Start a built-in echo upstream and a listener for it.")

@@ -57,7 +57,7 @@ final class StateFile: Sendable {
             throw StartupError("state file \(path) cannot be read: \(String(cString: strerror(errno)))")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw StartupError("state file \(path) cannot be read (permissions?)")
+            throw StartupError("state file \(path) cannot be read: \(ReadFailure.reason(path))")
         }
         do throws(APIError) {
             return try Self.decode(JSON.parse(Array(data)))
@@ -93,6 +93,22 @@ final class StateFile: Sendable {
             }
         }
         return contents
+    }
+
+    /// Deletes the temporary files (`.NAME.tmp-PID`) that saves cut short by a crash left
+    /// beside the state file; returns their names. Only files of that pattern go, and not one
+    /// whose process is alive (another gateway saving to the same path right now); one with
+    /// this process's id is stale, since it has not saved yet.
+    func removeStaleTemporaries() -> [String] {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let prefix = "." + url.lastPathComponent + ".tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        return names.filter { name in
+            guard name.hasPrefix(prefix), let pid = pid_t(name.dropFirst(prefix.count)), pid > 0 else { return false }
+            let alive = pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM)
+            return !alive && unlink(directory + "/" + name) == 0
+        }.sorted()
     }
 
     // MARK: writing

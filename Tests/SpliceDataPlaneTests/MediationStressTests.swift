@@ -25,7 +25,10 @@ struct MediationStressTests {
         let ids = gateway.sessions(limit: 1000).sessions.map(\.id)
         let byClient = Dictionary(uniqueKeysWithValues: gateway.sessions(limit: 1000).sessions.map { ($0.client, $0.id) })
 
-        // Each client streams its bytes in small paced chunks and reads the echo back.
+        // Each client streams its bytes in small paced chunks and reads the echo back. The last
+        // chunk waits for the cycles to end: how many fit into the streams' time must not
+        // depend on how loaded the machine is.
+        let cyclesDone = Latch()
         let streams: [ThreadTask<(sent: [UInt8], back: [UInt8])>] = clients.enumerated().map { index, client in
             ThreadTask {
                 var generator = ByteStream(seed: UInt64(1000 + index))
@@ -34,6 +37,7 @@ struct MediationStressTests {
                     var offset = 0
                     while offset < sent.count {
                         let end = min(offset + 2048, sent.count)
+                        if end == sent.count { cyclesDone.wait(timeout: 120) }
                         try client.send(Array(sent[offset..<end]))
                         offset = end
                         usleep(10_000)
@@ -66,6 +70,7 @@ struct MediationStressTests {
             }
         }
         try await cycler.value
+        cyclesDone.open()
         var exact = 0
         for (index, stream) in streams.enumerated() {
             let (sent, back) = try await stream.value
@@ -163,11 +168,13 @@ struct MediationStressTests {
     func drainTimeoutClosesSession() async throws {
         let echo = try TestServer.echo()
         defer { echo.stop() }
+        // Ignores EOF and holds its connection until the test ends: the drain must time out.
+        let release = Latch()
         let stubborn = try TestServer { socket in
             while let chunk = try? socket.receive(), !chunk.isEmpty { try? socket.send(chunk) }
-            sleep(3)
+            release.wait()
         }
-        defer { stubborn.stop() }
+        defer { release.open(); stubborn.stop() }
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
         try harness.registerMediator("stubborn", port: stubborn.port)

@@ -142,11 +142,12 @@ struct MediationTests {
         let echo = try TestServer.echo()
         defer { echo.stop() }
         // A mediator that never finishes: it ignores EOF, so a drain lasts until its timeout.
+        let release = Latch()
         let stubborn = try TestServer { socket in
             while let chunk = try? socket.receive(), !chunk.isEmpty { try? socket.send(chunk) }
-            sleep(5)
+            release.wait()
         }
-        defer { stubborn.stop() }
+        defer { release.open(); stubborn.stop() }
         let harness = try RelayHarness(upstreamPort: echo.port)
         defer { harness.close() }
         let gateway = harness.gateway

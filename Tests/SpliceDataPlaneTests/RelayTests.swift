@@ -302,12 +302,7 @@ struct RelayTests {
 
 /// The `host:port` a test socket is bound to locally.
 func localAddress(_ socket: TestSocket) -> String {
-    var addr = sockaddr_in()
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.fd, $0, &len) }
-    }
-    return "127.0.0.1:\(UInt16(bigEndian: addr.sin_port))"
+    "127.0.0.1:\(socket.localPort)"
 }
 
 /// A counter shared between a fixture thread and the test.

@@ -58,20 +58,22 @@ struct SplitTests {
 
     @Test("a recipient that never reads is dropped; 64 MiB still reach the server intact")
     func stalledRecipientDropped() async throws {
+        let release = Latch()
         let server = try TestServer { socket in
             var digest = Digest()
             while let chunk = try? socket.receive(), !chunk.isEmpty { digest.update(chunk) }
             try? socket.send(Array(digest.hex().utf8))
             // Stay open so the session (and its dropped split) can still be inspected.
-            sleep(3)
+            release.wait()
             socket.close()
         }
-        defer { server.stop() }
+        defer { release.open(); server.stop() }
+        // Never reads, until the test ends.
         let stalled = try TestServer { socket in
             socket.setOption(SO_RCVBUF, 16 * 1024)
-            sleep(30)
+            release.wait()
         }
-        defer { stalled.stop() }
+        defer { release.open(); stalled.stop() }
         let harness = try RelayHarness(upstreamPort: server.port)
         defer { harness.close() }
 

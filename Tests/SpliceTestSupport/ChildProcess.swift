@@ -20,7 +20,9 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        // Until it has exited, a listener on the port is this child's: the port was picked
+        // where no port-0 bind of another test lands (see `freePort`).
+        while Date() < deadline, process.isRunning {
             if let probe = try? TestSocket.connect(port: port, timeout: 1) {
                 probe.close()
                 return
@@ -41,12 +43,24 @@ public final class ChildProcess: @unchecked Sendable {
     deinit { kill() }
 }
 
-/// A TCP port nothing listens on right now (bound, read back, released).
+/// A TCP port nothing listens on right now, for a child process to listen on.
+///
+/// Picked below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default), from which every port-0 bind is served: a server another test binds to port 0
+/// meanwhile cannot be given this port before the child takes it.
 public func freePort() throws -> Int {
-    let probe = try TestServer { _ in }
-    let port = probe.port
-    probe.stop()
-    return port
+    for _ in 0..<1000 {
+        let port = Int.random(in: 20000..<32000)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket: \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in.loopback(host: "127.0.0.1", port: port)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound == 0 { return port }
+    }
+    throw FixtureError("no free port in 20000..<32000")
 }
 
 /// Whether `path` names an executable (to skip tests whose tool is not installed).

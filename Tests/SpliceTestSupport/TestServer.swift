@@ -4,48 +4,66 @@ import Glibc
 #endif
 
 /// A blocking TCP server on 127.0.0.1:0 that runs `handle` on a thread per connection.
+///
+/// It owns its sockets: `stop()` shuts the listener and every connection down (which wakes
+/// threads blocked on them), joins the accept thread and the handler threads, and only then
+/// closes the descriptors, so no thread of this server can touch a descriptor number that
+/// the kernel has since handed to another test.
 public final class TestServer: @unchecked Sendable {
     // @unchecked: mutable state (connection list, stopped flag) is guarded by `lock`.
+    /// The port it listens on.
     public let port: Int
-    private let listenFD: Int32
+    private let listener: TestSocket
     private let lock = NSLock()
     private var connections: [TestSocket] = []
     private var stopped = false
     private var acceptedCount = 0
-    private let acceptThread: Thread
+    /// Entered by the accept thread and by each handler thread; `stop()` waits for it.
+    private let threads = DispatchGroup()
 
     /// Starts listening; `handle` runs for each accepted connection on its own thread.
     public init(_ handle: @escaping @Sendable (TestSocket) -> Void) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw FixtureError("socket: \(errno)") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let listener = TestSocket(fd: fd)
+        listener.setOption(SO_REUSEADDR, 1)
         var addr = sockaddr_in.loopback(host: "127.0.0.1", port: 0)
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        let bound = try listener.using { fd in
+            withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            } == 0 && listen(fd, 512) == 0
+        }
+        guard bound else { throw FixtureError("bind/listen: \(errno)") }
+        self.listener = listener
+        self.port = listener.localPort
+        threads.enter()
+        // Weak: a server the test forgot to stop still ends (in deinit) when dropped.
+        Thread { [weak self, threads] in
+            defer { threads.leave() }
+            while let socket = listener.accept() {
+                socket.setTimeout(60)
+                guard self?.adopt(socket) == true else {
+                    socket.close()
+                    return
+                }
+                Thread {
+                    defer { threads.leave() }
+                    handle(socket)
+                }.start()
             }
-        }
-        guard bound == 0, listen(fd, 512) == 0 else { throw FixtureError("bind/listen: \(errno)") }
-        var out = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &out) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        self.listenFD = fd
-        self.port = Int(UInt16(bigEndian: out.sin_port))
-        let box = AcceptLoop(fd: fd, handle: handle)
-        self.acceptThread = Thread { box.run() }
-        box.server = self
-        acceptThread.start()
+        }.start()
     }
 
-    fileprivate func adopt(_ socket: TestSocket) -> Bool {
+    /// Registers an accepted connection and its handler thread, unless stopped.
+    private func adopt(_ socket: TestSocket) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         guard !stopped else { return false }
         connections.append(socket)
         acceptedCount += 1
+        threads.enter()
         return true
     }
 
@@ -56,8 +74,12 @@ public final class TestServer: @unchecked Sendable {
         return acceptedCount
     }
 
-    /// Stops accepting and closes every connection.
-    public func stop() {
+    /// Stops accepting, wakes and joins every thread of this server, then closes its sockets.
+    ///
+    /// A handler blocked in something other than a socket call (a sleep, a lock) is waited
+    /// for up to `timeout` seconds; its socket is still released only once the call using it
+    /// returns (see `TestSocket`), never under it.
+    public func stop(timeout: Double = 30) {
         lock.lock()
         let open = connections
         let wasStopped = stopped
@@ -65,41 +87,18 @@ public final class TestServer: @unchecked Sendable {
         connections = []
         lock.unlock()
         guard !wasStopped else { return }
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        close(listenFD)
+        listener.shutdown()
+        for socket in open { socket.shutdown() }
+        _ = threads.wait(timeout: .now() + timeout)
+        listener.close()
         for socket in open { socket.close() }
     }
 
-    deinit { stop() }
-}
-
-private final class AcceptLoop: @unchecked Sendable {
-    // @unchecked: `server` is set once before the thread starts.
-    let fd: Int32
-    let handle: @Sendable (TestSocket) -> Void
-    weak var server: TestServer?
-
-    init(fd: Int32, handle: @escaping @Sendable (TestSocket) -> Void) {
-        self.fd = fd
-        self.handle = handle
-    }
-
-    func run() {
-        while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
-            }
-            let socket = TestSocket(fd: client)
-            socket.setTimeout(60)
-            guard let server, server.adopt(socket) else {
-                socket.close()
-                return
-            }
-            let handle = self.handle
-            Thread { handle(socket) }.start()
-        }
+    // No join here: the last reference may be dropped on this server's own accept thread.
+    // Closing is still safe, since a socket is released only once no call is using it.
+    deinit {
+        listener.close()
+        for socket in connections { socket.close() }
     }
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import queue
+import random
 import re
 import signal
 import socket
@@ -268,11 +269,39 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
+# Ports that port-0 binds never get: the kernel hands those out from ip_local_port_range,
+# so a port picked below it is not also given to another test's server in the meantime.
+_PICK_RANGE = (20000, 32000)
+_reserved: list[socket.socket] = []
+
+
 def free_port() -> int:
-    """A loopback port that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that nothing listens on now, for a test that will listen there.
+
+    Picked outside the ephemeral range (see `_PICK_RANGE`), so a server some other test
+    binds to port 0 cannot take it between this call and the test's own bind.
+    """
+    for _ in range(1000):
+        port = random.randrange(*_PICK_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_PICK_RANGE}")
+
+
+def refused_port() -> int:
+    """A loopback port that refuses connections for the rest of the test run.
+
+    It stays bound (never listening, without SO_REUSEADDR), so no other server, even one
+    setting SO_REUSEADDR, can listen there while a test counts on the refusal.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _reserved.append(sock)
+    return sock.getsockname()[1]
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -304,11 +333,15 @@ IO_TIMEOUT_S = 10.0
 class StreamServer:
     """A threaded TCP server on 127.0.0.1:0 that runs `handler(conn)` per connection.
 
-    Each connection is recorded in `conns`; `close()` closes the listening socket and
-    every connection. The handlers below cover the tests' needs: echo, a byte-wise
-    transform (a tcp mediator that flushes as it goes), and a sink that keeps what it
-    reads (a split recipient).
+    Each connection is recorded in `conns`. `close()` owns the sockets' lifetimes: it shuts
+    the listening socket and every connection down (which wakes threads blocked on them),
+    joins the accept and handler threads, and only then closes the descriptors, so no
+    thread of this server can touch a descriptor number reused by another socket. The
+    handlers below cover the tests' needs: echo, a byte-wise transform (a tcp mediator that
+    flushes as it goes), and a sink that keeps what it reads (a split recipient).
     """
+
+    JOIN_TIMEOUT_S = 10.0
 
     def __init__(self, handler: Callable[[socket.socket], None]) -> None:
         self.handler = handler
@@ -320,16 +353,25 @@ class StreamServer:
         self.address = f"127.0.0.1:{self.port}"
         self.conns: list[socket.socket] = []
         self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
-        while not self.closed:
+        while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.conns.append(conn)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+            with self._lock:
+                if self.closed:
+                    conn.close()
+                    return
+                self.conns.append(conn)
+                thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+                self._threads.append(thread)
+            thread.start()
 
     def _run(self, conn: socket.socket) -> None:
         try:
@@ -338,13 +380,21 @@ class StreamServer:
             pass
 
     def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-        for conn in self.conns:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            conns, threads = list(self.conns), list(self._threads)
+        for sock in (self.sock, *conns):
             try:
-                conn.close()
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        self._acceptor.join(self.JOIN_TIMEOUT_S)
+        for thread in threads:
+            thread.join(self.JOIN_TIMEOUT_S)
+        for sock in (self.sock, *conns):
+            sock.close()
 
 
 def transform_handler(transform: Callable[[bytes], bytes]) -> Callable[[socket.socket], None]:

@@ -4,7 +4,9 @@ Each test drives the console of its own gateway and checks the effect through th
 stream or the API: a session started by a test client shows up, a mediator spliced from
 the UI transforms the echo, removing it restores it, a split from the UI feeds a recipient
 socket, kill closes the client, listeners come and go, problem details are shown, and a
-token-protected gateway asks for its token. One run also writes docs/console.png.
+token-protected gateway asks for its token. One run also takes a screenshot, written under
+.build/ (a test run changes no tracked file); `make console-screenshot` writes it to
+docs/console.png instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from conftest import ROOT, TOKEN, Gateway, StreamServer, echo_handler, free_port, split_address, wait_until
+from conftest import ROOT, TOKEN, Gateway, StreamServer, echo_handler, refused_port, split_address, wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402
@@ -33,7 +35,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", shutil.which("chromedriver") or "/usr/bin/chromedriver")
-SCREENSHOT = ROOT / "docs" / "console.png"
+# Where the screenshot goes: under .build/ unless asked (make console-screenshot sets it to
+# the README's docs/console.png), so that running the tests changes no tracked file.
+SCREENSHOT = pathlib.Path(os.environ.get("SPLICEGATE_SCREENSHOT", ROOT / ".build" / "e2e" / "console.png"))
+README_PICTURE = ROOT / "docs" / "console.png"
 WIDTH, HEIGHT = 1280, 800
 IO_TIMEOUT_S = 5.0
 
@@ -179,6 +184,7 @@ class Recipient:
         self.address = "127.0.0.1:%d" % self.server.getsockname()[1]
         self.data = bytearray()
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -193,7 +199,7 @@ class Recipient:
                 try:
                     chunk = conn.recv(65536)
                 except socket.timeout:
-                    if self.server.fileno() == -1:
+                    if self.stopping.is_set():
                         return
                     continue
                 except OSError:
@@ -208,8 +214,12 @@ class Recipient:
             return bytes(self.data)
 
     def close(self) -> None:
+        """Wakes the thread (shutdown), joins it, and only then closes the socket it used."""
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.thread.join(timeout=IO_TIMEOUT_S)
         self.server.close()
-        self.thread.join(timeout=2)
 
 
 # -- tests ---------------------------------------------------------------------------
@@ -296,7 +306,10 @@ def test_splice_split_remove_and_kill_from_the_console(demo_gateway: Gateway, pa
                 assert round_trip(other, chunk) == chunk
             assert round_trip(client, b"abc\n") == b"ABC\n"
             time.sleep(0.12)
+        committed = picture_bytes(README_PICTURE)
         save_screenshot(page)
+        if SCREENSHOT.resolve() != README_PICTURE.resolve():
+            assert picture_bytes(README_PICTURE) == committed, f"the test run rewrote {README_PICTURE}"
         wait_until(lambda: recipient.received().endswith(b"ABC\n" * 16), timeout=IO_TIMEOUT_S,
                    message="the recipient to catch up")
 
@@ -322,8 +335,16 @@ def test_splice_split_remove_and_kill_from_the_console(demo_gateway: Gateway, pa
         assert demo_gateway.get(f"/api/v1/sessions/{session_id}").status_code == 404
 
 
+def picture_bytes(path: pathlib.Path) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def save_screenshot(driver: Any) -> None:
-    """Writes docs/console.png (a 1280×800 PNG of the page as it is)."""
+    """Writes SCREENSHOT (a 1280×800 PNG of the page as it is)."""
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     png = driver.get_screenshot_as_png()
     assert png.startswith(b"\x89PNG"), "not a PNG"
@@ -379,7 +400,7 @@ def test_api_errors_show_the_problem_detail(demo_gateway: Gateway, page: Any) ->
         open_console(page, demo_gateway, f"#/sessions/{session_id}")
         wait_for(page, lambda d: d.find_element(By.ID, "detail").get_attribute("data-session") == session_id,
                  3, "the session view from the URL")
-        nowhere = f"127.0.0.1:{free_port()}"
+        nowhere = f"127.0.0.1:{refused_port()}"
         expected = demo_gateway.post(f"/api/v1/sessions/{session_id}/splits",
                                      json={"address": nowhere, "direction": "client_to_server", "on_slow": "drop"})
         assert expected.status_code == 502, expected.text
@@ -425,7 +446,7 @@ def test_failover_from_the_console(demo_gateway: Gateway, page: Any) -> None:
 
 
 def test_token_prompt_on_401(token_gateway: Gateway, page: Any) -> None:
-    first = token_gateway.create_listener(name="guarded", listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    first = token_gateway.create_listener(name="guarded", listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     page.get(token_gateway.url + "/")
     dialog = page.find_element(By.ID, "token-dialog")
     wait_for(page, lambda d: dialog.get_attribute("open") is not None, 5, "the token prompt")
@@ -443,7 +464,7 @@ def test_token_prompt_on_401(token_gateway: Gateway, page: Any) -> None:
     # The events stream works with the token (?access_token=): a new listener appears without polling.
     wait_for(page, lambda d: d.find_element(By.ID, "stream-status").get_attribute("data-state") == "live", 5,
              "the events stream")
-    second = token_gateway.create_listener(name="second", listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    second = token_gateway.create_listener(name="second", listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     wait_for(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"li[data-listener='{second['id']}']"), 2,
              "a listener.added event to show the new listener")
     # A reload in the same tab keeps the token: no prompt.

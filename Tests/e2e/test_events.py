@@ -17,7 +17,7 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from conftest import (TOKEN, Gateway, Sink, StreamServer, assert_problem, free_port, roundtrip, split_address,
+from conftest import (TOKEN, Gateway, Sink, StreamServer, assert_problem, refused_port, roundtrip, split_address,
                       wait_until)
 
 EVENT_TIMEOUT_S = 5.0
@@ -113,11 +113,12 @@ class EventStream:
         return event
 
     def close(self) -> None:
+        # Shut down to wake the reader, join it, then close: closing first would free the
+        # descriptor number while the reader may still call recv on it.
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(timeout=5)
         self.sock.close()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -247,7 +248,7 @@ def test_every_subscriber_gets_the_same_events(gateway: Gateway, streams: list[E
     streams += [first, second]
     first.wait_subscribed()
     second.wait_subscribed()
-    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     assert gateway.delete(f"/api/v1/listeners/{created['id']}").status_code == 204
     for stream in (first, second):
         added, removed = stream.expect("listener.added"), stream.expect("listener.removed")
@@ -268,7 +269,7 @@ def test_events_need_the_token(token_gateway: Gateway, streams: list[EventStream
         assert stream.status == 200, stream.headers
         assert stream.headers["content-type"].split(";")[0] == "text/event-stream"
         stream.wait_subscribed()
-    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     for stream in (by_query, by_header):
         assert stream.expect("listener.added")["listener"]["id"] == created["id"]
 
@@ -280,7 +281,7 @@ def test_a_closed_subscriber_is_cleaned_up(gateway: Gateway) -> None:
             sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
             sock.settimeout(IO_TIMEOUT_S)
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{free_port()}")
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{refused_port()}")
     assert gateway.delete(f"/api/v1/listeners/{created['id']}").status_code == 204
     time.sleep(0.2)
     assert gateway.get("/api/v1/health").status_code == 200

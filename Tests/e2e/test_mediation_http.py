@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 
-from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, recv_exactly,
+from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, refused_port, recv_exactly,
                       roundtrip, session_of, transform_handler, wait_until)
 
 C2S = "client_to_server"
@@ -193,7 +193,7 @@ def test_exec_mediator_from_the_config_file_spliced_over_http(start_gateway, tmp
 
 
 def test_unreachable_mediator_is_502_and_the_session_goes_on(demo_gateway: Gateway) -> None:
-    nowhere = f"127.0.0.1:{free_port()}"
+    nowhere = f"127.0.0.1:{refused_port()}"
     with connect(demo_listener(demo_gateway)["listen"]) as client:
         assert roundtrip(client, b"before") == b"before"
         sid = session_of(demo_gateway, client)["id"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Gateway, assert_problem, connect, free_port, recv_exactly, split_address, wait_until
+from conftest import Gateway, assert_problem, connect, free_port, refused_port, recv_exactly, split_address, wait_until
 
 IO_TIMEOUT_S = 10.0
 
@@ -196,7 +196,7 @@ def test_delete_listener_with_close_sessions(demo_gateway: Gateway) -> None:
 
 
 def test_refused_upstream_closes_client_and_is_counted(demo_gateway: Gateway) -> None:
-    dead = free_port()
+    dead = refused_port()
     created = demo_gateway.create_listener(listen="127.0.0.1:0", upstream=f"127.0.0.1:{dead}",
                                            connect_timeout_ms=2000)
     for _ in range(3):

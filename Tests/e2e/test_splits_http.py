@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import (Gateway, Sink, assert_problem, connect, free_port, recv_exactly, roundtrip, session_of,
+from conftest import (Gateway, Sink, assert_problem, connect, free_port, refused_port, recv_exactly, roundtrip, session_of,
                       wait_until)
 
 C2S = "client_to_server"
@@ -96,7 +96,7 @@ def test_split_request_errors(demo_gateway: Gateway) -> None:
             # A replica must see the stream from offset 0: this session has moved a byte.
             assert_problem(demo_gateway.post(base, json={"address": sink.address, "direction": C2S,
                                                          "on_slow": "block", "failover": True}), 409)
-            assert_problem(demo_gateway.post(base, json={"address": f"127.0.0.1:{free_port()}",
+            assert_problem(demo_gateway.post(base, json={"address": f"127.0.0.1:{refused_port()}",
                                                          "direction": C2S}), 502)
             assert_problem(demo_gateway.post(base, json={"address": sink.address, "direction": C2S,
                                                          "buffer_bytes": 10}), 422)

@@ -67,6 +67,8 @@ final class Listener: Sendable {
                 }
             }
         return bootstrap.bind(host: spec.listen.host, port: spec.listen.port).flatMapErrorThrowing { error in
+            // No listener, so no series for it in /metrics.
+            stats.unregisterMetrics()
             throw Self.bindError(error, spec.listen)
         }.map { channel in
             var bound = spec

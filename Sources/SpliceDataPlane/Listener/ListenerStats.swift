@@ -24,6 +24,11 @@ final class ListenerStats: Sendable {
         self.counters = metrics.counters(for: listener)
     }
 
+    /// Takes this listener's series out of `/metrics`, for a listener that failed to start.
+    func unregisterMetrics() {
+        counters.unregister()
+    }
+
     /// Takes a place for a new client under both limits; false (counted) when either is full.
     /// A place taken is given back by `sessionClosed()`.
     func admit() -> Bool {

@@ -22,7 +22,7 @@ enum MediatorConnector {
         case .tcp(let address):
             let connected = Dialer.connect(address, timeout: connectTimeout, on: eventLoop, handler: handler)
             return connected.flatMapErrorThrowing { error in
-                throw APIError.badGateway("mediator \(spec.name) at \(address) unreachable: \(error)")
+                throw APIError.badGateway("mediator \(spec.name) unreachable: \(error)")
             }.flatMap { channel in
                 guard spec.proxyProtocol else { return eventLoop.makeSucceededFuture(Opened(channel: channel, process: nil)) }
                 let header = ProxyHeader.encode(source: proxyAddresses.client, destination: proxyAddresses.server)

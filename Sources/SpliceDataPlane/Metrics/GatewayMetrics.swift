@@ -73,6 +73,12 @@ public final class GatewayMetrics: Sendable {
             upstreamFailures = registry.makeCounter(descriptor: GatewayMetrics.upstreamFailures, labels: [label])
         }
 
+        /// Removes this listener's series from the registry (its listener never started).
+        func unregister() {
+            let registry = metrics.registry
+            ([opened, upstreamFailures] + Array(closed.values) + Array(rejected.values)).forEach(registry.unregisterCounter)
+        }
+
         /// A session ended; its final byte counts join the closed-sessions totals.
         func sessionClosed(reason: CloseReason, bytes: ByteCounts) {
             metrics.closedToServer.add(Int(clamping: bytes.clientToServer))

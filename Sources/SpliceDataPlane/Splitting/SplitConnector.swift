@@ -12,7 +12,7 @@ enum SplitConnector {
         Dialer.connect(request.address, timeout: connectTimeout, on: eventLoop, handler: handler,
                        writeBuffer: .init(low: max(1, request.bufferBytes / 2), high: request.bufferBytes))
             .flatMapErrorThrowing { error in
-                throw APIError.badGateway("split recipient \(request.address) unreachable: \(error)")
+                throw APIError.badGateway("split recipient unreachable: \(error)")
             }
     }
 }

@@ -7,7 +7,7 @@ import SpliceCore
 /// bootstraps set TCP_NODELAY themselves; note `.socketOption(.tcp_nodelay)` would be
 /// SOL_SOCKET option 1, SO_DEBUG, which only root may set.)
 enum Dialer {
-    /// Connects to `address`; an IP literal skips name resolution.
+    /// Connects to `address`; an IP literal skips name resolution. Fails with a `DialError`.
     static func connect(_ address: HostPort, timeout: TimeAmount, on eventLoop: EventLoop, handler: PortHandler,
                         writeBuffer: ChannelOptions.Types.WriteBufferWaterMark? = nil) -> EventLoopFuture<Channel> {
         // The initializer runs on `eventLoop` too, where the handler lives.
@@ -21,9 +21,11 @@ enum Dialer {
         if let writeBuffer {
             bootstrap = bootstrap.channelOption(.writeBufferWaterMark, value: writeBuffer)
         }
-        if let literal = try? SocketAddress(ipAddress: address.host, port: address.port) {
-            return bootstrap.connect(to: literal)
+        let connected = if let literal = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            bootstrap.connect(to: literal)
+        } else {
+            bootstrap.connect(host: address.host, port: address.port)
         }
-        return bootstrap.connect(host: address.host, port: address.port)
+        return connected.flatMapErrorThrowing { error in throw DialError(address, error) }
     }
 }

@@ -64,6 +64,10 @@ extension Session {
             if let dead = hop.legs.values.first(where: { !$0.port.channel.isActive }) {
                 self.mediatorFailed(hop, "\(dead.port.role) closed before the splice took effect")
             }
+            // What the mediator sent before it was wired in, once every leg is in place.
+            if self.hop(id) != nil {
+                hop.legs.values.forEach { $0.port.handler.deliverEarlyInput() }
+            }
             return hop.record.snapshot(position: position)
         }).assumeIsolated().flatMapErrorThrowing { error in
             lease?.release()

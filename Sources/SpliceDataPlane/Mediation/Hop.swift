@@ -5,8 +5,8 @@ import SpliceCore
 final class Hop {
     /// What the API sees of it.
     let record: HopRecord
-    /// The registered mediator whose use count this hop holds, nil for an ad-hoc address.
-    let mediatorName: String?
+    /// The use of a registered mediator this hop holds, nil for an ad-hoc address.
+    let lease: MediatorLease?
     /// One leg per covered direction.
     var legs: [Direction: HopLeg] = [:]
     /// Active, or draining while a removal takes effect.
@@ -16,9 +16,9 @@ final class Hop {
     /// The drain timeout's timer.
     var drainTimer: Scheduled<Void>?
 
-    init(record: HopRecord, mediatorName: String?) {
+    init(record: HopRecord, lease: MediatorLease?) {
         self.record = record
-        self.mediatorName = mediatorName
+        self.lease = lease
     }
 
     var id: Identifier { record.id }

@@ -50,27 +50,29 @@ final class MediatorRegistry: Sendable {
 
     /// Takes a use of a mediator for a new hop; 409 when it is not registered: the request is
     /// valid, the registry's current state refuses it (register the mediator first).
-    func acquire(_ name: String) throws(APIError) -> MediatorSpec {
-        try entries.withLock { entries throws(APIError) in
+    func acquire(_ name: String) throws(APIError) -> (MediatorSpec, MediatorLease) {
+        let spec = try entries.withLock { entries throws(APIError) in
             guard var entry = entries[name] else { throw .conflict("no registered mediator '\(name)'") }
             entry.inUse += 1
             entries[name] = entry
             return entry.spec
         }
+        return (spec, MediatorLease(name: name, registry: self))
     }
 
-    /// Gives back a use taken by `acquire`.
-    func release(_ name: String) {
+    /// Gives back a use taken by `acquire`; only its `MediatorLease` calls this, once.
+    func giveBack(_ name: String) {
         entries.withLock { entries in
             entries[name]?.inUse -= 1
         }
     }
 
     /// The mediator a request names, with a use taken on a registered one.
-    func resolve(_ target: HopRequest.Target, allowAdHoc: Bool) throws(APIError) -> (MediatorSpec, String?) {
+    func resolve(_ target: HopRequest.Target, allowAdHoc: Bool) throws(APIError) -> (MediatorSpec, MediatorLease?) {
         switch target {
         case .registered(let name):
-            return (try acquire(name), name)
+            let (spec, lease) = try acquire(name)
+            return (spec, lease)
         case .address(let address):
             guard allowAdHoc else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
             return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)

@@ -46,7 +46,6 @@ extension Session {
 
     /// The mediator's output ended after its input was closed: the leg is drained.
     func finishDrain(_ leg: HopLeg, of hop: Hop) {
-        leg.draining = false
         unsplice(leg)
         guard hop.legs.values.allSatisfy(\.done) else { return }
         let legs = hop.legs
@@ -79,11 +78,7 @@ extension Session {
                 "hop \(hop.id) did not drain within \(ms) ms; session \(record.id) closed (on_failure=close_session)"))
         case .bypass:
             logger.warning("drain timed out, hop dropped", metadata: ["hop": "\(hop.id)"])
-            let removal = hop.removal
-            hop.removal = nil
-            hop.legs.values.filter { !$0.done }.forEach(unsplice)
-            retire(hop)
-            removal?.fail(APIError.gatewayTimeout(
+            bypass(hop, failing: APIError.gatewayTimeout(
                 "hop \(hop.id) did not drain within \(ms) ms; hop dropped and the bytes still inside the mediator "
                     + "were lost (on_failure=bypass)"))
         }
@@ -104,19 +99,30 @@ extension Session {
             end(.mediatorFailed)
             removal?.fail(APIError.badGateway("mediator of hop \(hop.id) failed (\(why)); session closed"))
         case .bypass:
-            let removal = hop.removal
-            hop.removal = nil
-            hop.legs.values.filter { !$0.done }.forEach(unsplice)
-            retire(hop)
-            removal?.fail(APIError.badGateway(
+            bypass(hop, failing: APIError.badGateway(
                 "mediator of hop \(hop.id) failed (\(why)); hop dropped, bytes inside it lost"))
         }
+    }
+
+    /// Drops a failed hop and restores the direct paths, failing a removal under way.
+    ///
+    /// The hop leaves the stack before its channels close: closing fails the writes still
+    /// queued for the mediator, and their callbacks must find the hop gone instead of
+    /// handling it as failed a second time.
+    private func bypass(_ hop: Hop, failing failure: APIError) {
+        let removal = hop.removal
+        hop.removal = nil
+        retire(hop)
+        hop.legs.values.filter { !$0.done }.forEach(unsplice)
+        removal?.fail(failure)
     }
 
     /// Joins the links around a leg back into one and lets the mediator go: bytes held
     /// while the leg drained go first, then an EOF the sender gave meanwhile.
     private func unsplice(_ leg: HopLeg) {
         leg.done = true
+        // No longer draining: a half-close its closing channel fails is not a failure now.
+        leg.draining = false
         let path = path(leg.direction)
         let port = leg.port
         if let feed = port.inLink, let out = port.outLink,
@@ -148,7 +154,7 @@ extension Session {
         hop.drainTimer?.cancel()
         hops.removeAll { $0 === hop }
         reconfiguring.subtract(hop.legs.keys)
-        if let name = hop.mediatorName { mediators.release(name) }
+        hop.lease?.release()
         record.update(hops: hops.map(\.record))
     }
 }

@@ -20,15 +20,15 @@ extension Session {
     /// unless the hop ends up spliced.
     func splice(_ id: Identifier, request: HopRequest, allowAdHoc: Bool) -> EventLoopFuture<HopSnapshot> {
         let spec: MediatorSpec
-        let mediatorName: String?
+        let lease: MediatorLease?
         do {
-            (spec, mediatorName) = try mediators.resolve(request.target, allowAdHoc: allowAdHoc)
+            (spec, lease) = try mediators.resolve(request.target, allowAdHoc: allowAdHoc)
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
         let target = spec.target
         let refuse = { (error: APIError) -> EventLoopFuture<HopSnapshot> in
-            if let mediatorName { self.mediators.release(mediatorName) }
+            lease?.release()
             return self.eventLoop.makeFailedFuture(error)
         }
         guard !ending, let client, let server, paths != nil else {
@@ -46,8 +46,8 @@ extension Session {
             leg.channel.close(promise: nil)
             leg.process?.terminate()
         }, apply: { opened in
-            let hop = Hop(record: HopRecord(id: id, mediator: mediatorName, target: target, request: request),
-                          mediatorName: mediatorName)
+            let hop = Hop(record: HopRecord(id: id, mediator: lease?.name, target: target, request: request),
+                          lease: lease)
             let position = min(request.position ?? self.hops.count, self.hops.count)
             self.hops.insert(hop, at: position)
             for (direction, handler, leg) in opened {
@@ -64,9 +64,13 @@ extension Session {
             if let dead = hop.legs.values.first(where: { !$0.port.channel.isActive }) {
                 self.mediatorFailed(hop, "\(dead.port.role) closed before the splice took effect")
             }
+            // What the mediator sent before it was wired in, once every leg is in place.
+            if self.hop(id) != nil {
+                hop.legs.values.forEach { $0.port.handler.deliverEarlyInput() }
+            }
             return hop.record.snapshot(position: position)
         }).assumeIsolated().flatMapErrorThrowing { error in
-            if let mediatorName { self.mediators.release(mediatorName) }
+            lease?.release()
             throw error
         }.nonisolated()
     }

@@ -75,6 +75,14 @@ final class Port {
         }
     }
 
+    /// Whether the session can act on this port's input now. An endpoint's waits (in its
+    /// handler) until the server is connected and the templates are in place, so bytes and
+    /// EOF that come earlier pass through every template and reach the other end in order.
+    var takesInput: Bool {
+        guard isEndpoint, let session else { return true }
+        return session.readsEnabled
+    }
+
     /// Whether the channel can take more writes now.
     var isWritable: Bool { handler.isWritable }
 

@@ -20,6 +20,18 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var port: Port?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Input the port cannot act on yet, in arrival order, for `deliverEarlyInput()`.
+    ///
+    /// Holding `read()` back does not hold back a peer's last bytes and EOF: NIOPosix reads
+    /// everything up to the EOF as soon as the kernel reports it. Before the port exists (a
+    /// mediator or recipient still being wired in), or while its session still dials the
+    /// server or splices its templates, those would otherwise be lost.
+    private var early: [EarlyInput] = []
+
+    private enum EarlyInput {
+        case bytes(ByteBuffer)
+        case eof
+    }
 
     init() {}
 
@@ -35,19 +47,38 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        port?.received(unwrapInboundIn(data))
+        let buffer = unwrapInboundIn(data)
+        guard early.isEmpty, let port, port.takesInput else { return early.append(.bytes(buffer)) }
+        port.received(buffer)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        guard early.isEmpty else { return }
         port?.readComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
-            port?.inputClosed()
+            guard early.isEmpty, let port, port.takesInput else { return early.append(.eof) }
+            port.inputClosed()
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    /// Hands the port, in order, the input that came before it could take any; the session
+    /// calls this once the port is wired in.
+    func deliverEarlyInput() {
+        guard !early.isEmpty, let port, port.takesInput else { return }
+        let input = early
+        early = []
+        for event in input {
+            switch event {
+            case .bytes(let buffer): port.received(buffer)
+            case .eof: port.inputClosed()
+            }
+        }
+        port.readComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -238,7 +238,7 @@ final class Session {
             hop.removal?.fail(APIError.conflict("session \(record.id) ended (\(reason.rawValue)) before the drain finished"))
             hop.removal = nil
             hop.legs.values.forEach { $0.process?.terminate() }
-            if let name = hop.mediatorName { mediators.release(name) }
+            hop.lease?.release()
         }
         // Detach before closing: a close fires channel events synchronously, and they must
         // find nothing left to act on.

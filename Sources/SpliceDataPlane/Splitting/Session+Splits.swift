@@ -41,6 +41,10 @@ extension Session {
             if let dead = split.legs.values.first(where: { !$0.port.channel.isActive }) {
                 self.drop(split, reason: "recipient closed before the split took effect (\(dead.port.role))")
             }
+            // What the recipient sent before it was attached (a replica's early reply).
+            if split.state != .dropped {
+                split.legs.values.forEach { $0.port.handler.deliverEarlyInput() }
+            }
             return split.record.snapshot
         })
     }

@@ -54,8 +54,7 @@ struct Runtime {
             do {
                 server = try HTTPServer(configuration: http) { request in api.handle(request) }
             } catch {
-                let why = AddressProbe.bindFailure(host: http.host, port: http.port) ?? "\(error)"
-                throw StartupError("cannot listen on admin address \(settings.admin): \(why)")
+                throw StartupError("admin API: \(error)")
             }
         } catch {
             gateway.shutdown()

@@ -75,7 +75,9 @@ def test_demo_port_in_use_says_so_without_an_http_status() -> None:
         result = run_gateway("--admin", "127.0.0.1:0", "--demo", "--demo-listen", address)
     assert result.returncode == 2, result
     assert f"cannot start the demo: listen address {address} is already in use" in result.stderr, result.stderr
-    assert "409" not in result.stderr and "Conflict" not in result.stderr, result.stderr
+    # The status's reason phrase, not "409" alone: the demo mediators' log lines carry
+    # ephemeral ports, which may contain those digits.
+    assert "Conflict" not in result.stderr, result.stderr
 
 
 def test_admin_port_in_use_names_the_address() -> None:
@@ -83,7 +85,7 @@ def test_admin_port_in_use_names_the_address() -> None:
         address = "127.0.0.1:%d" % taken.getsockname()[1]
         result = run_gateway("--admin", address)
     assert result.returncode == 2, result
-    assert f"cannot listen on admin address {address}: address already in use" in result.stderr, result.stderr
+    assert f"admin API: cannot listen on {address}: address already in use" in result.stderr, result.stderr
 
 
 def test_unreadable_config_file_says_why(tmp_path) -> None:

@@ -52,7 +52,7 @@ public final class HTTPServer: Sendable {
             sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
         }
         guard listenFD >= 0 else {
-            throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())))")
+            throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
         }
         let context = Context(configuration: configuration, handler: handler)
         let gauge = ConnectionGauge()

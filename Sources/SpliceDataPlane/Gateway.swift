@@ -53,6 +53,12 @@ public final class Gateway: Sendable {
         throws(APIError) -> GatewayFuture<ListenerSnapshot>
     {
         guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
+        // Templates are spliced in order into a session with no hop yet: the i-th finds i hops.
+        for (index, template) in spec.mediators.enumerated() {
+            if let position = template.position, position > index {
+                throw .invalid("listener mediator template \(index): position \(position) is past the end of the \(index) template(s) before it")
+            }
+        }
         if let bad = spec.splits.first(where: { $0.failover && !$0.canBeReplica }) {
             throw .invalid("listener split to \(bad.address): failover needs direction client_to_server and on_slow block")
         }

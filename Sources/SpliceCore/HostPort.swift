@@ -35,6 +35,11 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
               hostPart.allSatisfy({ $0.isLetter || $0.isNumber || ".-_:%".contains($0) }),
               hostPart.unicodeScalars.allSatisfy(\.isASCII)
         else { throw bad("invalid host") }
+        // Digits and dots only is an IPv4 literal, and only the dotted-quad form: resolvers
+        // would also read `127.1`, `2130706433` or `127.0.0.01` (octal) as some address.
+        if hostPart.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), !Self.isDottedQuad(hostPart) {
+            throw bad("an IPv4 address is four numbers 0-255 without leading zeros")
+        }
         guard let port = Self.port(portPart) else { throw bad("port must be 0-65535, digits only, no sign or leading zero") }
         self.host = String(hostPart)
         self.port = port
@@ -49,6 +54,15 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
               let port = Int(text), port <= 65535
         else { return nil }
         return port
+    }
+
+    /// Whether `text` is `a.b.c.d`, each part 0-255 in decimal without a leading zero.
+    private static func isDottedQuad(_ text: Substring) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            (1...3).contains(part.count) && (part.count == 1 || part.first != "0")
+                && part.allSatisfy(\.isNumber) && (Int(part) ?? 256) <= 255
+        }
     }
 
     /// `host:port`, with brackets around IPv6 hosts.

@@ -8,6 +8,8 @@ struct HostPortTests {
         ("[::1]:80", "::1", 80, "[::1]:80"),
         ("localhost:0", "localhost", 0, "localhost:0"),
         ("redis-1.internal:6379", "redis-1.internal", 6379, "redis-1.internal:6379"),
+        ("0.0.0.0:0", "0.0.0.0", 0, "0.0.0.0:0"),
+        ("10.20.255.9:1", "10.20.255.9", 1, "10.20.255.9:1"),
     ])
     func accepts(text: String, host: String, port: Int, printed: String) throws {
         let parsed = try HostPort(parsing: text, field: "listen")
@@ -21,6 +23,8 @@ struct HostPortTests {
         "bad host:80", "hôst:80", "host:0x50", "host:99999999999999999999",
         // digits only: Int() alone takes a sign and leading zeros
         "host:+80", "host:+0", "host:08", "host:00", "host:065535", "host: 80", "host:80 ", "host:٨٠",
+        // IPv4 only as a dotted quad: resolvers read these as 127.0.0.1 (or octal)
+        "127.1:80", "2130706433:80", "127.0.0.01:80", "256.0.0.1:80", "1.2.3.4.5:80", "1..2.3:80", "1.2.3.:80",
     ])
     func rejects(text: String) {
         let error = #expect(throws: APIError.self) { try HostPort(parsing: text, field: "upstream") }

@@ -356,6 +356,14 @@ def test_415_not_json(gateway: Gateway, content_type: str) -> None:
     ({**VALID, "listen": "127.0.0.1:+80"}, "listen"),
     ({**VALID, "listen": "127.0.0.1:+0"}, "listen"),
     ({**VALID, "listen": "127.0.0.1:08"}, "listen"),
+    # IPv4 only as a dotted quad: a resolver would bind these to 127.0.0.1
+    ({**VALID, "listen": "127.1:0"}, "listen"),
+    ({**VALID, "listen": "2130706433:0"}, "listen"),
+    ({**VALID, "listen": "127.0.0.01:0"}, "listen"),
+    # a template position past the templates before it would reset every client
+    ({**VALID, "mediators": [{"mediator": "upper", "direction": "both", "position": 5}]}, "position"),
+    ({**VALID, "mediators": [{"mediator": "upper", "direction": "both", "position": 1},
+                             {"mediator": "upper", "direction": "both", "position": 0}]}, "position"),
     ({**VALID, "listen": "127.0.0.1:00"}, "listen"),
     ({**VALID, "listen": "127.0.0.1: 80"}, "listen"),
     ({**VALID, "upstream": "127.0.0.1:+9"}, "upstream"),
@@ -396,7 +404,7 @@ def test_422_invalid_mediator_body(gateway: Gateway, body: Any, field: str) -> N
 
 
 @pytest.mark.parametrize("query", [
-    "limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=", "limit=1.5",
+    "limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=", "limit=1.5", "limit=05", "limit=%2B5",
     "cursor=x", "cursor=l1", "cursor=s0", "cursor=", "listener=x", "listener=s1", "listener=l0", "listener=",
     "bogus=1", "limit=10&bogus=1",
 ])

@@ -22,7 +22,12 @@ extension HTTPRequest {
     /// An integer query parameter in `range`, nil when absent.
     func intQuery(_ name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
         guard let value = query(name) else { return nil }
-        guard value.count <= 10, let int = Int(value), range.contains(int) else {
+        // Decimal digits only, as the contract's integer: `Int()` would also take `+5` and `05`.
+        let digits = value.utf8
+        guard (1...10).contains(digits.count), digits.allSatisfy({ (0x30...0x39).contains($0) }),
+              digits.count == 1 || digits.first != UInt8(ascii: "0"),
+              let int = Int(value), range.contains(int)
+        else {
             throw .invalid("query parameter '\(name)' must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
         }
         return int

@@ -20,6 +20,8 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var port: Port?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Whether the port was told that the channel went inactive (see `handlerRemoved`).
+    private var inactiveSeen = false
     /// Input the port cannot act on yet, in arrival order, for `deliverEarlyInput()`.
     ///
     /// Holding `read()` back does not hold back a peer's last bytes and EOF: NIOPosix reads
@@ -40,6 +42,11 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        // A channel can be closed without ever having been active: NIO's ServerBootstrap
+        // closes an accepted client whose listener closed while the client's initializer
+        // (which starts its session) ran on another event loop. No `channelInactive` comes
+        // then, and without this the session would wait for its client for ever.
+        if !inactiveSeen { port?.inactive() }
         self.context = nil
         port = nil
     }
@@ -91,6 +98,7 @@ final class PortHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        inactiveSeen = true
         port?.inactive()
         context.fireChannelInactive()
     }

@@ -65,10 +65,10 @@ final class AdminAcceptor: @unchecked Sendable {
               sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
               sg_epoll_ctl(epollFD, 1, wakeFD, SG_EPOLL_IN) == 0
         else {
-            let reason = String(cString: strerror(sg_errno()))
-            for fd in [epollFD, wakeFD, listenFD] where fd >= 0 { close(fd) }
-            buffer.deallocate()
-            throw .startFailed("cannot set up the admin acceptor: \(reason)")
+            // Every stored property is set, so deinit runs after this throw
+            // and is the one place that closes and frees (closing here too
+            // closed descriptors twice, maybe someone else's by then).
+            throw .startFailed("cannot set up the admin acceptor: \(String(cString: strerror(sg_errno())))")
         }
     }
 
@@ -107,9 +107,11 @@ final class AdminAcceptor: @unchecked Sendable {
         close(listenFD)
     }
 
+    /// The only place that closes the descriptors and frees the buffer,
+    /// also when `init` threw after setting every property.
     deinit {
         closeSockets()
-        for fd in [epollFD, wakeFD] { close(fd) }
+        for fd in [epollFD, wakeFD] where fd >= 0 { close(fd) }
         buffer.deallocate()
     }
 

@@ -157,4 +157,11 @@ static inline const struct sockaddr *sg_mhd_client_address(struct MHD_Connection
     return info == NULL ? NULL : info->client_addr;
 }
 
+/* The socket of `connection`, or -1. */
+static inline int sg_mhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : (int)info->connect_fd;
+}
+
 #endif

@@ -178,6 +178,8 @@ final class AdminAcceptor: @unchecked Sendable {
         guard pending.readingCount + gauge.count > limit else { return }
         if let victim = pending.oldestReading(excluding: fd) {
             refuse(victim, .refusal(.overloaded, "request head not complete while \(limit) admin connections are open; closed to make room"))
+        } else if gauge.evictOldestReceiving() {
+            // A connection still sending its body to MHD made room.
         } else {
             answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
         }
@@ -198,6 +200,9 @@ final class AdminAcceptor: @unchecked Sendable {
         while let fd = pending.oldestReading(), let entry = pending[fd], entry.deadline <= now {
             answer(fd, .refusal(.requestTimeout, "the request head did not arrive within \(headTimeout)"))
         }
+        let swept = gauge.sweep(now: now)
+        if swept.givenBack > 0 { logger.warning("libmicrohttpd dropped \(swept.givenBack) admin connection(s) without starting them") }
+        if swept.cut > 0 { logger.info("closed \(swept.cut) admin connection(s) whose request body did not arrive in time") }
     }
 
     /// Hands `fd` to MHD, counting it as MHD's until its close callback.
@@ -212,18 +217,18 @@ final class AdminAcceptor: @unchecked Sendable {
             return
         }
         // Slots freed by eviction may have gone to MHD connections meanwhile.
-        guard gauge.count < limit else {
+        guard gauge.count < limit || gauge.evictOldestReceiving() else {
             answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
             return
         }
         _ = sg_epoll_ctl(epollFD, 2, fd, 0)
         pending.remove(fd)
-        gauge.reserve()
+        gauge.reserve(fd)
         let added = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length) }
         }
         if !added {
-            gauge.unreserve()
+            gauge.unreserve(fd)
             logger.warning("libmicrohttpd refused an admin connection")
         }
     }

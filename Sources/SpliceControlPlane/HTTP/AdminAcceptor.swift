@@ -40,6 +40,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Connections not handed to MHD (acceptor thread only).
     var pending = PendingConnections()
     private var acceptPausedUntil: ContinuousClock.Instant?
+    /// The last connection generation handed out (acceptor thread only).
+    private var generation: UInt32 = 0
     /// Peek and drain space, one longest head plus a byte (acceptor thread only).
     let buffer: UnsafeMutableRawBufferPointer
     private var thread: pthread_t?
@@ -118,19 +120,25 @@ final class AdminAcceptor: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
-        var fds = [Int32](repeating: 0, count: 64)
+        var tags = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
         while true {
-            let count = sg_epoll_wait(epollFD, &fds, &events, 64, waitMilliseconds())
+            let count = sg_epoll_wait(epollFD, &tags, &events, 64, waitMilliseconds())
             if count < 0 && sg_errno() != EINTR {
                 logger.error("admin acceptor: epoll_wait failed: \(String(cString: strerror(sg_errno())))")
                 return
             }
             for index in 0..<max(0, Int(count)) {
-                switch fds[index] {
-                case wakeFD: return
-                case listenFD: acceptAll()
-                default: service(fds[index], events: events[index])
+                let fd = Int32(truncatingIfNeeded: tags[index])
+                let tagged = UInt32(truncatingIfNeeded: tags[index] >> 32)
+                switch fd {
+                case wakeFD where tagged == 0: return
+                case listenFD where tagged == 0: acceptAll()
+                default:
+                    // An event for a connection closed earlier in this batch
+                    // whose descriptor number was reused since: not ours.
+                    guard pending[fd]?.generation == tagged else { continue }
+                    service(fd, events: events[index])
                 }
             }
             expire(now: .now)
@@ -169,12 +177,14 @@ final class AdminAcceptor: @unchecked Sendable {
     }
 
     private func admit(_ fd: Int32) {
-        guard sg_epoll_ctl(epollFD, 1, fd, SG_EPOLL_HEAD) == 0 else {
+        generation = generation == UInt32.max ? 1 : generation + 1
+        let tag = UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32
+        guard sg_epoll_add_tagged(epollFD, fd, SG_EPOLL_HEAD, tag) == 0 else {
             close(fd)
             return
         }
         let now = ContinuousClock.now
-        pending.add(fd, now: now, deadline: now + headTimeout)
+        pending.add(fd, now: now, deadline: now + headTimeout, generation: generation)
         guard pending.readingCount + gauge.count > limit else { return }
         if let victim = pending.oldestReading(excluding: fd) {
             refuse(victim, .refusal(.overloaded, "request head not complete while \(limit) admin connections are open; closed to make room"))

@@ -19,6 +19,8 @@ struct PendingConnections {
         let answered: Bool
         /// The acceptor's generation tag of this connection (in its epoll data).
         var generation: UInt32 = 0
+        /// Head bytes already searched for the end of the head.
+        var scanned = 0
         /// The peer shut down its side; the head will not grow.
         var peerClosed = false
         /// Bytes discarded since the answer.
@@ -67,11 +69,12 @@ struct PendingConnections {
         answeredCount += 1
     }
 
-    /// Updates the peer-closed flag and drained count of `fd`.
-    mutating func update(_ fd: Int32, peerClosed: Bool? = nil, drained: Int? = nil) {
+    /// Updates the peer-closed flag, drained count and scanned bytes of `fd`.
+    mutating func update(_ fd: Int32, peerClosed: Bool? = nil, drained: Int? = nil, scanned: Int? = nil) {
         guard var entry = entries[fd] else { return }
         if let peerClosed { entry.peerClosed = peerClosed }
         if let drained { entry.drained = drained }
+        if let scanned { entry.scanned = scanned }
         entries[fd] = entry
     }
 

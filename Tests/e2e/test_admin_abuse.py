@@ -202,7 +202,7 @@ def test_over_the_limit_with_complete_requests_is_refused_at_once(
         close_all(streams)
 
 
-class BodyTrickler:
+class BodyTrickler(Trickler):
     """Opens `count` connections, each sending a complete POST head with a promised body,
     then sends one body byte on each every `interval`.
 
@@ -215,7 +215,7 @@ class BodyTrickler:
         framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: 65536"
         head = b"POST /api/v1/listeners HTTP/1.1\r\nHost: a\r\n" + framing + b"\r\n\r\n"
         self.byte = b"1" if chunked else b"x"  # a chunk size that never ends, or one body byte
-        self.socks = []
+        socks: list[socket.socket] = []
         for _ in range(count):
             sock = socket.create_connection((gateway.host, gateway.port), timeout=5)
             try:
@@ -223,10 +223,8 @@ class BodyTrickler:
             except OSError:
                 pass  # closed to make room already: allowed
             sock.setblocking(False)
-            self.socks.append(sock)
-        self.interval = interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+            socks.append(sock)
+        super().__init__(socks, interval)
 
     def wait_settled(self, closed_at_least: int, timeout: float = 30.0) -> int:
         """Waits until at least `closed_at_least` connections were answered or closed by the
@@ -246,13 +244,8 @@ class BodyTrickler:
                 return closed
             time.sleep(0.05)
 
-    def __enter__(self) -> "BodyTrickler":
-        self.thread.start()
-        return self
-
     def __exit__(self, *_: object) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=10)
+        super().__exit__()
         close_all(self.socks)
 
     def _run(self) -> None:

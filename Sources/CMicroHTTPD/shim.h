@@ -82,11 +82,23 @@ static inline int sg_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
     return epoll_ctl(epfd, ops[op & 3], fd, &event);
 }
 
-/** Waits for up to `max` (at most 64) events, unpacked into two arrays. */
-static inline int sg_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms) {
+/** Adds `fd` (op 1) with `tag` as its event data: the fd in the low 32 bits,
+    a generation above, so an event queued for an earlier connection on the
+    same descriptor number can be told apart. */
+static inline int sg_epoll_add_tagged(int epfd, int fd, uint32_t events, uint64_t tag) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof event);
+    event.events = events;
+    event.data.u64 = tag;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+/** Waits for up to `max` (at most 64) events, unpacked into two arrays:
+    each event's data as a 64-bit tag (fd in the low 32 bits) and its flags. */
+static inline int sg_epoll_wait(int epfd, uint64_t *tags, uint32_t *events, int max, int timeout_ms) {
     struct epoll_event ready[64];
     int count = epoll_wait(epfd, ready, max > 64 ? 64 : max, timeout_ms);
-    for (int i = 0; i < count; i++) { fds[i] = ready[i].data.fd; events[i] = ready[i].events; }
+    for (int i = 0; i < count; i++) { tags[i] = ready[i].data.u64; events[i] = ready[i].events; }
     return count;
 }
 
@@ -155,6 +167,13 @@ static inline const struct sockaddr *sg_mhd_client_address(struct MHD_Connection
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     return info == NULL ? NULL : info->client_addr;
+}
+
+/* The socket of `connection`, or -1. */
+static inline int sg_mhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : (int)info->connect_fd;
 }
 
 #endif

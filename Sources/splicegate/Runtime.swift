@@ -51,6 +51,7 @@ struct Runtime {
                 version: Splicegate.version, token: settings.token, persist: persist ?? .none), logger: logger)
             var http = settings.http
             http.logger = logger
+            http.screenHead = { request in api.screenHead(request) }
             do {
                 server = try HTTPServer(configuration: http) { request in api.handle(request) }
             } catch {

@@ -117,7 +117,8 @@ struct HTTPServerPendingTests {
         let start = Date()
         // MHD aborts the process when stopped with a suspended connection.
         server.stop()
-        #expect(Date().timeIntervalSince(start) < 2)
+        // Generous: abortParked alone may wait 2 s, and 2 busy cores add more.
+        #expect(Date().timeIntervalSince(start) < 10)
         #expect(released.withLock { $0 })
         #expect(throws: RawHTTPError.self) { try client.readResponse() }
         // The data plane answering after the server let go touches nothing freed.

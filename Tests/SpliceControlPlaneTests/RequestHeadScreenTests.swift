@@ -30,6 +30,23 @@ struct RequestHeadScreenTests {
         #expect(verdict("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n") == .accept)
     }
 
+    @Test("searching on from where the last look stopped finds the end wherever the bytes were cut")
+    func searchingOnlyNewBytes() {
+        let bytes = Array("\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        // Arriving one byte at a time: each look searches on from the previous one.
+        var searched = 0
+        for count in 1...bytes.count {
+            let result = bytes.prefix(count).withUnsafeBytes { screen.verdict($0, peerClosed: false, searchedUpTo: searched) }
+            #expect(result == (count == bytes.count ? .accept : .incomplete), "after \(count) bytes")
+            searched = count
+        }
+        // Arriving in two pieces, cut anywhere (also inside the final CRLFCRLF).
+        for cut in 1..<bytes.count {
+            let result = bytes.withUnsafeBytes { screen.verdict($0, peerClosed: false, searchedUpTo: cut) }
+            #expect(result == .accept, "cut after \(cut) bytes")
+        }
+    }
+
     @Test("ambiguous framing is 400 (RFC 9112 §6.1, §6.3)", arguments: [
         "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n",

@@ -27,7 +27,7 @@ DRAINS = 20
 DRAIN_TIMEOUT_MS = 120_000
 PROBES = 20
 # Per probe. A probe that waits for a drain waits until the release, i.e. for ever here.
-PROBE_BOUND_S = 1.0
+PROBE_BOUND_S = 3.0
 PROBE_TIMEOUT_S = 5.0
 HOLD_LIMIT_S = 60.0
 

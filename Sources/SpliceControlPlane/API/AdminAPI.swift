@@ -66,6 +66,17 @@ public struct AdminAPI: Sendable {
         return answer
     }
 
+    /// The token rule on a request head, before its body is read: nil to
+    /// go on, else the 401 to answer at once (for `Configuration.screenHead`).
+    public func screenHead(_ request: HTTPRequest) -> HTTPResponse? {
+        guard let rejection = auth.reject(request) else { return nil }
+        let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
+        metrics.adminRequest(method: known.contains(request.method) ? request.method.rawValue : "other",
+                             route: router.routePattern(for: request) ?? "unmatched", status: rejection.status,
+                             duration: .zero)
+        return rejection
+    }
+
     /// Every route the API serves, as method and pattern (for the contract test).
     var routes: [(method: HTTPMethod, pattern: String)] { router.routes }
 }

@@ -28,8 +28,11 @@ extension AdminAcceptor {
             drop(fd)
             return
         }
-        switch screen.verdict(UnsafeRawBufferPointer(rebasing: buffer[..<count]), peerClosed: connection.peerClosed) {
-        case .incomplete: return
+        // Nothing new since the last look (a spurious wake): no rescan.
+        if count == connection.scanned, !connection.peerClosed { return }
+        let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+        switch screen.verdict(bytes, peerClosed: connection.peerClosed, searchedUpTo: connection.scanned) {
+        case .incomplete: pending.update(fd, scanned: count)
         case .accept: release(fd)
         case .reject(let problem): answer(fd, problem)
         }

@@ -40,6 +40,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Connections not handed to MHD (acceptor thread only).
     var pending = PendingConnections()
     private var acceptPausedUntil: ContinuousClock.Instant?
+    /// The last connection generation handed out (acceptor thread only).
+    private var generation: UInt32 = 0
     /// Peek and drain space, one longest head plus a byte (acceptor thread only).
     let buffer: UnsafeMutableRawBufferPointer
     private var thread: pthread_t?
@@ -65,10 +67,10 @@ final class AdminAcceptor: @unchecked Sendable {
               sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
               sg_epoll_ctl(epollFD, 1, wakeFD, SG_EPOLL_IN) == 0
         else {
-            let reason = String(cString: strerror(sg_errno()))
-            for fd in [epollFD, wakeFD, listenFD] where fd >= 0 { close(fd) }
-            buffer.deallocate()
-            throw .startFailed("cannot set up the admin acceptor: \(reason)")
+            // Every stored property is set, so deinit runs after this throw
+            // and is the one place that closes and frees (closing here too
+            // closed descriptors twice, maybe someone else's by then).
+            throw .startFailed("cannot set up the admin acceptor: \(String(cString: strerror(sg_errno())))")
         }
     }
 
@@ -107,28 +109,36 @@ final class AdminAcceptor: @unchecked Sendable {
         close(listenFD)
     }
 
+    /// The only place that closes the descriptors and frees the buffer,
+    /// also when `init` threw after setting every property.
     deinit {
         closeSockets()
-        for fd in [epollFD, wakeFD] { close(fd) }
+        for fd in [epollFD, wakeFD] where fd >= 0 { close(fd) }
         buffer.deallocate()
     }
 
     // MARK: - The loop
 
     private func run() {
-        var fds = [Int32](repeating: 0, count: 64)
+        var tags = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
         while true {
-            let count = sg_epoll_wait(epollFD, &fds, &events, 64, waitMilliseconds())
+            let count = sg_epoll_wait(epollFD, &tags, &events, 64, waitMilliseconds())
             if count < 0 && sg_errno() != EINTR {
                 logger.error("admin acceptor: epoll_wait failed: \(String(cString: strerror(sg_errno())))")
                 return
             }
             for index in 0..<max(0, Int(count)) {
-                switch fds[index] {
-                case wakeFD: return
-                case listenFD: acceptAll()
-                default: service(fds[index], events: events[index])
+                let fd = Int32(truncatingIfNeeded: tags[index])
+                let tagged = UInt32(truncatingIfNeeded: tags[index] >> 32)
+                switch fd {
+                case wakeFD where tagged == 0: return
+                case listenFD where tagged == 0: acceptAll()
+                default:
+                    // An event for a connection closed earlier in this batch
+                    // whose descriptor number was reused since: not ours.
+                    guard pending[fd]?.generation == tagged else { continue }
+                    service(fd, events: events[index])
                 }
             }
             expire(now: .now)
@@ -167,15 +177,19 @@ final class AdminAcceptor: @unchecked Sendable {
     }
 
     private func admit(_ fd: Int32) {
-        guard sg_epoll_ctl(epollFD, 1, fd, SG_EPOLL_HEAD) == 0 else {
+        generation = generation == UInt32.max ? 1 : generation + 1
+        let tag = UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32
+        guard sg_epoll_add_tagged(epollFD, fd, SG_EPOLL_HEAD, tag) == 0 else {
             close(fd)
             return
         }
         let now = ContinuousClock.now
-        pending.add(fd, now: now, deadline: now + headTimeout)
+        pending.add(fd, now: now, deadline: now + headTimeout, generation: generation)
         guard pending.readingCount + gauge.count > limit else { return }
         if let victim = pending.oldestReading(excluding: fd) {
             refuse(victim, .refusal(.overloaded, "request head not complete while \(limit) admin connections are open; closed to make room"))
+        } else if gauge.evictOldestReceiving() {
+            // A connection still sending its body to MHD made room.
         } else {
             answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
         }
@@ -196,6 +210,9 @@ final class AdminAcceptor: @unchecked Sendable {
         while let fd = pending.oldestReading(), let entry = pending[fd], entry.deadline <= now {
             answer(fd, .refusal(.requestTimeout, "the request head did not arrive within \(headTimeout)"))
         }
+        let swept = gauge.sweep(now: now)
+        if swept.givenBack > 0 { logger.warning("libmicrohttpd dropped \(swept.givenBack) admin connection(s) without starting them") }
+        if swept.cut > 0 { logger.info("closed \(swept.cut) admin connection(s) whose request body did not arrive in time") }
     }
 
     /// Hands `fd` to MHD, counting it as MHD's until its close callback.
@@ -210,18 +227,18 @@ final class AdminAcceptor: @unchecked Sendable {
             return
         }
         // Slots freed by eviction may have gone to MHD connections meanwhile.
-        guard gauge.count < limit else {
+        guard gauge.count < limit || gauge.evictOldestReceiving() else {
             answer(fd, .refusal(.overloaded, "\(limit) admin connections are open, each with a request in progress; retry"))
             return
         }
         _ = sg_epoll_ctl(epollFD, 2, fd, 0)
         pending.remove(fd)
-        gauge.reserve()
+        gauge.reserve(fd)
         let added = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length) }
         }
         if !added {
-            gauge.unreserve()
+            gauge.unreserve(fd)
             logger.warning("libmicrohttpd refused an admin connection")
         }
     }

@@ -35,7 +35,10 @@ extension HTTPServer {
                 // Released in requestCompleted, which MHD calls for every
                 // request the access handler has seen.
                 requestContext.pointee = Unmanaged.passRetained(state).toOpaque()
-                if let rejection = context.screen(state) { return context.queue(rejection, on: connection) }
+                if let rejection = context.screen(state) {
+                    context.gauge.requestComplete(sg_mhd_connection_fd(connection))
+                    return context.queue(rejection, on: connection)
+                }
                 return .YES
             }
             let state = Unmanaged<RequestState>.fromOpaque(existing).takeUnretainedValue()
@@ -44,6 +47,8 @@ extension HTTPServer {
                 uploadDataSize.pointee = 0
                 return context.accept(data, into: state) ? .YES : .NO
             }
+            // The whole request is in: no longer cut at its deadline or to make room.
+            context.gauge.requestComplete(sg_mhd_connection_fd(connection))
             return context.answer(state, on: connection)
         }
 

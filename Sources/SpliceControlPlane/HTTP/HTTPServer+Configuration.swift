@@ -14,6 +14,13 @@ extension HTTPServer {
         /// Seconds a connection has to send its whole request head (not only
         /// between bytes); then it gets 408 and is closed.
         public var headTimeoutSeconds: Int = 10
+        /// Seconds a connection has, once its head is complete, for the rest
+        /// of its request (the body); then it is closed. At the limit, a
+        /// connection still sending its body is closed to make room.
+        public var bodyTimeoutSeconds: Int = 30
+        /// Called with a request's head (empty body) before its body is read;
+        /// a response ends the request there, unread (the admin token check).
+        public var screenHead: (@Sendable (HTTPRequest) -> HTTPResponse?)?
         /// Seconds a connection may sit idle after its head before MHD closes it.
         public var idleTimeoutSeconds: Int = 30
         /// MHD's per-connection memory pool. MHD answers heads that exceed it

@@ -15,6 +15,8 @@ extension HTTPServer {
         let configuration: Configuration
         /// The request handler.
         let handler: Handler
+        /// The connections MHD holds (the acceptor's count and deadlines).
+        let gauge: ConnectionGauge
         private struct Parked {
             /// Set by `abortParked`: whatever is parked from then on is aborted at once.
             var stopping = false
@@ -26,8 +28,9 @@ extension HTTPServer {
         let liveRequests = Atomic<Int>(0)
 
         /// A context for one daemon.
-        init(configuration: Configuration, handler: @escaping Handler) {
+        init(configuration: Configuration, gauge: ConnectionGauge, handler: @escaping Handler) {
             self.configuration = configuration
+            self.gauge = gauge
             self.handler = handler
         }
 
@@ -49,7 +52,11 @@ extension HTTPServer {
             if let length = state.headers["Content-Length"].flatMap({ Int($0) }), length > configuration.maxBodyBytes {
                 return .problem(tooLarge(length))
             }
-            return nil
+            // Before the body: a client without the token must not hold a
+            // connection for as long as it takes to send one.
+            return configuration.screenHead?(HTTPRequest(
+                method: state.method, target: state.target, headers: state.headers, body: [],
+                remoteAddress: state.remoteAddress))
         }
 
         /// Takes one piece of upload data; false to drop the connection.

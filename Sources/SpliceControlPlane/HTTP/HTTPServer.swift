@@ -54,8 +54,8 @@ public final class HTTPServer: Sendable {
         guard listenFD >= 0 else {
             throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
         }
-        let context = Context(configuration: configuration, handler: handler)
-        let gauge = ConnectionGauge()
+        let gauge = ConnectionGauge(requestTime: .seconds(configuration.bodyTimeoutSeconds))
+        let context = Context(configuration: configuration, gauge: gauge, handler: handler)
         let started: [OpaqueHandle]
         do throws(HTTPServerError) {
             started = try Self.startDaemons(configuration, context: context, gauge: gauge, address: address)

@@ -17,6 +17,10 @@ struct PendingConnections {
         let deadline: ContinuousClock.Instant
         /// Answered; its input is being drained before close.
         let answered: Bool
+        /// The acceptor's generation tag of this connection (in its epoll data).
+        var generation: UInt32 = 0
+        /// Head bytes already searched for the end of the head.
+        var scanned = 0
         /// The peer shut down its side; the head will not grow.
         var peerClosed = false
         /// Bytes discarded since the answer.
@@ -40,10 +44,14 @@ struct PendingConnections {
     subscript(fd: Int32) -> Entry? { entries[fd] }
 
     /// Starts reading the head of `fd`, due by `deadline`.
-    mutating func add(_ fd: Int32, now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) {
+    mutating func add(
+        _ fd: Int32, now: ContinuousClock.Instant, deadline: ContinuousClock.Instant, generation: UInt32 = 0
+    ) {
         remove(fd)
         nextSerial += 1
-        entries[fd] = Entry(serial: nextSerial, since: now, deadline: deadline, answered: false)
+        var entry = Entry(serial: nextSerial, since: now, deadline: deadline, answered: false)
+        entry.generation = generation
+        entries[fd] = entry
         reading.push(fd, nextSerial)
         readingCount += 1
     }
@@ -55,16 +63,18 @@ struct PendingConnections {
         nextSerial += 1
         var entry = Entry(serial: nextSerial, since: now, deadline: deadline, answered: true)
         entry.peerClosed = old.peerClosed
+        entry.generation = old.generation
         entries[fd] = entry
         answered.push(fd, nextSerial)
         answeredCount += 1
     }
 
-    /// Updates the peer-closed flag and drained count of `fd`.
-    mutating func update(_ fd: Int32, peerClosed: Bool? = nil, drained: Int? = nil) {
+    /// Updates the peer-closed flag, drained count and scanned bytes of `fd`.
+    mutating func update(_ fd: Int32, peerClosed: Bool? = nil, drained: Int? = nil, scanned: Int? = nil) {
         guard var entry = entries[fd] else { return }
         if let peerClosed { entry.peerClosed = peerClosed }
         if let drained { entry.drained = drained }
+        if let scanned { entry.scanned = scanned }
         entries[fd] = entry
     }
 

@@ -31,7 +31,12 @@ struct RequestHeadScreen: Sendable {
 
     /// Judges `bytes`, the start of what the client sent; `peerClosed` when
     /// it will send nothing more.
-    func verdict(_ bytes: UnsafeRawBufferPointer, peerClosed: Bool) -> Verdict {
+    ///
+    /// `searchedUpTo`: how many of `bytes` an earlier call already searched
+    /// for the end of the head without finding it; only what follows (and
+    /// the three bytes before, where the end may start) is searched again,
+    /// so a head arriving a byte at a time costs linear, not quadratic, time.
+    func verdict(_ bytes: UnsafeRawBufferPointer, peerClosed: Bool, searchedUpTo: Int = 0) -> Verdict {
         var start = 0
         // RFC 9112 §2.2: empty lines before the request line are ignored.
         while start < bytes.count, bytes[start] == .cr {
@@ -40,7 +45,8 @@ struct RequestHeadScreen: Sendable {
             start += 2
         }
         if let problem = badMethodStart(bytes, from: start) { return .reject(problem) }
-        guard let end = Self.find(Self.endOfHead, in: bytes, from: start) else {
+        let searchFrom = max(start, min(searchedUpTo, bytes.count) - (Self.endOfHead.count - 1))
+        guard let end = Self.find(Self.endOfHead, in: bytes, from: searchFrom) else {
             if bytes.count > maxHeadBytes {
                 return Self.find([.cr, .lf], in: bytes, from: start) == nil
                     ? .reject(.uriTooLong("request line longer than \(maxTargetBytes) bytes"))

@@ -30,6 +30,19 @@ struct RequestHeadScreenTests {
         #expect(verdict("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n") == .accept)
     }
 
+    @Test("more header lines than the limit get 431, as many as the limit pass")
+    func headerLineCount() {
+        let lines = { (count: Int) in "GET / HTTP/1.1\r\nHost: t\r\n" + String(repeating: "a:\r\n", count: count - 1) + "\r\n" }
+        let wide = RequestHeadScreen(maxTargetBytes: 64, maxHeaderBytes: 64 * 1024, maxBodyBytes: 1024)
+        let judge = { (text: String) in Array(text.utf8).withUnsafeBytes { wide.verdict($0, peerClosed: false) } }
+        #expect(judge(lines(RequestHeadScreen.maxHeaderLines)) == .accept)
+        guard case .reject(let problem) = judge(lines(RequestHeadScreen.maxHeaderLines + 1)) else {
+            Issue.record("one header line too many was not refused")
+            return
+        }
+        #expect(problem.status == 431)
+    }
+
     @Test("searching on from where the last look stopped finds the end wherever the bytes were cut")
     func searchingOnlyNewBytes() {
         let bytes = Array("\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\n".utf8)

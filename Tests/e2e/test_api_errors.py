@@ -579,6 +579,8 @@ BAD_HEADS = [
     pytest.param(b"GET /api/v1/health HTTP/1.1\r\n" + b"".join(
         b"X-Pad-%d: %s\r\n" % (i, b"v" * 1000) for i in range(200)) + b"Host: t\r\n\r\n",
         {431}, id="headers-past-the-pool"),
+    pytest.param(b"GET /api/v1/health HTTP/1.1\r\nHost: t\r\n" + b"a: b\r\n" * 3000 + b"\r\n",
+                 {431}, id="many-small-headers"),
 ]
 
 

@@ -26,6 +26,11 @@ struct RequestHeadScreen: Sendable {
     /// The largest declared body accepted (413 past it).
     let maxBodyBytes: Int
 
+    /// The most header lines accepted (431 past it). MHD keeps each header in its
+    /// connection's memory pool with some overhead: thousands of tiny ones would overflow
+    /// the pool below `maxHeaderBytes`, and MHD would answer with its own HTML 431.
+    static let maxHeaderLines = 100
+
     /// The most bytes a head may take, empty lines before it included.
     var maxHeadBytes: Int { maxTargetBytes + maxHeaderBytes + 1024 }
 
@@ -67,6 +72,10 @@ struct RequestHeadScreen: Sendable {
         switch parse(requestLine: requestLine) {
         case .reject(let problem): return .reject(problem)
         case .version(let parsed): version = parsed
+        }
+        if lines.count - 1 > Self.maxHeaderLines {
+            return .reject(.headersTooLarge(
+                "request has \(lines.count - 1) header lines, at most \(Self.maxHeaderLines) accepted"))
         }
         var headerBytes = 0
         var lengths: [String] = []

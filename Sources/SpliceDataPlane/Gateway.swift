@@ -54,9 +54,11 @@ public final class Gateway: Sendable {
     {
         guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
         // Templates are spliced in order into a session with no hop yet: the i-th finds i hops.
+        // A 409 as for a splice past the end of a live stack: the request is well-formed, the
+        // stack it would meet refuses it.
         for (index, template) in spec.mediators.enumerated() {
             if let position = template.position, position > index {
-                throw .invalid("listener mediator template \(index): position \(position) is past the end of the \(index) template(s) before it")
+                throw .conflict("listener mediator template \(index): position \(position) is past the end of the \(index) template(s) before it")
             }
         }
         if let bad = spec.splits.first(where: { $0.failover && !$0.canBeReplica }) {

@@ -360,10 +360,6 @@ def test_415_not_json(gateway: Gateway, content_type: str) -> None:
     ({**VALID, "listen": "127.1:0"}, "listen"),
     ({**VALID, "listen": "2130706433:0"}, "listen"),
     ({**VALID, "listen": "127.0.0.01:0"}, "listen"),
-    # a template position past the templates before it would reset every client
-    ({**VALID, "mediators": [{"mediator": "upper", "direction": "both", "position": 5}]}, "position"),
-    ({**VALID, "mediators": [{"mediator": "upper", "direction": "both", "position": 1},
-                             {"mediator": "upper", "direction": "both", "position": 0}]}, "position"),
     ({**VALID, "listen": "127.0.0.1:00"}, "listen"),
     ({**VALID, "listen": "127.0.0.1: 80"}, "listen"),
     ({**VALID, "upstream": "127.0.0.1:+9"}, "upstream"),
@@ -388,6 +384,18 @@ def test_422_invalid_listener_body(gateway: Gateway, body: Any, field: str | Non
         problem = assert_problem(response, 422)
     if field is not None:
         assert field in problem["detail"], f"detail should name {field!r}: {problem['detail']!r}"
+
+
+@pytest.mark.parametrize("templates", [
+    [{"mediator": "upper", "direction": "both", "position": 5}],
+    [{"mediator": "upper", "direction": "both", "position": 1}, {"mediator": "upper", "direction": "both", "position": 0}],
+])
+def test_409_listener_template_position_past_the_templates_before_it(gateway: Gateway, templates: list) -> None:
+    """Accepted, such a listener reset every client: its first template could not be spliced.
+    A 409, as a splice past the end of a live stack: the body is valid, the stack refuses it."""
+    with Unchanged(gateway):
+        problem = assert_problem(gateway.post("/api/v1/listeners", json={**VALID, "mediators": templates}), 409)
+    assert "position" in problem["detail"], problem["detail"]
 
 
 @pytest.mark.parametrize("body,field", [

@@ -6,7 +6,7 @@ import time
 
 from . import env
 from .clients import Admin, connrate, iperf, metrics, redis_ping
-from .env import BT, HOST, TARGETS, WANT_BIG, log
+from .env import BT, HOST, MEMORY_AFTER, TARGETS, WANT_BIG, log
 from .processes import (big_session_count, free_port, load, machine_busy, nofile_limit, rss_kib, spawn,
                         tree_pss_kib, wait_established, wait_log, wait_port)
 from .stats import pct
@@ -50,6 +50,8 @@ class Bench:
         spawn([BT, "echo1", s["echo1"]], "echo1")
         s["sink"] = free_port()
         spawn([BT, "sink", s["sink"]], "sink")
+        s["holder"] = free_port()
+        spawn([BT, "holder", s["holder"]], "holder")
         s["mediator"] = free_port()
         spawn([env.BIN, "mediator", "--listen", f"{HOST}:{s['mediator']}", "--transform", "identity"], "mediator")
         for k in s:
@@ -170,8 +172,9 @@ class Bench:
                 f"proxy holds two descriptors per session. Listing time is also reported scaled "
                 f"linearly to 10,000.")
         self.record_load("memory")
-        holder = self.servers["sink"]
+        holder = self.servers["holder"]
         out = self.res["memory"] = {}
+        after = self.res["memory_after"] = {}
         api = self.res["api"] = {"splice_ms": [], "remove_ms": [], "list_ms": [], "list_n": big}
         sizes = [1000, big]
         for r in self.rounds():
@@ -182,8 +185,15 @@ class Bench:
                     v = self.memory_one(t, n, holder, api if t == "splicegate" else None)
                     out.setdefault(str(n), {}).setdefault(t, []).append(v)
                     log(f"memory n={n} {t:10s} {v:7.2f} KiB/session")
+            for name, n, up, down in MEMORY_AFTER:
+                for t in self.order(r, [t for t in TARGETS if t not in ("direct", "socat")]):
+                    v = self.memory_one(t, n, holder, None, up, down)
+                    after.setdefault(name, {}).setdefault(t, []).append(v)
+                    log(f"memory after {name} n={n} {t:10s} {v:7.2f} KiB/session")
 
-    def memory_one(self, t, n, holder, api):
+    def memory_one(self, t, n, holder, api, up=0, down=0):
+        """KiB per idle session through a fresh proxy process: n sessions, each of which
+        first sends `up` bytes to the holder and reads its `down`-byte answer (none if 0)."""
         px = Proxies(f"mem-{t}")
         port = px.route("idle", holder, [t])[t]
         if t == "splicegate":
@@ -197,11 +207,11 @@ class Bench:
         measure = (lambda: tree_pss_kib(proc.pid)) if tree else (lambda: rss_kib(proc.pid))
         try:
             # warm up: thread pools, allocator arenas, lazily built tables
-            self.open_idle(port, 200, holder).stdin.close()
+            self.open_idle(port, 200, holder, up, down).stdin.close()
             wait_established(holder, 0)
             time.sleep(0.5)
             before = measure()
-            client = self.open_idle(port, n, holder)
+            client = self.open_idle(port, n, holder, up, down)
             time.sleep(1.0)
             after = measure()
             per = (after - before) / n
@@ -223,8 +233,8 @@ class Bench:
             px.stop()
             wait_established(holder, 0, timeout=60)
 
-    def open_idle(self, port, n, holder):
-        c = spawn([BT, "idle", port, n], f"idle-{port}-{n}", stdin=subprocess.PIPE)
+    def open_idle(self, port, n, holder, up=0, down=0):
+        c = spawn([BT, "idle", port, n, up, down], f"idle-{port}-{n}", stdin=subprocess.PIPE)
         wait_log(c, r"opened", timeout=120)
         wait_established(holder, n)
         return c

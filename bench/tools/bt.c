@@ -12,8 +12,14 @@
  *                             (EOF without the answer counts as an error),
  *                             closes with RST (no client TIME_WAIT); prints
  *                             "conns_per_s=<x> ok=<n> errors=<e>"
- *   bt idle PORT N            open N connections, print "opened N" and hold
- *                             them until stdin reaches EOF
+ *   bt holder PORT            idle-session holder that answers one request per
+ *                             connection: an 8-byte header (UP, DOWN: uint32, network
+ *                             order), then UP-8 more bytes; it answers DOWN bytes and
+ *                             then holds the connection, discarding input, until EOF
+ *   bt idle PORT N [UP DOWN]  open N connections, print "opened N" and hold
+ *                             them until stdin reaches EOF; with UP > 0, each first
+ *                             sends a request of UP bytes to a holder and reads its
+ *                             DOWN-byte answer (an idle session after some traffic)
  *
  * Everything binds/connects 127.0.0.1. Single-threaded, epoll.
  */
@@ -104,6 +110,68 @@ static _Noreturn void serve(int port, int echo1) {
     }
 }
 
+/* holder: per connection, request bytes still expected and answer bytes still owed */
+enum { HDR = 8 };
+struct held { unsigned char hdr[HDR]; long got, up, down; };
+
+static _Noreturn void holder(int port) {
+    int lfd = listen_on(port);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
+    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+    printf("ready\n");
+    fflush(stdout);
+    static char buf[1 << 18];
+    static struct held st[1 << 16];
+    struct epoll_event evs[256];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 256, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == lfd) {
+                for (;;) {
+                    int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (c < 0) break;
+                    if (c >= (1 << 16)) { close(c); continue; }
+                    memset(&st[c], 0, sizeof st[c]);
+                    st[c].up = -1;
+                    struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+                }
+                continue;
+            }
+            struct held *h = &st[fd];
+            int closed = 0;
+            for (;;) {
+                ssize_t r = read(fd, buf, sizeof buf);
+                if (r <= 0) {
+                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) closed = 1;
+                    break;
+                }
+                for (ssize_t k = 0; k < r && h->got + k < HDR; k++) h->hdr[h->got + k] = (unsigned char)buf[k];
+                h->got += r;
+                if (h->up < 0 && h->got >= HDR) {
+                    h->up = (long)ntohl(*(uint32_t *)h->hdr);
+                    h->down = (long)ntohl(*(uint32_t *)(h->hdr + 4));
+                }
+            }
+            if (closed) { close(fd); continue; }
+            if (h->up >= 0 && h->got >= h->up && h->down > 0) {
+                /* answer: a blocking-style loop is fine here, the client reads at once */
+                while (h->down > 0) {
+                    ssize_t w = write(fd, buf, h->down < (long)sizeof buf ? (size_t)h->down : sizeof buf);
+                    if (w > 0) h->down -= w;
+                    else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
+                }
+            }
+        }
+    }
+}
+
 enum { ST_CONNECTING, ST_WAITING };
 
 static int start_conn(int ep, struct sockaddr_in *a) {
@@ -188,13 +256,32 @@ static int connrate(int port, double secs, int conc) {
     return 0;
 }
 
-static int idle(int port, int n) {
+static void exchange(int fd, long up, long down) {
+    static char buf[1 << 18];
+    uint32_t hdr[2] = {htonl((uint32_t)up), htonl((uint32_t)down)};
+    memcpy(buf, hdr, sizeof hdr);
+    for (long sent = 0; sent < up;) {
+        long chunk = up - sent < (long)sizeof buf ? up - sent : (long)sizeof buf;
+        ssize_t w = write(fd, buf, (size_t)chunk);
+        if (w <= 0) die("request");
+        sent += w;
+        memset(buf, 'u', HDR);
+    }
+    for (long got = 0; got < down;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r <= 0) die("answer");
+        got += r;
+    }
+}
+
+static int idle(int port, int n, long up, long down) {
     struct sockaddr_in a = addr_of(port);
     int *fds = calloc((size_t)n, sizeof(int));
     for (int i = 0; i < n; i++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) die("socket");
         if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) die("connect");
+        if (up > 0) exchange(fd, up, down);
         fds[i] = fd;
         /* pace a little so a proxy's accept queue never overflows (a dropped SYN
            costs a 1 s retransmit) */
@@ -215,7 +302,9 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "echo1")) serve(atoi(argv[2]), 1);
     if (argc >= 5 && !strcmp(argv[1], "connrate"))
         return connrate(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
-    if (argc >= 4 && !strcmp(argv[1], "idle")) return idle(atoi(argv[2]), atoi(argv[3]));
-    fprintf(stderr, "usage: bt sink|echo1 PORT | connrate PORT SECS CONC | idle PORT N\n");
+    if (argc >= 3 && !strcmp(argv[1], "holder")) holder(atoi(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "idle"))
+        return idle(atoi(argv[2]), atoi(argv[3]), argc >= 6 ? atol(argv[4]) : 0, argc >= 6 ? atol(argv[5]) : 0);
+    fprintf(stderr, "usage: bt sink|echo1|holder PORT | connrate PORT SECS CONC | idle PORT N [UP DOWN]\n");
     return 2;
 }

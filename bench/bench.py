@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--conn-conc", type=int, default=32)
     ap.add_argument("--api-samples", type=int, default=150, help="splice+remove pairs per round")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--prototypes", action="store_true",
+                    help="also measure issue 12's relay prototypes (bench/prototypes; bench/run builds them)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--prof-secs", type=int, default=8)
     ap.add_argument("--prof-only", default="bulk,ping,connrate,list,idle-heap",
@@ -57,6 +59,8 @@ def main():
         ap.error(f"unknown workload(s) {sorted(bad)}; pick from {WORKLOADS}")
     if a.quick:
         a.rounds, a.secs, a.ping_n1, a.ping_n50, a.conn_secs, a.api_samples = 1, 2, 5000, 20000, 1, 30
+    if a.prototypes:
+        env.enable_prototypes()
     raise_nofile()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,8 @@ def main():
         return
     if a.report_only:
         raw = json.loads((RESULTS / "raw.json").read_text())
+        if any(t in raw.get("targets", []) for t in env.PROTOTYPES):
+            env.enable_prototypes()
         b = Bench(argparse.Namespace(**raw["args"]))
         b.res = raw
         report(b, None, raw["elapsed_s"])
@@ -76,6 +82,7 @@ def main():
     b.res["machine"] = machine()
     b.res["versions"] = versions()
     b.res["args"] = {k: v for k, v in vars(a).items() if k not in ("report_only", "profile")}
+    b.res["targets"] = list(env.TARGETS)
     b.upstreams()
     if set(a.only) & {"bulk", "ping", "connrate", "mediation", "split"}:
         b.compare()

@@ -19,7 +19,7 @@ def plot(b):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2))
     axes = axes if len(panels) > 1 else [axes]
     colors = {"direct": "#999999", "splicegate": "#d9534f", "haproxy": "#337ab7", "nginx": "#8e44ad",
-              "minrelay": "#333333", "socat": "#5cb85c"}
+              "minrelay": "#333333", "socat": "#5cb85c", "proto-epoll": "#f0ad4e", "proto-uring": "#c9a227"}
     for ax, k in zip(axes, panels):
         if k in ("bulk", "ping"):
             groups = ["1", "4"] if k == "bulk" else ["1", "50"]

@@ -5,7 +5,7 @@ import platform
 import subprocess
 
 from . import env
-from .env import LABELS, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
+from .env import LABELS, MEMORY_AFTER, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
 from .stats import fmt, med, pct, ratio
 
 
@@ -47,15 +47,19 @@ def targets_section():
             "- **direct**: the load generator talks to the server itself, no proxy.",
             "- **splicegate**: the release build, one process, one listener per workload.",
             "- **HAProxy**: `mode tcp`, default buffers, one thread per core, no logging "
-            "([bench/haproxy.cfg](../haproxy.cfg)). The goals of issue 6 are set against it.",
+            "([bench/haproxy.cfg](../haproxy.cfg)). The goals of issue 12 are set against it.",
             "- **nginx**: the `stream` module as a plain L4 proxy (`proxy_pass`), default buffers, "
             "`worker_processes auto`, no logging ([bench/nginx.conf](../nginx.conf)).",
             "- **minrelay**: the smallest epoll relay we could write (`shared/yardsticks/minrelay.c`, one "
             "thread and listener per core, one 16 KiB buffer per thread, no half-close): what a user-space "
             "relay can reach on this machine. splicegate/minrelay is the distance from that limit, "
             "not a goal: minrelay does nothing else a gateway must.",
-            "- **socat**: `TCP-LISTEN:…,fork`, a process per connection.",
-            ""]
+            "- **socat**: `TCP-LISTEN:…,fork`, a process per connection."] + (
+            ["- **proto-epoll**, **proto-uring** (with `--prototypes`): issue 12's two smallest Swift relays "
+             "([bench/prototypes](../prototypes)), one loop and SO_REUSEPORT listener per core like minrelay, "
+             "with half-close and back-pressure: epoll edge-triggered with a 64 KiB scratch buffer per loop, "
+             "and io_uring with a ring of provided buffers (recv picks one when bytes arrive)."]
+            if any(t in env.PROTOTYPES for t in TARGETS) else []) + [""]
 
 
 def build_info():
@@ -173,7 +177,7 @@ def memory_section(memory):
     peers = [t for t in PEERS if t in targets]
     L = ["## Memory per idle session (KiB)\n",
          "N idle client connections (`bt idle`) through the proxy to an upstream that holds them "
-         "(`bt sink`); a fresh proxy process per measurement, warmed with 200 sessions opened and "
+         "(`bt holder`); a fresh proxy process per measurement, warmed with 200 sessions opened and "
          "closed first; (RSS after − RSS before) / N. socat forks a process per connection, so its "
          "figure is the growth of the summed **PSS** of the socat process tree, at 1,000 sessions "
          "only (10,000 forked processes were skipped)."
@@ -186,6 +190,116 @@ def memory_section(memory):
     for n in sizes:
         meds = {t: med(memory[n].get(t, [])) for t in targets}
         L.append(f"| {int(n):,} | " + " | ".join(fmt(meds[t]) for t in targets) + f" | {per_ratio(meds, peers)} |")
+    L.append("")
+    return L
+
+
+def figures(r):
+    """Each comparable figure as {target: median}, with whether higher is better."""
+    f = {}
+    if "bulk" in r:
+        for s in ("1", "4"):
+            f[f"iperf3 {s} stream{'s' if s == '4' else ''}, Gbit/s"] = (
+                {t: med(v) for t, v in r["bulk"][s].items()}, True)
+    if "ping" in r:
+        for c in ("1", "50"):
+            p = r["ping"][c]
+            f[f"PING req/s, {c} client{'s' if c == '50' else ''}"] = ({t: med([x["rps"] for x in v]) for t, v in p.items()}, True)
+            f[f"PING p99 ms, {c} client{'s' if c == '50' else ''}"] = ({t: med([x["p99_ms"] for x in v]) for t, v in p.items()}, False)
+    if "connrate" in r:
+        f["new sessions/s"] = ({t: med([x["cps"] for x in v]) for t, v in r["connrate"].items()}, True)
+    if "memory" in r:
+        for n in sorted(r["memory"], key=int):
+            f[f"KiB per idle session, never used ({int(n):,})"] = ({t: med(v) for t, v in r["memory"][n].items()}, False)
+    for name, n, up, down in MEMORY_AFTER:
+        if name in r.get("memory_after", {}):
+            f[f"KiB per idle session after {after_label(name, up, down)}"] = (
+                {t: med(v) for t, v in r["memory_after"][name].items()}, False)
+    return f
+
+
+def after_label(name, up, down):
+    return "one PING/PONG" if name == "ping" else f"a {up // 1024} KiB / {down // 1024} KiB burst"
+
+
+def goals_section(r):
+    """Issue 12's goals, each against HAProxy unless it says otherwise."""
+    L = ["## Goals (issue 12)\n", "| goal | splicegate | HAProxy | ratio | met |", "|---|---|---|---|---|"]
+
+    def goal(name, sg, ha, rt, ok, unit=""):
+        L.append(f"| {name} | {fmt(sg)}{unit} | {fmt(ha)}{unit} | {fmt(rt)}{'×' if rt is not None else ''} | "
+                 f"{'yes' if ok else ('**no**' if ok is not None else '–')} |")
+
+    def vs_haproxy(name, key, want, higher, unit=""):
+        meds = figures(r).get(key, ({}, True))[0]
+        sg, ha = meds.get("splicegate"), meds.get("haproxy")
+        rt = ratio(sg, ha)
+        goal(name, sg, ha, rt, None if rt is None else (rt >= want if higher else rt <= want), unit)
+
+    for key in [k for k in figures(r) if k.startswith("KiB per idle session")]:
+        vs_haproxy(f"memory per idle session ≤ 1.0× HAProxy: {key.split(', ', 1)[-1].replace('KiB per idle session ', '')}",
+                   key, 1.0, False, " KiB")
+    vs_haproxy("PING req/s at 50 clients ≥ 1.1× HAProxy", "PING req/s, 50 clients", 1.1, True, " req/s")
+    vs_haproxy("PING req/s at 1 client ≥ 1.0× HAProxy", "PING req/s, 1 client", 1.0, True, " req/s")
+    vs_haproxy("PING p99 at 50 clients ≤ HAProxy's", "PING p99 ms, 50 clients", 1.0, False, " ms")
+    vs_haproxy("PING p99 at 1 client ≤ HAProxy's", "PING p99 ms, 1 client", 1.0, False, " ms")
+    vs_haproxy("new sessions/s ≥ 1.0× HAProxy", "new sessions/s", 1.0, True)
+    vs_haproxy("iperf3 1 stream ≥ 1.3× HAProxy", "iperf3 1 stream, Gbit/s", 1.3, True, " Gbit/s")
+    vs_haproxy("iperf3 4 streams ≥ 1.3× HAProxy", "iperf3 4 streams, Gbit/s", 1.3, True, " Gbit/s")
+    if "mediation" in r:
+        hop, none = med(r["mediation"]["1"]), med(r["mediation"]["0"])
+        rt = ratio(hop, none)
+        goal("one identity hop ≥ 0.5× of no hop (iperf3, 1 stream; HAProxy column: no hop)", hop, none, rt,
+             rt is not None and rt >= 0.5, " Gbit/s")
+    if "api" in r and r["api"]["splice_ms"]:
+        p99 = pct(r["api"]["splice_ms"], .99)
+        goal("splice p99 with 1,000 live sessions ≤ 1.05 ms (before issue 12)", p99, None, None, p99 <= 1.05, " ms")
+    if "api" in r and r["api"]["list_ms"]:
+        n = r["api"]["list_n"]
+        t = med(r["api"]["list_ms"]) * WANT_BIG / n
+        goal(f"listing 10,000 sessions ≤ 38 ms (before issue 12; measured at {n:,}, scaled)", t, None, None,
+             t <= 38.0, " ms")
+    L.append("")
+    return L
+
+
+def prototypes_section(r):
+    """Issue 12's A/B: each prototype and splicegate against HAProxy, nginx and minrelay."""
+    cols = ["splicegate"] + [t for t in env.PROTOTYPES if t in r.get("targets", [])]
+    L = ["## Relay prototypes against the peers (issue 12)\n",
+         "Each cell is the target's figure / the peer's, from the same rounds; for memory and p99, "
+         "lower is better, so a ratio below 1 wins there.\n",
+         "| figure | " + " | ".join(f"{LABELS[c]}/{LABELS[p]}" for c in cols for p in PEERS) + " |",
+         "|---" * (1 + len(cols) * len(PEERS)) + "|"]
+    for key, (meds, higher) in figures(r).items():
+        cells = []
+        for c in cols:
+            for p in PEERS:
+                rt = ratio(meds.get(c), meds.get(p))
+                won = rt is not None and (rt >= 1.0 if higher else rt <= 1.0)
+                cells.append("–" if rt is None else (f"**{fmt(rt)}**" if won else fmt(rt)))
+        L.append(f"| {key} | " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
+def memory_after_section(after):
+    L = ["## Memory per idle session after traffic (KiB)\n",
+         "As above, to `bt holder`, but each session first sends a request and reads the holder's "
+         "answer, then sits idle: a small PING-sized exchange (14 bytes up, 7 down, 2,000 sessions) and a "
+         "burst (256 KiB up, 64 KiB down, 500 sessions). A proxy that keeps its buffers for the "
+         "session's life pays for them here. socat is left out.\n"]
+    targets = [t for t in TARGETS if t != "direct" and any(t in after[k] for k in after)]
+    peers = [t for t in PEERS if t in targets]
+    L += ["| after | " + " | ".join(LABELS[t] for t in targets) + " | " +
+          " | ".join(f"splicegate/{LABELS[t]}" for t in peers) + " |",
+          "|---" * (len(targets) + len(peers) + 1) + "|"]
+    for name, n, up, down in MEMORY_AFTER:
+        if name not in after:
+            continue
+        meds = {t: med(after[name].get(t, [])) for t in targets}
+        L.append(f"| {after_label(name, up, down)} ({n:,}) | " + " | ".join(fmt(meds[t]) for t in targets) +
+                 f" | {per_ratio(meds, peers)} |")
     L.append("")
     return L
 
@@ -222,45 +336,9 @@ def report(b, started, elapsed):
                      f"`{worst[0]}` (top: {', '.join(worst[1]['top'])}). Figures from that run are noisier and "
                      f"lower than on a quiet machine; the per-round ratios show how much.")
     L.append("")
-    L.append("## Goals (issue 6)\n")
-    L.append("| goal | splicegate | HAProxy | ratio | met |")
-    L.append("|---|---|---|---|---|")
-    goals = []
-
-    def goal(name, sg, ha, rt, ok, unit=""):
-        goals.append((name, ok))
-        L.append(f"| {name} | {fmt(sg)}{unit} | {fmt(ha)}{unit} | {fmt(rt)}{'×' if rt is not None else ''} | "
-                 f"{'yes' if ok else ('**no**' if ok is not None else '–')} |")
-
-    if "bulk" in r:
-        for s in ("1", "4"):
-            sg, ha = med(r["bulk"][s]["splicegate"]), med(r["bulk"][s]["haproxy"])
-            rt = ratio(sg, ha)
-            goal(f"bulk throughput {s} stream{'s' if s == '4' else ''} ≥ 1.0× HAProxy", sg, ha, rt,
-                 rt is not None and rt >= 1.0, " Gbit/s")
-    if "ping" in r:
-        p = r["ping"]["50"]
-        sg, ha = med([x["rps"] for x in p["splicegate"]]), med([x["rps"] for x in p["haproxy"]])
-        rt = ratio(sg, ha)
-        goal("PING req/s at 50 clients ≥ 1.0× HAProxy", sg, ha, rt, rt is not None and rt >= 1.0, " req/s")
-        sg, ha = med([x["p99_ms"] for x in p["splicegate"]]), med([x["p99_ms"] for x in p["haproxy"]])
-        rt = ratio(sg, ha)
-        goal("PING p99 at 50 clients ≤ HAProxy's", sg, ha, rt, rt is not None and rt <= 1.0, " ms")
-    if "memory" in r:
-        for n in sorted(r["memory"], key=int):
-            mm = r["memory"][n]
-            sg, ha = med(mm.get("splicegate", [])), med(mm.get("haproxy", []))
-            rt = ratio(sg, ha)
-            goal(f"memory per idle session at {int(n):,} ≤ 2× HAProxy", sg, ha, rt,
-                 rt is not None and rt <= 2.0, " KiB")
-    if "api" in r and r["api"]["splice_ms"]:
-        p99 = pct(r["api"]["splice_ms"], .99)
-        goal("splice API p99 ≤ 5 ms with 1,000 live sessions", p99, None, None, p99 <= 5.0, " ms")
-    if "api" in r and r["api"]["list_ms"]:
-        n = r["api"]["list_n"]
-        t = med(r["api"]["list_ms"]) * WANT_BIG / n
-        goal(f"listing 10,000 sessions ≤ 50 ms (measured at {n:,}, scaled)", t, None, None, t <= 50.0, " ms")
-    L.append("")
+    L += goals_section(r)
+    if any(t in env.PROTOTYPES for t in r.get("targets", [])):
+        L += prototypes_section(r)
 
     if "bulk" in r:
         L += bulk_section(r["bulk"], a)
@@ -270,6 +348,8 @@ def report(b, started, elapsed):
         L += connrate_section(r["connrate"], a)
     if "memory" in r:
         L += memory_section(r["memory"])
+    if r.get("memory_after"):
+        L += memory_after_section(r["memory_after"])
     if "mediation" in r:
         L.append("## splicegate: throughput with identity mediators (iperf3, 1 stream, Gbit/s)\n")
         L.append("A listener `mediators` template splices the hops into every session (the iperf3 control "

@@ -3,7 +3,7 @@ import json
 import os
 
 from . import env
-from .env import BENCH, HOST, LOGS, MINRELAY, TARGETS, WORK
+from .env import BENCH, HOST, LOGS, MINRELAY, PROTO_BIN, PROTOTYPES, TARGETS, WORK
 from .processes import free_port, run, spawn, stop, wait_log, wait_port
 
 
@@ -19,6 +19,8 @@ class Proxies:
         self.nginx_servers = []
         self.minrelays = []
         self.socats = []
+        self.protos = []  # (kind, port, upstream)
+        self.proto_procs = {}
         self.sg = self.ha = self.nginx = None
         self.minrelay_procs = []
         self.socat_procs = []
@@ -49,6 +51,11 @@ class Proxies:
             p = free_port()
             self.minrelays.append((name, p, upstream))
             ports["minrelay"] = p
+        for kind in PROTOTYPES:
+            if kind in targets:
+                p = free_port()
+                self.protos.append((kind, p, upstream))
+                ports[kind] = p
         if "socat" in targets:
             p = free_port()
             self.socats.append((name, p, upstream))
@@ -65,13 +72,17 @@ class Proxies:
             self.nginx = start_nginx(self.nginx_servers, f"nginx-{self.tag}")
         self.minrelay_procs = [start_minrelay(p, up, f"minrelay-{self.tag}-{n}") for n, p, up in self.minrelays]
         self.socat_procs = [start_socat(p, up, f"socat-{self.tag}-{n}") for n, p, up in self.socats]
+        for kind, p, up in self.protos:
+            self.proto_procs.setdefault(kind, []).append(
+                spawn([PROTO_BIN / kind, p, up, os.cpu_count()], f"{kind}-{self.tag}-{p}"))
         for ports in self.routes.values():
             for t, port in ports.items():
                 if t != "direct":
                     wait_port(port)
 
     def stop(self):
-        for p in [self.sg, self.ha, self.nginx] + self.minrelay_procs + self.socat_procs:
+        protos = [p for ps in self.proto_procs.values() for p in ps]
+        for p in [self.sg, self.ha, self.nginx] + self.minrelay_procs + self.socat_procs + protos:
             stop(p)
 
     def revive_minrelays(self):
@@ -83,6 +94,8 @@ class Proxies:
 
     def process(self, target):
         """The process to measure for a target with a single route (the memory workload)."""
+        if target in PROTOTYPES:
+            return (self.proto_procs.get(target) or [None])[0]
         return {"splicegate": self.sg, "haproxy": self.ha, "nginx": self.nginx,
                 "minrelay": (self.minrelay_procs or [None])[0], "socat": (self.socat_procs or [None])[0]}[target]
 

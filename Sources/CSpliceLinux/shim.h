@@ -1,0 +1,93 @@
+/* Linux calls the relay core makes that Glibc's Swift module leaves out (epoll, eventfd;
+   accept4, pipe2 and pthread_setname_np), and the epoll flags as plain unsigned constants.
+   No _GNU_SOURCE here: it renames fd_set's field, and this module's fd_set must match the
+   one every other module (Dispatch, libmicrohttpd's) sees. The few GNU calls are declared
+   below instead. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const unsigned splice_epoll_in = EPOLLIN;
+static const unsigned splice_epoll_out = EPOLLOUT;
+static const unsigned splice_epoll_rdhup = EPOLLRDHUP;
+static const unsigned splice_epoll_hup = EPOLLHUP;
+static const unsigned splice_epoll_err = EPOLLERR;
+static const unsigned splice_epoll_et = EPOLLET;
+static const unsigned splice_epoll_exclusive = EPOLLEXCLUSIVE;
+
+static inline int splice_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+static inline int splice_epoll_add(int epfd, int fd, unsigned events, unsigned long long data) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = data;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static inline int splice_epoll_del(int epfd, int fd) {
+    struct epoll_event ev = {0};
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+/* Waits for events; writes each one's flags and data into the two arrays (epoll_event is
+   packed on x86_64, which Swift does not import field by field). */
+static inline int splice_epoll_wait(int epfd, struct epoll_event *scratch, int max, int timeout_ms,
+                                    unsigned *flags, unsigned long long *data) {
+    int n = epoll_wait(epfd, scratch, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        flags[i] = scratch[i].events;
+        data[i] = scratch[i].data.u64;
+    }
+    return n;
+}
+
+static inline struct epoll_event *splice_epoll_events(int count) {
+    return (struct epoll_event *)calloc((size_t)count, sizeof(struct epoll_event));
+}
+
+static inline int splice_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+extern int pipe2(int fds[2], int flags);
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
+static inline int splice_accept(int fd) { return accept4(fd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+static inline int splice_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+static inline int splice_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static inline int splice_stream_socket(int family) {
+    return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+static inline int splice_set_int_option(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+static inline int splice_socket_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+    return err;
+}
+
+static inline int splice_errno(void) { return errno; }
+
+static inline void splice_name_thread(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, 15);
+    short_name[15] = 0;
+    pthread_setname_np(pthread_self(), short_name);
+}

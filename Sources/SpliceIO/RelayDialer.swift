@@ -1,0 +1,108 @@
+internal import CSpliceLinux
+import Dispatch
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Dials TCP peers (servers, mediators, split recipients) on a loop, as `RelaySocket`s.
+public enum RelayDialer {
+    /// Connects to `host:port` within `timeout`. An IP literal is used as it is; a name is
+    /// resolved off the loop (getaddrinfo blocks) and its addresses tried in order.
+    public static func connect(host: String, port: Int, timeout: TimeAmount, on loop: RelayLoop,
+                               waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks)
+        -> EventLoopFuture<RelaySocket> {
+        let promise = loop.makePromise(of: RelaySocket.self)
+        let deadline = NIODeadline.now() + timeout
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            loop.execute { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, promise: promise) }
+        } else {
+            DispatchQueue.global().async {
+                do {
+                    let addresses = try resolve(host, port)
+                    loop.execute {
+                        attempt(addresses[...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
+                                promise: promise)
+                    }
+                } catch {
+                    promise.fail(error)
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    private static func resolve(_ host: String, _ port: Int) throws(RelayIOError) -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let first = result else {
+            throw .resolve(host, String(cString: gai_strerror(rc)).lowercased())
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [SocketAddress] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            if let raw = current.pointee.ai_addr {
+                var storage = sockaddr_storage()
+                withUnsafeMutableBytes(of: &storage) { target in
+                    target.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: Int(current.pointee.ai_addrlen)))
+                }
+                if let address = SocketAddress(storage) { addresses.append(address) }
+            }
+            entry = current.pointee.ai_next
+        }
+        guard !addresses.isEmpty else { throw .resolve(host, "no address") }
+        return addresses
+    }
+
+    /// Tries the first address; on failure the next, with the first failure reported if
+    /// all fail.
+    private static func attempt(
+        _ addresses: ArraySlice<SocketAddress>, deadline: NIODeadline, timeout: TimeAmount, loop: RelayLoop,
+        waterMarks: (low: Int, high: Int), promise: EventLoopPromise<RelaySocket>, firstError: RelayIOError? = nil
+    ) {
+        guard let address = addresses.first else {
+            return promise.fail(firstError ?? .system("connect", EHOSTUNREACH))
+        }
+        let rest = addresses.dropFirst()
+        let retry: (RelayIOError) -> Void = { error in
+            if rest.isEmpty || NIODeadline.now() >= deadline {
+                promise.fail(firstError ?? error)
+            } else {
+                attempt(rest, deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, promise: promise,
+                        firstError: firstError ?? error)
+            }
+        }
+        let fd = splice_stream_socket(Int32(address.protocol.rawValue))
+        guard fd >= 0 else { return retry(.system("socket", errno)) }
+        _ = splice_set_int_option(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        let rc = address.withSockAddr { pointer, length in Glibc.connect(fd, pointer, socklen_t(length)) }
+        if rc != 0, errno != EINPROGRESS {
+            let error = errno
+            Glibc.close(fd)
+            return retry(.system("connect", error))
+        }
+        guard let socket = RelaySocket(tcp: fd, loop: loop, waterMarks: waterMarks) else {
+            return retry(.system("epoll_ctl", errno))
+        }
+        if rc == 0 { return promise.assumeIsolated().succeed(socket) }
+        let timer = loop.timers.add(deadline) {
+            socket.connecting = nil
+            socket.close()
+            retry(.timeout(milliseconds: timeout.nanoseconds / 1_000_000))
+        }
+        socket.connecting = { result in
+            loop.timers.cancel(timer)
+            switch result {
+            case .success:
+                promise.assumeIsolated().succeed(socket)
+            case .failure(let error):
+                socket.close()
+                retry(error)
+            }
+        }
+    }
+}

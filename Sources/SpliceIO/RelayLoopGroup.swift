@@ -1,0 +1,48 @@
+import Dispatch
+import NIOCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The relay's loops, one per core by default; sessions are spread over them round-robin.
+public final class RelayLoopGroup: EventLoopGroup, Sendable {
+    /// The loops, in creation order.
+    public let loops: [RelayLoop]
+    private let counter = Atomic<Int>(0)
+
+    /// Starts `count` loops. Writes to a pipe whose reader has gone must fail with EPIPE,
+    /// not kill the process (exec mediators are pipes; sockets use MSG_NOSIGNAL anyway).
+    public init(loopCount count: Int) {
+        signal(SIGPIPE, SIG_IGN)
+        loops = (0..<max(1, count)).map { RelayLoop(name: "relay-\($0)") }
+    }
+
+    /// The next loop, round-robin.
+    public func next() -> any EventLoop { nextLoop() }
+
+    /// The next loop as itself.
+    public func nextLoop() -> RelayLoop {
+        loops[counter.wrappingAdd(1, ordering: .relaxed).oldValue % loops.count]
+    }
+
+    public func any() -> any EventLoop { next() }
+
+    public func makeIterator() -> EventLoopIterator { EventLoopIterator(loops) }
+
+    public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
+        let remaining = Countdown(loops.count)
+        for loop in loops {
+            loop.shutdownGracefully(queue: queue) { _ in
+                if remaining.tick() { callback(nil) }
+            }
+        }
+    }
+}
+
+/// Counts down from `count`; `tick()` is true for the last one.
+private final class Countdown: Sendable {
+    private let value: Atomic<Int>
+    init(_ count: Int) { value = Atomic(count) }
+    func tick() -> Bool { value.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 }
+}

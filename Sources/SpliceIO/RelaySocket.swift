@@ -1,0 +1,356 @@
+internal import CSpliceLinux
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection of a session as the relay core sees it: a TCP socket, or an exec
+/// mediator's two pipes. Loop-confined: every method runs on `loop`.
+///
+/// Input is read only when the delegate's `mayRead` allows, straight into the loop's
+/// scratch buffer. Output is written at once; what the kernel does not take waits in
+/// `pending` until the socket is writable again, and past `highWater` queued bytes the
+/// socket reports itself unwritable until it drains to `lowWater`. An idle socket holds no
+/// buffer.
+public final class RelaySocket: RelayPollable {
+    /// The loop that owns the socket.
+    public let loop: RelayLoop
+    /// What the socket reports to.
+    public var delegate: (any RelaySocketDelegate)?
+    let inputFD: Int32
+    private(set) var outputFD: Int32
+    private let isPipe: Bool
+    private var inputToken: PollToken?
+    private var outputToken: PollToken?
+    private(set) public var isOpen = true
+    /// The kernel reported input (or EOF) that has not been read yet.
+    private var readable = false
+    /// The kernel reported the peer's FIN: a short read then does not mean nothing is
+    /// left, since no new edge comes for an EOF already queued behind the bytes.
+    private var eofQueued = false
+    /// Set while the loop has this socket on its list of reads to do.
+    var readScheduled = false
+    /// The peer's EOF has been read and reported.
+    public private(set) var inputEnded = false
+    /// Our output is shut (TCP `SHUT_WR`, or the pipe to the process closed).
+    public private(set) var outputShut = false
+    private var pending = CircularBuffer<ByteBuffer>()
+    /// Bytes written by the session and not yet taken by the kernel.
+    public private(set) var pendingBytes = 0
+    private let highWater: Int
+    private let lowWater: Int
+    private var unwritable = false
+    private var writeFailed = false
+    private var shutdownRequested = false
+    private var shutdownCallbacks: [(Result<Void, RelayIOError>) -> Void] = []
+    private var closeAfterFlushRequested = false
+    private var closePromise: EventLoopPromise<Void>?
+    /// Set while a dial is under way (see `RelayDialer`).
+    var connecting: ((Result<Void, RelayIOError>) -> Void)?
+
+    /// NIO's default write-buffer water marks, which the relay kept until now.
+    public static let defaultWaterMarks = (low: 32 * 1024, high: 64 * 1024)
+
+    /// Takes an open, non-blocking TCP socket and registers it with `loop`. Nil (and the
+    /// descriptor closed) if the loop cannot take it.
+    init?(tcp fd: Int32, loop: RelayLoop, waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks) {
+        self.loop = loop
+        inputFD = fd
+        outputFD = fd
+        isPipe = false
+        lowWater = waterMarks.low
+        highWater = waterMarks.high
+        let events = splice_epoll_in | splice_epoll_out | splice_epoll_rdhup | splice_epoll_et
+        guard let token = loop.register(fd, events: events, target: self) else {
+            Glibc.close(fd)
+            return nil
+        }
+        inputToken = token
+    }
+
+    /// Takes a process's stdout (`input`, which we read) and stdin (`output`, which we
+    /// write) and registers both with `loop`.
+    public init?(pipesReading input: Int32, writing output: Int32, loop: RelayLoop) {
+        loop.preconditionInEventLoop()
+        self.loop = loop
+        inputFD = input
+        outputFD = output
+        isPipe = true
+        lowWater = Self.defaultWaterMarks.low
+        highWater = Self.defaultWaterMarks.high
+        _ = splice_set_nonblocking(input)
+        _ = splice_set_nonblocking(output)
+        guard let inToken = loop.register(input, events: splice_epoll_in | splice_epoll_rdhup | splice_epoll_et,
+                                          target: self, slot: 0) else {
+            Glibc.close(input)
+            Glibc.close(output)
+            return nil
+        }
+        guard let outToken = loop.register(output, events: splice_epoll_out | splice_epoll_et, target: self, slot: 1) else {
+            loop.deregister(inToken)
+            Glibc.close(input)
+            Glibc.close(output)
+            return nil
+        }
+        inputToken = inToken
+        outputToken = outToken
+    }
+
+    // MARK: events
+
+    func ready(_ events: UInt32, slot: Int) {
+        guard isOpen else { return }
+        if let connecting {
+            guard events & (splice_epoll_out | splice_epoll_err | splice_epoll_hup) != 0 else { return }
+            self.connecting = nil
+            let error = splice_socket_error(inputFD)
+            if error != 0 {
+                connecting(.failure(.system("connect", error)))
+                return
+            }
+            connecting(.success(()))
+            guard isOpen else { return }
+        }
+        if events & splice_epoll_err != 0 {
+            let error = splice_socket_error(slot == 1 ? outputFD : inputFD)
+            if error != 0 { return fail(.system(slot == 1 || isPipe ? "write" : "read", error)) }
+            if isPipe && slot == 1 { return fail(.system("write", EPIPE)) }
+        }
+        if events & splice_epoll_out != 0, slot == 1 || !isPipe, !pending.isEmpty {
+            flushPending()
+            guard isOpen else { return }
+        }
+        if slot == 0, events & (splice_epoll_in | splice_epoll_rdhup | splice_epoll_hup | splice_epoll_err) != 0 {
+            readable = true
+            if events & (splice_epoll_rdhup | splice_epoll_hup) != 0 { eofQueued = true }
+            readAvailable()
+        }
+    }
+
+    /// Reads while the delegate takes input, at most `readsPerTurn` times before other
+    /// sockets get their turn.
+    func readAvailable() {
+        var budget = RelayLoop.readsPerTurn
+        while readable, isOpen, !inputEnded, let delegate, delegate.mayRead {
+            guard budget > 0 else { return loop.scheduleRead(self) }
+            budget -= 1
+            let n = Glibc.read(inputFD, loop.scratch, RelayLoop.scratchSize)
+            if n > 0 {
+                if n < RelayLoop.scratchSize, !eofQueued { readable = false }
+                delegate.received(UnsafeRawBufferPointer(start: loop.scratch, count: n))
+            } else if n == 0 {
+                readable = false
+                inputEnded = true
+                delegate.inputClosed()
+            } else {
+                let error = errno
+                if error == EAGAIN || error == EWOULDBLOCK {
+                    readable = false
+                } else if error != EINTR {
+                    return fail(.system("read", error))
+                }
+            }
+        }
+    }
+
+    /// Reads again if input was left waiting while the delegate did not take it.
+    public func resumeRead() {
+        guard readable, isOpen, !inputEnded else { return }
+        loop.scheduleRead(self)
+    }
+
+    // MARK: writing
+
+    /// Whether the socket takes more output without growing past its high-water mark.
+    public var isWritable: Bool { isOpen && !unwritable }
+
+    /// Writes `bytes` now, keeping what the kernel does not take. Dropped once the
+    /// output is shut or the socket closed.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard isOpen, !outputShut, !shutdownRequested, !writeFailed, bytes.count > 0 else { return }
+        var sent = 0
+        if pending.isEmpty {
+            let n = rawWrite(bytes.baseAddress!, bytes.count)
+            if n == bytes.count { return }
+            if n < 0 {
+                let error = errno
+                guard error == EAGAIN || error == EWOULDBLOCK || error == EINTR else {
+                    // Inside someone else's callback: report the failure after it.
+                    writeFailed = true
+                    loop.later { self.fail(.system("write", error)) }
+                    return
+                }
+            } else {
+                sent = n
+            }
+        }
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[sent...])
+        var buffer = ByteBufferAllocator().buffer(capacity: rest.count)
+        buffer.writeBytes(rest)
+        pending.append(buffer)
+        pendingBytes += rest.count
+        if pendingBytes > highWater { unwritable = true }
+    }
+
+    /// Writes a buffer's readable bytes (see `write(_:)`).
+    public func write(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { write($0) }
+    }
+
+    private func rawWrite(_ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+        isPipe ? Glibc.write(outputFD, pointer, count) : send(outputFD, pointer, count, Int32(MSG_NOSIGNAL))
+    }
+
+    private func flushPending() {
+        while !pending.isEmpty {
+            let first = pending.first!
+            let n = first.withUnsafeReadableBytes { rawWrite($0.baseAddress!, $0.count) }
+            if n < 0 {
+                let error = errno
+                if error == EAGAIN || error == EWOULDBLOCK { break }
+                if error == EINTR { continue }
+                return fail(.system("write", error))
+            }
+            pendingBytes -= n
+            if n == first.readableBytes {
+                pending.removeFirst()
+            } else {
+                pending[pending.startIndex].moveReaderIndex(forwardBy: n)
+                break
+            }
+        }
+        if unwritable, pendingBytes <= lowWater {
+            unwritable = false
+            delegate?.becameWritable()
+            guard isOpen else { return }
+        }
+        guard pending.isEmpty else { return }
+        if shutdownRequested && !outputShut { shutOutput() }
+        if closeAfterFlushRequested { close() }
+    }
+
+    // MARK: closing
+
+    /// Half-closes the output once everything written before has gone out; `done` runs
+    /// after (on the loop, never inside this call).
+    public func closeOutputAfterFlush(_ done: @escaping (Result<Void, RelayIOError>) -> Void) {
+        guard isOpen else { return loop.later { done(.failure(.closed)) } }
+        if outputShut { return loop.later { done(.success(())) } }
+        shutdownCallbacks.append(done)
+        shutdownRequested = true
+        if pending.isEmpty { shutOutput() }
+    }
+
+    private func shutOutput() {
+        outputShut = true
+        var result: Result<Void, RelayIOError> = .success(())
+        if isPipe {
+            if let outputToken { loop.deregister(outputToken) }
+            outputToken = nil
+            Glibc.close(outputFD)
+            outputFD = -1
+        } else if Glibc.shutdown(outputFD, Int32(SHUT_WR)) != 0, errno != ENOTCONN {
+            result = .failure(.system("shutdown", errno))
+        }
+        let callbacks = shutdownCallbacks
+        shutdownCallbacks = []
+        loop.later { callbacks.forEach { $0(result) } }
+    }
+
+    /// Closes once everything written has gone out.
+    public func closeAfterFlush() {
+        guard isOpen else { return }
+        if pending.isEmpty { return close() }
+        closeAfterFlushRequested = true
+    }
+
+    /// Closes now; what was still queued is dropped.
+    public func close() {
+        guard isOpen else { return }
+        isOpen = false
+        if let inputToken { loop.deregister(inputToken) }
+        if let outputToken { loop.deregister(outputToken) }
+        inputToken = nil
+        outputToken = nil
+        Glibc.close(inputFD)
+        if isPipe, outputFD >= 0 { Glibc.close(outputFD) }
+        outputFD = -1
+        pending.removeAll()
+        pendingBytes = 0
+        let callbacks = shutdownCallbacks
+        shutdownCallbacks = []
+        let connecting = self.connecting
+        self.connecting = nil
+        loop.later {
+            connecting?(.failure(.closed))
+            callbacks.forEach { $0(.failure(.closed)) }
+            self.delegate?.closed()
+            self.delegate = nil
+            self.closePromise?.succeed(())
+            self.closePromise = nil
+        }
+    }
+
+    private func fail(_ error: RelayIOError) {
+        guard isOpen else { return }
+        delegate?.failed(error)
+        close()
+    }
+
+    /// Completes once the socket is closed.
+    public var closeFuture: EventLoopFuture<Void> {
+        guard isOpen || closePromise != nil else { return loop.makeSucceededVoidFuture() }
+        if closePromise == nil { closePromise = loop.makePromise() }
+        return closePromise!.futureResult
+    }
+
+    // MARK: addresses
+
+    /// The peer's address (nil for pipes, or once the connection is gone).
+    public var remoteAddress: SocketAddress? { isPipe || !isOpen ? nil : Self.address(of: inputFD, peer: true) }
+
+    /// The local address (nil for pipes).
+    public var localAddress: SocketAddress? { isPipe || !isOpen ? nil : Self.address(of: inputFD, peer: false) }
+
+    static func address(of fd: Int32, peer: Bool) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
+            }
+        }
+        guard rc == 0 else { return nil }
+        return SocketAddress(storage)
+    }
+}
+
+extension SocketAddress {
+    private static func text(_ chars: [CChar]) -> String {
+        String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// An IPv4 or IPv6 address read back from the kernel.
+    init?(_ storage: sockaddr_storage) {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee } }
+            var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+            var raw = address.sin_addr
+            guard inet_ntop(AF_INET, &raw, &text, socklen_t(text.count)) != nil else { return nil }
+            self = SocketAddress(address, host: Self.text(text))
+        case AF_INET6:
+            let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee } }
+            var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            var raw = address.sin6_addr
+            guard inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count)) != nil else { return nil }
+            self = SocketAddress(address, host: Self.text(text))
+        default:
+            return nil
+        }
+    }
+}
+
+@available(*, unavailable)
+extension RelaySocket: Sendable {}

@@ -30,10 +30,19 @@ let package = Package(
         .target(
             name: "SpliceCore"
         ),
+        .systemLibrary(name: "CSpliceLinux"),
+        .target(
+            name: "SpliceIO",
+            dependencies: [
+                "CSpliceLinux",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "SpliceDataPlane",
             dependencies: [
                 "SpliceCore",
+                "SpliceIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,6 +74,7 @@ let package = Package(
                 "SpliceCore",
                 "SpliceDataPlane",
                 "SpliceControlPlane",
+                "SpliceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -76,6 +86,7 @@ let package = Package(
         .target(
             name: "SpliceTestSupport",
             dependencies: [
+                "SpliceIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -84,11 +95,18 @@ let package = Package(
             path: "Tests/SpliceTestSupport"
         ),
         .testTarget(name: "SpliceCoreTests", dependencies: ["SpliceCore"]),
+        .testTarget(
+            name: "SpliceIOTests",
+            dependencies: [
+                "SpliceIO", "SpliceTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SpliceSamplesTests", dependencies: ["SpliceSamples", "SpliceTestSupport"]),
         .testTarget(
             name: "SpliceDataPlaneTests",
             dependencies: [
-                "SpliceDataPlane", "SpliceCore", "SpliceTestSupport",
+                "SpliceDataPlane", "SpliceCore", "SpliceIO", "SpliceTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

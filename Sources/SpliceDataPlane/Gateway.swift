@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SpliceCore
+import SpliceIO
 import Synchronization
 
 /// The data plane as the control plane sees it: listeners, sessions, and what can be done
@@ -9,7 +10,7 @@ import Synchronization
 /// which the admin API answers through; plain (`splice`, `removeHop`, …) it blocks until
 /// done, for start-up and tests, and must not be called on an event loop or a server thread.
 public final class Gateway: Sendable {
-    private let group: any EventLoopGroup
+    private let group: RelayLoopGroup
     let logger: Logger
     let registry = SessionRegistry()
     let mediators = MediatorRegistry()
@@ -28,7 +29,7 @@ public final class Gateway: Sendable {
 
     /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
     /// over all listeners (nil: no limit).
-    public init(group: any EventLoopGroup, logger: Logger, allowAdHocMediators: Bool = true,
+    public init(group: RelayLoopGroup, logger: Logger, allowAdHocMediators: Bool = true,
                 maxSessions: Int? = nil, metrics: GatewayMetrics = GatewayMetrics()) {
         self.group = group
         self.logger = logger

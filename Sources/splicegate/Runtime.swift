@@ -8,9 +8,10 @@ import Prometheus
 import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
+import SpliceIO
 import Synchronization
 
-/// The running process: event loops, the gateway, the admin server, and the signal wait.
+/// The running process: relay loops, the gateway, the admin server, and the signal wait.
 struct Runtime {
     let settings: Settings
     let logger: Logger
@@ -19,7 +20,9 @@ struct Runtime {
         MallocTuning.apply()
         // Signals are caught from the start, so one arriving during start-up is not lost.
         let signals = SignalWaiter()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoops)
+        let group = RelayLoopGroup(loopCount: settings.eventLoops)
+        // The demo's echo server and sample mediators are ordinary NIO servers beside the relay.
+        let demoGroup = settings.demoListen.map { _ in MultiThreadedEventLoopGroup(numberOfThreads: 1) }
         let metrics = GatewayMetrics()
         // Libraries that report through swift-metrics land in the same /metrics page.
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
@@ -35,9 +38,9 @@ struct Runtime {
         let server: HTTPServer
         do {
             try restore(into: gateway, from: state)
-            if let demoListen = settings.demoListen {
+            if let demoListen = settings.demoListen, let demoGroup {
                 do {
-                    demo = try Demo.start(listen: demoListen, group: group, gateway: gateway, state: state)
+                    demo = try Demo.start(listen: demoListen, group: demoGroup, gateway: gateway, state: state)
                 } catch let error as APIError {
                     throw StartupError("cannot start the demo: \(error.detail) (choose another with --demo-listen)")
                 }
@@ -60,6 +63,7 @@ struct Runtime {
         } catch {
             gateway.shutdown()
             demo?.stop()
+            try? demoGroup?.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
             // An API error's detail is the message; its status ("409 Conflict") means nothing here.
             throw error as? StartupError ?? (error as? APIError).map { StartupError($0.detail) } ?? StartupError("\(error)")
@@ -72,6 +76,7 @@ struct Runtime {
         server.stop()
         gateway.shutdown()
         demo?.stop()
+        try? demoGroup?.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         logger.notice("stopped")
     }

@@ -78,7 +78,7 @@ private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().d
 @Suite("Contract: router and openapi.yaml")
 struct ContractRoutesTests {
     private func apiRoutes() -> [Operation] {
-        let group = makeTestGroup()
+        let group = makeRelayGroup()
         defer { shutdownTestGroup(group) }
         let api = AdminAPI(
             gateway: Gateway(group: group, logger: makeTestLogger()),

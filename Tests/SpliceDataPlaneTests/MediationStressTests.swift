@@ -98,7 +98,7 @@ struct MediationStressTests {
         defer { recorder.stop() }
         let plusOne = try TestServer.transform(Transform.plusOne)
         defer { plusOne.stop() }
-        let group = makeTestGroup()
+        let group = makeRelayGroup()
         let gateway = Gateway(group: group, logger: makeTestLogger())
         defer {
             gateway.shutdown()

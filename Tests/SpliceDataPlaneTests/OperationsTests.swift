@@ -9,7 +9,7 @@ import Testing
 /// A gateway for operations tests: listeners made on demand, torn down by `close()`.
 private final class OperationsHarness: @unchecked Sendable {
     // @unchecked: immutable after init; the gateway itself is thread-safe.
-    let group = makeTestGroup()
+    let group = makeRelayGroup()
     let gateway: Gateway
 
     init(maxSessions: Int? = nil) {

@@ -9,7 +9,7 @@ import Testing
 /// A gateway with one listener in front of `upstream`, torn down by `close()`.
 final class RelayHarness: @unchecked Sendable {
     // @unchecked: immutable after init; the gateway itself is thread-safe.
-    let group = makeTestGroup()
+    let group = makeRelayGroup()
     let gateway: Gateway
     let listener: ListenerSnapshot
 

@@ -5,18 +5,17 @@ import Testing
 
 @testable import SpliceDataPlane
 
-/// Weak references to relay objects, taken and read on the session's event loop (a channel
-/// must not be released for the last time on a test thread).
+/// Weak references to relay objects, taken and read on the session's loop (a socket must
+/// not be released for the last time on a test thread).
 private final class Released: @unchecked Sendable {
     // @unchecked: written once on the loop, then only read there.
     private var objects: [(String, () -> AnyObject?)] = []
 
-    /// Watches a port, its handler and its channel.
+    /// Watches a port and its socket.
     func watch(_ name: String, _ port: Port) {
         weak var port0 = port
-        weak var handler = port.handler
-        weak var channel = port.channel
-        objects += [("\(name) port", { port0 }), ("\(name) handler", { handler }), ("\(name) channel", { channel })]
+        weak var socket = port.socket
+        objects += [("\(name) port", { port0 }), ("\(name) socket", { socket })]
     }
 
     /// Watches the session itself.
@@ -52,7 +51,7 @@ private func onSession(_ harness: RelayHarness, _ id: Identifier,
 
 @Suite("Relay objects are released over real sockets", .serialized, .timeLimit(.minutes(2)))
 struct ReleaseTests {
-    @Test("a session that ended lets go of its ports, handlers and channels")
+    @Test("a session that ended lets go of its ports and sockets")
     func endedSessionIsReleased() throws {
         let echo = try TestServer.echo()
         defer { echo.stop() }
@@ -69,7 +68,7 @@ struct ReleaseTests {
             if let port = session.client { watched.watch("client", port) }
             if let port = session.server { watched.watch("server", port) }
         }
-        #expect(try loop.submit { watched.alive.count }.wait() == 7)
+        #expect(try loop.submit { watched.alive.count }.wait() == 5)
 
         client.shutdownWrite()
         #expect(try client.receiveAll().isEmpty)
@@ -101,7 +100,7 @@ struct ReleaseTests {
                     watched.watch("hop \(hop.id) \(direction.rawValue)", leg.port)
                 }
             }
-            #expect(try loop.submit { watched.alive.count }.wait() == 6)
+            #expect(try loop.submit { watched.alive.count }.wait() == 4)
             _ = try harness.gateway.removeHop(session: id, hop: hop.id)
             #expect(watched.awaitRelease(on: loop) == [])
         }
@@ -135,7 +134,7 @@ struct ReleaseTests {
                 watched.watch("split \(split.id)", leg.port)
             }
         }
-        #expect(try loop.submit { watched.alive.count }.wait() == 3)
+        #expect(try loop.submit { watched.alive.count }.wait() == 2)
         try harness.gateway.removeSplit(session: id, split: split.id)
         #expect(watched.awaitRelease(on: loop) == [])
         try client.send(payload)

@@ -1,6 +1,4 @@
 import NIOCore
-import NIOEmbedded
-import SpliceCore
 import Testing
 
 @testable import SpliceDataPlane
@@ -9,42 +7,50 @@ import Testing
 /// that count is dropped, the rest kept in order.
 @Suite("Replica output alignment")
 struct ReplicaAlignmentTests {
-    private func leg() -> SplitLeg {
-        let channel = EmbeddedChannel()
-        let handler = PortHandler()
-        let port = Port(role: .split(Identifier(prefix: "x", number: 1), .clientToServer), channel: channel,
-                        handler: handler, session: nil)
-        return SplitLeg(direction: .clientToServer, port: port,
-                        stats: SplitRecord.Leg(fromOffset: 0, delivered: ByteCounter()), policy: .block)
+    private func backlog(_ chunks: [[UInt8]], from start: UInt64 = 0) -> ReplicaBacklog {
+        var backlog = ReplicaBacklog()
+        var position = start
+        for chunk in chunks {
+            chunk.withUnsafeBytes { backlog.append($0, at: position) }
+            position += UInt64(chunk.count)
+        }
+        return backlog
     }
 
-    private func bytes(_ leg: SplitLeg) -> [UInt8] {
-        leg.held.flatMap { Array($0.readableBytesView) }
+    private func bytes(_ backlog: ReplicaBacklog) -> [UInt8] {
+        backlog.buffers.flatMap { Array($0.readableBytesView) }
     }
 
     @Test("bytes the server already sent are skipped, across buffer boundaries")
     func trimsAcrossBuffers() {
-        let leg = leg()
-        leg.held = [ByteBuffer(bytes: [0, 1, 2, 3]), ByteBuffer(bytes: [4, 5, 6]), ByteBuffer(bytes: [7, 8])]
-        leg.heldStart = 0
-        leg.trimHeld(before: 5)
-        #expect(leg.heldStart == 5)
-        #expect(bytes(leg) == [5, 6, 7, 8])
-        leg.trimHeld(before: 5)
-        #expect(bytes(leg) == [5, 6, 7, 8])
-        leg.trimHeld(before: 9)
-        #expect(leg.held.isEmpty)
-        #expect(leg.heldStart == 9)
+        var held = backlog([[0, 1, 2, 3], [4, 5, 6], [7, 8]])
+        held.trim(before: 5)
+        #expect(held.start == 5)
+        #expect(bytes(held) == [5, 6, 7, 8])
+        held.trim(before: 5)
+        #expect(bytes(held) == [5, 6, 7, 8])
+        held.trim(before: 9)
+        #expect(held.isEmpty)
+        #expect(held.start == 9)
     }
 
     @Test("a replica behind the server keeps nothing until it catches up")
     func replicaBehind() {
-        let leg = leg()
-        leg.heldStart = 0
-        leg.held = [ByteBuffer(bytes: [0, 1, 2])]
-        leg.trimHeld(before: 10)
-        #expect(leg.held.isEmpty)
-        #expect(leg.heldStart == 10)
-        #expect(leg.heldBytes == 0)
+        var held = backlog([[0, 1, 2]])
+        held.trim(before: 10)
+        #expect(held.isEmpty)
+        #expect(held.start == 10)
+        #expect(held.count == 0)
+    }
+
+    @Test("bytes held after a trim start where the replica's output is")
+    func appendAfterTrim() {
+        var held = backlog([[0, 1, 2]])
+        held.trim(before: 3)
+        let more: [UInt8] = [3, 4]
+        more.withUnsafeBytes { held.append($0, at: 3) }
+        held.trim(before: 4)
+        #expect(held.start == 4)
+        #expect(bytes(held) == [4])
     }
 }

@@ -1,14 +1,15 @@
 import Foundation
 import NIOPosix
 import SpliceCore
+import SpliceIO
 import SpliceTestSupport
 import Testing
 
 @testable import SpliceDataPlane
 
 /// A gateway whose listener gives every session a failover replica of `primary` at `replica`.
-func replicatedGateway(primary: Int, replica: Int) throws -> (Gateway, ListenerSnapshot, MultiThreadedEventLoopGroup) {
-    let group = makeTestGroup()
+func replicatedGateway(primary: Int, replica: Int) throws -> (Gateway, ListenerSnapshot, RelayLoopGroup) {
+    let group = makeRelayGroup()
     let gateway = Gateway(group: group, logger: makeTestLogger())
     let listener = try gateway.addListener(ListenerSpec(
         listen: HostPort(host: "127.0.0.1", port: 0), upstream: HostPort(host: "127.0.0.1", port: primary),

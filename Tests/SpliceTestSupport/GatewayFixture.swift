@@ -2,10 +2,16 @@ import Logging
 import NIOCore
 import NIOPosix
 import Foundation
+import SpliceIO
 
 /// An event loop group for one test, shut down by `shutdown()`.
 public func makeTestGroup() -> MultiThreadedEventLoopGroup {
     MultiThreadedEventLoopGroup(numberOfThreads: 2)
+}
+
+/// Relay loops for a gateway under test, shut down by `shutdownTestGroup`.
+public func makeRelayGroup() -> RelayLoopGroup {
+    RelayLoopGroup(loopCount: 2)
 }
 
 /// A logger for tests: quiet unless `SPLICEGATE_TEST_LOG` names a level.
@@ -27,6 +33,6 @@ public func eventually(timeout: Double = 10, _ condition: () throws -> Bool) ret
 }
 
 /// Shuts a test's event loop group down from any context (blocking, off the loops).
-public func shutdownTestGroup(_ group: MultiThreadedEventLoopGroup) {
+public func shutdownTestGroup(_ group: any EventLoopGroup) {
     try? group.syncShutdownGracefully()
 }

@@ -242,10 +242,10 @@ def test_max_sessions_closes_the_extra_client_and_counts_it(start_gateway, echo:
 
 
 def relay_threads(gateway: Gateway) -> list[str]:
-    """Names of the gateway's relay threads (NIO names its event-loop threads NIO-ELT-…)."""
+    """Names of the gateway's relay threads (the relay core names its loops relay-0, relay-1, …)."""
     tasks = pathlib.Path(f"/proc/{gateway.proc.pid}/task")
     names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
-    return [name for name in names if name.startswith("NIO-ELT")]
+    return [name for name in names if name.startswith("relay-")]
 
 
 @pytest.mark.parametrize("loops", [1, 3])

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import SpliceCore
+import SpliceIO
 
 /// A bound listener: accepts clients and starts a `Session` for each.
 final class Listener: Sendable {
@@ -14,19 +14,19 @@ final class Listener: Sendable {
     let createdAt: Date
     /// Its counters.
     let stats: ListenerStats
-    private let channel: Channel
+    private let relay: RelayListener
 
-    private init(id: Identifier, spec: ListenerSpec, stats: ListenerStats, channel: Channel) {
+    private init(id: Identifier, spec: ListenerSpec, stats: ListenerStats, relay: RelayListener) {
         self.id = id
         self.spec = spec
         self.createdAt = Date()
         self.stats = stats
-        self.channel = channel
+        self.relay = relay
     }
 
     /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
     /// and a 422 when it cannot be bound at all.
-    static func bind(id: Identifier, spec: ListenerSpec, group: EventLoopGroup, registry: SessionRegistry,
+    static func bind(id: Identifier, spec: ListenerSpec, group: RelayLoopGroup, registry: SessionRegistry,
                      mediators: MediatorRegistry, logger: Logger, budget: SessionBudget,
                      metrics: GatewayMetrics, events: EventHub) -> EventLoopFuture<Listener> {
         let stats = ListenerStats(listener: id, maxSessions: spec.maxSessions, budget: budget, metrics: metrics)
@@ -39,49 +39,42 @@ final class Listener: Sendable {
         let upstreamText = "\(spec.upstream)"
         let context = SessionContext(stats: stats, registry: registry, upstream: upstream, mediators: mediators,
                                      events: events, logger: sessionLogger, templates: (spec.mediators, spec.splits))
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = PortHandler()
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    // Over a limit the client is closed at once (the bootstrap closes a channel
-                    // whose initializer fails) and counted.
-                    guard stats.admit() else {
-                        sessionLogger.warning("client rejected: session limit reached", metadata: [
-                            "client": "\(channel.remoteAddress?.hostPortString ?? "unknown")",
-                        ])
-                        throw SessionLimitReached()
-                    }
-                    let record = SessionRecord(id: registry.makeID(), listener: id,
-                                               client: channel.remoteAddress?.hostPortString ?? "unknown",
-                                               server: upstreamText, eventLoop: channel.eventLoop)
-                    let session = Session(record: record, context: context)
-                    record.attach(session)
-                    session.start(client: channel, handler: handler)
-                    if let idle = spec.idleTimeoutMs {
-                        IdleWatch.start(session, timeout: .milliseconds(Int64(idle)))
-                    }
+        let relay: RelayListener
+        do {
+            relay = try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group) { socket in
+                // Over a limit the client is closed at once, and counted.
+                guard stats.admit() else {
+                    sessionLogger.warning("client rejected: session limit reached", metadata: [
+                        "client": "\(socket.remoteAddress?.hostPortString ?? "unknown")",
+                    ])
+                    socket.close()
+                    return
+                }
+                let record = SessionRecord(id: registry.makeID(), listener: id,
+                                           client: socket.remoteAddress?.hostPortString ?? "unknown",
+                                           server: upstreamText, eventLoop: socket.loop)
+                let session = Session(record: record, context: context, loop: socket.loop)
+                record.attach(session)
+                session.start(client: socket)
+                if let idle = spec.idleTimeoutMs {
+                    IdleWatch.start(session, timeout: .milliseconds(Int64(idle)))
                 }
             }
-        return bootstrap.bind(host: spec.listen.host, port: spec.listen.port).flatMapErrorThrowing { error in
+        } catch {
             // No listener, so no series for it in /metrics.
             stats.unregisterMetrics()
-            throw Self.bindError(error, spec.listen)
-        }.map { channel in
-            var bound = spec
-            if let address = channel.localAddress, let port = address.port {
-                bound.listen = HostPort(host: address.ipAddress ?? spec.listen.host, port: port)
-            }
-            sessionLogger.info("listener started", metadata: ["listen": "\(bound.listen)", "upstream": "\(spec.upstream)"])
-            return Listener(id: id, spec: bound, stats: stats, channel: channel)
+            return group.any().makeFailedFuture(Self.bindError(error, spec.listen))
         }
+        var bound = spec
+        if let port = relay.localAddress.port {
+            bound.listen = HostPort(host: relay.localAddress.ipAddress ?? spec.listen.host, port: port)
+        }
+        sessionLogger.info("listener started", metadata: ["listen": "\(bound.listen)", "upstream": "\(spec.upstream)"])
+        return group.any().makeSucceededFuture(Listener(id: id, spec: bound, stats: stats, relay: relay))
     }
 
     private static func bindError(_ error: any Error, _ address: HostPort) -> APIError {
-        if let error = error as? IOError, error.errnoCode == EADDRINUSE {
+        if let error = error as? RelayIOError, error.errnoCode == EADDRINUSE {
             return .conflict("listen address \(address) is already in use")
         }
         return .invalid("cannot bind listen address \(address): \(error)")
@@ -89,7 +82,7 @@ final class Listener: Sendable {
 
     /// Stops accepting; live sessions are left alone.
     func stop() -> EventLoopFuture<Void> {
-        channel.close().recover { _ in }
+        relay.close()
     }
 
     /// A view for the API.

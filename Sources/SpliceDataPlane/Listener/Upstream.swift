@@ -1,5 +1,6 @@
 import NIOCore
 import SpliceCore
+import SpliceIO
 
 /// How a listener reaches its server: the address and the connect timeout.
 struct Upstream: Sendable {
@@ -13,8 +14,10 @@ struct Upstream: Sendable {
         self.connectTimeout = .milliseconds(Int64(connectTimeoutMs))
     }
 
-    /// Dials the upstream on `eventLoop`, installing `handler` in the new channel.
-    func connect(on eventLoop: EventLoop, handler: PortHandler) -> EventLoopFuture<Channel> {
-        Dialer.connect(address, timeout: connectTimeout, on: eventLoop, handler: handler)
+    /// Dials the upstream on `loop`; fails with a `DialError`.
+    func connect(on loop: RelayLoop) -> EventLoopFuture<RelaySocket> {
+        let address = address
+        return RelayDialer.connect(host: address.host, port: address.port, timeout: connectTimeout, on: loop)
+            .assumeIsolated().flatMapErrorThrowing { error in throw DialError(address, error) }.nonisolated()
     }
 }

@@ -33,7 +33,7 @@ final class Hop {
 /// One direction of a hop: the mediator connection or process and the drain bookkeeping.
 final class HopLeg {
     let direction: Direction
-    /// The mediator channel as a relay port.
+    /// The mediator connection (or process pipes) as a relay port.
     let port: Port
     /// The process behind an `exec` leg.
     let process: ExecProcess?

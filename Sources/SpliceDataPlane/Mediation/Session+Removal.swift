@@ -37,7 +37,7 @@ extension Session {
         leg.emittedAtStop = leg.port.read.value
         leg.draining = true
         leg.port.outputClosing = true
-        leg.port.handler.closeOutputAfterFlush { result in
+        leg.port.socket.closeOutputAfterFlush { result in
             if case .failure(let error) = result, leg.draining {
                 self.mediatorFailed(hop, "half-closing its input failed: \(error)")
             }
@@ -135,17 +135,16 @@ extension Session {
                 forward(buffer, over: merged)
             }
             feed.held.removeAll()
-            merged.writer.flushIfNeeded()
             if feed.reader.eofReceived {
                 propagateEOF(over: merged)
             } else {
-                merged.reader.handler.resumeRead()
+                merged.reader.socket.resumeRead()
             }
         }
         port.inLink = nil
         port.outLink = nil
         port.session = nil
-        port.handler.closeNow()
+        port.socket.close()
         leg.process?.terminate()
     }
 

@@ -1,5 +1,6 @@
 import NIOCore
 import SpliceCore
+import SpliceIO
 
 extension Session {
     /// Why `direction` cannot be reconfigured now, or nil if it can.
@@ -39,19 +40,19 @@ extension Session {
         if let position = request.position, position > hops.count {
             return refuse(.conflict("position \(position) is past the end of the session's \(hops.count) hop(s)"))
         }
-        let addresses = (client: client.channel.remoteAddress, server: server.channel.remoteAddress)
-        return openLegs(directions, peer: "mediator \(target)", open: { handler in
-            MediatorConnector.open(spec, on: self.eventLoop, handler: handler, proxyAddresses: addresses)
+        let addresses = (client: client.socket.remoteAddress, server: server.socket.remoteAddress)
+        return openLegs(directions, peer: "mediator \(target)", open: {
+            MediatorConnector.open(spec, on: self.loop, proxyAddresses: addresses)
         }, discard: { leg in
-            leg.channel.close(promise: nil)
+            leg.socket.close()
             leg.process?.terminate()
         }, apply: { opened in
             let hop = Hop(record: HopRecord(id: id, mediator: lease?.name, target: target, request: request),
                           lease: lease)
             let position = min(request.position ?? self.hops.count, self.hops.count)
             self.hops.insert(hop, at: position)
-            for (direction, handler, leg) in opened {
-                self.insert(leg, handler: handler, of: hop, direction: direction, at: position)
+            for (direction, leg) in opened {
+                self.insert(leg, of: hop, direction: direction, at: position)
             }
             self.record.update(hops: self.hops.map(\.record))
             self.metrics.hopSpliced()
@@ -61,12 +62,12 @@ extension Session {
                 "spliced_at": "\(hop.legs.mapValues(\.stats.splicedAt))",
             ])
             // A mediator that hung up before it was wired in has failed.
-            if let dead = hop.legs.values.first(where: { !$0.port.channel.isActive }) {
+            if let dead = hop.legs.values.first(where: { !$0.port.socket.isOpen }) {
                 self.mediatorFailed(hop, "\(dead.port.role) closed before the splice took effect")
             }
             // What the mediator sent before it was wired in, once every leg is in place.
             if self.hop(id) != nil {
-                hop.legs.values.forEach { $0.port.handler.deliverEarlyInput() }
+                hop.legs.values.forEach { $0.port.socket.resumeRead() }
             }
             return hop.record.snapshot(position: position)
         }).assumeIsolated().flatMapErrorThrowing { error in
@@ -76,8 +77,7 @@ extension Session {
     }
 
     /// Splits the link where the hop sits in `direction` into reader → mediator → writer.
-    private func insert(_ opened: MediatorConnector.Opened, handler: PortHandler, of hop: Hop,
-                        direction: Direction, at position: Int) {
+    private func insert(_ opened: MediatorConnector.Opened, of hop: Hop, direction: Direction, at position: Int) {
         let path = path(direction)
         // Hops the direction passes before this one: the lower layers going towards the
         // server, the upper ones coming back.
@@ -86,7 +86,7 @@ extension Session {
             : hops[(position + 1)...].filter { $0.covers(direction) }.count
         let old = path.links[before]
         let stats = HopRecord.Leg(splicedAt: old.offset)
-        let port = Port(role: .hop(hop.id, direction), channel: opened.channel, handler: handler, session: self,
+        let port = Port(role: .hop(hop.id, direction), socket: opened.socket, session: self,
                         written: stats.fed, read: stats.emitted)
         let feed = Link(direction: direction, reader: old.reader, writer: port, offset: old.offset)
         let out = Link(direction: direction, reader: port, writer: old.writer, offset: old.offset)
@@ -97,8 +97,7 @@ extension Session {
         path.links.replaceSubrange(before...before, with: [feed, out])
         hop.legs[direction] = HopLeg(direction: direction, port: port, process: opened.process, stats: stats)
         hop.record.add(stats, direction)
-        old.writer.flushIfNeeded()
-        port.handler.resumeRead()
-        old.reader.handler.resumeRead()
+        port.socket.resumeRead()
+        old.reader.socket.resumeRead()
     }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import SpliceCore
+import SpliceIO
 
 /// Which end of a session a port is.
 enum PortRole: Equatable, CustomStringConvertible {
@@ -21,17 +22,21 @@ enum PortRole: Equatable, CustomStringConvertible {
     }
 }
 
-/// One channel of a session as the relay sees it: it feeds `outLink` and is fed by `inLink`.
+/// One socket of a session as the relay sees it: it feeds `outLink` and is fed by `inLink`.
 ///
 /// The client port, for instance, reads the client-to-server stream and is written the
-/// server-to-client one. Events from the channel's `PortHandler` are routed to the session.
-final class Port {
+/// server-to-client one. It is its socket's delegate and routes the socket's events to the
+/// session.
+///
+/// Back-pressure is nothing but `mayRead`: a socket whose outgoing link cannot take bytes
+/// is not read, so the bytes wait in the kernel and TCP slows the sender. The same holds
+/// input back until the session is ready for it (server connected, templates spliced, a
+/// mediator or recipient wired in), so bytes and EOF that come early wait in order.
+final class Port: RelaySocketDelegate {
     /// What this port is in the session (a replica split becomes `server` on failover).
     var role: PortRole
-    /// The channel it wraps.
-    let channel: Channel
-    /// The handler in that channel's pipeline.
-    let handler: PortHandler
+    /// The socket it drives (the port is its delegate until it closes).
+    let socket: RelaySocket
     /// Bytes written into this port (for an endpoint: bytes delivered to it).
     var written: ByteCounter
     /// Bytes read from this port.
@@ -44,8 +49,6 @@ final class Port {
     var taps: [SplitLeg] = []
     /// For a split recipient's port: the endpoint port it copies.
     var tapped: Port?
-    /// Set when bytes were written and not flushed yet.
-    var needsFlush = false
     /// Bytes still to discard from this port's input: a replica that took over while it
     /// was behind the old server skips what the client has already been given.
     var skip: UInt64 = 0
@@ -56,15 +59,14 @@ final class Port {
     /// Strong on purpose: the session clears it as it ends, so late channel events are no-ops.
     var session: Session?
 
-    init(role: PortRole, channel: Channel, handler: PortHandler, session: Session?,
+    init(role: PortRole, socket: RelaySocket, session: Session?,
          written: ByteCounter = ByteCounter(), read: ByteCounter = ByteCounter()) {
         self.role = role
-        self.channel = channel
-        self.handler = handler
+        self.socket = socket
         self.written = written
         self.read = read
         self.session = session
-        handler.port = self
+        socket.delegate = self
     }
 
     /// Whether this port is one of the session's two endpoints (not a mediator or recipient).
@@ -75,18 +77,12 @@ final class Port {
         }
     }
 
-    /// Whether the session can act on this port's input now. An endpoint's waits (in its
-    /// handler) until the server is connected and the templates are in place, so bytes and
-    /// EOF that come earlier pass through every template and reach the other end in order.
-    var takesInput: Bool {
-        guard isEndpoint, let session else { return true }
-        return session.readsEnabled
-    }
+    /// Whether the socket can take more writes now.
+    var isWritable: Bool { socket.isWritable }
 
-    /// Whether the channel can take more writes now.
-    var isWritable: Bool { handler.isWritable }
+    // MARK: socket events
 
-    /// Whether the handler may issue a read now: when the link it feeds can take bytes, or
+    /// Whether the socket may be read now: when the link it feeds can take bytes, or
     /// always for a split recipient, whose replies are read off as they come.
     var mayRead: Bool {
         guard let session, session.readsEnabled else { return false }
@@ -94,44 +90,30 @@ final class Port {
         return tapped != nil
     }
 
-    func received(_ buffer: ByteBuffer) {
+    func received(_ bytes: UnsafeRawBufferPointer) {
         if let outLink {
-            guard skip == 0 else { return receivedSkipping(buffer, outLink) }
-            session?.forward(buffer, from: outLink)
+            guard skip == 0 else { return receivedSkipping(bytes, outLink) }
+            session?.forward(bytes, from: outLink)
         } else {
-            session?.splitPort(self, received: buffer)
+            session?.splitPort(self, received: bytes)
         }
     }
 
-    private func receivedSkipping(_ buffer: ByteBuffer, _ outLink: Link) {
-        var buffer = buffer
-        let dropped = Int(min(skip, UInt64(buffer.readableBytes)))
-        buffer.moveReaderIndex(forwardBy: dropped)
+    private func receivedSkipping(_ bytes: UnsafeRawBufferPointer, _ outLink: Link) {
+        let dropped = Int(min(skip, UInt64(bytes.count)))
         skip -= UInt64(dropped)
         read.add(dropped)
-        if buffer.readableBytes > 0 { session?.forward(buffer, from: outLink) }
+        if dropped < bytes.count { session?.forward(UnsafeRawBufferPointer(rebasing: bytes[dropped...]), from: outLink) }
     }
 
-    func readComplete() { outLink?.writer.flushIfNeeded() }
     func inputClosed() { session?.portInputClosed(self) }
-    func becameWritable() { (inLink ?? tapped?.inLink)?.reader.handler.resumeRead() }
-    func failed(_ error: any Error) { session?.port(self, failed: error) }
-    func inactive() { session?.portInactive(self) }
+    func becameWritable() { (inLink ?? tapped?.inLink)?.reader.socket.resumeRead() }
+    func failed(_ error: RelayIOError) { session?.port(self, failed: error) }
+    func closed() { session?.portInactive(self) }
 
-    /// Writes and marks the port for the next flush.
-    func write(_ buffer: ByteBuffer) {
-        handler.write(buffer)
-        needsFlush = true
-    }
-
-    /// Flushes if anything was written since the last flush, here and to its taps.
-    func flushIfNeeded() {
-        guard needsFlush else { return }
-        needsFlush = false
-        handler.flush()
-        for tap in taps {
-            tap.port.flushIfNeeded()
-        }
+    /// Writes at once; what the peer cannot take yet waits in the socket.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        socket.write(bytes)
     }
 
     /// Whether no `block` tap holds this port's writer back.

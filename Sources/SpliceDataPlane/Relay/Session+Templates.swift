@@ -11,8 +11,7 @@ extension Session {
         guard let request = pending.first else {
             readsEnabled = true
             for port in allPorts {
-                port.handler.deliverEarlyInput()
-                port.handler.resumeRead()
+                port.socket.resumeRead()
             }
             return
         }

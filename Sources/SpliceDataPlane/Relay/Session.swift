@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SpliceCore
+import SpliceIO
 
 /// One accepted client, its server connection and the paths between them.
 ///
@@ -10,6 +11,8 @@ final class Session {
     /// What the API sees of this session.
     let record: SessionRecord
     let eventLoop: EventLoop
+    /// The relay loop that owns every socket of the session.
+    let loop: RelayLoop
     /// What the listener's sessions share.
     private let context: SessionContext
     private(set) var client: Port?
@@ -29,9 +32,10 @@ final class Session {
     /// Completes when every channel is closed; set as the session ends.
     private var closedChannels: EventLoopFuture<Void>?
 
-    init(record: SessionRecord, context: SessionContext) {
+    init(record: SessionRecord, context: SessionContext, loop: RelayLoop) {
         self.record = record
-        self.eventLoop = record.eventLoop
+        self.eventLoop = loop
+        self.loop = loop
         self.context = context
     }
 
@@ -55,19 +59,18 @@ final class Session {
         return logger
     }
 
-    /// Takes the accepted client channel and dials the upstream; client reads stay held
+    /// Takes the accepted client socket and dials the upstream; client reads stay held
     /// until the server is connected.
-    func start(client channel: Channel, handler: PortHandler) {
-        client = Port(role: .client, channel: channel, handler: handler, session: self, written: record.toClient)
+    func start(client socket: RelaySocket) {
+        client = Port(role: .client, socket: socket, session: self, written: record.toClient)
         registry.insert(record)
         listenerStats.sessionOpened()
         logger.info("session opened", metadata: ["upstream": "\(upstream.address)"])
         events.publish(.sessionOpened(record.snapshot))
-        let serverHandler = PortHandler()
-        upstream.connect(on: eventLoop, handler: serverHandler).assumeIsolated().whenComplete { result in
+        upstream.connect(on: loop).assumeIsolated().whenComplete { result in
             switch result {
-            case .success(let channel):
-                self.serverConnected(channel, handler: serverHandler)
+            case .success(let socket):
+                self.serverConnected(socket)
             case .failure(let error):
                 self.listenerStats.upstreamFailed()
                 self.logger.warning("upstream unreachable", metadata: ["error": "\(error)"])
@@ -76,20 +79,20 @@ final class Session {
         }
     }
 
-    private func serverConnected(_ channel: Channel, handler: PortHandler) {
+    private func serverConnected(_ socket: RelaySocket) {
         guard !ending, let client else {
-            channel.close(promise: nil)
+            socket.close()
             return
         }
-        let server = Port(role: .server, channel: channel, handler: handler, session: self, written: record.toServer)
+        let server = Port(role: .server, socket: socket, session: self, written: record.toServer)
         self.server = server
-        record.update(server: channel.remoteAddress?.hostPortString ?? "\(upstream.address)")
+        record.update(server: socket.remoteAddress?.hostPortString ?? "\(upstream.address)")
         paths = (
             DirectionPath(direction: .clientToServer, links: [connect(client, to: server, .clientToServer)]),
             DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)])
         )
         record.update(state: .open)
-        guard channel.isActive else { return end(.serverError) }
+        guard socket.isOpen else { return end(.serverError) }
         applyTemplates(templates.mediators[...]) {
             self.applySplitTemplates(self.templates.splits[...])
         }
@@ -115,25 +118,30 @@ final class Session {
 
     // MARK: relay events
 
-    /// Bytes read from `link`'s reader: on they go, or wait while the link is paused.
-    func forward(_ buffer: ByteBuffer, from link: Link) {
+    /// Bytes read from `link`'s reader: on they go, or wait (copied) while the link is paused.
+    func forward(_ bytes: UnsafeRawBufferPointer, from link: Link) {
         if link.paused {
-            link.held.append(buffer)
+            link.held.append(ByteBuffer(bytes: bytes))
         } else {
-            forward(buffer, over: link)
+            forward(bytes, over: link)
         }
     }
 
     /// Moves bytes one link further, and copies them to the writer's taps.
-    func forward(_ buffer: ByteBuffer, over link: Link) {
-        let count = buffer.readableBytes
+    func forward(_ bytes: UnsafeRawBufferPointer, over link: Link) {
+        let count = bytes.count
         link.offset &+= UInt64(count)
         link.reader.read.add(count)
         link.writer.written.add(count)
-        link.writer.write(buffer)
+        link.writer.write(bytes)
         if !link.writer.taps.isEmpty {
-            copy(buffer, to: link.writer.taps)
+            copy(bytes, to: link.writer.taps)
         }
+    }
+
+    /// Moves bytes that were held (a paused link, a replica's early output) one link further.
+    func forward(_ buffer: ByteBuffer, over link: Link) {
+        buffer.withUnsafeReadableBytes { forward($0, over: link) }
     }
 
     func portInputClosed(_ port: Port) {
@@ -161,7 +169,7 @@ final class Session {
             record.update(state: .halfClosed)
             closeTaps(of: writer)
         }
-        writer.handler.closeOutputAfterFlush { result in
+        writer.socket.closeOutputAfterFlush { result in
             switch result {
             case .success:
                 guard writer.isEndpoint else { return }
@@ -178,13 +186,10 @@ final class Session {
         portBroke(port, "\(error)")
     }
 
+    /// The port's socket closed. The relay core closes a socket on its own only after a
+    /// failure (already reported); one the session closed has left the session first.
     func portInactive(_ port: Port) {
-        // A port whose peer sent EOF and whose output we shut is done, not failed: NIOPosix
-        // closes such a channel entirely, which says nothing about the other direction.
         if port.eofReceived && port.outputClosing { return }
-        // Once our output is shut, NIOPosix turns the peer's EOF straight into a full close
-        // without an `inputClosed` event (a reset would have come as an error first).
-        if port.outputClosing { return portInputClosed(port) }
         portBroke(port, "connection closed")
     }
 
@@ -232,7 +237,7 @@ final class Session {
         ending = true
         record.update(state: .closing)
         let ports = allPorts
-        let closed = ports.map { $0.channel.closeFuture }
+        let closed = ports.map { $0.socket.closeFuture }
         for hop in hops {
             hop.drainTimer?.cancel()
             hop.removal?.fail(APIError.conflict("session \(record.id) ended (\(reason.rawValue)) before the drain finished"))
@@ -246,9 +251,9 @@ final class Session {
         for port in ports {
             // A session that completed passes its end on to recipients after their copy.
             if case .split = port.role, reason == .completed {
-                port.handler.closeAfterFlush()
+                port.socket.closeAfterFlush()
             } else {
-                port.handler.closeNow()
+                port.socket.close()
             }
         }
         registry.remove(record.id)

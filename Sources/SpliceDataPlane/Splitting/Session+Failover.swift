@@ -31,7 +31,7 @@ extension Session {
         guard let old = server, let leg = split.legs[.clientToServer] else { return }
         let replica = leg.port
         let sent = old.read.value
-        leg.trimHeld(before: sent)
+        leg.backlog.trim(before: sent)
         // A replica behind the old server: what it has yet to say up to `sent`, the client
         // already has.
         let replicaRead = replica.read.value
@@ -64,21 +64,20 @@ extension Session {
         old.inLink = nil
         old.outLink = nil
         old.session = nil
-        old.handler.closeNow()
+        old.socket.close()
         events.publish(.failedOver(session: record.id, split: split.id, server: "\(split.request.address)", reason: why))
         logger.warning("failed over to replica", metadata: [
             "split": "\(split.id)", "replica": "\(split.request.address)", "reason": "\(why)",
-            "server_bytes": "\(sent)", "replica_bytes_held": "\(leg.heldBytes)",
+            "server_bytes": "\(sent)", "replica_bytes_held": "\(leg.backlog.count)",
         ])
-        for buffer in leg.held {
+        for buffer in leg.backlog.buffers {
             forward(buffer, over: link)
         }
-        leg.held.removeAll()
-        link.writer.flushIfNeeded()
+        leg.backlog.removeAll()
         if replica.eofReceived {
             propagateEOF(over: link)
         }
-        replica.handler.resumeRead()
-        inbound.links.last?.reader.handler.resumeRead()
+        replica.socket.resumeRead()
+        inbound.links.last?.reader.socket.resumeRead()
     }
 }

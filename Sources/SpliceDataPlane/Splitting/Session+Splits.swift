@@ -1,5 +1,6 @@
 import NIOCore
 import SpliceCore
+import SpliceIO
 
 extension Session {
     /// Connects to the recipient, then starts copying each requested direction from the
@@ -22,12 +23,12 @@ extension Session {
                     "session \(record.id) has already moved client bytes; a replica must see the stream from offset 0"))
             }
         }
-        return openLegs(directions, peer: "split recipient \(request.address)", open: { handler in
-            SplitConnector.connect(request, on: self.eventLoop, handler: handler)
-        }, discard: { $0.close(promise: nil) }, apply: { opened in
+        return openLegs(directions, peer: "split recipient \(request.address)", open: {
+            SplitConnector.connect(request, on: self.loop)
+        }, discard: { $0.close() }, apply: { opened in
             let split = Split(record: SplitRecord(id: id, request: request))
-            for (direction, handler, channel) in opened {
-                self.attach(channel, handler: handler, to: split, direction: direction)
+            for (direction, socket) in opened {
+                self.attach(socket, to: split, direction: direction)
             }
             split.isReplica = request.canBeReplica && split.legs[.clientToServer]?.stats.fromOffset == 0
             self.splits.append(split)
@@ -38,37 +39,37 @@ extension Session {
                 "split": "\(id)", "recipient": "\(request.address)",
                 "from_offset": "\(split.legs.mapValues(\.stats.fromOffset))",
             ])
-            if let dead = split.legs.values.first(where: { !$0.port.channel.isActive }) {
+            if let dead = split.legs.values.first(where: { !$0.port.socket.isOpen }) {
                 self.drop(split, reason: "recipient closed before the split took effect (\(dead.port.role))")
             }
             // What the recipient sent before it was attached (a replica's early reply).
             if split.state != .dropped {
-                split.legs.values.forEach { $0.port.handler.deliverEarlyInput() }
+                split.legs.values.forEach { $0.port.socket.resumeRead() }
             }
             return split.record.snapshot
         })
     }
 
-    private func attach(_ channel: Channel, handler: PortHandler, to split: Split, direction: Direction) {
+    private func attach(_ socket: RelaySocket, to split: Split, direction: Direction) {
         let path = path(direction)
         guard let sink = path.sink, let last = path.links.last else { return }
         let stats = SplitRecord.Leg(fromOffset: last.offset, delivered: sink.written)
-        let port = Port(role: .split(split.id, direction), channel: channel, handler: handler, session: self,
+        let port = Port(role: .split(split.id, direction), socket: socket, session: self,
                         written: stats.sent, read: stats.discarded)
         port.tapped = sink
         let leg = SplitLeg(direction: direction, port: port, stats: stats, policy: split.request.onSlow)
         sink.taps.append(leg)
         split.legs[direction] = leg
         split.record.add(stats, direction)
-        port.handler.resumeRead()
+        port.socket.resumeRead()
     }
 
     /// Copies delivered bytes to a direction's recipients; a `drop` recipient that falls
     /// past its buffer is detached, never slowing the session.
-    func copy(_ buffer: ByteBuffer, to taps: [SplitLeg]) {
+    func copy(_ bytes: UnsafeRawBufferPointer, to taps: [SplitLeg]) {
         for tap in taps {
-            tap.port.written.add(buffer.readableBytes)
-            tap.port.write(buffer)
+            tap.port.written.add(bytes.count)
+            tap.port.write(bytes)
             if tap.policy == .drop, !tap.port.isWritable, let split = split(of: tap.port) {
                 drop(split, reason: "slow: more than \(split.request.bufferBytes) bytes behind")
             }
@@ -76,17 +77,16 @@ extension Session {
     }
 
     /// Bytes a recipient sent back: a replica's are held for a failover, the rest discarded.
-    func splitPort(_ port: Port, received buffer: ByteBuffer) {
+    func splitPort(_ port: Port, received bytes: UnsafeRawBufferPointer) {
         guard let split = split(of: port), case .split(_, let direction) = port.role,
               let leg = split.legs[direction] else { return }
         let start = port.read.value
-        port.read.add(buffer.readableBytes)
+        port.read.add(bytes.count)
         guard split.isReplica, split.state != .dropped, let server else { return }
-        if leg.held.isEmpty { leg.heldStart = start }
-        leg.held.append(buffer)
+        leg.backlog.append(bytes, at: start)
         // Alignment is by the server's raw output: what it has sent, the replica need not.
-        leg.trimHeld(before: server.read.value)
-        if leg.heldBytes > split.request.bufferBytes {
+        leg.backlog.trim(before: server.read.value)
+        if leg.backlog.count > split.request.bufferBytes {
             drop(split, reason: "replica_ahead")
         }
     }
@@ -101,7 +101,7 @@ extension Session {
     func closeTaps(of sink: Port) {
         for tap in sink.taps where !tap.port.outputClosing {
             tap.port.outputClosing = true
-            tap.port.handler.closeOutputAfterFlush { result in
+            tap.port.socket.closeOutputAfterFlush { result in
                 guard let split = self.split(of: tap.port) else { return }
                 if case .failure = result {
                     self.drop(split, reason: "recipient failed while flushing")
@@ -119,7 +119,7 @@ extension Session {
         split.state = .dropped
         logger.warning("split dropped", metadata: ["split": "\(split.id)", "reason": "\(reason)"])
         for leg in split.legs.values {
-            let unsent = (try? leg.port.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            let unsent = leg.port.socket.pendingBytes
             leg.stats.unsentAtDrop.store(UInt64(unsent), ordering: .relaxed)
             detachTap(leg)
         }
@@ -148,12 +148,12 @@ extension Session {
         if let sink = port.tapped {
             sink.taps.removeAll { $0 === leg }
             // A blocking recipient may have been what held the session back.
-            sink.inLink?.reader.handler.resumeRead()
+            sink.inLink?.reader.socket.resumeRead()
         }
         port.tapped = nil
         port.session = nil
-        leg.held.removeAll()
-        port.handler.closeNow()
+        leg.backlog.removeAll()
+        port.socket.close()
     }
 
     /// Publishes the split list for the API.

@@ -31,9 +31,7 @@ final class SplitLeg {
     /// The split's slow-recipient policy.
     let policy: SlowPolicy
     /// A replica's output past what the server has sent, held for a failover.
-    var held: [ByteBuffer] = []
-    /// Position, in the replica's output, of the first held byte.
-    var heldStart: UInt64 = 0
+    var backlog = ReplicaBacklog()
 
     init(direction: Direction, port: Port, stats: SplitRecord.Leg, policy: SlowPolicy) {
         self.direction = direction
@@ -41,24 +39,43 @@ final class SplitLeg {
         self.stats = stats
         self.policy = policy
     }
+}
 
-    /// Bytes held beyond `heldStart`.
-    var heldBytes: Int { held.reduce(0) { $0 + $1.readableBytes } }
+/// A replica's output that the client may still need: bytes from `start` on, in the
+/// replica's own stream. Aligned by the server's raw output (DESIGN, Data plane 8).
+struct ReplicaBacklog {
+    /// The held bytes, in order.
+    private(set) var buffers: [ByteBuffer] = []
+    /// Position, in the replica's output, of the first held byte.
+    private(set) var start: UInt64 = 0
 
-    /// Drops held bytes that lie before `position` of the replica's output (the server has
-    /// already sent their equivalent).
-    func trimHeld(before position: UInt64) {
-        while heldStart < position, !held.isEmpty {
-            let skip = Int(min(position - heldStart, UInt64(held[0].readableBytes)))
-            if skip == held[0].readableBytes {
-                held.removeFirst()
-            } else {
-                held[0].moveReaderIndex(forwardBy: skip)
-            }
-            heldStart += UInt64(skip)
-        }
-        if held.isEmpty { heldStart = max(heldStart, position) }
+    /// Bytes held.
+    var count: Int { buffers.reduce(0) { $0 + $1.readableBytes } }
+
+    var isEmpty: Bool { buffers.isEmpty }
+
+    /// Keeps `bytes`, which begin at `position` of the replica's output.
+    mutating func append(_ bytes: UnsafeRawBufferPointer, at position: UInt64) {
+        if buffers.isEmpty { start = position }
+        buffers.append(ByteBuffer(bytes: bytes))
     }
+
+    /// Drops held bytes that lie before `position` of the replica's output (the server
+    /// has already sent their equivalent).
+    mutating func trim(before position: UInt64) {
+        while start < position, !buffers.isEmpty {
+            let skip = Int(min(position - start, UInt64(buffers[0].readableBytes)))
+            if skip == buffers[0].readableBytes {
+                buffers.removeFirst()
+            } else {
+                buffers[0].moveReaderIndex(forwardBy: skip)
+            }
+            start += UInt64(skip)
+        }
+        if buffers.isEmpty { start = max(start, position) }
+    }
+
+    mutating func removeAll() { buffers.removeAll() }
 }
 
 @available(*, unavailable)

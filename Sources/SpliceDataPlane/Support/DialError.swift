@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import SpliceCore
+import SpliceIO
 
 /// A failed dial, said the way a person reads it: `cannot connect to 127.0.0.1:9: connection
 /// refused`, not NIO's `connection reset (error set): Connection refused (errno: 111)`.
@@ -24,6 +25,8 @@ struct DialError: Error, CustomStringConvertible {
     /// when several were tried, the timeout when it ran out.
     static func reason(_ error: any Error) -> String {
         switch error {
+        case let error as RelayIOError:
+            return error.reason
         case let error as NIOConnectionError:
             if let first = error.connectionErrors.first { return reason(first.error) }
             if let lookup = error.dnsAError ?? error.dnsAAAAError { return "cannot resolve \(error.host): \(reason(lookup))" }

@@ -34,7 +34,10 @@ public final class RelaySocket: RelayPollable {
     public private(set) var inputEnded = false
     /// Our output is shut (TCP `SHUT_WR`, or the pipe to the process closed).
     public private(set) var outputShut = false
-    private var pending = CircularBuffer<ByteBuffer>()
+    /// Output the kernel has not taken yet, oldest first from `pendingHead`. A plain array:
+    /// empty it allocates nothing (a `CircularBuffer` would, for every idle socket).
+    private var pending: [ByteBuffer] = []
+    private var pendingHead = 0
     /// Bytes written by the session and not yet taken by the kernel.
     public private(set) var pendingBytes = 0
     private let highWater: Int
@@ -116,7 +119,7 @@ public final class RelaySocket: RelayPollable {
             if error != 0 { return fail(.system(slot == 1 || isPipe ? "write" : "read", error)) }
             if isPipe && slot == 1 { return fail(.system("write", EPIPE)) }
         }
-        if events & splice_epoll_out != 0, slot == 1 || !isPipe, !pending.isEmpty {
+        if events & splice_epoll_out != 0, slot == 1 || !isPipe, pendingBytes > 0 {
             flushPending()
             guard isOpen else { return }
         }
@@ -169,7 +172,7 @@ public final class RelaySocket: RelayPollable {
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard isOpen, !outputShut, !shutdownRequested, !writeFailed, bytes.count > 0 else { return }
         var sent = 0
-        if pending.isEmpty {
+        if pendingBytes == 0 {
             let n = rawWrite(bytes.baseAddress!, bytes.count)
             if n == bytes.count { return }
             if n < 0 {
@@ -202,8 +205,8 @@ public final class RelaySocket: RelayPollable {
     }
 
     private func flushPending() {
-        while !pending.isEmpty {
-            let first = pending.first!
+        while pendingHead < pending.count {
+            let first = pending[pendingHead]
             let n = first.withUnsafeReadableBytes { rawWrite($0.baseAddress!, $0.count) }
             if n < 0 {
                 let error = errno
@@ -213,18 +216,23 @@ public final class RelaySocket: RelayPollable {
             }
             pendingBytes -= n
             if n == first.readableBytes {
-                pending.removeFirst()
+                pendingHead += 1
             } else {
-                pending[pending.startIndex].moveReaderIndex(forwardBy: n)
+                pending[pendingHead].moveReaderIndex(forwardBy: n)
                 break
             }
+        }
+        if pendingHead == pending.count {
+            // Written out: the buffers (and the array's storage) go back to the allocator.
+            pending = []
+            pendingHead = 0
         }
         if unwritable, pendingBytes <= lowWater {
             unwritable = false
             delegate?.becameWritable()
             guard isOpen else { return }
         }
-        guard pending.isEmpty else { return }
+        guard pendingBytes == 0 else { return }
         if shutdownRequested && !outputShut { shutOutput() }
         if closeAfterFlushRequested { close() }
     }
@@ -238,7 +246,7 @@ public final class RelaySocket: RelayPollable {
         if outputShut { return loop.later { done(.success(())) } }
         shutdownCallbacks.append(done)
         shutdownRequested = true
-        if pending.isEmpty { shutOutput() }
+        if pendingBytes == 0 { shutOutput() }
     }
 
     private func shutOutput() {
@@ -260,7 +268,7 @@ public final class RelaySocket: RelayPollable {
     /// Closes once everything written has gone out.
     public func closeAfterFlush() {
         guard isOpen else { return }
-        if pending.isEmpty { return close() }
+        if pendingBytes == 0 { return close() }
         closeAfterFlushRequested = true
     }
 
@@ -275,7 +283,8 @@ public final class RelaySocket: RelayPollable {
         Glibc.close(inputFD)
         if isPipe, outputFD >= 0 { Glibc.close(outputFD) }
         outputFD = -1
-        pending.removeAll()
+        pending = []
+        pendingHead = 0
         pendingBytes = 0
         let callbacks = shutdownCallbacks
         shutdownCallbacks = []

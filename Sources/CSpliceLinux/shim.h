@@ -59,7 +59,11 @@ extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 extern int pipe2(int fds[2], int flags);
 extern int pthread_setname_np(pthread_t thread, const char *name);
 
-static inline int splice_accept(int fd) { return accept4(fd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+/* Accepts a client and writes its address into `peer` (saves a getpeername per client). */
+static inline int splice_accept(int fd, struct sockaddr_storage *peer) {
+    socklen_t len = sizeof *peer;
+    return accept4(fd, (struct sockaddr *)peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 
 static inline int splice_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 

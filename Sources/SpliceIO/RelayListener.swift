@@ -6,7 +6,14 @@ import Glibc
 #endif
 
 /// A listening TCP socket shared by every loop of a group: each loop polls it with
-/// `EPOLLEXCLUSIVE`, so a new client wakes one loop, which accepts it and owns its session.
+/// `EPOLLEXCLUSIVE`, so a new client wakes one loop, which accepts it and hands it to the
+/// group's loops in turn (as HAProxy's accepting thread does): the kernel tends to wake
+/// the same waiter, and without the hand-off four iperf3 streams all landed on one loop.
+/// A loop that receives a client owns its session.
+///
+/// One socket rather than one SO_REUSEPORT socket per loop: a reuseport bind succeeds on a
+/// port another reuseport socket of the same user holds, so a second listener (or gateway)
+/// on a taken address would silently share it instead of getting "address in use".
 public final class RelayListener: Sendable {
     /// The address actually bound (the port is filled in when 0 was asked for).
     public let localAddress: SocketAddress
@@ -14,9 +21,11 @@ public final class RelayListener: Sendable {
     private let pollers: [Poller]
     private let closed = Mutex(false)
 
-    /// Binds and starts accepting; `accepted` runs on the accepting loop for each client.
+    /// Binds and starts accepting; `accepted` runs on the client's loop for each client,
+    /// with its address as `host:port` (nil if the kernel did not give one).
     public static func bind(host: String, port: Int, backlog: Int32 = 1024, group: RelayLoopGroup,
-                            accepted: @escaping @Sendable (RelaySocket) -> Void) throws(RelayIOError) -> RelayListener {
+                            accepted: @escaping @Sendable (RelaySocket, String?) -> Void) throws(RelayIOError)
+        -> RelayListener {
         let address: SocketAddress
         do {
             address = try SocketAddress.makeAddressResolvingHost(host, port: port)
@@ -37,7 +46,7 @@ public final class RelayListener: Sendable {
             Glibc.close(fd)
             throw .system("getsockname", error)
         }
-        let pollers = group.loops.map { Poller(fd: fd, loop: $0, accepted: accepted) }
+        let pollers = group.loops.map { Poller(fd: fd, loop: $0, group: group, accepted: accepted) }
         let listener = RelayListener(localAddress: local, fd: fd, pollers: pollers)
         for poller in pollers { poller.loop.execute { poller.start() } }
         return listener
@@ -69,12 +78,14 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     // @unchecked: `token` is touched only on `loop`.
     let fd: Int32
     let loop: RelayLoop
-    let accepted: @Sendable (RelaySocket) -> Void
+    let group: RelayLoopGroup
+    let accepted: @Sendable (RelaySocket, String?) -> Void
     private var token: PollToken?
 
-    init(fd: Int32, loop: RelayLoop, accepted: @escaping @Sendable (RelaySocket) -> Void) {
+    init(fd: Int32, loop: RelayLoop, group: RelayLoopGroup, accepted: @escaping @Sendable (RelaySocket, String?) -> Void) {
         self.fd = fd
         self.loop = loop
+        self.group = group
         self.accepted = accepted
     }
 
@@ -90,11 +101,24 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     func ready(_ events: UInt32, slot: Int) {
         guard token != nil else { return }
         for _ in 0..<64 {
-            let client = splice_accept(fd)
+            var peer = sockaddr_storage()
+            let client = splice_accept(fd, &peer)
             guard client >= 0 else { return }
             _ = splice_set_int_option(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
-            guard let socket = RelaySocket(tcp: client, loop: loop) else { continue }
-            accepted(socket)
+            let address = RelaySocket.text(of: peer)
+            let owner = group.nextLoop()
+            if owner === loop {
+                Self.adopt(client, address, on: loop, accepted)
+            } else {
+                let accepted = self.accepted
+                owner.execute { Self.adopt(client, address, on: owner, accepted) }
+            }
         }
+    }
+
+    private static func adopt(_ fd: Int32, _ address: String?, on loop: RelayLoop,
+                              _ accepted: @Sendable (RelaySocket, String?) -> Void) {
+        guard let socket = RelaySocket(tcp: fd, loop: loop) else { return }
+        accepted(socket, address)
     }
 }

@@ -14,7 +14,7 @@ private final class CoreRelay: @unchecked Sendable {
 
     init(upstream: Int) throws {
         let relays = self.relays
-        listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { client in
+        listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { client, _ in
             let loop = client.loop
             RelayDialer.connect(host: "127.0.0.1", port: upstream, timeout: .seconds(5), on: loop)
                 .assumeIsolated().whenComplete { result in

@@ -41,17 +41,17 @@ final class Listener: Sendable {
                                      events: events, logger: sessionLogger, templates: (spec.mediators, spec.splits))
         let relay: RelayListener
         do {
-            relay = try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group) { socket in
+            relay = try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group) { socket, client in
                 // Over a limit the client is closed at once, and counted.
                 guard stats.admit() else {
                     sessionLogger.warning("client rejected: session limit reached", metadata: [
-                        "client": "\(socket.remoteAddress?.hostPortString ?? "unknown")",
+                        "client": "\(client ?? "unknown")",
                     ])
                     socket.close()
                     return
                 }
                 let record = SessionRecord(id: registry.makeID(), listener: id,
-                                           client: socket.remoteAddress?.hostPortString ?? "unknown",
+                                           client: client ?? "unknown",
                                            server: upstreamText, eventLoop: socket.loop)
                 let session = Session(record: record, context: context, loop: socket.loop)
                 record.attach(session)

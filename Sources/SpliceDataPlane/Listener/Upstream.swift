@@ -8,10 +8,14 @@ struct Upstream: Sendable {
     let address: HostPort
     /// How long a dial may take.
     let connectTimeout: TimeAmount
+    /// Whether the address is an IPv4 literal: the connected peer is then exactly the
+    /// configured text, and a session need not ask the kernel for it.
+    let isLiteral: Bool
 
     init(address: HostPort, connectTimeoutMs: Int) {
         self.address = address
         self.connectTimeout = .milliseconds(Int64(connectTimeoutMs))
+        self.isLiteral = address.host.utf8.allSatisfy { $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) }
     }
 
     /// Dials the upstream on `loop`; fails with a `DialError`.

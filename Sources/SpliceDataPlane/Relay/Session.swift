@@ -50,13 +50,10 @@ final class Session {
     /// What the listener splices and splits into the session before its first byte.
     private var templates: (mediators: [HopRequest], splits: [SplitRequest]) { context.templates }
 
-    /// The listener's logger with this session's id and client as metadata, made when a
-    /// line is logged rather than kept per session (an idle session should cost little).
-    var logger: Logger {
-        var logger = context.logger
-        logger[metadataKey: "session"] = "\(record.id)"
-        logger[metadataKey: "client"] = "\(record.client)"
-        return logger
+    /// The listener's logger with this session's id and client as metadata, attached only
+    /// when a line is logged (an idle session should cost little, and so should a busy one).
+    var logger: SessionLogger {
+        SessionLogger(base: context.logger, record: record)
     }
 
     /// Takes the accepted client socket and dials the upstream; client reads stay held
@@ -86,7 +83,8 @@ final class Session {
         }
         let server = Port(role: .server, socket: socket, session: self, written: record.toServer)
         self.server = server
-        record.update(server: socket.remoteAddress?.hostPortString ?? "\(upstream.address)")
+        // The record starts with the configured address, which a literal one already is.
+        if !upstream.isLiteral { record.update(server: socket.remoteAddressText ?? "\(upstream.address)") }
         paths = (
             DirectionPath(direction: .clientToServer, links: [connect(client, to: server, .clientToServer)]),
             DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)])

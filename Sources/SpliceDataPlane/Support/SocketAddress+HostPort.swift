@@ -5,6 +5,6 @@ extension SocketAddress {
     /// UNIX socket.
     var hostPortString: String {
         guard let ip = ipAddress, let port else { return pathname ?? description }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        return ip.utf8.contains(UInt8(ascii: ":")) ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }

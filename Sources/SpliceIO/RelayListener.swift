@@ -67,7 +67,7 @@ public final class RelayListener: Sendable {
         }
         let loop = pollers[0].loop
         guard first else { return loop.makeSucceededVoidFuture() }
-        let stops = pollers.map { poller in poller.loop.submit { poller.stop() } }
+        let stops = pollers.map { poller in poller.loop.submit { poller.close() } }
         let fd = self.fd
         return EventLoopFuture.andAllComplete(stops, on: loop).map { Glibc.close(fd) }
     }
@@ -81,6 +81,7 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     let group: RelayLoopGroup
     let accepted: @Sendable (RelaySocket, String?) -> Void
     private var token: PollToken?
+    private var pausedForResources = false
 
     init(fd: Int32, loop: RelayLoop, group: RelayLoopGroup, accepted: @escaping @Sendable (RelaySocket, String?) -> Void) {
         self.fd = fd
@@ -90,6 +91,7 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     }
 
     func start() {
+        guard token == nil else { return }
         token = loop.register(fd, events: splice_epoll_in | splice_epoll_exclusive, target: self)
     }
 
@@ -98,12 +100,18 @@ private final class Poller: RelayPollable, @unchecked Sendable {
         token = nil
     }
 
+    /// Stops for good (the listener is closing): a pause for resources does not resume.
+    func close() {
+        pausedForResources = false
+        stop()
+    }
+
     func ready(_ events: UInt32, slot: Int) {
         guard token != nil else { return }
         for _ in 0..<64 {
             var peer = sockaddr_storage()
             let client = splice_accept(fd, &peer)
-            guard client >= 0 else { return }
+            guard client >= 0 else { return acceptFailed(errno) }
             _ = splice_set_int_option(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let address = RelaySocket.text(of: peer)
             let owner = group.nextLoop()
@@ -113,6 +121,20 @@ private final class Poller: RelayPollable, @unchecked Sendable {
                 let accepted = self.accepted
                 owner.execute { Self.adopt(client, address, on: owner, accepted) }
             }
+        }
+    }
+
+    /// Out of descriptors or memory, the listening socket stays readable and a
+    /// level-triggered poll would spin: stop polling it for a moment instead, and let the
+    /// clients wait in the backlog until sessions end and free descriptors.
+    private func acceptFailed(_ error: Int32) {
+        guard error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM else { return }
+        stop()
+        pausedForResources = true
+        _ = loop.timers.add(.now() + .milliseconds(100)) { [self] in
+            guard pausedForResources else { return }
+            pausedForResources = false
+            start()
         }
     }
 

@@ -4,6 +4,7 @@ import NIOCore
 /// The loop as a NIO `EventLoop`: promises, futures and scheduled tasks behave as on NIO's
 /// own loops, so the session logic above the sockets keeps its futures.
 extension RelayLoop: EventLoop {
+    /// Runs `task` on the loop at `deadline`; cancelling removes it from the timer heap.
     public func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         let promise = makePromise(of: T.self)
         let holder = TimerHolder()
@@ -21,18 +22,23 @@ extension RelayLoop: EventLoop {
         }
     }
 
+    /// Runs `task` on the loop after `delay`.
     public func scheduleTask<T>(in delay: TimeAmount, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         scheduleTask(deadline: .now() + delay, task)
     }
 
+    /// Stops the loop after the tasks queued so far; `callback` runs on `queue`.
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
         requestShutdown(queue: queue, callback)
     }
 
+    /// The loop itself (a loop is a group of one).
     public func next() -> any EventLoop { self }
 
+    /// The loop itself.
     public func any() -> any EventLoop { self }
 
+    /// An iterator over this one loop.
     public func makeIterator() -> EventLoopIterator { EventLoopIterator([self]) }
 }
 

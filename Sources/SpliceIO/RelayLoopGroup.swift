@@ -26,10 +26,13 @@ public final class RelayLoopGroup: EventLoopGroup, Sendable {
         loops[counter.wrappingAdd(1, ordering: .relaxed).oldValue % loops.count]
     }
 
+    /// Some loop (the next one).
     public func any() -> any EventLoop { next() }
 
+    /// Every loop, in order.
     public func makeIterator() -> EventLoopIterator { EventLoopIterator(loops) }
 
+    /// Stops every loop; `callback` runs on `queue` once all have stopped.
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
         let remaining = Countdown(loops.count)
         for loop in loops {

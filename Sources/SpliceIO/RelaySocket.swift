@@ -101,6 +101,7 @@ public final class RelaySocket: RelayPollable {
 
     // MARK: events
 
+    /// An epoll event for the input (slot 0) or, for pipes, the output (slot 1).
     func ready(_ events: UInt32, slot: Int) {
         guard isOpen else { return }
         if let connecting {

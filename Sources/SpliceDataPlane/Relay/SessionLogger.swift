@@ -7,7 +7,9 @@ import Logging
 /// at info when it opens and closes: at the default `warning` level of a busy gateway that
 /// was ~8 % of the CPU per connection, for lines nobody sees.
 struct SessionLogger {
+    /// The listener's logger.
     let base: Logger
+    /// The session whose id and client go into each line.
     let record: SessionRecord
 
     private func logger() -> Logger {
@@ -24,14 +26,17 @@ struct SessionLogger {
         logger().log(level: level, message(), metadata: metadata())
     }
 
+    /// Logs at debug.
     func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil) {
         log(.debug, message(), metadata: metadata())
     }
 
+    /// Logs at info.
     func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil) {
         log(.info, message(), metadata: metadata())
     }
 
+    /// Logs at warning.
     func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata? = nil) {
         log(.warning, message(), metadata: metadata())
     }

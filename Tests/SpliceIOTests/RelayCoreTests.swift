@@ -47,6 +47,22 @@ private final class CoreRelay: @unchecked Sendable {
     }
 }
 
+/// Sends `total` bytes of `ByteStream(seed:)` in `chunk`-sized writes, then half-closes;
+/// returns the count and SHA-256 of what was sent.
+private func sendStream(_ client: TestSocket, seed: UInt64, total: Int, chunk: Int) throws -> (count: Int, digest: String) {
+    var stream = ByteStream(seed: seed)
+    var digest = Digest()
+    var sent = 0
+    while sent < total {
+        let bytes = stream.next(min(chunk, total - sent))
+        digest.update(bytes)
+        try client.send(bytes)
+        sent += bytes.count
+    }
+    client.shutdownWrite()
+    return (sent, digest.hex())
+}
+
 /// The relays a `CoreRelay` made, one per client.
 private final class RelayList: Sendable {
     let list = Mutex<[NIOLoopBound<PairRelay>]>([])
@@ -63,19 +79,7 @@ struct RelayCoreTests {
         let client = try TestSocket.connect(port: relay.port)
         defer { client.close() }
         let total = 8 << 20
-        let sender = ThreadTask {
-            var stream = ByteStream(seed: 7)
-            var digest = Digest()
-            var sent = 0
-            while sent < total {
-                let chunk = stream.next(min(100_003, total - sent))
-                digest.update(chunk)
-                try client.send(chunk)
-                sent += chunk.count
-            }
-            client.shutdownWrite()
-            return digest.hex()
-        }
+        let sender = ThreadTask { try sendStream(client, seed: 7, total: total, chunk: 100_003).digest }
         var received = Digest()
         while true {
             let chunk = try client.receive()
@@ -96,17 +100,7 @@ struct RelayCoreTests {
         let client = try TestSocket.connect(port: relay.port)
         defer { client.close() }
         let total = 16 << 20
-        let sender = ThreadTask {
-            var stream = ByteStream(seed: 11)
-            var sent = 0
-            while sent < total {
-                let chunk = stream.next(min(65_536, total - sent))
-                try client.send(chunk)
-                sent += chunk.count
-            }
-            client.shutdownWrite()
-            return sent
-        }
+        let sender = ThreadTask { try sendStream(client, seed: 11, total: total, chunk: 65_536).count }
         // The echo's answers pile up towards a client that does not read: every buffer on
         // the way fills, and the relay must stop reading rather than queue the rest.
         try await Task.sleep(for: .milliseconds(1500))

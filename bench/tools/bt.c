@@ -66,15 +66,17 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* sink and echo1 share one accept loop */
-static _Noreturn void serve(int port, int echo1) {
+/* The servers (sink, echo1, holder) share one accept-and-read loop: `accepted` may refuse
+   a connection (non-zero: it is closed), `readable` reads what a connection has. */
+static char iobuf[1 << 18];
+
+static _Noreturn void serve(int port, int (*accepted)(int fd), void (*readable)(int fd)) {
     int lfd = listen_on(port);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
     printf("ready\n");
     fflush(stdout);
-    static char buf[1 << 18];
     struct epoll_event evs[256];
     for (;;) {
         int n = epoll_wait(ep, evs, 256, -1);
@@ -84,91 +86,70 @@ static _Noreturn void serve(int port, int echo1) {
         }
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
-            if (fd == lfd) {
-                for (;;) {
-                    int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (c < 0) break;
-                    struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = c};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
-                }
+            if (fd != lfd) {
+                readable(fd);
                 continue;
             }
             for (;;) {
-                ssize_t r = read(fd, buf, sizeof buf);
-                if (r > 0) {
-                    if (echo1) {
-                        (void)!write(fd, "x", 1);
-                        close(fd);
-                        break;
-                    }
-                    continue;
-                }
-                if (r == 0 || (errno != EAGAIN && errno != EINTR)) close(fd);
-                break;
+                int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (c < 0) break;
+                if (accepted && accepted(c)) { close(c); continue; }
+                struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = c};
+                epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
             }
         }
     }
 }
 
+/* sink: read and discard everything, close on EOF */
+static void sink_readable(int fd) {
+    for (;;) {
+        ssize_t r = read(fd, iobuf, sizeof iobuf);
+        if (r > 0) continue;
+        if (r == 0 || (errno != EAGAIN && errno != EINTR)) close(fd);
+        return;
+    }
+}
+
+/* echo1: answer the first read with one byte and close */
+static void echo1_readable(int fd) {
+    ssize_t r = read(fd, iobuf, sizeof iobuf);
+    if (r > 0) (void)!write(fd, "x", 1);
+    if (r > 0 || r == 0 || (errno != EAGAIN && errno != EINTR)) close(fd);
+}
+
 /* holder: per connection, request bytes still expected and answer bytes still owed */
 enum { HDR = 8 };
 struct held { unsigned char hdr[HDR]; long got, up, down; };
+static struct held held_state[1 << 16];
 
-static _Noreturn void holder(int port) {
-    int lfd = listen_on(port);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
-    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
-    printf("ready\n");
-    fflush(stdout);
-    static char buf[1 << 18];
-    static struct held st[1 << 16];
-    struct epoll_event evs[256];
+static int holder_accepted(int fd) {
+    if (fd >= (1 << 16)) return -1;
+    memset(&held_state[fd], 0, sizeof held_state[fd]);
+    held_state[fd].up = -1;
+    return 0;
+}
+
+static void holder_readable(int fd) {
+    struct held *h = &held_state[fd];
     for (;;) {
-        int n = epoll_wait(ep, evs, 256, -1);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            die("epoll_wait");
+        ssize_t r = read(fd, iobuf, sizeof iobuf);
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EINTR)) { close(fd); return; }
+            break;
         }
-        for (int i = 0; i < n; i++) {
-            int fd = evs[i].data.fd;
-            if (fd == lfd) {
-                for (;;) {
-                    int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (c < 0) break;
-                    if (c >= (1 << 16)) { close(c); continue; }
-                    memset(&st[c], 0, sizeof st[c]);
-                    st[c].up = -1;
-                    struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = c};
-                    epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
-                }
-                continue;
-            }
-            struct held *h = &st[fd];
-            int closed = 0;
-            for (;;) {
-                ssize_t r = read(fd, buf, sizeof buf);
-                if (r <= 0) {
-                    if (r == 0 || (errno != EAGAIN && errno != EINTR)) closed = 1;
-                    break;
-                }
-                for (ssize_t k = 0; k < r && h->got + k < HDR; k++) h->hdr[h->got + k] = (unsigned char)buf[k];
-                h->got += r;
-                if (h->up < 0 && h->got >= HDR) {
-                    h->up = (long)ntohl(*(uint32_t *)h->hdr);
-                    h->down = (long)ntohl(*(uint32_t *)(h->hdr + 4));
-                }
-            }
-            if (closed) { close(fd); continue; }
-            if (h->up >= 0 && h->got >= h->up && h->down > 0) {
-                /* answer: a blocking-style loop is fine here, the client reads at once */
-                while (h->down > 0) {
-                    ssize_t w = write(fd, buf, h->down < (long)sizeof buf ? (size_t)h->down : sizeof buf);
-                    if (w > 0) h->down -= w;
-                    else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
-                }
-            }
+        for (ssize_t k = 0; k < r && h->got + k < HDR; k++) h->hdr[h->got + k] = (unsigned char)iobuf[k];
+        h->got += r;
+        if (h->up < 0 && h->got >= HDR) {
+            h->up = (long)ntohl(*(uint32_t *)h->hdr);
+            h->down = (long)ntohl(*(uint32_t *)(h->hdr + 4));
         }
+    }
+    /* answer once the request is in: a blocking-style loop is fine, the client reads at once */
+    while (h->up >= 0 && h->got >= h->up && h->down > 0) {
+        ssize_t w = write(fd, iobuf, h->down < (long)sizeof iobuf ? (size_t)h->down : sizeof iobuf);
+        if (w > 0) h->down -= w;
+        else if (w < 0 && errno != EAGAIN && errno != EINTR) break;
     }
 }
 
@@ -298,11 +279,11 @@ static int idle(int port, int n, long up, long down) {
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
-    if (argc >= 3 && !strcmp(argv[1], "sink")) serve(atoi(argv[2]), 0);
-    if (argc >= 3 && !strcmp(argv[1], "echo1")) serve(atoi(argv[2]), 1);
+    if (argc >= 3 && !strcmp(argv[1], "sink")) serve(atoi(argv[2]), NULL, sink_readable);
+    if (argc >= 3 && !strcmp(argv[1], "echo1")) serve(atoi(argv[2]), NULL, echo1_readable);
     if (argc >= 5 && !strcmp(argv[1], "connrate"))
         return connrate(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
-    if (argc >= 3 && !strcmp(argv[1], "holder")) holder(atoi(argv[2]));
+    if (argc >= 3 && !strcmp(argv[1], "holder")) serve(atoi(argv[2]), holder_accepted, holder_readable);
     if (argc >= 4 && !strcmp(argv[1], "idle"))
         return idle(atoi(argv[2]), atoi(argv[3]), argc >= 6 ? atol(argv[4]) : 0, argc >= 6 ? atol(argv[5]) : 0);
     fprintf(stderr, "usage: bt sink|echo1|holder PORT | connrate PORT SECS CONC | idle PORT N [UP DOWN]\n");

@@ -5,6 +5,13 @@ import NIOCore
 import Glibc
 #endif
 
+/// A name lookup racing its deadline; touched only on the dialing loop.
+private final class Lookup: @unchecked Sendable {
+    // @unchecked: read and written only on the loop that dials.
+    var timer: TimerEntry?
+    var expired = false
+}
+
 /// Dials TCP peers (servers, mediators, split recipients) on a loop, as `RelaySocket`s.
 public enum RelayDialer {
     /// Connects to `host:port` within `timeout`. An IP literal is used as it is; a name is
@@ -17,15 +24,29 @@ public enum RelayDialer {
         if let literal = try? SocketAddress(ipAddress: host, port: port) {
             loop.execute { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, promise: promise) }
         } else {
+            // The timeout covers the lookup too: a resolver that hangs fails the dial on time
+            // (the lookup itself runs on until getaddrinfo returns, and is then ignored).
+            let lookup = Lookup()
+            loop.execute {
+                lookup.timer = loop.timers.add(deadline) {
+                    lookup.timer = nil
+                    lookup.expired = true
+                    promise.fail(RelayIOError.timeout(milliseconds: timeout.nanoseconds / 1_000_000))
+                }
+            }
             DispatchQueue.global().async {
-                do {
-                    let addresses = try resolve(host, port)
-                    loop.execute {
+                let result = Result { () throws(RelayIOError) in try resolve(host, port) }
+                loop.execute {
+                    guard !lookup.expired else { return }
+                    if let timer = lookup.timer { loop.timers.cancel(timer) }
+                    lookup.timer = nil
+                    switch result {
+                    case .success(let addresses):
                         attempt(addresses[...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
                                 promise: promise)
+                    case .failure(let error):
+                        promise.fail(error)
                     }
-                } catch {
-                    promise.fail(error)
                 }
             }
         }

@@ -69,7 +69,13 @@ public final class RelayListener: Sendable {
         guard first else { return loop.makeSucceededVoidFuture() }
         let stops = pollers.map { poller in poller.loop.submit { poller.close() } }
         let fd = self.fd
-        return EventLoopFuture.andAllComplete(stops, on: loop).map { Glibc.close(fd) }
+        let loops = pollers.map(\.loop)
+        // Clients already handed to another loop are adopted there before this completes: a
+        // task queued on each loop after every poller stopped runs after those hand-offs, so
+        // a caller that then ends the listener's sessions finds them all.
+        return EventLoopFuture.andAllComplete(stops, on: loop).flatMap {
+            EventLoopFuture.andAllComplete(loops.map { $0.submit {} }, on: loop)
+        }.map { Glibc.close(fd) }
     }
 }
 
@@ -98,6 +104,11 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     func stop() {
         if let token { loop.deregister(token, fd: fd) }
         token = nil
+    }
+
+    func loopStopped() {
+        token = nil
+        pausedForResources = false
     }
 
     /// Stops for good (the listener is closing): a pause for resources does not resume.

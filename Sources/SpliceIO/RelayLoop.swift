@@ -10,6 +10,8 @@ import Glibc
 /// registered descriptors the event is for (a pipe pair has two).
 protocol RelayPollable: AnyObject {
     func ready(_ events: UInt32, slot: Int)
+    /// The loop stopped with this still registered: let go of descriptors, quietly.
+    func loopStopped()
 }
 
 /// One thread that owns sockets: an epoll set, a task queue woken by an eventfd, timers,
@@ -34,16 +36,19 @@ public final class RelayLoop: @unchecked Sendable {
     /// way); a small message reads no more than it is. One per loop, so its size costs
     /// nothing per session.
     public static let scratchSize = 256 * 1024
-    /// Reads a socket may do in one turn before others get theirs.
-    static let readsPerTurn = 16
+    /// Reads a socket may do in one turn before others get theirs: 1 MiB at most, so a
+    /// bulk stream cannot hold up the loop's other sessions for long.
+    static let readsPerTurn = 4
 
     /// The thread's name (`relay-0`, …).
     public let name: String
     let epfd: Int32
     private let wakeFD: Int32
+    /// The wake-up eventfd's number, for tests.
+    var wakeFDForTests: Int32 { wakeFD }
     let scratch: UnsafeMutableRawPointer
     private let thread = Atomic<UInt>(0)
-    private let tasks = Mutex<[@Sendable () -> Void]>([])
+    private let tasks = Mutex<TaskQueue>(TaskQueue())
     private let shutdownState = Mutex<ShutdownState>(.running)
     /// Registered descriptors: the epoll data is `generation << 32 | index`, so an event that
     /// was already fetched for a descriptor closed since then finds a newer generation.
@@ -57,6 +62,15 @@ public final class RelayLoop: @unchecked Sendable {
     var deferred: [() -> Void] = []
     var timers = TimerHeap()
     private var stopped = false
+    /// Loop iterations and passes over `readyToRead`, for tests: at most one pass each.
+    private(set) var iterations = 0
+    private(set) var readPasses = 0
+
+    /// Tasks from other threads; closed once the loop has stopped (its eventfd is gone).
+    private struct TaskQueue {
+        var tasks: [@Sendable () -> Void] = []
+        var closed = false
+    }
 
     /// A registration holds its target strongly until deregistered: a socket stays alive
     /// while the loop can still deliver events to it.
@@ -145,12 +159,15 @@ public final class RelayLoop: @unchecked Sendable {
     // MARK: tasks from any thread
 
     /// Queues `task` to run on the loop's thread.
+    /// After shutdown the task is dropped: the loop's eventfd is closed, and its number may
+    /// belong to someone else by then.
     public func execute(_ task: @escaping @Sendable () -> Void) {
-        let wasEmpty = tasks.withLock { queue in
-            queue.append(task)
-            return queue.count == 1
+        tasks.withLock { queue in
+            guard !queue.closed else { return }
+            queue.tasks.append(task)
+            // Woken under the lock: shutdown closes the eventfd only after closing the queue.
+            if queue.tasks.count == 1 { wake() }
         }
-        if wasEmpty { wake() }
     }
 
     private func wake() {
@@ -169,7 +186,8 @@ public final class RelayLoop: @unchecked Sendable {
         let data = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
         while !stopped {
             let timeout: Int32
-            if !readyToRead.isEmpty || !deferred.isEmpty || tasks.withLock({ !$0.isEmpty }) {
+            iterations += 1
+            if !readyToRead.isEmpty || !deferred.isEmpty || tasks.withLock({ !$0.tasks.isEmpty }) {
                 timeout = 0
             } else {
                 timeout = timers.timeoutMilliseconds(now: .now())
@@ -188,6 +206,7 @@ public final class RelayLoop: @unchecked Sendable {
         free(scratchEvents)
         flags.deallocate()
         data.deallocate()
+        releaseResources()
         finishShutdown()
     }
 
@@ -204,33 +223,58 @@ public final class RelayLoop: @unchecked Sendable {
         target.ready(events, slot: registration.slot)
     }
 
+    /// Deferred callbacks until none are left (bounded), and one pass over the sockets
+    /// waiting to read: a socket that used up its turn is read again only after the loop
+    /// has polled, so a bulk stream cannot starve the loop's other sockets, tasks and timers.
     private func runReadyWork() {
+        runDeferred()
+        guard !readyToRead.isEmpty else { return }
+        readPasses += 1
+        let sockets = readyToRead
+        readyToRead = []
+        for socket in sockets {
+            socket.readScheduled = false
+            socket.readAvailable()
+            runDeferred()
+        }
+    }
+
+    private func runDeferred() {
         var rounds = 0
-        while (!readyToRead.isEmpty || !deferred.isEmpty) && rounds < 64 {
+        while !deferred.isEmpty && rounds < 64 {
             rounds += 1
-            if !deferred.isEmpty {
-                let work = deferred
-                deferred = []
-                for body in work { body() }
-            }
-            if !readyToRead.isEmpty {
-                let sockets = readyToRead
-                readyToRead = []
-                for socket in sockets {
-                    socket.readScheduled = false
-                    socket.readAvailable()
-                }
-            }
+            let work = deferred
+            deferred = []
+            for body in work { body() }
         }
     }
 
     private func runTasks() {
         let work = tasks.withLock { queue -> [@Sendable () -> Void] in
-            let work = queue
-            queue = []
+            let work = queue.tasks
+            queue.tasks = []
             return work
         }
         for task in work { task() }
+    }
+
+    /// The loop has stopped: no more tasks, every registered socket closed, pending timers
+    /// dropped, and the loop's own descriptors and buffer given back.
+    private func releaseResources() {
+        tasks.withLock { queue in
+            queue.closed = true
+            queue.tasks = []
+        }
+        let targets = registrations.compactMap(\.target)
+        registrations = []
+        freeIndices = []
+        for target in targets { target.loopStopped() }
+        readyToRead = []
+        deferred = []
+        timers = TimerHeap()
+        Glibc.close(epfd)
+        Glibc.close(wakeFD)
+        scratch.deallocate()
     }
 
     // MARK: shutdown

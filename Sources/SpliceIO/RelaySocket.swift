@@ -116,9 +116,22 @@ public final class RelaySocket: RelayPollable {
             guard isOpen else { return }
         }
         if events & splice_epoll_err != 0 {
-            let error = splice_socket_error(slot == 1 ? outputFD : inputFD)
-            if error != 0 { return fail(.system(slot == 1 || isPipe ? "write" : "read", error)) }
-            if isPipe && slot == 1 { return fail(.system("write", EPIPE)) }
+            if isPipe {
+                // The process closed its stdin. That fails a write still queued (the flush
+                // below gets EPIPE); until we write again, its stdout may still have bytes.
+                if slot == 1, pendingBytes > 0 { flushPending() }
+                if slot == 1 { return }
+            } else if !inputEnded {
+                // A reset: bytes that arrived before it are still in the kernel, and `read`
+                // returns them first, then the error. Asking SO_ERROR now would clear the error
+                // and drop the bytes (a server's last answer before an RST).
+                readable = true
+                eofQueued = true
+                return readAvailable()
+            } else {
+                let error = splice_socket_error(inputFD)
+                if error != 0 { return fail(.system("write", error)) }
+            }
         }
         if events & splice_epoll_out != 0, slot == 1 || !isPipe, pendingBytes > 0 {
             flushPending()
@@ -227,6 +240,11 @@ public final class RelaySocket: RelayPollable {
             // Written out: the buffers (and the array's storage) go back to the allocator.
             pending = []
             pendingHead = 0
+        } else if pendingHead > 0 {
+            // Let go of what was written while more waits: a peer that stays just slower than
+            // its sender never empties the queue, and would otherwise keep every buffer.
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
         }
         if unwritable, pendingBytes <= lowWater {
             unwritable = false
@@ -299,6 +317,24 @@ public final class RelaySocket: RelayPollable {
             self.closePromise?.succeed(())
             self.closePromise = nil
         }
+    }
+
+    /// How many buffers the socket holds, written out or not (for tests).
+    var pendingBufferCount: Int { pending.count }
+
+    /// The loop stopped with this socket open: close the descriptors, tell no one.
+    func loopStopped() {
+        guard isOpen else { return }
+        isOpen = false
+        Glibc.close(inputFD)
+        if isPipe, outputFD >= 0 { Glibc.close(outputFD) }
+        outputFD = -1
+        pending = []
+        pendingHead = 0
+        pendingBytes = 0
+        connecting = nil
+        shutdownCallbacks = []
+        delegate = nil
     }
 
     private func fail(_ error: RelayIOError) {

@@ -180,6 +180,9 @@ final class Session {
     }
 
     func port(_ port: Port, failed error: any Error) {
+        // A socket the session itself closed as it ended reports its unfinished half-close
+        // as failed: nothing to act on (a failover or a split drop after the end).
+        guard !ending else { return }
         logger.debug("channel error", metadata: ["port": "\(port.role)", "error": "\(error)"])
         portBroke(port, "\(error)")
     }

@@ -102,7 +102,7 @@ extension Session {
         for tap in sink.taps where !tap.port.outputClosing {
             tap.port.outputClosing = true
             tap.port.socket.closeOutputAfterFlush { result in
-                guard let split = self.split(of: tap.port) else { return }
+                guard !self.ending, let split = self.split(of: tap.port) else { return }
                 if case .failure = result {
                     self.drop(split, reason: "recipient failed while flushing")
                 } else if split.legs.values.allSatisfy(\.port.outputClosing), split.state == .active {

@@ -30,6 +30,26 @@ final class Link {
 
     /// Whether a read from `reader` may be issued now.
     var mayForward: Bool { !paused && writer.isWritable && (writer.taps.isEmpty || writer.tapsAllowWriting) }
+
+    /// Bytes read from `reader`: kept (copied) in `held` while paused, else passed on.
+    /// Returns whether they were passed on, so the caller copies them to the writer's taps.
+    func carry(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if paused {
+            held.append(ByteBuffer(bytes: bytes))
+            return false
+        }
+        pass(bytes)
+        return true
+    }
+
+    /// Moves bytes over the link: counts them as read, written and passed, and writes them.
+    func pass(_ bytes: UnsafeRawBufferPointer) {
+        let count = bytes.count
+        offset &+= UInt64(count)
+        reader.read.add(count)
+        writer.written.add(count)
+        writer.write(bytes)
+    }
 }
 
 @available(*, unavailable)

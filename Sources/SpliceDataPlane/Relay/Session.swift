@@ -120,20 +120,14 @@ final class Session {
 
     /// Bytes read from `link`'s reader: on they go, or wait (copied) while the link is paused.
     func forward(_ bytes: UnsafeRawBufferPointer, from link: Link) {
-        if link.paused {
-            link.held.append(ByteBuffer(bytes: bytes))
-        } else {
-            forward(bytes, over: link)
+        if link.carry(bytes), !link.writer.taps.isEmpty {
+            copy(bytes, to: link.writer.taps)
         }
     }
 
     /// Moves bytes one link further, and copies them to the writer's taps.
     func forward(_ bytes: UnsafeRawBufferPointer, over link: Link) {
-        let count = bytes.count
-        link.offset &+= UInt64(count)
-        link.reader.read.add(count)
-        link.writer.written.add(count)
-        link.writer.write(bytes)
+        link.pass(bytes)
         if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }

@@ -4,7 +4,8 @@ import SpliceCore
 /// One hop of a direction's path: bytes read from `reader` are written to `writer`.
 ///
 /// A direction with no mediator has one link, client → server or server → client; each
-/// spliced mediator splits a link in two. `offset` counts the bytes that have passed, in the
+/// spliced mediator splits a link in two. Only the direction's `DirectionPath` makes,
+/// replaces and joins links. `offset` counts the bytes that have passed, in the
 /// stream that enters `writer`, which is what splice and removal offsets are reported in.
 final class Link {
     /// The direction this link carries.

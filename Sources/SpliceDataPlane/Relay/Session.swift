@@ -88,21 +88,14 @@ final class Session {
         self.server = server
         record.update(server: socket.remoteAddress?.hostPortString ?? "\(upstream.address)")
         paths = (
-            DirectionPath(direction: .clientToServer, links: [connect(client, to: server, .clientToServer)]),
-            DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)])
+            DirectionPath(direction: .clientToServer, from: client, to: server),
+            DirectionPath(direction: .serverToClient, from: server, to: client)
         )
         record.update(state: .open)
         guard socket.isOpen else { return end(.serverError) }
         applyTemplates(templates.mediators[...]) {
             self.applySplitTemplates(self.templates.splits[...])
         }
-    }
-
-    private func connect(_ reader: Port, to writer: Port, _ direction: Direction) -> Link {
-        let link = Link(direction: direction, reader: reader, writer: writer, offset: 0)
-        reader.outLink = link
-        writer.inLink = link
-        return link
     }
 
     /// The path of one direction; only valid once connected.
@@ -266,13 +259,7 @@ final class Session {
 
     /// Breaks the session's reference cycles so that late channel events find nothing to act on.
     private func detach() {
-        for path in allPaths {
-            for link in path.links {
-                link.reader.outLink = nil
-                link.writer.inLink = nil
-                link.held.removeAll()
-            }
-        }
+        allPaths.forEach { $0.detachAll() }
         for port in allPorts {
             port.session = nil
             port.taps = []

@@ -263,6 +263,48 @@ struct DirectionPathTests {
         #expect(replica.read.value == UInt64(stream.count - 6))
     }
 
+    @Test("a new sender of a link paused for a drain stays paused; what the old sender had held is dropped")
+    func replaceSenderWhileDraining() throws {
+        let run = MemoryDirection(.serverToClient)
+        let hop = run.mediatorPort(1)
+        let (feed, _) = run.splice(hop, atLink: 0, Self.doubled)
+        run.send(stream[..<6])
+        feed.paused = true
+        run.send(stream[6..<9])
+        let replica = Port.inMemory(.server)
+
+        let link = run.path.replaceSender(with: replica)
+        #expect(link.paused)
+        #expect(link.held.isEmpty && feed.held.isEmpty)
+        #expect(link.offset == 6)
+        // The replica's stream goes on from offset 6: it waits in the link like the rest.
+        for byte in stream[6...] {
+            withUnsafeBytes(of: byte) { #expect(!link.carry($0)) }
+        }
+        #expect(hop.memory.written == Array(stream[..<6]))
+
+        let removed = try #require(run.path.unsplice(hop))
+        #expect(removed.link.reader === replica)
+        #expect(bytes(removed.held) == Array(stream[6...]))
+        run.forward(removed.held, over: removed.link)
+        #expect(run.received == stream[..<6].flatMap(Self.doubled) + stream[6...])
+    }
+
+    @Test("a new receiver of a paused link keeps the pause and the bytes held for it")
+    func replaceReceiverWhilePaused() {
+        let run = MemoryDirection(.clientToServer)
+        run.send(stream[..<4])
+        run.path.links[0].paused = true
+        run.send(stream[4..<7])
+        let replica = Port.inMemory(.server)
+
+        let link = run.path.replaceReceiver(with: replica)
+        #expect(link.paused)
+        #expect(bytes(link.held) == Array(stream[4..<7]))
+        #expect(link.offset == 4)
+        #expect(run.path.isWired)
+    }
+
     @Test("detaching unwires every port and drops held bytes; the links keep their offsets")
     func detachAll() {
         let run = MemoryDirection(.clientToServer)

@@ -77,24 +77,33 @@ final class DirectionPath {
     }
 
     /// Makes `port` the receiver: the last link writes into it from the same offset, and
-    /// the old receiver is no longer fed.
+    /// the old receiver is no longer fed. A pause and the bytes it holds carry over: they
+    /// come from the same reader and are owed to whoever receives now.
     @discardableResult
     func replaceReceiver(with port: Port) -> Link {
         let last = links[links.count - 1]
         last.writer.inLink = nil
         let link = wire(last.reader, to: port, offset: last.offset)
+        link.paused = last.paused
+        link.held = last.held
+        last.held.removeAll()
         links[links.count - 1] = link
         assert(isWired, "replacing the receiver broke the \(direction.rawValue) chain")
         return link
     }
 
     /// Makes `port` the sender: the first link reads it from the same offset, and the old
-    /// sender feeds nothing.
+    /// sender feeds nothing. A pause carries over (a drain of the hop it feeds is under way,
+    /// and what the new sender sends must wait for it like the rest); bytes held from the
+    /// old sender are dropped, since they never passed and the new sender's stream goes on
+    /// from the link's offset.
     @discardableResult
     func replaceSender(with port: Port) -> Link {
         let first = links[0]
         first.reader.outLink = nil
         let link = wire(port, to: first.writer, offset: first.offset)
+        link.paused = first.paused
+        first.held.removeAll()
         links[0] = link
         assert(isWired, "replacing the sender broke the \(direction.rawValue) chain")
         return link

@@ -57,11 +57,14 @@ extension Session {
             "split": "\(split.id)", "replica": "\(split.request.address)", "reason": "\(why)",
             "server_bytes": "\(sent)", "replica_bytes_held": "\(leg.backlog.count)",
         ])
+        // Through `from:`, not `over:`: while a drain of the hop the link feeds is under way,
+        // the link is paused and the replica's output waits in it, EOF included, for the
+        // direct path (see `unsplice`).
         for buffer in leg.backlog.buffers {
-            forward(buffer, over: link)
+            buffer.withUnsafeReadableBytes { forward($0, from: link) }
         }
         leg.backlog.removeAll()
-        if replica.eofReceived {
+        if replica.eofReceived, !link.paused {
             propagateEOF(over: link)
         }
         replica.socket.resumeRead()

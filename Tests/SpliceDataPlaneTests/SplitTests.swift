@@ -194,4 +194,78 @@ struct SplitTests {
         #expect(values == Array(1...200))
         #expect(try gateway.sessions().sessions.first?.server == "127.0.0.1:\(replica.port)")
     }
+
+    @Test("failover while the server-side hop of server_to_client drains: the replica's replies wait for the direct path")
+    func failoverDuringDrain() throws {
+        let script = """
+        import socket, sys
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+        while True:
+            c, _ = s.accept(); f = c.makefile("rb"); n = 0
+            for line in f:
+                n += 1
+                c.sendall(b"reply %d to %s" % (n, line))
+                open(sys.argv[2], "w").write(str(n))
+            c.close()
+        """
+        let marks = FileManager.default.temporaryDirectory.appendingPathComponent("drain-failover-\(getpid())")
+        try FileManager.default.createDirectory(at: marks, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: marks) }
+        let replicaMark = marks.appendingPathComponent("replica").path
+        let primary = try ChildProcess("/usr/bin/env", arguments: {
+            ["python3", "-c", script, "\($0)", marks.appendingPathComponent("primary").path]
+        })
+        let replica = try ChildProcess("/usr/bin/env", arguments: { ["python3", "-c", script, "\($0)", replicaMark] })
+        defer { primary.kill(); replica.kill() }
+        // The mediator echoes, and on EOF holds its own output open until released: the
+        // drain stays under way while the replica takes over.
+        let release = Latch()
+        defer { release.open() }
+        let mediator = try TestServer { socket in
+            while let chunk = try? socket.receive(), !chunk.isEmpty {
+                if (try? socket.send(chunk)) == nil { break }
+            }
+            release.wait()
+            socket.shutdownWrite()
+            _ = try? socket.receiveAll()
+            socket.close()
+        }
+        defer { mediator.stop() }
+        let (gateway, listener, group) = try replicatedGateway(primary: primary.port, replica: replica.port)
+        defer { gateway.shutdown(); shutdownTestGroup(group) }
+
+        let client = try TestSocket.connect(port: listener.spec.listen.port)
+        func send(_ n: Int) throws { try client.send(Array("line \(n)\n".utf8)) }
+        func reply(_ n: Int) -> String? {
+            let expected = "reply \(n) to line \(n)\n"
+            return (try? client.receive(exactly: expected.utf8.count)).map { String(decoding: $0, as: UTF8.self) }
+        }
+        for n in 1...3 {
+            try send(n)
+            #expect(reply(n) == "reply \(n) to line \(n)\n")
+        }
+        let id = try #require(gateway.sessions().sessions.first?.id)
+        let hop = try gateway.splice(session: id, HopRequest(
+            target: .address(HostPort(host: "127.0.0.1", port: mediator.port)), directions: .serverToClient,
+            drainTimeoutMs: 60_000))
+        for n in 4...6 {
+            try send(n)
+            #expect(reply(n) == "reply \(n) to line \(n)\n")
+        }
+        let removal = try gateway.removingHop(session: id, hop: hop.id)
+        #expect(eventually { (try? gateway.session(id).hops.first?.state) == .draining })
+        // Over the API: a server that hangs up is not read while its link is paused, so its
+        // EOF would only be seen after the drain.
+        let split = try #require(gateway.session(id).splits.first?.id)
+        #expect(try gateway.failover(session: id, split: split).server == "127.0.0.1:\(replica.port)")
+        try send(7)
+        // The replica has sent its reply before the drain is let end.
+        #expect(eventually { (try? String(contentsOfFile: replicaMark, encoding: .utf8)) == "7" })
+        release.open()
+        _ = try removal.wait()
+        #expect(reply(7) == "reply 7 to line 7\n")
+        try send(8)
+        #expect(reply(8) == "reply 8 to line 8\n")
+    }
 }

@@ -123,26 +123,17 @@ extension Session {
         leg.done = true
         // No longer draining: a half-close its closing channel fails is not a failure now.
         leg.draining = false
-        let path = path(leg.direction)
         let port = leg.port
-        if let feed = port.inLink, let out = port.outLink,
-           let index = path.links.firstIndex(where: { $0 === feed }), index + 1 < path.links.count {
-            let merged = Link(direction: leg.direction, reader: feed.reader, writer: out.writer, offset: out.offset)
-            feed.reader.outLink = merged
-            out.writer.inLink = merged
-            path.links.replaceSubrange(index...(index + 1), with: [merged])
-            for buffer in feed.held {
-                forward(buffer, over: merged)
+        if let joined = path(leg.direction).unsplice(port) {
+            for buffer in joined.held {
+                forward(buffer, over: joined.link)
             }
-            feed.held.removeAll()
-            if feed.reader.eofReceived {
-                propagateEOF(over: merged)
+            if joined.eofSeen {
+                propagateEOF(over: joined.link)
             } else {
-                merged.reader.socket.resumeRead()
+                joined.link.reader.socket.resumeRead()
             }
         }
-        port.inLink = nil
-        port.outLink = nil
         port.session = nil
         port.socket.close()
         leg.process?.terminate()

@@ -84,20 +84,13 @@ extension Session {
         let before = direction == .clientToServer
             ? hops[..<position].filter { $0.covers(direction) }.count
             : hops[(position + 1)...].filter { $0.covers(direction) }.count
-        let old = path.links[before]
-        let stats = HopRecord.Leg(splicedAt: old.offset)
+        let stats = HopRecord.Leg(splicedAt: path.links[before].offset)
         let port = Port(role: .hop(hop.id, direction), socket: opened.socket, session: self,
                         written: stats.fed, read: stats.emitted)
-        let feed = Link(direction: direction, reader: old.reader, writer: port, offset: old.offset)
-        let out = Link(direction: direction, reader: port, writer: old.writer, offset: old.offset)
-        old.reader.outLink = feed
-        port.inLink = feed
-        port.outLink = out
-        old.writer.inLink = out
-        path.links.replaceSubrange(before...before, with: [feed, out])
+        let (feed, _) = path.splice(port, atLink: before)
         hop.legs[direction] = HopLeg(direction: direction, port: port, process: opened.process, stats: stats)
         hop.record.add(stats, direction)
         port.socket.resumeRead()
-        old.reader.socket.resumeRead()
+        feed.reader.socket.resumeRead()
     }
 }

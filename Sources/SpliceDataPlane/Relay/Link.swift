@@ -4,7 +4,8 @@ import SpliceCore
 /// One hop of a direction's path: bytes read from `reader` are written to `writer`.
 ///
 /// A direction with no mediator has one link, client → server or server → client; each
-/// spliced mediator splits a link in two. `offset` counts the bytes that have passed, in the
+/// spliced mediator splits a link in two. Only the direction's `DirectionPath` makes,
+/// replaces and joins links. `offset` counts the bytes that have passed, in the
 /// stream that enters `writer`, which is what splice and removal offsets are reported in.
 final class Link {
     /// The direction this link carries.
@@ -30,6 +31,26 @@ final class Link {
 
     /// Whether a read from `reader` may be issued now.
     var mayForward: Bool { !paused && writer.isWritable && (writer.taps.isEmpty || writer.tapsAllowWriting) }
+
+    /// Bytes read from `reader`: kept (copied) in `held` while paused, else passed on.
+    /// Returns whether they were passed on, so the caller copies them to the writer's taps.
+    func carry(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if paused {
+            held.append(ByteBuffer(bytes: bytes))
+            return false
+        }
+        pass(bytes)
+        return true
+    }
+
+    /// Moves bytes over the link: counts them as read, written and passed, and writes them.
+    func pass(_ bytes: UnsafeRawBufferPointer) {
+        let count = bytes.count
+        offset &+= UInt64(count)
+        reader.read.add(count)
+        writer.written.add(count)
+        writer.write(bytes)
+    }
 }
 
 @available(*, unavailable)

@@ -36,7 +36,7 @@ final class Port: RelaySocketDelegate {
     /// What this port is in the session (a replica split becomes `server` on failover).
     var role: PortRole
     /// The socket it drives (the port is its delegate until it closes).
-    let socket: RelaySocket
+    let socket: any PortSocket
     /// Bytes written into this port (for an endpoint: bytes delivered to it).
     var written: ByteCounter
     /// Bytes read from this port.
@@ -59,7 +59,7 @@ final class Port: RelaySocketDelegate {
     /// Strong on purpose: the session clears it as it ends, so late channel events are no-ops.
     var session: Session?
 
-    init(role: PortRole, socket: RelaySocket, session: Session?,
+    init(role: PortRole, socket: any PortSocket, session: Session?,
          written: ByteCounter = ByteCounter(), read: ByteCounter = ByteCounter()) {
         self.role = role
         self.socket = socket

@@ -86,21 +86,14 @@ final class Session {
         // The record starts with the configured address, which a literal one already is.
         if !upstream.isLiteral { record.update(server: socket.remoteAddressText ?? "\(upstream.address)") }
         paths = (
-            DirectionPath(direction: .clientToServer, links: [connect(client, to: server, .clientToServer)]),
-            DirectionPath(direction: .serverToClient, links: [connect(server, to: client, .serverToClient)])
+            DirectionPath(direction: .clientToServer, from: client, to: server),
+            DirectionPath(direction: .serverToClient, from: server, to: client)
         )
         record.update(state: .open)
         guard socket.isOpen else { return end(.serverError) }
         applyTemplates(templates.mediators[...]) {
             self.applySplitTemplates(self.templates.splits[...])
         }
-    }
-
-    private func connect(_ reader: Port, to writer: Port, _ direction: Direction) -> Link {
-        let link = Link(direction: direction, reader: reader, writer: writer, offset: 0)
-        reader.outLink = link
-        writer.inLink = link
-        return link
     }
 
     /// The path of one direction; only valid once connected.
@@ -118,20 +111,14 @@ final class Session {
 
     /// Bytes read from `link`'s reader: on they go, or wait (copied) while the link is paused.
     func forward(_ bytes: UnsafeRawBufferPointer, from link: Link) {
-        if link.paused {
-            link.held.append(ByteBuffer(bytes: bytes))
-        } else {
-            forward(bytes, over: link)
+        if link.carry(bytes), !link.writer.taps.isEmpty {
+            copy(bytes, to: link.writer.taps)
         }
     }
 
     /// Moves bytes one link further, and copies them to the writer's taps.
     func forward(_ bytes: UnsafeRawBufferPointer, over link: Link) {
-        let count = bytes.count
-        link.offset &+= UInt64(count)
-        link.reader.read.add(count)
-        link.writer.written.add(count)
-        link.writer.write(bytes)
+        link.pass(bytes)
         if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }
@@ -273,13 +260,7 @@ final class Session {
 
     /// Breaks the session's reference cycles so that late channel events find nothing to act on.
     private func detach() {
-        for path in allPaths {
-            for link in path.links {
-                link.reader.outLink = nil
-                link.writer.inLink = nil
-                link.held.removeAll()
-            }
-        }
+        allPaths.forEach { $0.detachAll() }
         for port in allPorts {
             port.session = nil
             port.taps = []

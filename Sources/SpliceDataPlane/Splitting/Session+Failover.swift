@@ -37,32 +37,19 @@ extension Session {
         let replicaRead = replica.read.value
         replica.skip = sent > replicaRead ? sent - replicaRead : 0
         // Going in: the replica is the writer of the last client-to-server link.
-        let inbound = path(.clientToServer)
-        if let last = inbound.links.last {
-            let link = Link(direction: .clientToServer, reader: last.reader, writer: replica, offset: last.offset)
-            last.reader.outLink = link
-            replica.inLink = link
-            inbound.links[inbound.links.count - 1] = link
-        }
+        path(.clientToServer).replaceReceiver(with: replica)
         replica.taps = old.taps.filter { $0 !== leg }
         replica.taps.forEach { $0.port.tapped = replica }
         replica.tapped = nil
         replica.role = .server
         replica.written = record.toServer
         // Coming back: the replica is the reader of the first server-to-client link.
-        let outbound = path(.serverToClient)
-        let first = outbound.links[0]
-        let link = Link(direction: .serverToClient, reader: replica, writer: first.writer, offset: first.offset)
-        replica.outLink = link
-        first.writer.inLink = link
-        outbound.links[0] = link
+        let link = path(.serverToClient).replaceSender(with: replica)
         server = replica
         splits.removeAll { $0 === split }
         publishSplits()
         record.update(server: "\(split.request.address)")
         old.taps = []
-        old.inLink = nil
-        old.outLink = nil
         old.session = nil
         old.socket.close()
         events.publish(.failedOver(session: record.id, split: split.id, server: "\(split.request.address)", reason: why))
@@ -70,14 +57,17 @@ extension Session {
             "split": "\(split.id)", "replica": "\(split.request.address)", "reason": "\(why)",
             "server_bytes": "\(sent)", "replica_bytes_held": "\(leg.backlog.count)",
         ])
+        // Through `from:`, not `over:`: while a drain of the hop the link feeds is under way,
+        // the link is paused and the replica's output waits in it, EOF included, for the
+        // direct path (see `unsplice`).
         for buffer in leg.backlog.buffers {
-            forward(buffer, over: link)
+            buffer.withUnsafeReadableBytes { forward($0, from: link) }
         }
         leg.backlog.removeAll()
-        if replica.eofReceived {
+        if replica.eofReceived, !link.paused {
             propagateEOF(over: link)
         }
         replica.socket.resumeRead()
-        inbound.links.last?.reader.socket.resumeRead()
+        path(.clientToServer).links.last?.reader.socket.resumeRead()
     }
 }

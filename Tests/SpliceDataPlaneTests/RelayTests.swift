@@ -28,7 +28,7 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     /// Connects a client and waits until its session is relaying; the only session expected.
-    func openSession() throws -> (TestSocket, Identifier) {
+    func openSession() throws -> (TestSocket, SessionID) {
         let client = try connect()
         guard eventually(timeout: 10, { gateway.sessions().sessions.first?.state == .open }),
               let id = gateway.sessions().sessions.first?.id

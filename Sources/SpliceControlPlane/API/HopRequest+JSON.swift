@@ -79,7 +79,7 @@ extension HopSnapshot {
 
 extension RemovalReport {
     /// The removal answer of the API.
-    func json(hop: Identifier) -> JSON {
+    func json(hop: HopID) -> JSON {
         [
             "id": .string("\(hop)"),
             "removed_at": removedAt.json { .int(Int64(clamping: $0)) },

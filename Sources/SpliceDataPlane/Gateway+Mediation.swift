@@ -9,7 +9,7 @@ extension Gateway {
     }
 
     /// Unregisters a mediator; 404 when unknown, 409 while spliced anywhere.
-    public func unregisterMediator(_ name: String) throws(APIError) {
+    public func unregisterMediator(_ name: MediatorName) throws(APIError) {
         try mediators.unregister(name)
         logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
     }
@@ -20,7 +20,7 @@ extension Gateway {
     }
 
     /// One registered mediator.
-    public func registeredMediator(_ name: String) throws(APIError) -> MediatorSnapshot {
+    public func registeredMediator(_ name: MediatorName) throws(APIError) -> MediatorSnapshot {
         guard let entry = mediators.lookUp(name) else { throw .notFound("no mediator '\(name)'") }
         return MediatorSnapshot(spec: entry.spec, inUse: entry.inUse)
     }

@@ -133,13 +133,13 @@ public final class Gateway: Sendable {
     }
 
     /// The registered mediators a listener's templates name, one entry per template.
-    private func templateMediatorNames(_ spec: ListenerSpec) -> [String] {
+    private func templateMediatorNames(_ spec: ListenerSpec) -> [MediatorName] {
         spec.mediators.compactMap { if case .registered(let name) = $0.target { name } else { nil } }
     }
 
     /// Holds every mediator the templates name; all or none.
-    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [String] {
-        var held: [String] = []
+    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
+        var held: [MediatorName] = []
         for name in templateMediatorNames(spec) {
             do {
                 try mediators.holdForTemplate(name)

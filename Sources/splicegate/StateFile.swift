@@ -28,7 +28,7 @@ final class StateFile: Sendable {
     let path: String
     /// Listeners not to save (the `--demo` one, which is recreated at each start).
     private let transient = Mutex<Set<ListenerID>>([])
-    private let transientMediators = Mutex<Set<String>>([])
+    private let transientMediators = Mutex<Set<MediatorName>>([])
     // One save at a time, so the last write reflects the last change.
     private let writing = Mutex<Void>(())
 
@@ -42,7 +42,7 @@ final class StateFile: Sendable {
     }
 
     /// Keeps the mediator `name` out of the saved state (the demo's, on ephemeral ports).
-    func exclude(mediator name: String) {
+    func exclude(mediator name: MediatorName) {
         _ = transientMediators.withLock { $0.insert(name) }
     }
 

@@ -37,7 +37,7 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     /// Registers a TCP mediator listening on 127.0.0.1:`port`.
-    func registerMediator(_ name: String, port: Int, proxyProtocol: Bool = false) throws {
+    func registerMediator(_ name: MediatorName, port: Int, proxyProtocol: Bool = false) throws {
         try gateway.registerMediator(MediatorSpec(name: name, kind: .tcp(HostPort(host: "127.0.0.1", port: port)),
                                                   proxyProtocol: proxyProtocol))
     }

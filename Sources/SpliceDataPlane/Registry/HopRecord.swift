@@ -19,12 +19,12 @@ final class HopRecord: Sendable {
     }
 
     let id: HopID
-    let mediator: String?
+    let mediator: MediatorName?
     let target: String
     let request: HopRequest
     private let mutable = Mutex<(state: HopSnapshot.State, legs: [Direction: Leg])>((.active, [:]))
 
-    init(id: HopID, mediator: String?, target: String, request: HopRequest) {
+    init(id: HopID, mediator: MediatorName?, target: String, request: HopRequest) {
         self.id = id
         self.mediator = mediator
         self.target = target

@@ -1,16 +1,16 @@
 /// Something that happened in the gateway, as the event stream reports it.
 public enum GatewayEvent: Sendable {
     case listenerAdded(ListenerSnapshot)
-    case listenerRemoved(Identifier)
+    case listenerRemoved(ListenerID)
     case sessionOpened(SessionSnapshot)
     case sessionClosed(SessionSnapshot, reason: CloseReason)
-    case hopSpliced(session: Identifier, HopSnapshot)
-    case hopRemoved(session: Identifier, hop: Identifier, RemovalReport)
-    case hopFailed(session: Identifier, hop: Identifier, reason: String, policy: FailurePolicy)
-    case splitAdded(session: Identifier, SplitSnapshot)
-    case splitDropped(session: Identifier, SplitSnapshot)
-    case splitRemoved(session: Identifier, split: Identifier)
-    case failedOver(session: Identifier, split: Identifier, server: String, reason: String)
+    case hopSpliced(session: SessionID, HopSnapshot)
+    case hopRemoved(session: SessionID, hop: HopID, RemovalReport)
+    case hopFailed(session: SessionID, hop: HopID, reason: String, policy: FailurePolicy)
+    case splitAdded(session: SessionID, SplitSnapshot)
+    case splitDropped(session: SessionID, SplitSnapshot)
+    case splitRemoved(session: SessionID, split: SplitID)
+    case failedOver(session: SessionID, split: SplitID, server: String, reason: String)
 
     /// The event's name on the wire (`session.opened`, …).
     public var name: String {

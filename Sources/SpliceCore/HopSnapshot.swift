@@ -26,9 +26,9 @@ public struct HopSnapshot: Sendable {
     }
 
     /// Hop id (`h3`).
-    public var id: Identifier
+    public var id: HopID
     /// The registered mediator's name, or nil for an ad-hoc address.
-    public var mediator: String?
+    public var mediator: MediatorName?
     /// The mediator's address or command, for display.
     public var target: String
     /// Directions it covers.
@@ -45,7 +45,7 @@ public struct HopSnapshot: Sendable {
     public var legs: [Direction: Leg]
 
     /// A snapshot from its parts.
-    public init(id: Identifier, mediator: String?, target: String, directions: DirectionSelection, position: Int,
+    public init(id: HopID, mediator: MediatorName?, target: String, directions: DirectionSelection, position: Int,
                 state: State, onFailure: FailurePolicy, drainTimeoutMs: Int, legs: [Direction: Leg]) {
         self.id = id
         self.mediator = mediator

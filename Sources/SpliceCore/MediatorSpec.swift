@@ -9,14 +9,14 @@ public struct MediatorSpec: Sendable, Equatable {
     }
 
     /// Registry key, unique.
-    public var name: String
+    public var name: MediatorName
     /// Transport.
     public var kind: Kind
     /// Send a PROXY protocol v2 header first on each connection (`tcp` only).
     public var proxyProtocol: Bool
 
     /// A spec from its parts.
-    public init(name: String, kind: Kind, proxyProtocol: Bool = false) {
+    public init(name: MediatorName, kind: Kind, proxyProtocol: Bool = false) {
         self.name = name
         self.kind = kind
         self.proxyProtocol = proxyProtocol
@@ -35,7 +35,7 @@ public enum FailurePolicy: String, Sendable, CaseIterable {
 public struct HopRequest: Sendable, Equatable {
     /// A registered mediator by name, or an ad-hoc TCP address.
     public enum Target: Sendable, Equatable {
-        case registered(String)
+        case registered(MediatorName)
         case address(HostPort)
     }
 

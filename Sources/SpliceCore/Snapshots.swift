@@ -51,9 +51,9 @@ public enum CloseReason: String, Sendable, CaseIterable {
 /// A point-in-time view of one session, safe to hand to any thread.
 public struct SessionSnapshot: Sendable {
     /// Session id (`s17`).
-    public var id: Identifier
+    public var id: SessionID
     /// The listener that accepted it.
-    public var listener: Identifier
+    public var listener: ListenerID
     /// The client's address.
     public var client: String
     /// The server's address (the upstream, or the replica after failover).
@@ -70,7 +70,7 @@ public struct SessionSnapshot: Sendable {
     public var splits: [SplitSnapshot]
 
     /// A snapshot from its parts.
-    public init(id: Identifier, listener: Identifier, client: String, server: String,
+    public init(id: SessionID, listener: ListenerID, client: String, server: String,
                 state: SessionState, openedAt: Date, bytes: ByteCounts, hops: [HopSnapshot] = [],
                 splits: [SplitSnapshot] = []) {
         self.id = id
@@ -88,7 +88,7 @@ public struct SessionSnapshot: Sendable {
 /// A point-in-time view of one listener.
 public struct ListenerSnapshot: Sendable {
     /// Listener id (`l3`).
-    public var id: Identifier
+    public var id: ListenerID
     /// The spec it was created from, with `listen` holding the bound address.
     public var spec: ListenerSpec
     /// When it started accepting.
@@ -103,7 +103,7 @@ public struct ListenerSnapshot: Sendable {
     public var rejectedSessions: UInt64
 
     /// A snapshot from its parts.
-    public init(id: Identifier, spec: ListenerSpec, createdAt: Date, activeSessions: Int,
+    public init(id: ListenerID, spec: ListenerSpec, createdAt: Date, activeSessions: Int,
                 totalSessions: UInt64, upstreamFailures: UInt64, rejectedSessions: UInt64 = 0) {
         self.id = id
         self.spec = spec

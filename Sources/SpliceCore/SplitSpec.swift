@@ -70,7 +70,7 @@ public struct SplitSnapshot: Sendable {
     }
 
     /// Split id (`x2`).
-    public var id: Identifier
+    public var id: SplitID
     /// The request it was made from.
     public var request: SplitRequest
     /// Life-cycle state.
@@ -81,7 +81,7 @@ public struct SplitSnapshot: Sendable {
     public var legs: [Direction: Leg]
 
     /// A snapshot from its parts.
-    public init(id: Identifier, request: SplitRequest, state: State, reason: String?, legs: [Direction: Leg]) {
+    public init(id: SplitID, request: SplitRequest, state: State, reason: String?, legs: [Direction: Leg]) {
         self.id = id
         self.request = request
         self.state = state

@@ -9,7 +9,7 @@ extension Gateway {
     }
 
     /// Unregisters a mediator; 404 when unknown, 409 while spliced anywhere.
-    public func unregisterMediator(_ name: String) throws(APIError) {
+    public func unregisterMediator(_ name: MediatorName) throws(APIError) {
         try mediators.unregister(name)
         logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
     }
@@ -20,19 +20,19 @@ extension Gateway {
     }
 
     /// One registered mediator.
-    public func registeredMediator(_ name: String) throws(APIError) -> MediatorSnapshot {
+    public func registeredMediator(_ name: MediatorName) throws(APIError) -> MediatorSnapshot {
         guard let entry = mediators.lookUp(name) else { throw .notFound("no mediator '\(name)'") }
         return MediatorSnapshot(spec: entry.spec, inUse: entry.inUse)
     }
 
     /// Splices a mediator into a live session; answers once it has taken effect, with the
     /// offsets where it did. Blocks: for tests (the API uses `splicing`).
-    public func splice(session id: Identifier, _ request: HopRequest) throws(APIError) -> HopSnapshot {
+    public func splice(session id: SessionID, _ request: HopRequest) throws(APIError) -> HopSnapshot {
         try splicing(session: id, request).wait()
     }
 
     /// Starts a splice, as `splice`; 404 at once for an unknown session.
-    public func splicing(session id: Identifier, _ request: HopRequest) throws(APIError) -> GatewayFuture<HopSnapshot> {
+    public func splicing(session id: SessionID, _ request: HopRequest) throws(APIError) -> GatewayFuture<HopSnapshot> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         let hopID = registry.makeHopID()
         let allowAdHoc = allowAdHocMediators
@@ -42,12 +42,12 @@ extension Gateway {
     /// Drains and removes a hop; answers with the offsets where feeding stopped and the
     /// bytes the drain forwarded, or a 504 when the drain timed out. Blocks up to the drain
     /// timeout: for tests (the API uses `removingHop`).
-    public func removeHop(session id: Identifier, hop: Identifier) throws(APIError) -> RemovalReport {
+    public func removeHop(session id: SessionID, hop: HopID) throws(APIError) -> RemovalReport {
         try removingHop(session: id, hop: hop).wait()
     }
 
     /// Starts a removal, as `removeHop`; 404 at once for an unknown session.
-    public func removingHop(session id: Identifier, hop: Identifier) throws(APIError) -> GatewayFuture<RemovalReport> {
+    public func removingHop(session id: SessionID, hop: HopID) throws(APIError) -> GatewayFuture<RemovalReport> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         return GatewayFuture(record.withSession { $0.removeHop(hop) })
     }

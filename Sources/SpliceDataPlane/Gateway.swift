@@ -14,7 +14,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     let registry = SessionRegistry()
     let mediators = MediatorRegistry()
-    private let listenerTable = Mutex<[Identifier: Listener]>([:])
+    private let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
     public let allowAdHocMediators: Bool
@@ -44,13 +44,13 @@ public final class Gateway: Sendable {
     /// Binds a new listener; its `listen` in the answer is the bound address. `id` restores
     /// a listener under the id it had before a restart; by default a fresh one is issued.
     /// Blocks until bound: for start-up and tests (the API uses `addingListener`).
-    public func addListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil) throws(APIError) -> ListenerSnapshot {
+    public func addListener(_ spec: ListenerSpec, id restoredID: ListenerID? = nil) throws(APIError) -> ListenerSnapshot {
         try addingListener(spec, id: restoredID).wait()
     }
 
     /// Starts binding a new listener, as `addListener`; a refusal decided up front (bad
     /// spec, id in use, shutting down) is thrown at once.
-    public func addingListener(_ spec: ListenerSpec, id restoredID: Identifier? = nil)
+    public func addingListener(_ spec: ListenerSpec, id restoredID: ListenerID? = nil)
         throws(APIError) -> GatewayFuture<ListenerSnapshot>
     {
         guard accepting.load(ordering: .relaxed) else { throw .conflict("the gateway is shutting down") }
@@ -71,10 +71,10 @@ public final class Gateway: Sendable {
         // A template holds its mediator for the listener's life, as a hop does, so the mediator
         // cannot be unregistered from under the sessions to come.
         let held = try holdTemplateMediators(spec)
-        let id: Identifier
+        let id: ListenerID
         do {
             id = try restoredID.map { id throws(APIError) in try reserveListenerID(id) }
-                ?? Identifier(prefix: "l", number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
+                ?? ListenerID(number: nextListener.wrappingAdd(1, ordering: .relaxed).oldValue)
         } catch {
             held.forEach(mediators.releaseTemplate)
             throw error
@@ -103,18 +103,18 @@ public final class Gateway: Sendable {
     }
 
     /// One listener.
-    public func listener(_ id: Identifier) throws(APIError) -> ListenerSnapshot {
+    public func listener(_ id: ListenerID) throws(APIError) -> ListenerSnapshot {
         try lookUpListener(id).snapshot
     }
 
     /// Stops a listener accepting; with `closeSessions` its live sessions end too. Blocks:
     /// for tests (the API uses `removingListener`).
-    public func removeListener(_ id: Identifier, closeSessions: Bool) throws(APIError) {
+    public func removeListener(_ id: ListenerID, closeSessions: Bool) throws(APIError) {
         try removingListener(id, closeSessions: closeSessions).wait()
     }
 
     /// Starts stopping a listener, as `removeListener`; 404 at once for an unknown one.
-    public func removingListener(_ id: Identifier, closeSessions: Bool) throws(APIError) -> GatewayFuture<Void> {
+    public func removingListener(_ id: ListenerID, closeSessions: Bool) throws(APIError) -> GatewayFuture<Void> {
         guard let listener = listenerTable.withLock({ $0.removeValue(forKey: id) }) else {
             throw .notFound("no listener \(id)")
         }
@@ -133,13 +133,13 @@ public final class Gateway: Sendable {
     }
 
     /// The registered mediators a listener's templates name, one entry per template.
-    private func templateMediatorNames(_ spec: ListenerSpec) -> [String] {
+    private func templateMediatorNames(_ spec: ListenerSpec) -> [MediatorName] {
         spec.mediators.compactMap { if case .registered(let name) = $0.target { name } else { nil } }
     }
 
     /// Holds every mediator the templates name; all or none.
-    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [String] {
-        var held: [String] = []
+    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
+        var held: [MediatorName] = []
         for name in templateMediatorNames(spec) {
             do {
                 try mediators.holdForTemplate(name)
@@ -153,8 +153,8 @@ public final class Gateway: Sendable {
     }
 
     /// Takes `id` for a restored listener and moves the issuing counter past it.
-    private func reserveListenerID(_ id: Identifier) throws(APIError) -> Identifier {
-        guard id.prefix == "l", listenerTable.withLock({ $0[id] == nil }) else {
+    private func reserveListenerID(_ id: ListenerID) throws(APIError) -> ListenerID {
+        guard listenerTable.withLock({ $0[id] == nil }) else {
             throw .conflict("listener id \(id) is already in use")
         }
         // The largest id leaves no next one to issue (and `+ 1` would trap).
@@ -178,7 +178,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func lookUpListener(_ id: Identifier) throws(APIError) -> Listener {
+    private func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
         guard let listener = listenerTable.withLock({ $0[id] }) else { throw .notFound("no listener \(id)") }
         return listener
     }
@@ -186,27 +186,27 @@ public final class Gateway: Sendable {
     // MARK: sessions
 
     /// One page of live sessions in id order, optionally of one listener.
-    public func sessions(listener: Identifier? = nil, limit: Int = 100, after cursor: Identifier? = nil)
-        -> (sessions: [SessionSnapshot], nextCursor: Identifier?)
+    public func sessions(listener: ListenerID? = nil, limit: Int = 100, after cursor: SessionID? = nil)
+        -> (sessions: [SessionSnapshot], nextCursor: SessionID?)
     {
         let page = registry.page(listener: listener, limit: limit, after: cursor)
         return (page.items.map(\.snapshot), page.next)
     }
 
     /// One live session.
-    public func session(_ id: Identifier) throws(APIError) -> SessionSnapshot {
+    public func session(_ id: SessionID) throws(APIError) -> SessionSnapshot {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         return record.snapshot
     }
 
     /// Ends a session at once, closing both sides; returns when its sockets are closed.
     /// Blocks: for tests (the API uses `closingSession`).
-    public func closeSession(_ id: Identifier) throws(APIError) {
+    public func closeSession(_ id: SessionID) throws(APIError) {
         try closingSession(id).wait()
     }
 
     /// Starts ending a session, as `closeSession`; 404 at once for an unknown one.
-    public func closingSession(_ id: Identifier) throws(APIError) -> GatewayFuture<Void> {
+    public func closingSession(_ id: SessionID) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         return GatewayFuture(record.withSession { $0.kill(.killed) })
     }

@@ -21,7 +21,7 @@ struct Demo {
             for transform in samples {
                 let server = try SampleMediatorServer.start(transform: transform, host: "127.0.0.1", port: 0, group: group)
                 servers.append(server)
-                let name = Self.name(of: transform)
+                let name = MediatorName(Self.name(of: transform))
                 try gateway.registerMediator(MediatorSpec(
                     name: name, kind: .tcp(HostPort(host: "127.0.0.1", port: server.localPort))))
                 state?.exclude(mediator: name)

@@ -19,7 +19,7 @@ final class StateFile: Sendable {
         /// Registered mediators, by name.
         var mediators: [MediatorSpec]
         /// Listeners with the ids and bound addresses they had.
-        var listeners: [(id: Identifier, spec: ListenerSpec)]
+        var listeners: [(id: ListenerID, spec: ListenerSpec)]
         /// The number of the next listener id to issue.
         var nextListenerNumber: UInt64
     }
@@ -27,8 +27,8 @@ final class StateFile: Sendable {
     /// Where the state lives.
     let path: String
     /// Listeners not to save (the `--demo` one, which is recreated at each start).
-    private let transient = Mutex<Set<Identifier>>([])
-    private let transientMediators = Mutex<Set<String>>([])
+    private let transient = Mutex<Set<ListenerID>>([])
+    private let transientMediators = Mutex<Set<MediatorName>>([])
     // One save at a time, so the last write reflects the last change.
     private let writing = Mutex<Void>(())
 
@@ -37,12 +37,12 @@ final class StateFile: Sendable {
     }
 
     /// Keeps `listener` out of the saved state.
-    func exclude(_ listener: Identifier) {
+    func exclude(_ listener: ListenerID) {
         _ = transient.withLock { $0.insert(listener) }
     }
 
     /// Keeps the mediator `name` out of the saved state (the demo's, on ephemeral ports).
-    func exclude(mediator name: String) {
+    func exclude(mediator name: MediatorName) {
         _ = transientMediators.withLock { $0.insert(name) }
     }
 
@@ -82,7 +82,7 @@ final class StateFile: Sendable {
         }
         for (index, entry) in (try reader.optionalArray("listeners") ?? []).enumerated() {
             guard var object = entry.object else { throw .invalid("listeners[\(index)] is not an object") }
-            guard let text = object["id"]?.string, let id = Identifier(text, prefix: "l") else {
+            guard let text = object["id"]?.string, let id = ListenerID(text) else {
                 throw .invalid("listeners[\(index)]: field 'id' must be a listener id such as l1")
             }
             object["id"] = nil

@@ -8,7 +8,7 @@ import Testing
 struct SessionEncoderTests {
     private func session(_ number: UInt64, listener: UInt64 = 1, hops: [HopSnapshot] = []) -> SessionSnapshot {
         SessionSnapshot(
-            id: Identifier(prefix: "s", number: number), listener: Identifier(prefix: "l", number: listener),
+            id: SessionID(number: number), listener: ListenerID(number: listener),
             client: "127.0.0.1:40000", server: "[::1]:6379", state: .halfClosed,
             openedAt: Date(timeIntervalSince1970: 1_795_000_000.9),
             bytes: ByteCounts(clientToServer: 7, serverToClient: UInt64.max), hops: hops)

@@ -33,28 +33,6 @@ struct HostPortTests {
     }
 }
 
-@Suite("Identifiers")
-struct IdentifierTests {
-    @Test("parse their own prefix only, positive numbers only")
-    func parsing() {
-        #expect(Identifier("s17", prefix: "s") == Identifier(prefix: "s", number: 17))
-        #expect(Identifier("s17", prefix: "l") == nil)
-        #expect(Identifier("s0", prefix: "s") == nil)
-        #expect(Identifier("s-1", prefix: "s") == nil)
-        #expect(Identifier("s", prefix: "s") == nil)
-        #expect(Identifier("s1x", prefix: "s") == nil)
-        #expect(Identifier("s99999999999999999999999", prefix: "s") == nil)
-        #expect(Identifier("s01", prefix: "s") == nil)
-        #expect(Identifier("s+1", prefix: "s") == nil)
-    }
-
-    @Test("order by number, so cursors page in creation order")
-    func ordering() {
-        let ids = ["s10", "s2", "s1"].compactMap { Identifier($0, prefix: "s") }
-        #expect(ids.sorted().map(\.description) == ["s1", "s2", "s10"])
-    }
-}
-
 @Suite("Split requests")
 struct SplitRequestTests {
     @Test("only a client_to_server, block split can be a replica")

@@ -195,9 +195,9 @@ struct MediationStressTests {
 final class LockedWindows: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = NSLock()
-    private var windows: [Identifier: [(UInt64, UInt64)]] = [:]
-    func add(_ id: Identifier, _ window: (UInt64, UInt64)) { lock.lock(); windows[id, default: []].append(window); lock.unlock() }
-    func of(_ id: Identifier) -> [(UInt64, UInt64)] { lock.lock(); defer { lock.unlock() }; return windows[id] ?? [] }
+    private var windows: [SessionID: [(UInt64, UInt64)]] = [:]
+    func add(_ id: SessionID, _ window: (UInt64, UInt64)) { lock.lock(); windows[id, default: []].append(window); lock.unlock() }
+    func of(_ id: SessionID) -> [(UInt64, UInt64)] { lock.lock(); defer { lock.unlock() }; return windows[id] ?? [] }
     var total: Int { lock.lock(); defer { lock.unlock() }; return windows.values.map(\.count).reduce(0, +) }
 }
 

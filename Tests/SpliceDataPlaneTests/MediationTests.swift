@@ -155,7 +155,7 @@ struct MediationTests {
 
         let (client, id) = try harness.openSession()
         #expect(throws: APIError.notFound("session \(id) has no hop h999999")) {
-            try gateway.removeHop(session: id, hop: Identifier(prefix: "h", number: 999_999))
+            try gateway.removeHop(session: id, hop: HopID(number: 999_999))
         }
         let hop = try gateway.splice(session: id, HopRequest(target: .registered("stubborn"), directions: .clientToServer,
                                                               onFailure: .bypass, drainTimeoutMs: 1500))

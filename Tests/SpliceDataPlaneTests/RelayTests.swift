@@ -28,7 +28,7 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     /// Connects a client and waits until its session is relaying; the only session expected.
-    func openSession() throws -> (TestSocket, Identifier) {
+    func openSession() throws -> (TestSocket, SessionID) {
         let client = try connect()
         guard eventually(timeout: 10, { gateway.sessions().sessions.first?.state == .open }),
               let id = gateway.sessions().sessions.first?.id
@@ -37,7 +37,7 @@ final class RelayHarness: @unchecked Sendable {
     }
 
     /// Registers a TCP mediator listening on 127.0.0.1:`port`.
-    func registerMediator(_ name: String, port: Int, proxyProtocol: Bool = false) throws {
+    func registerMediator(_ name: MediatorName, port: Int, proxyProtocol: Bool = false) throws {
         try gateway.registerMediator(MediatorSpec(name: name, kind: .tcp(HostPort(host: "127.0.0.1", port: port)),
                                                   proxyProtocol: proxyProtocol))
     }

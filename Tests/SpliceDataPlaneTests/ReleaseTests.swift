@@ -39,7 +39,7 @@ private final class Released: @unchecked Sendable {
 }
 
 /// Runs `body` with the live session on its loop.
-private func onSession(_ harness: RelayHarness, _ id: Identifier,
+private func onSession(_ harness: RelayHarness, _ id: SessionID,
                        _ body: @escaping @Sendable (Session) -> Void) throws -> EventLoop {
     let record = try #require(harness.gateway.registry.record(id))
     try record.withSession { session in

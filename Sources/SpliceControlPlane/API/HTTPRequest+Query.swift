@@ -33,21 +33,23 @@ extension HTTPRequest {
         return int
     }
 
-    /// An identifier query parameter with `prefix`, nil when absent.
-    func idQuery(_ name: String, prefix: Character) throws(APIError) -> Identifier? {
+    /// An identifier query parameter of one kind, nil when absent; another kind's id is
+    /// as malformed as any other text (422).
+    func idQuery<Kind: IdentifierKind>(_ name: String, as _: Identifier<Kind>.Type) throws(APIError) -> Identifier<Kind>? {
         guard let value = query(name) else { return nil }
-        guard let id = Identifier(value, prefix: prefix) else {
-            throw .invalid("query parameter '\(name)' must be an id like \(prefix)1, got '\(value)'")
+        guard let id = Identifier<Kind>(value) else {
+            throw .invalid("query parameter '\(name)' must be an id like \(Kind.prefix)1, got '\(value)'")
         }
         return id
     }
 }
 
 extension RouteParameters {
-    /// The path parameter `name` as an identifier; a malformed one names no resource (404).
-    func id(_ name: String, prefix: Character, kind: String) throws(APIError) -> Identifier {
+    /// The path parameter `name` as an identifier of one kind; a malformed one, or one of
+    /// another kind (`/sessions/h1`), names no resource (404).
+    func id<Kind: IdentifierKind>(_ name: String, as _: Identifier<Kind>.Type) throws(APIError) -> Identifier<Kind> {
         let text = try require(name)
-        guard let id = Identifier(text, prefix: prefix) else { throw .notFound("no \(kind) \(text)") }
+        guard let id = Identifier<Kind>(text) else { throw .notFound("no \(Kind.noun) \(text)") }
         return id
     }
 }

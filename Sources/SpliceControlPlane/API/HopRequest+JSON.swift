@@ -9,7 +9,7 @@ extension HopRequest {
         let target: Target
         switch (try reader.optionalString("mediator"), try reader.optionalString("address")) {
         case (let name?, nil):
-            target = .registered(name)
+            target = .registered(MediatorName(name))
         case (nil, let address?):
             let parsed = try HostPort(parsing: address, field: "address")
             guard parsed.port != 0 else { throw .invalid("field 'address' needs a port other than 0") }
@@ -35,7 +35,7 @@ extension HopRequest {
     var json: JSON {
         var object = JSONObject()
         switch target {
-        case .registered(let name): object["mediator"] = .string(name)
+        case .registered(let name): object["mediator"] = .string(name.text)
         case .address(let address): object["address"] = .string("\(address)")
         }
         object["direction"] = .string(directions.rawValue)
@@ -62,7 +62,7 @@ extension HopSnapshot {
     var json: JSON {
         var object = JSONObject()
         object["id"] = .string("\(id)")
-        if let mediator { object["mediator"] = .string(mediator) }
+        if let mediator { object["mediator"] = .string(mediator.text) }
         object["address"] = .string(target)
         object["direction"] = .string(directions.rawValue)
         object["position"] = .int(Int64(position))
@@ -79,7 +79,7 @@ extension HopSnapshot {
 
 extension RemovalReport {
     /// The removal answer of the API.
-    func json(hop: Identifier) -> JSON {
+    func json(hop: HopID) -> JSON {
         [
             "id": .string("\(hop)"),
             "removed_at": removedAt.json { .int(Int64(clamping: $0)) },

@@ -8,13 +8,13 @@ struct HopsHandler: Sendable {
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/sessions/{id}/mediators") { request, parameters in
             try request.allowQuery([])
-            let session = try gateway.session(parameters.id("id", prefix: "s", kind: "session"))
+            let session = try gateway.session(parameters.id("id", as: SessionID.self))
             return .json(200, ["mediators": .array(session.hops.map(\.json))])
         }
         // Both wait for the data plane (a dial, a drain of up to drain_timeout_ms): pending.
         router.addPending(.POST, "/api/v1/sessions/{id}/mediators") { request, parameters in
             try request.allowQuery([])
-            let id = try parameters.id("id", prefix: "s", kind: "session")
+            let id = try parameters.id("id", as: SessionID.self)
             let hopRequest = try HopRequest(json: request.jsonBody())
             return try gateway.splicing(session: id, hopRequest).response { hop in
                 var response = HTTPResponse.json(201, hop.json)
@@ -24,8 +24,8 @@ struct HopsHandler: Sendable {
         }
         router.addPending(.DELETE, "/api/v1/sessions/{id}/mediators/{hop}") { request, parameters in
             try request.allowQuery([])
-            let id = try parameters.id("id", prefix: "s", kind: "session")
-            let hop = try parameters.id("hop", prefix: "h", kind: "hop")
+            let id = try parameters.id("id", as: SessionID.self)
+            let hop = try parameters.id("hop", as: HopID.self)
             return try gateway.removingHop(session: id, hop: hop).response { .json(200, $0.json(hop: hop)) }
         }
     }

@@ -33,11 +33,11 @@ struct ListenersHandler: Sendable {
         }
         router.add(.GET, "/api/v1/listeners/{id}") { request, parameters in
             try request.allowQuery([])
-            return .json(200, try gateway.listener(parameters.id("id", prefix: "l", kind: "listener")).json)
+            return .json(200, try gateway.listener(parameters.id("id", as: ListenerID.self)).json)
         }
         router.addPending(.DELETE, "/api/v1/listeners/{id}") { [gateway, persist] request, parameters in
             try request.allowQuery(["close_sessions"])
-            let id = try parameters.id("id", prefix: "l", kind: "listener")
+            let id = try parameters.id("id", as: ListenerID.self)
             let closeSessions = try request.boolQuery("close_sessions") ?? false
             return try gateway.removingListener(id, closeSessions: closeSessions).response { () throws(APIError) in
                 do throws(APIError) {

@@ -21,12 +21,12 @@ extension MediatorSpec {
                   let argv = Optional(command.compactMap(\.string)), argv.count == command.count,
                   argv.allSatisfy({ !$0.isEmpty })
             else { throw .invalid("field 'command' must be a non-empty array of non-empty strings") }
-            self.init(name: name, kind: .exec(argv))
+            self.init(name: MediatorName(name), kind: .exec(argv))
         default:
             guard !reader.contains("command") else { throw .invalid("field 'command' is for exec mediators") }
             let address = try HostPort(parsing: reader.requiredString("address"), field: "address")
             guard address.port != 0 else { throw .invalid("field 'address' needs a port other than 0") }
-            self.init(name: name, kind: .tcp(address), proxyProtocol: proxyProtocol)
+            self.init(name: MediatorName(name), kind: .tcp(address), proxyProtocol: proxyProtocol)
         }
     }
 }
@@ -35,7 +35,7 @@ extension MediatorSnapshot {
     /// The mediator object of the API.
     var json: JSON {
         var object = JSONObject()
-        object["name"] = .string(spec.name)
+        object["name"] = .string(spec.name.text)
         switch spec.kind {
         case .tcp(let address):
             object["kind"] = "tcp"
@@ -54,7 +54,7 @@ extension MediatorSpec {
     /// The registration as an object that `init(json:allowExec:)` reads back (the state file's form).
     public var json: JSON {
         var object = JSONObject()
-        object["name"] = .string(name)
+        object["name"] = .string(name.text)
         switch kind {
         case .tcp(let address):
             object["kind"] = "tcp"

@@ -29,11 +29,11 @@ struct MediatorsHandler: Sendable {
         }
         router.add(.GET, "/api/v1/mediators/{name}") { request, parameters in
             try request.allowQuery([])
-            return .json(200, try gateway.registeredMediator(parameters.require("name")).json)
+            return .json(200, try gateway.registeredMediator(MediatorName(parameters.require("name"))).json)
         }
         router.add(.DELETE, "/api/v1/mediators/{name}") { request, parameters in
             try request.allowQuery([])
-            let name = try parameters.require("name")
+            let name = try MediatorName(parameters.require("name"))
             try gateway.unregisterMediator(name)
             do throws(APIError) {
                 try persist()

@@ -9,7 +9,7 @@ import SpliceCore
 /// reference count. Every session object the API writes (listing, single
 /// session, events) comes from here.
 struct SessionEncoder: ~Copyable {
-    private var listeners: [Identifier: UnsafeMutablePointer<json_t>] = [:]
+    private var listeners: [ListenerID: UnsafeMutablePointer<json_t>] = [:]
     private var states: [SessionState: UnsafeMutablePointer<json_t>] = [:]
     private let emptyArray = JanssonValue.array()
 
@@ -67,7 +67,7 @@ extension Identifier {
     /// `s17` as a jansson string, formatted without a Swift string in between.
     var jansson: JanssonValue {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { text in
-            text[0] = prefix.asciiValue ?? UInt8(ascii: "?")
+            text[0] = Kind.prefix.asciiValue ?? UInt8(ascii: "?")
             var digits = 1
             var rest = number / 10
             while rest > 0 { digits += 1; rest /= 10 }

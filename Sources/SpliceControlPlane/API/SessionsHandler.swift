@@ -12,9 +12,9 @@ struct SessionsHandler: Sendable {
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/sessions") { request, _ in
             try request.allowQuery(["listener", "limit", "cursor"])
-            let listener = try request.idQuery("listener", prefix: "l")
+            let listener = try request.idQuery("listener", as: ListenerID.self)
             let limit = try request.intQuery("limit", in: 1...Self.maxLimit) ?? Self.defaultLimit
-            let cursor = try request.idQuery("cursor", prefix: "s")
+            let cursor = try request.idQuery("cursor", as: SessionID.self)
             let page = gateway.sessions(listener: listener, limit: limit, after: cursor)
             var encoder = SessionEncoder()
             let sessions = JanssonValue.array()
@@ -27,11 +27,11 @@ struct SessionsHandler: Sendable {
         router.add(.GET, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])
             var encoder = SessionEncoder()
-            return .json(200, encoder.encode(try gateway.session(parameters.id("id", prefix: "s", kind: "session"))))
+            return .json(200, encoder.encode(try gateway.session(parameters.id("id", as: SessionID.self))))
         }
         router.addPending(.DELETE, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])
-            return try gateway.closingSession(parameters.id("id", prefix: "s", kind: "session")).response { .noContent }
+            return try gateway.closingSession(parameters.id("id", as: SessionID.self)).response { .noContent }
         }
     }
 }

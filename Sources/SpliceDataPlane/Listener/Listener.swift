@@ -7,7 +7,7 @@ import SpliceIO
 /// A bound listener: accepts clients and starts a `Session` for each.
 final class Listener: Sendable {
     /// Listener id.
-    let id: Identifier
+    let id: ListenerID
     /// The spec, with `listen` holding the address actually bound.
     let spec: ListenerSpec
     /// When it started accepting.
@@ -16,7 +16,7 @@ final class Listener: Sendable {
     let stats: ListenerStats
     private let relay: RelayListener
 
-    private init(id: Identifier, spec: ListenerSpec, stats: ListenerStats, relay: RelayListener) {
+    private init(id: ListenerID, spec: ListenerSpec, stats: ListenerStats, relay: RelayListener) {
         self.id = id
         self.spec = spec
         self.createdAt = Date()
@@ -26,7 +26,7 @@ final class Listener: Sendable {
 
     /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
     /// and a 422 when it cannot be bound at all.
-    static func bind(id: Identifier, spec: ListenerSpec, group: RelayLoopGroup, registry: SessionRegistry,
+    static func bind(id: ListenerID, spec: ListenerSpec, group: RelayLoopGroup, registry: SessionRegistry,
                      mediators: MediatorRegistry, logger: Logger, budget: SessionBudget,
                      metrics: GatewayMetrics, events: EventHub) -> EventLoopFuture<Listener> {
         let stats = ListenerStats(listener: id, maxSessions: spec.maxSessions, budget: budget, metrics: metrics)

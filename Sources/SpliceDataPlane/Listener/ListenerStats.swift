@@ -5,7 +5,7 @@ import Synchronization
 /// for its session limits.
 final class ListenerStats: Sendable {
     /// The listener these count for.
-    let listener: Identifier
+    let listener: ListenerID
     /// The gateway's metrics, which session events also feed.
     let metrics: GatewayMetrics
     private let counters: GatewayMetrics.ListenerCounters
@@ -16,7 +16,7 @@ final class ListenerStats: Sendable {
     private let upstreamFailures = Atomic<UInt64>(0)
     private let rejected = Atomic<UInt64>(0)
 
-    init(listener: Identifier, maxSessions: Int?, budget: SessionBudget, metrics: GatewayMetrics) {
+    init(listener: ListenerID, maxSessions: Int?, budget: SessionBudget, metrics: GatewayMetrics) {
         self.listener = listener
         self.maxSessions = maxSessions
         self.budget = budget

@@ -21,7 +21,7 @@ final class Hop {
         self.lease = lease
     }
 
-    var id: Identifier { record.id }
+    var id: HopID { record.id }
     var request: HopRequest { record.request }
 
     /// Whether the hop carries `direction`.

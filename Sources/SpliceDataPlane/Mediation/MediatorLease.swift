@@ -1,3 +1,4 @@
+import SpliceCore
 import Synchronization
 
 /// One use of a registered mediator, taken for a hop and given back at most once.
@@ -8,12 +9,12 @@ import Synchronization
 /// drops below the number of hops that really hold the mediator.
 final class MediatorLease: Sendable {
     /// The mediator's name.
-    let name: String
+    let name: MediatorName
     private let registry: MediatorRegistry
     private let released = Atomic<Bool>(false)
 
     /// Wraps a use that `registry` has already counted.
-    init(name: String, registry: MediatorRegistry) {
+    init(name: MediatorName, registry: MediatorRegistry) {
         self.name = name
         self.registry = registry
     }

@@ -12,7 +12,7 @@ final class MediatorRegistry: Sendable {
         var templates = 0
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Mutex<[MediatorName: Entry]>([:])
 
     init() {}
 
@@ -25,7 +25,7 @@ final class MediatorRegistry: Sendable {
     }
 
     /// Removes a mediator; 404 when unknown, 409 while spliced anywhere.
-    func unregister(_ name: String) throws(APIError) {
+    func unregister(_ name: MediatorName) throws(APIError) {
         try entries.withLock { entries throws(APIError) in
             guard let entry = entries[name] else { throw .notFound("no mediator '\(name)'") }
             guard entry.inUse == 0 else {
@@ -39,7 +39,7 @@ final class MediatorRegistry: Sendable {
     }
 
     /// One mediator and its use count.
-    func lookUp(_ name: String) -> (spec: MediatorSpec, inUse: Int)? {
+    func lookUp(_ name: MediatorName) -> (spec: MediatorSpec, inUse: Int)? {
         entries.withLock { $0[name].map { ($0.spec, $0.inUse) } }
     }
 
@@ -50,7 +50,7 @@ final class MediatorRegistry: Sendable {
 
     /// Takes a use of a mediator for a new hop; 409 when it is not registered: the request is
     /// valid, the registry's current state refuses it (register the mediator first).
-    func acquire(_ name: String) throws(APIError) -> (MediatorSpec, MediatorLease) {
+    func acquire(_ name: MediatorName) throws(APIError) -> (MediatorSpec, MediatorLease) {
         let spec = try entries.withLock { entries throws(APIError) in
             guard var entry = entries[name] else { throw .conflict("no registered mediator '\(name)'") }
             entry.inUse += 1
@@ -61,7 +61,7 @@ final class MediatorRegistry: Sendable {
     }
 
     /// Gives back a use taken by `acquire`; only its `MediatorLease` calls this, once.
-    func giveBack(_ name: String) {
+    func giveBack(_ name: MediatorName) {
         entries.withLock { entries in
             entries[name]?.inUse -= 1
         }
@@ -75,12 +75,12 @@ final class MediatorRegistry: Sendable {
             return (spec, lease)
         case .address(let address):
             guard allowAdHoc else { throw .invalid("ad-hoc mediator addresses are disabled by the config") }
-            return (MediatorSpec(name: "\(address)", kind: .tcp(address)), nil)
+            return (MediatorSpec(name: MediatorName("\(address)"), kind: .tcp(address)), nil)
         }
     }
 
     /// Records a listener template naming `name`; 409 when it is not registered.
-    func holdForTemplate(_ name: String) throws(APIError) {
+    func holdForTemplate(_ name: MediatorName) throws(APIError) {
         try entries.withLock { entries throws(APIError) in
             guard entries[name] != nil else {
                 throw .conflict("listener mediator template names no registered mediator '\(name)'")
@@ -90,7 +90,7 @@ final class MediatorRegistry: Sendable {
     }
 
     /// Lets go of a template's hold.
-    func releaseTemplate(_ name: String) {
+    func releaseTemplate(_ name: MediatorName) {
         entries.withLock { $0[name]?.templates -= 1 }
     }
 }

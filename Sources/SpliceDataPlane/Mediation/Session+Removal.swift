@@ -5,7 +5,7 @@ extension Session {
     /// Drains and removes a hop: stops feeding it, half-closes its input, forwards what it
     /// still emits until its EOF, then restores the direct path; bytes that arrive meanwhile
     /// wait (reads are held) and follow in order.
-    func removeHop(_ id: Identifier) -> EventLoopFuture<RemovalReport> {
+    func removeHop(_ id: HopID) -> EventLoopFuture<RemovalReport> {
         guard let hop = hop(id) else {
             return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no hop \(id)"))
         }

@@ -19,7 +19,7 @@ extension Session {
     ///
     /// A registered mediator's use is taken here, on the session's loop, and given back
     /// unless the hop ends up spliced.
-    func splice(_ id: Identifier, request: HopRequest, allowAdHoc: Bool) -> EventLoopFuture<HopSnapshot> {
+    func splice(_ id: HopID, request: HopRequest, allowAdHoc: Bool) -> EventLoopFuture<HopSnapshot> {
         let spec: MediatorSpec
         let lease: MediatorLease?
         do {

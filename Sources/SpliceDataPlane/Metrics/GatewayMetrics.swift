@@ -17,7 +17,7 @@ public final class GatewayMetrics: Sendable {
     private struct ScrapeState {
         var toServer: UInt64 = 0
         var toClient: UInt64 = 0
-        var activeGauges: [Identifier: Gauge] = [:]
+        var activeGauges: [ListenerID: Gauge] = [:]
     }
 
     private let bytesToServer: Counter
@@ -59,7 +59,7 @@ public final class GatewayMetrics: Sendable {
         let upstreamFailures: Counter
         private let metrics: GatewayMetrics
 
-        init(_ listener: Identifier, _ metrics: GatewayMetrics) {
+        init(_ listener: ListenerID, _ metrics: GatewayMetrics) {
             let label = ("listener", "\(listener)")
             let registry = metrics.registry
             self.metrics = metrics
@@ -88,7 +88,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// The counters of one listener.
-    func counters(for listener: Identifier) -> ListenerCounters {
+    func counters(for listener: ListenerID) -> ListenerCounters {
         ListenerCounters(listener, self)
     }
 
@@ -131,10 +131,10 @@ public final class GatewayMetrics: Sendable {
     // MARK: scraping
 
     /// Brings the derived metrics up to date from the live sessions and current listeners.
-    func refresh(live: [SessionRecord], listeners: [Identifier]) {
+    func refresh(live: [SessionRecord], listeners: [ListenerID]) {
         var toServer = closedToServer.value
         var toClient = closedToClient.value
-        var active: [Identifier: Int] = Dictionary(uniqueKeysWithValues: listeners.map { ($0, 0) })
+        var active: [ListenerID: Int] = Dictionary(uniqueKeysWithValues: listeners.map { ($0, 0) })
         for record in live {
             toServer &+= record.toServer.value
             toClient &+= record.toClient.value

@@ -18,13 +18,13 @@ final class HopRecord: Sendable {
         }
     }
 
-    let id: Identifier
-    let mediator: String?
+    let id: HopID
+    let mediator: MediatorName?
     let target: String
     let request: HopRequest
     private let mutable = Mutex<(state: HopSnapshot.State, legs: [Direction: Leg])>((.active, [:]))
 
-    init(id: Identifier, mediator: String?, target: String, request: HopRequest) {
+    init(id: HopID, mediator: MediatorName?, target: String, request: HopRequest) {
         self.id = id
         self.mediator = mediator
         self.target = target

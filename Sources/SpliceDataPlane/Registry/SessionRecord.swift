@@ -7,9 +7,9 @@ import Synchronization
 /// way onto the session's event loop for anything that acts on it.
 final class SessionRecord: Sendable {
     /// Session id.
-    let id: Identifier
+    let id: SessionID
     /// The accepting listener.
-    let listener: Identifier
+    let listener: ListenerID
     /// The client's address.
     let client: String
     /// When the client was accepted.
@@ -28,7 +28,7 @@ final class SessionRecord: Sendable {
     private let session: NIOLoopBoundBox<Session?>
     private let mutable: Mutex<(server: String, state: SessionState)>
 
-    init(id: Identifier, listener: Identifier, client: String, server: String, eventLoop: EventLoop) {
+    init(id: SessionID, listener: ListenerID, client: String, server: String, eventLoop: EventLoop) {
         self.id = id
         self.listener = listener
         self.client = client

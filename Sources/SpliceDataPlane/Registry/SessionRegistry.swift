@@ -11,18 +11,18 @@ final class SessionRegistry: Sendable {
     init() {}
 
     /// A fresh session id.
-    func makeID() -> Identifier {
-        Identifier(prefix: "s", number: nextSession.wrappingAdd(1, ordering: .relaxed).oldValue)
+    func makeID() -> SessionID {
+        SessionID(number: nextSession.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     /// A fresh split id, unique across sessions.
-    func makeSplitID() -> Identifier {
-        Identifier(prefix: "x", number: nextSplit.wrappingAdd(1, ordering: .relaxed).oldValue)
+    func makeSplitID() -> SplitID {
+        SplitID(number: nextSplit.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     /// A fresh hop id, unique across sessions.
-    func makeHopID() -> Identifier {
-        Identifier(prefix: "h", number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
+    func makeHopID() -> HopID {
+        HopID(number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     func insert(_ record: SessionRecord) {
@@ -33,18 +33,18 @@ final class SessionRegistry: Sendable {
         }
     }
 
-    func remove(_ id: Identifier) {
+    func remove(_ id: SessionID) {
         sessions.withLock { table in
             if let index = table.ordered.index(of: id) { table.ordered.remove(at: index) }
         }
     }
 
-    func record(_ id: Identifier) -> SessionRecord? {
+    func record(_ id: SessionID) -> SessionRecord? {
         sessions.withLock { table in table.ordered.index(of: id).map { table.ordered[$0] } }
     }
 
     /// Live sessions of one listener (or all), in id order.
-    func records(listener: Identifier? = nil) -> [SessionRecord] {
+    func records(listener: ListenerID? = nil) -> [SessionRecord] {
         let all = sessions.withLock { $0.ordered }
         guard let listener else { return all }
         return all.filter { $0.listener == listener }
@@ -52,7 +52,7 @@ final class SessionRegistry: Sendable {
 
     /// One page of sessions in id order, starting after `cursor`: a binary search and a
     /// slice, so paging through many sessions costs what the pages hold.
-    func page(listener: Identifier?, limit: Int, after cursor: Identifier?) -> (items: [SessionRecord], next: Identifier?) {
+    func page(listener: ListenerID?, limit: Int, after cursor: SessionID?) -> (items: [SessionRecord], next: SessionID?) {
         sessions.withLock { table in
             var index = cursor.map { table.ordered.index(after: $0) } ?? 0
             var items: [SessionRecord] = []
@@ -80,7 +80,7 @@ private struct SessionTable {
 
 extension Array where Element == SessionRecord {
     /// Where a record with `id` sits or would sit in this id-ordered array.
-    fileprivate func insertionIndex(of id: Identifier) -> Int {
+    fileprivate func insertionIndex(of id: SessionID) -> Int {
         if let last, last.id < id { return count }
         var low = 0
         var high = count
@@ -92,14 +92,14 @@ extension Array where Element == SessionRecord {
     }
 
     /// Where the first record with an id above `id` sits (the start of the page after a cursor).
-    fileprivate func index(after id: Identifier) -> Int {
+    fileprivate func index(after id: SessionID) -> Int {
         // `number + 1` would trap for the largest id a client may send as a cursor.
         guard id.number < UInt64.max else { return count }
-        return insertionIndex(of: Identifier(prefix: id.prefix, number: id.number + 1))
+        return insertionIndex(of: SessionID(number: id.number + 1))
     }
 
     /// Where the record with `id` sits, or nil when it is not here.
-    fileprivate func index(of id: Identifier) -> Int? {
+    fileprivate func index(of id: SessionID) -> Int? {
         let index = insertionIndex(of: id)
         return index < count && self[index].id == id ? index : nil
     }

@@ -22,11 +22,11 @@ final class SplitRecord: Sendable {
         }
     }
 
-    let id: Identifier
+    let id: SplitID
     let request: SplitRequest
     private let mutable = Mutex<(state: SplitSnapshot.State, reason: String?, legs: [Direction: Leg])>((.active, nil, [:]))
 
-    init(id: Identifier, request: SplitRequest) {
+    init(id: SplitID, request: SplitRequest) {
         self.id = id
         self.request = request
     }

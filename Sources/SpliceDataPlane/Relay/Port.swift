@@ -9,15 +9,16 @@ enum PortRole: Equatable, CustomStringConvertible {
     /// The connection to the server.
     case server
     /// One direction's connection (or process) of a spliced mediator.
-    case hop(Identifier, Direction)
+    case hop(HopID, Direction)
     /// One direction's connection to a split recipient.
-    case split(Identifier, Direction)
+    case split(SplitID, Direction)
 
     var description: String {
         switch self {
         case .client: "client"
         case .server: "server"
-        case .hop(let id, let direction), .split(let id, let direction): "\(id)/\(direction.rawValue)"
+        case .hop(let id, let direction): "\(id)/\(direction.rawValue)"
+        case .split(let id, let direction): "\(id)/\(direction.rawValue)"
         }
     }
 }

@@ -206,7 +206,7 @@ final class Session {
     }
 
     /// A hop of this session by id.
-    func hop(_ id: Identifier) -> Hop? {
+    func hop(_ id: HopID) -> Hop? {
         hops.first { $0.id == id }
     }
 

@@ -8,7 +8,7 @@ extension Session {
     }
 
     /// Promotes a replica on request.
-    func failover(to id: Identifier) -> EventLoopFuture<Void> {
+    func failover(to id: SplitID) -> EventLoopFuture<Void> {
         guard let split = splits.first(where: { $0.id == id }) else {
             return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no split \(id)"))
         }

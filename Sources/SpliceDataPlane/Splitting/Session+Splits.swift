@@ -5,7 +5,7 @@ import SpliceIO
 extension Session {
     /// Connects to the recipient, then starts copying each requested direction from the
     /// byte its endpoint has been delivered so far. On failure the session is unchanged.
-    func addSplit(_ id: Identifier, request: SplitRequest) -> EventLoopFuture<SplitSnapshot> {
+    func addSplit(_ id: SplitID, request: SplitRequest) -> EventLoopFuture<SplitSnapshot> {
         guard !ending, client != nil, server != nil, paths != nil else {
             return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
         }
@@ -131,7 +131,7 @@ extension Session {
     }
 
     /// Removes a split on request.
-    func removeSplit(_ id: Identifier) -> EventLoopFuture<Void> {
+    func removeSplit(_ id: SplitID) -> EventLoopFuture<Void> {
         guard let index = splits.firstIndex(where: { $0.id == id }) else {
             return eventLoop.makeFailedFuture(APIError.notFound("session \(record.id) has no split \(id)"))
         }

@@ -16,7 +16,7 @@ final class Split {
         self.record = record
     }
 
-    var id: Identifier { record.id }
+    var id: SplitID { record.id }
     var request: SplitRequest { record.request }
 }
 

@@ -39,7 +39,7 @@ final class MemoryDirection {
     /// A mediator port for this direction (the id only names it).
     func mediatorPort(_ number: UInt64) -> Port {
         // The one line that names the id type.
-        .inMemory(.hop(Identifier(prefix: "h", number: number), path.direction))
+        .inMemory(.hop(HopID(number: number), path.direction))
     }
 
     /// Splices a mediator that answers each byte with `transform(byte)`.

@@ -46,6 +46,15 @@ public enum CloseReason: String, Sendable, CaseIterable {
     case mediatorFailed = "mediator_failed"
     /// No byte moved in either direction for the listener's `idle_timeout_ms`.
     case idle
+
+    /// Whether the session ended because a side failed mid-stream: its endpoints are then
+    /// closed with a reset rather than a FIN.
+    public var cutsTheStream: Bool {
+        switch self {
+        case .clientError, .serverError, .mediatorFailed: true
+        case .completed, .upstreamUnreachable, .killed, .listenerClosed, .shutdown, .idle: false
+        }
+    }
 }
 
 /// A point-in-time view of one session, safe to hand to any thread.

@@ -291,6 +291,17 @@ public final class RelaySocket: RelayPollable {
         closeAfterFlushRequested = true
     }
 
+    /// Closes with a reset: the peer gets an RST, not a FIN, so a stream cut short by a failure
+    /// elsewhere (the other side reset, a mediator died) does not look complete to it.
+    public func reset() {
+        guard isOpen else { return }
+        if !isPipe {
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(inputFD, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
+        close()
+    }
+
     /// Closes now; what was still queued is dropped.
     public func close() {
         guard isOpen else { return }

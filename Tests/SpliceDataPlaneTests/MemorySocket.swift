@@ -38,6 +38,8 @@ final class MemorySocket: PortSocket {
 
     func closeAfterFlush() { close() }
 
+    func reset() { close() }
+
     func close() { isOpen = false }
 }
 

@@ -179,19 +179,20 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-# (client action, bytes the server must get, whether the client stays to read the echo)
+# (client action, bytes the server must get, whether the client stays to read the echo, how
+# the server's connection must end: a client's reset is passed on as a reset)
 CASES = {
-    "half_close_with_data": (half_close(b"hi\n"), b"hi\n", True),
-    "half_close_no_data": (half_close(b""), b"", True),
-    "full_close_no_data": (close(b""), b"", False),
-    "data_then_close": (close(b"ping"), b"ping", False),
-    "reset": (reset, b"", False),
+    "half_close_with_data": (half_close(b"hi\n"), b"hi\n", True, "eof"),
+    "half_close_no_data": (half_close(b""), b"", True, "eof"),
+    "full_close_no_data": (close(b""), b"", False, "eof"),
+    "data_then_close": (close(b"ping"), b"ping", False, "eof"),
+    "reset": (reset, b"", False, "reset"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_client_events_during_a_slow_dial_are_kept(gateway, slow_upstream: SlowUpstream, case: str) -> None:
-    act, expected, stays = CASES[case]
+    act, expected, stays, ending = CASES[case]
     listener = gateway.create_listener(listen="127.0.0.1:0", upstream=slow_upstream.address,
                                        connect_timeout_ms=CONNECT_TIMEOUT_MS)
     baseline = relay_fds(gateway)
@@ -207,7 +208,7 @@ def test_client_events_during_a_slow_dial_are_kept(gateway, slow_upstream: SlowU
             assert read_to_eof(client) == expected, "the client must get the echo, then EOF"
         wait_until(lambda: slow_upstream.connections() and slow_upstream.connections()[0][1],
                    timeout=DEADLINE_S, message="the server connection to end")
-        assert slow_upstream.connections() == [(expected, "eof")]
+        assert slow_upstream.connections() == [(expected, ending)]
         wait_until(lambda: all(s["id"] != session["id"] for s in gateway.sessions()),
                    timeout=DEADLINE_S, message=f"session {session['id']} to leave the listing")
     finally:

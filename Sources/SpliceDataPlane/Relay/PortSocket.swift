@@ -29,6 +29,8 @@ protocol PortSocket: AnyObject {
     func closeAfterFlush()
     /// Closes now.
     func close()
+    /// Closes with a reset (RST), so the peer knows its stream was cut short.
+    func reset()
 }
 
 extension RelaySocket: PortSocket {}

@@ -240,6 +240,10 @@ final class Session {
             // A session that completed passes its end on to recipients after their copy.
             if case .split = port.role, reason == .completed {
                 port.socket.closeAfterFlush()
+            } else if port.isEndpoint, reason.cutsTheStream {
+                // The other side failed mid-stream: a FIN would make what this side got look
+                // complete (HAProxy passes an abort on as a reset too).
+                port.socket.reset()
             } else {
                 port.socket.close()
             }

@@ -85,9 +85,13 @@ class Proxies:
         for p in [self.sg, self.ha, self.nginx] + self.minrelay_procs + self.socat_procs + protos:
             stop(p)
 
-    def revive_minrelays(self):
-        """Restart any minrelay that has died (see MINRELAY_CRASH in workloads)."""
+    def revive_minrelays(self, always=False):
+        """Restart any minrelay that has died (see MINRELAY_CRASH in workloads), or every one
+        with `always`: after some iperf3 endings minrelay spins on a socket it no longer
+        reads (100 % of a core), which slowed every target measured after it."""
         for i, (n, port, up) in enumerate(self.minrelays):
+            if always:
+                stop(self.minrelay_procs[i])
             if self.minrelay_procs[i].poll() is not None:
                 self.minrelay_procs[i] = start_minrelay(port, up, f"minrelay-{self.tag}-{n}")
                 wait_port(port)

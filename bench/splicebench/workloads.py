@@ -159,6 +159,9 @@ class Bench:
             self.res["notes"].append(f"minrelay failed in {what} and was left out of it: {str(e)[:300]}")
             log(f"{what} minrelay FAILED (left out): {e}")
             return None
+        finally:
+            # a fresh minrelay after each of its measurements: a spinning one would slow the others
+            px.revive_minrelays(always=True)
 
     # -- memory per idle session, plus the splicegate API workloads on the same sessions
     def memory(self):

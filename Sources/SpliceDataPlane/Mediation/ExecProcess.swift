@@ -75,9 +75,18 @@ final class ExecProcess: Sendable {
         return process
     }
 
-    /// Asks the process to stop; the reaper collects it.
+    /// How long a mediator may take to exit after SIGTERM before it gets SIGKILL.
+    static let killGrace = 2.0
+
+    /// Asks the process to stop, and kills it if it has not exited after `killGrace`
+    /// seconds (a filter that ignores SIGTERM, or one stopped with SIGSTOP, would otherwise
+    /// stay for ever); the reaper collects it.
     func terminate() {
         guard !exited.load(ordering: .sequentiallyConsistent) else { return }
         kill(pid, SIGTERM)
+        DispatchQueue.global().asyncAfter(deadline: .now() + Self.killGrace) { [self] in
+            guard !exited.load(ordering: .sequentiallyConsistent) else { return }
+            kill(pid, SIGKILL)
+        }
     }
 }

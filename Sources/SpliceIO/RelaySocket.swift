@@ -305,17 +305,11 @@ public final class RelaySocket: RelayPollable {
     /// Closes now; what was still queued is dropped.
     public func close() {
         guard isOpen else { return }
-        isOpen = false
         if let inputToken { loop.deregister(inputToken) }
         if let outputToken { loop.deregister(outputToken) }
         inputToken = nil
         outputToken = nil
-        Glibc.close(inputFD)
-        if isPipe, outputFD >= 0 { Glibc.close(outputFD) }
-        outputFD = -1
-        pending = []
-        pendingHead = 0
-        pendingBytes = 0
+        releaseDescriptors()
         let callbacks = shutdownCallbacks
         shutdownCallbacks = []
         let connecting = self.connecting
@@ -330,12 +324,8 @@ public final class RelaySocket: RelayPollable {
         }
     }
 
-    /// How many buffers the socket holds, written out or not (for tests).
-    var pendingBufferCount: Int { pending.count }
-
-    /// The loop stopped with this socket open: close the descriptors, tell no one.
-    func loopStopped() {
-        guard isOpen else { return }
+    /// Marks the socket closed, closes its descriptors and drops what was queued.
+    private func releaseDescriptors() {
         isOpen = false
         Glibc.close(inputFD)
         if isPipe, outputFD >= 0 { Glibc.close(outputFD) }
@@ -343,6 +333,15 @@ public final class RelaySocket: RelayPollable {
         pending = []
         pendingHead = 0
         pendingBytes = 0
+    }
+
+    /// How many buffers the socket holds, written out or not (for tests).
+    var pendingBufferCount: Int { pending.count }
+
+    /// The loop stopped with this socket open: close the descriptors, tell no one.
+    func loopStopped() {
+        guard isOpen else { return }
+        releaseDescriptors()
         connecting = nil
         shutdownCallbacks = []
         delegate = nil
@@ -375,13 +374,7 @@ public final class RelaySocket: RelayPollable {
     /// connection's CPU.
     public var remoteAddressText: String? {
         guard !isPipe, isOpen else { return nil }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(inputFD, $0, &length) }
-        }
-        guard rc == 0 else { return nil }
-        return Self.text(of: storage)
+        return Self.storage(of: inputFD, peer: true).flatMap(Self.text(of:))
     }
 
     /// `host:port` of an IPv4 or IPv6 address (see `remoteAddressText`).
@@ -411,6 +404,11 @@ public final class RelaySocket: RelayPollable {
     }
 
     static func address(of fd: Int32, peer: Bool) -> SocketAddress? {
+        storage(of: fd, peer: peer).flatMap(SocketAddress.init)
+    }
+
+    /// The kernel's sockaddr for the peer (`getpeername`) or the socket itself (`getsockname`).
+    private static func storage(of fd: Int32, peer: Bool) -> sockaddr_storage? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
@@ -418,8 +416,7 @@ public final class RelaySocket: RelayPollable {
                 peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
             }
         }
-        guard rc == 0 else { return nil }
-        return SocketAddress(storage)
+        return rc == 0 ? storage : nil
     }
 }
 

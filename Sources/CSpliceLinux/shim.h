@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -88,6 +89,20 @@ static inline int splice_socket_error(int fd) {
 }
 
 static inline int splice_errno(void) { return errno; }
+
+/* The number the next new descriptor would get (the lowest free one), or -1 if none is free. */
+static inline int splice_lowest_free_descriptor(int any_open_fd) {
+    int probe = fcntl(any_open_fd, F_DUPFD_CLOEXEC, 0);
+    if (probe >= 0) close(probe);
+    return probe;
+}
+
+/* The soft limit on open descriptors (RLIMIT_NOFILE), or -1 when unlimited or unknown. */
+static inline long splice_descriptor_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
+    return (long)limit.rlim_cur;
+}
 
 static inline void splice_name_thread(const char *name) {
     char short_name[16];

@@ -78,7 +78,14 @@ def test_exec_mediators_are_reaped_without_a_thread_each(start_gateway, tmp_path
                                     json={"mediator": "cat", "direction": "both"})
             assert response.status_code == 201, response.text
             hops.append((session["id"], response.json()["id"]))
-        assert len(children(pid, "cat")) == 60
+        cats = children(pid, "cat")
+        assert len(cats) == 60
+        # They start as processes of their own would: SIGPIPE (13) and SIGTERM (15) at
+        # their default actions, not ignored as in the gateway.
+        for cat in cats:
+            status = pathlib.Path(f"/proc/{cat}/status").read_text()
+            ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+            assert ignored & (1 << 12 | 1 << 14) == 0, f"exec mediator {cat} ignores signals: SigIgn {ignored:#x}"
         for client in clients:
             client.sendall(b"through cat\n")
             assert client.recv(64) == b"through cat\n"

@@ -71,7 +71,20 @@ final class ExecProcess: Sendable {
         var pid: pid_t = 0
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
-        let rc = posix_spawnp(&pid, program, &actions, nil, cArgs, environ)
+        // A filter starts as a process of its own would: SIGPIPE and the gateway's caught
+        // signals at their default actions, nothing blocked (as Python's subprocess does).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for number in [SIGPIPE, SIGTERM, SIGINT] { sigaddset(&defaults, number) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let rc = posix_spawnp(&pid, program, &actions, &attributes, cArgs, environ)
         close(toChild[0])
         close(fromChild[1])
         guard rc == 0 else {

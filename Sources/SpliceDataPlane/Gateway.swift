@@ -16,6 +16,7 @@ public final class Gateway: Sendable {
     let mediators = MediatorRegistry()
     private let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
+    private let nextCapture = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
     public let allowAdHocMediators: Bool
     /// Prometheus metrics of this gateway (`/metrics`).
@@ -119,6 +120,7 @@ public final class Gateway: Sendable {
             throw .notFound("no listener \(id)")
         }
         let stop = listener.stop()
+        listener.captures.closeAll()
         let stopped = stop.flatMap { [self] () -> EventLoopFuture<Void> in
             templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
             logger.info("listener stopped", metadata: ["listener": "\(id)"])
@@ -163,6 +165,11 @@ public final class Gateway: Sendable {
         return id
     }
 
+    /// A fresh capture id number.
+    func nextCaptureNumber() -> UInt64 {
+        nextCapture.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
     /// The number the next new listener's id will carry; saved with the state so that ids
     /// of deleted listeners are not issued again after a restart.
     public var nextListenerNumber: UInt64 { nextListener.load(ordering: .relaxed) }
@@ -178,7 +185,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
+    func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
         guard let listener = listenerTable.withLock({ $0[id] }) else { throw .notFound("no listener \(id)") }
         return listener
     }

@@ -22,6 +22,8 @@ final class SessionRecord: Sendable {
     private let hops = Mutex<[HopRecord]>([])
     /// Splits in the order they were added, as the session last published them.
     private let splits = Mutex<[SplitRecord]>([])
+    /// Live captures recording the session.
+    let captures = CaptureList()
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop
     // Cleared when the session ends, so the record does not keep it alive.
@@ -71,7 +73,7 @@ final class SessionRecord: Sendable {
         return SessionSnapshot(id: id, listener: listener, client: client, server: server, state: state,
                                openedAt: openedAt, bytes: bytes,
                                hops: stack.enumerated().map { $1.snapshot(position: $0) },
-                               splits: copies.map(\.snapshot))
+                               splits: copies.map(\.snapshot), captures: captures.snapshots)
     }
 
     /// Runs `body` with the session on its event loop; fails with 404 once it has ended.

@@ -14,7 +14,7 @@ final class Session {
     /// The relay loop that owns every socket of the session.
     let loop: RelayLoop
     /// What the listener's sessions share.
-    private let context: SessionContext
+    let context: SessionContext
     private(set) var client: Port?
     var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
@@ -31,6 +31,8 @@ final class Session {
     var readsEnabled = false
     /// Completes when every channel is closed; set as the session ends.
     private var closedChannels: EventLoopFuture<Void>?
+    /// Live captures recording the session; nil while nobody captures (see Session+Capture).
+    var capture: SessionCapture?
 
     init(record: SessionRecord, context: SessionContext, loop: RelayLoop) {
         self.record = record
@@ -91,6 +93,7 @@ final class Session {
         )
         record.update(state: .open)
         guard socket.isOpen else { return end(.serverError) }
+        captureServerConnected()
         applyTemplates(templates.mediators[...]) {
             self.applySplitTemplates(self.templates.splits[...])
         }
@@ -111,9 +114,11 @@ final class Session {
 
     /// Bytes read from `link`'s reader: on they go, or wait (copied) while the link is paused.
     func forward(_ bytes: UnsafeRawBufferPointer, from link: Link) {
-        if link.carry(bytes), !link.writer.taps.isEmpty {
+        guard link.carry(bytes) else { return }
+        if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }
+        if capture != nil { capturePassed(bytes, over: link) }
     }
 
     /// Moves bytes one link further, and copies them to the writer's taps.
@@ -122,6 +127,7 @@ final class Session {
         if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }
+        if capture != nil { capturePassed(bytes, over: link) }
     }
 
     /// Moves bytes that were held (a paused link, a replica's early output) one link further.
@@ -131,6 +137,7 @@ final class Session {
 
     func portInputClosed(_ port: Port) {
         port.eofReceived = true
+        if capture != nil { captureInputClosed(port) }
         if case .hop(let id, let direction) = port.role, let hop = hop(id), let leg = hop.legs[direction] {
             if leg.draining { return finishDrain(leg, of: hop) }
             // A mediator that ends its output while still being fed has exited or failed.
@@ -150,6 +157,7 @@ final class Session {
         let writer = link.writer
         guard !writer.outputClosing else { return }
         writer.outputClosing = true
+        if capture != nil { captureOutputClosing(writer) }
         if writer.isEndpoint {
             record.update(state: .halfClosed)
             closeTaps(of: writer)
@@ -224,6 +232,7 @@ final class Session {
         guard !ending else { return }
         ending = true
         record.update(state: .closing)
+        captureEnded(reason)
         let ports = allPorts
         let closed = ports.map { $0.socket.closeFuture }
         for hop in hops {

@@ -91,6 +91,7 @@ let package = Package(
             name: "SpliceTestSupport",
             dependencies: [
                 "SpliceIO",
+                "SpliceCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -99,7 +100,7 @@ let package = Package(
             path: "Tests/SpliceTestSupport"
         ),
         .testTarget(name: "SpliceCoreTests", dependencies: ["SpliceCore"]),
-        .testTarget(name: "SpliceCaptureTests", dependencies: ["SpliceCapture"]),
+        .testTarget(name: "SpliceCaptureTests", dependencies: ["SpliceCapture", "SpliceTestSupport"]),
         .testTarget(
             name: "SpliceIOTests",
             dependencies: [

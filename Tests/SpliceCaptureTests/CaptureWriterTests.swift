@@ -1,4 +1,5 @@
 import SpliceCapture
+import SpliceTestSupport
 import Testing
 
 @Suite("pcapng writer and TCP synthesizer")

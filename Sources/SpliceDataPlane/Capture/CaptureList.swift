@@ -2,7 +2,10 @@ import SpliceCore
 import Synchronization
 
 /// The captures recording a session, as the API lists them on the session object.
-final class CaptureList: Sendable {
+///
+/// A value held inline in the session's record: a session nobody captures pays for an
+/// empty array and a lock word, not an object of its own.
+struct CaptureList: ~Copyable, Sendable {
     private let sinks = Mutex<[CaptureSink]>([])
 
     func add(_ sink: CaptureSink) {
@@ -15,6 +18,7 @@ final class CaptureList: Sendable {
 
     /// The live captures' figures (one that lost its reader is left out).
     var snapshots: [CaptureSnapshot] {
-        sinks.withLock { $0 }.filter(\.isActive).map(\.snapshot)
+        let all = sinks.withLock { $0 }
+        return all.isEmpty ? [] : all.filter(\.isActive).map(\.snapshot)
     }
 }

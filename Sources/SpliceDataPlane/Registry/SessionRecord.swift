@@ -22,7 +22,7 @@ final class SessionRecord: Sendable {
     private let hops = Mutex<[HopRecord]>([])
     /// Splits in the order they were added, as the session last published them.
     private let splits = Mutex<[SplitRecord]>([])
-    /// Live captures recording the session.
+    /// Live captures recording the session (an empty array costs no allocation).
     let captures = CaptureList()
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop

@@ -2,33 +2,39 @@ import SpliceCapture
 
 /// Reads back the pcapng files `CaptureWriter` writes: enough of the format to check every
 /// block's framing and every field the writer sets.
-struct PcapngReader {
-    struct Block {
-        let type: UInt32
-        let body: [UInt8]
+public struct PcapngReader {
+    /// One block: its type and the bytes between its length fields.
+    public struct Block {
+        public let type: UInt32
+        public let body: [UInt8]
     }
 
-    struct Packet {
-        let interface: UInt32
-        let timestamp: UInt64
-        let data: [UInt8]
-        let comments: [String]
+    /// An enhanced packet block's fields.
+    public struct Packet {
+        public let interface: UInt32
+        public let timestamp: UInt64
+        public let data: [UInt8]
+        public let comments: [String]
     }
 
-    struct Statistics {
-        let interface: UInt32
-        let received: UInt64?
-        let dropped: UInt64?
+    /// An interface statistics block's counters.
+    public struct Statistics {
+        public let interface: UInt32
+        public let received: UInt64?
+        public let dropped: UInt64?
     }
 
-    enum Failure: Error, CustomStringConvertible {
+    /// What was wrong with the file.
+    public enum Failure: Error, CustomStringConvertible {
         case malformed(String)
-        var description: String { if case .malformed(let why) = self { why } else { "" } }
+        public var description: String { if case .malformed(let why) = self { why } else { "" } }
     }
 
-    private(set) var blocks: [Block] = []
+    /// Every block, in file order.
+    public private(set) var blocks: [Block] = []
 
-    init(_ bytes: [UInt8]) throws {
+    /// Splits a whole file into blocks, checking each one's framing.
+    public init(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             guard offset + 12 <= bytes.count else { throw Failure.malformed("truncated block at \(offset)") }
@@ -46,7 +52,7 @@ struct PcapngReader {
     }
 
     /// Interface names in order.
-    func interfaceNames() throws -> [String] {
+    public func interfaceNames() throws -> [String] {
         try blocks.filter { $0.type == Pcapng.BlockType.interfaceDescription }.map { block in
             guard Self.u16(block.body, 0) == TCPPacket.linkType else { throw Failure.malformed("link type") }
             let options = try Self.options(block.body, from: 8)
@@ -57,7 +63,8 @@ struct PcapngReader {
         }
     }
 
-    func packets() throws -> [Packet] {
+    /// The packets, with their comments.
+    public func packets() throws -> [Packet] {
         try blocks.filter { $0.type == Pcapng.BlockType.enhancedPacket }.map { block in
             let body = block.body
             let captured = Int(Self.u32(body, 12))
@@ -74,7 +81,8 @@ struct PcapngReader {
         }
     }
 
-    func statistics() throws -> [Statistics] {
+    /// The statistics blocks.
+    public func statistics() throws -> [Statistics] {
         try blocks.filter { $0.type == Pcapng.BlockType.interfaceStatistics }.map { block in
             let options = try Self.options(block.body, from: 12)
             let value = { (code: UInt16) -> UInt64? in
@@ -87,7 +95,8 @@ struct PcapngReader {
         }
     }
 
-    static func options(_ body: [UInt8], from start: Int) throws -> [(code: UInt16, value: [UInt8])] {
+    /// A block's options from `start`, checking they end with opt_endofopt.
+    public static func options(_ body: [UInt8], from start: Int) throws -> [(code: UInt16, value: [UInt8])] {
         var options: [(code: UInt16, value: [UInt8])] = []
         var offset = start
         while offset < body.count {
@@ -106,11 +115,13 @@ struct PcapngReader {
         return options
     }
 
-    static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    /// A little-endian 32-bit field.
+    public static func u32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
         (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[offset + $1]) << (8 * UInt32($1)) }
     }
 
-    static func u16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
+    /// A little-endian 16-bit field.
+    public static func u16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
         UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
     }
 }

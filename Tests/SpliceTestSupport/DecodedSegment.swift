@@ -1,20 +1,23 @@
 import SpliceCapture
 
 /// A raw IP packet holding TCP, taken apart with its checksums verified.
-struct DecodedSegment {
-    let source: [UInt8]
-    let destination: [UInt8]
-    let sourcePort: UInt16
-    let destinationPort: UInt16
-    let sequence: UInt32
-    let acknowledgement: UInt32
-    let flags: TCPFlags
-    let window: UInt16
-    let payload: [UInt8]
+public struct DecodedSegment {
+    /// Addresses (4 or 16 bytes), ports, header fields and payload.
+    public let source: [UInt8]
+    public let destination: [UInt8]
+    public let sourcePort: UInt16
+    public let destinationPort: UInt16
+    public let sequence: UInt32
+    public let acknowledgement: UInt32
+    public let flags: TCPFlags
+    public let window: UInt16
+    public let payload: [UInt8]
 
-    enum Failure: Error { case malformed(String) }
+    /// What was wrong with the packet.
+    public enum Failure: Error { case malformed(String) }
 
-    init(_ packet: [UInt8]) throws {
+    /// Takes a raw IP packet apart; throws on a bad length, protocol or checksum.
+    public init(_ packet: [UInt8]) throws {
         guard let first = packet.first else { throw Failure.malformed("empty") }
         let ipHeader: Int
         let pseudo: [UInt8]
@@ -52,7 +55,7 @@ struct DecodedSegment {
     }
 
     /// The textbook RFC 1071 sum, big-endian words: independent of the writer's method.
-    static func checksum(_ pieces: [ArraySlice<UInt8>]) -> UInt16 {
+    public static func checksum(_ pieces: [ArraySlice<UInt8>]) -> UInt16 {
         var bytes: [UInt8] = pieces.flatMap { $0 }
         if bytes.count % 2 == 1 { bytes.append(0) }
         var sum: UInt32 = 0
@@ -63,7 +66,8 @@ struct DecodedSegment {
         return ~UInt16(sum)
     }
 
-    static func be16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
+    /// A big-endian 16-bit field.
+    public static func be16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
         UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
     }
 }

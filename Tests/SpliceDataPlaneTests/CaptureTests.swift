@@ -49,23 +49,34 @@ struct CaptureTests {
         return (names, bytes, reader)
     }
 
-    @Test("a session's capture holds both legs' bytes exactly and ends with the session")
-    func sessionCapture() async throws {
+    /// Echoes `count` bytes through a session captured into `output`, checks the echo, runs
+    /// `whileOpen` and half-closes; returns the bytes once the capture has ended.
+    func echoCaptured(_ count: Int, seed: UInt64, into output: MemoryCaptureOutput,
+                      whileOpen: (Gateway, SessionID, CaptureSnapshot) throws -> Void = { _, _, _ in }) async throws -> [UInt8] {
         let server = try Recorder(echo: true)
         defer { server.stop() }
         let harness = try RelayHarness(upstreamPort: server.port)
         defer { harness.close() }
         let (client, id) = try harness.openSession()
-        let output = MemoryCaptureOutput(limit: 64 << 20)
         let snapshot = try harness.gateway.startingCapture(session: id, request: CaptureRequest(), output: output).wait()
-        #expect(try harness.gateway.session(id).captures.map(\.id) == [snapshot.id])
-        var stream = ByteStream(seed: 13)
-        let sent = stream.next(3 << 20)
+        var stream = ByteStream(seed: seed)
+        let sent = stream.next(count)
         let echo = ThreadTask { try client.receive(exactly: sent.count) }
         try client.send(sent)
-        #expect(try await echo.value == sent)
+        #expect(try await echo.value == sent, "the session's bytes are whole")
+        try whileOpen(harness.gateway, id, snapshot)
         client.shutdownWrite()
         #expect(eventually(timeout: 10) { output.finished })
+        #expect(server.bytes == sent)
+        return sent
+    }
+
+    @Test("a session's capture holds both legs' bytes exactly and ends with the session")
+    func sessionCapture() async throws {
+        let output = MemoryCaptureOutput(limit: 64 << 20)
+        let sent = try await echoCaptured(3 << 20, seed: 13, into: output) { gateway, id, snapshot throws in
+            #expect(try gateway.session(id).captures.map(\.id) == [snapshot.id])
+        }
         let (names, bytes, reader) = try streams(output.file)
         #expect(names == ["client", "server"])
         #expect(bytes["client"] == [sent, sent])
@@ -75,25 +86,13 @@ struct CaptureTests {
 
     @Test("a reader with no room loses packets, counted per interface, and the session's bytes are whole")
     func stalledReader() async throws {
-        let server = try Recorder(echo: true)
-        defer { server.stop() }
-        let harness = try RelayHarness(upstreamPort: server.port)
-        defer { harness.close() }
-        let (client, id) = try harness.openSession()
         let output = MemoryCaptureOutput(limit: 0)
-        _ = try harness.gateway.startingCapture(session: id, request: CaptureRequest(), output: output).wait()
-        var stream = ByteStream(seed: 14)
-        let sent = stream.next(8 << 20)
-        let echo = ThreadTask { try client.receive(exactly: sent.count) }
-        try client.send(sent)
-        #expect(try await echo.value == sent)
-        #expect(try harness.gateway.session(id).captures.first?.dropped ?? 0 > 0)
-        client.shutdownWrite()
-        #expect(eventually(timeout: 10) { output.finished })
+        _ = try await echoCaptured(8 << 20, seed: 14, into: output) { gateway, id, _ throws in
+            #expect(try gateway.session(id).captures.first?.dropped ?? 0 > 0)
+        }
         let reader = try PcapngReader(output.file)
         #expect(try reader.packets().isEmpty)
         let stats = try reader.statistics()
         #expect(stats.count == 2 && stats.allSatisfy { ($0.dropped ?? 0) > 0 && $0.dropped == $0.received })
-        #expect(server.bytes == sent)
     }
 }

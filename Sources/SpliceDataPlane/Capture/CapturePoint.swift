@@ -22,22 +22,18 @@ enum CapturePoint: Hashable {
         }
     }
 
-    /// The point where bytes read from `port` are seen.
-    static func reading(_ port: Port) -> CapturePoint? {
-        switch port.role {
-        case .client: .client
-        case .server: .server
-        case .hop(let id, _): .hopOut(id)
-        case .split: nil
-        }
-    }
+    /// The point where bytes read from `port` are seen: a hop's output.
+    static func reading(_ port: Port) -> CapturePoint? { at(port, hopPoint: CapturePoint.hopOut) }
 
-    /// The point where bytes written into `port` are seen.
-    static func writing(_ port: Port) -> CapturePoint? {
+    /// The point where bytes written into `port` are seen: a hop's input.
+    static func writing(_ port: Port) -> CapturePoint? { at(port, hopPoint: CapturePoint.hopIn) }
+
+    /// An endpoint's leg, or the given side of a hop; nothing for a split recipient.
+    private static func at(_ port: Port, hopPoint: (HopID) -> CapturePoint) -> CapturePoint? {
         switch port.role {
         case .client: .client
         case .server: .server
-        case .hop(let id, _): .hopIn(id)
+        case .hop(let id, _): hopPoint(id)
         case .split: nil
         }
     }

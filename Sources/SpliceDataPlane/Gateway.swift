@@ -120,7 +120,6 @@ public final class Gateway: Sendable {
             throw .notFound("no listener \(id)")
         }
         let stop = listener.stop()
-        listener.captures.closeAll()
         let stopped = stop.flatMap { [self] () -> EventLoopFuture<Void> in
             templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
             logger.info("listener stopped", metadata: ["listener": "\(id)"])
@@ -131,6 +130,8 @@ public final class Gateway: Sendable {
             }
             return EventLoopFuture.andAllComplete(kills, on: group.any())
         }
+        // Captures of the listener end with it, after the sessions it closes have ended in them.
+        stopped.whenComplete { _ in listener.captures.closeAll() }
         return GatewayFuture(stopped)
     }
 

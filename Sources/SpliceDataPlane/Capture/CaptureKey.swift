@@ -4,8 +4,8 @@ import SpliceCore
 struct CaptureKey: Hashable {
     /// The session.
     let session: SessionID
-    /// The pcapng interface: `client`, `server`, `h3.in`, `h3.out`.
-    let point: String
+    /// The capture point (its name is the pcapng interface).
+    let point: CapturePoint
     /// Bumped when the point's connection is replaced (a failover gives `server` a new peer).
     let generation: Int
 }

@@ -29,6 +29,8 @@ public final class CaptureSink: Sendable {
 
     private let output: any CaptureOutput
     private let state: Mutex<State>
+    /// Which directions' bytes are recorded, looked up on every relayed read.
+    private let directions: (clientToServer: Bool, serverToClient: Bool)
 
     init(id: CaptureID, listener: ListenerID?, request: CaptureRequest, output: any CaptureOutput) {
         self.id = id
@@ -36,6 +38,7 @@ public final class CaptureSink: Sendable {
         self.request = request
         self.startedAt = Date()
         self.output = output
+        self.directions = (request.directions != .serverToClient, request.directions != .clientToServer)
         var writer = CaptureWriter<CaptureKey>(application: "splicegate", time: Self.now())
         output.append(writer.take())
         state = Mutex(State(writer: writer))
@@ -44,6 +47,11 @@ public final class CaptureSink: Sendable {
     /// Whether the capture still records: not closed, and its reader is still there.
     var isActive: Bool {
         !output.isReleased && !state.withLock { $0.closed }
+    }
+
+    /// Whether bytes of `direction` are recorded.
+    func records(_ direction: Direction) -> Bool {
+        direction == .clientToServer ? directions.clientToServer : directions.serverToClient
     }
 
     /// Whether a capture point is recorded.
@@ -87,7 +95,7 @@ public final class CaptureSink: Sendable {
                 // Stay above the kernel's ephemeral range, where no real client port sits.
                 state.nextHopPort = state.nextHopPort <= 61001 ? 65535 : state.nextHopPort - 1
             }
-            state.writer.open(key, interface: key.point, initiator: initiator, responder: responder, offsets: offsets)
+            state.writer.open(key, interface: key.point.name, initiator: initiator, responder: responder, offsets: offsets)
             state.writer.handshake(key, time: Self.now(), room: &room)
         }
     }
@@ -118,7 +126,7 @@ public final class CaptureSink: Sendable {
             let time = Self.now()
             for key in state.writer.keys where key.session == session {
                 // The gateway is the responder on the client leg, the initiator elsewhere.
-                let gateway: ConversationSide = key.point == "client" ? .responder : .initiator
+                let gateway: ConversationSide = key.point == .client ? .responder : .initiator
                 if cut {
                     state.writer.reset(from: gateway, on: key, time: time, room: &room)
                 } else {

@@ -69,7 +69,7 @@ final class SessionCapture {
     func passed(_ bytes: UnsafeRawBufferPointer, over link: Link, _ session: Session) {
         guard legs != nil else { return }
         let side = link.direction.sender
-        for sink in sinks where sink.request.directions.directions.contains(link.direction) {
+        for sink in sinks where sink.records(link.direction) {
             if let point = CapturePoint.reading(link.reader) { send(bytes, side, at: point, on: sink, session) }
             if let point = CapturePoint.writing(link.writer), point != CapturePoint.reading(link.reader) {
                 send(bytes, side, at: point, on: sink, session)
@@ -82,15 +82,15 @@ final class SessionCapture {
     func inputClosed(_ port: Port, _ session: Session) {
         guard legs != nil, let point = CapturePoint.reading(port), let direction = direction(of: port, reading: true) else { return }
         for sink in sinks {
-            fin(direction.sender, at: point, on: sink)
-            if case .hopOut(let hop) = point { fin(direction.sender, at: .hopIn(hop), on: sink) }
+            fin(direction.sender, at: point, on: sink, session)
+            if case .hopOut(let hop) = point { fin(direction.sender, at: .hopIn(hop), on: sink, session) }
         }
     }
 
     /// The gateway half-closes `port`'s output: a FIN on the point its writes are seen at.
     func outputClosing(_ port: Port, _ session: Session) {
         guard legs != nil, let point = CapturePoint.writing(port), let direction = direction(of: port, reading: false) else { return }
-        for sink in sinks { fin(direction.sender, at: point, on: sink) }
+        for sink in sinks { fin(direction.sender, at: point, on: sink, session) }
     }
 
     /// The session ended: every point is closed on every capture.
@@ -111,16 +111,13 @@ final class SessionCapture {
         sink.send(bytes, from: side, on: key(point, session))
     }
 
-    private func fin(_ side: ConversationSide, at point: CapturePoint, on sink: CaptureSink) {
-        guard sink.records(point), let id = sinkSession else { return }
-        sink.finish(from: side, on: CaptureKey(session: id, point: point.name, generation: generation(point)))
+    private func fin(_ side: ConversationSide, at point: CapturePoint, on sink: CaptureSink, _ session: Session) {
+        guard sink.records(point) else { return }
+        sink.finish(from: side, on: key(point, session))
     }
 
-    /// The session id, kept so FINs need no session reference.
-    private var sinkSession: SessionID?
-
     private func key(_ point: CapturePoint, _ session: Session) -> CaptureKey {
-        CaptureKey(session: session.record.id, point: point.name, generation: generation(point))
+        CaptureKey(session: session.record.id, point: point, generation: generation(point))
     }
 
     private func generation(_ point: CapturePoint) -> Int {
@@ -132,7 +129,6 @@ final class SessionCapture {
     private func ensureOpen(_ point: CapturePoint, on sink: CaptureSink, _ session: Session,
                             sending: (side: ConversationSide, count: UInt64)? = nil) {
         guard let legs, sink.records(point) else { return }
-        sinkSession = session.record.id
         if point == .server, let server = session.server, ObjectIdentifier(server) != serverPort {
             replaceServer(server, session)
         }

@@ -95,4 +95,37 @@ struct CaptureTests {
         let stats = try reader.statistics()
         #expect(stats.count == 2 && stats.allSatisfy { ($0.dropped ?? 0) > 0 && $0.dropped == $0.received })
     }
+
+    @Test("a failover is a comment, and the server point is drawn again towards the replica")
+    func failover() async throws {
+        let primary = try Recorder(echo: true)
+        defer { primary.stop() }
+        let replica = try Recorder(echo: true)
+        defer { replica.stop() }
+        let (gateway, listener, group) = try replicatedGateway(primary: primary.port, replica: replica.port)
+        defer { gateway.shutdown(); shutdownTestGroup(group) }
+        let client = try TestSocket.connect(port: listener.spec.listen.port)
+        #expect(eventually { gateway.sessions().sessions.first?.state == .open })
+        let session = try #require(gateway.sessions().sessions.first)
+        let output = MemoryCaptureOutput(limit: 16 << 20)
+        _ = try gateway.startingCapture(session: session.id, request: CaptureRequest(), output: output).wait()
+        try client.send(Array("before\n".utf8))
+        #expect(try client.receive(exactly: 7) == Array("before\n".utf8))
+        let split = try #require(session.splits.first?.id)
+        _ = try gateway.failover(session: session.id, split: split)
+        try client.send(Array("after\n".utf8))
+        #expect(try client.receive(exactly: 6) == Array("after\n".utf8))
+        client.shutdownWrite()
+        #expect(eventually(timeout: 10) { output.finished })
+
+        let reader = try PcapngReader(output.file)
+        let names = try reader.interfaceNames()
+        let packets = try reader.packets()
+        #expect(packets.contains { $0.comments.contains { $0.hasPrefix("failed over to \(split)") } })
+        let serverSYNs = try packets.filter { names[Int($0.interface)] == "server" }
+            .map { try DecodedSegment($0.data) }.filter { $0.flags == .syn }
+        #expect(serverSYNs.map(\.destinationPort) == [UInt16(primary.port), UInt16(replica.port)])
+        let (_, bytes, _) = try streams(output.file)
+        #expect(bytes["client"] == [Array("before\nafter\n".utf8), Array("before\nafter\n".utf8)])
+    }
 }

@@ -16,7 +16,7 @@ import threading
 
 from capture_tools import (CaptureStream, assert_clean, follow, interface_statistics, run_tshark, sha,
                            stderr_problems, streams)
-from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, recv_exactly, session_of,
+from conftest import (Gateway, Sink, StreamServer, assert_problem, connect, echo_handler, recv_exactly, session_of,
                       split_address, wait_until)
 
 C2S = "client_to_server"
@@ -86,7 +86,8 @@ def test_16_mib_session_is_followed_byte_exact_on_both_legs(demo_gateway: Gatewa
 
 def test_hop_spliced_and_removed_mid_stream_shows_its_transform(demo_gateway: Gateway, tmp_path: pathlib.Path) -> None:
     """`upper` spliced client-to-server between chunks A and C: h.in holds B, h.out upper(B),
-    the client leg A+B+C and the server leg A+upper(B)+C; comments mark both offsets."""
+    the client leg A+B+C and the server leg A+upper(B)+C; comments mark the splice, the
+    removal and a split added before C at their offsets."""
     letters = bytes(range(ord("a"), ord("z") + 1))
     a, b, c = (bytes(letters[x % 26] for x in os.urandom(256 * 1024)) for _ in range(3))
     with connect(demo_listener(demo_gateway)["listen"]) as client:
@@ -105,7 +106,14 @@ def test_hop_spliced_and_removed_mid_stream_shows_its_transform(demo_gateway: Ga
         removal = demo_gateway.delete(f"/api/v1/sessions/{session}/mediators/{hop['id']}")
         assert removal.status_code == 200, removal.text
         assert removal.json()["removed_at"] == {C2S: len(a) + len(b)}
-        assert pump(client, c) == c
+        recipient = Sink()
+        try:
+            split = demo_gateway.post(f"/api/v1/sessions/{session}/splits", json={"address": recipient.address, "direction": C2S})
+            assert split.status_code == 201, split.text
+            assert pump(client, c) == c
+            wait_until(lambda: recipient.snapshot() == [c], message="the split recipient to get C")
+        finally:
+            recipient.close()
     path = capture.wait()
     assert_clean(path)
     points = by_interface(path)
@@ -119,6 +127,7 @@ def test_hop_spliced_and_removed_mid_stream_shows_its_transform(demo_gateway: Ga
     comments = run_tshark("-r", str(path), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment").stdout
     assert f"{hop['id']} (" in comments and f"spliced into {C2S} at offset {len(a)}" in comments
     assert f"{hop['id']} removed from {C2S} at offset {len(a) + len(b)}" in comments
+    assert f"{split.json()['id']} split of {C2S} to {recipient.address} from offset {len(a) + len(b)}" in comments
 
 
 def test_http_through_a_listener_capture_is_dissected_as_http(gateway: Gateway, tmp_path: pathlib.Path) -> None:

@@ -128,10 +128,11 @@ final class SessionCapture {
     /// at the point's current stream offsets.
     private func ensureOpen(_ point: CapturePoint, on sink: CaptureSink, _ session: Session,
                             sending: (side: ConversationSide, count: UInt64)? = nil) {
-        guard let legs, sink.records(point) else { return }
+        guard self.legs != nil, sink.records(point) else { return }
         if point == .server, let server = session.server, ObjectIdentifier(server) != serverPort {
             replaceServer(server, session)
         }
+        guard let legs else { return }
         let key = key(point, session)
         guard !sink.contains(key) else { return }
         var offsets = self.offsets(point, session)

@@ -1,6 +1,8 @@
 /// The TCP flags a synthesized segment may carry.
 public struct TCPFlags: OptionSet, Sendable, Hashable {
+    /// The flag bits as in the TCP header.
     public let rawValue: UInt8
+    /// Flags from their bits.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     public static let fin = TCPFlags(rawValue: 0x01)

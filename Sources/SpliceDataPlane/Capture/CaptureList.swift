@@ -8,10 +8,12 @@ import Synchronization
 struct CaptureList: ~Copyable, Sendable {
     private let sinks = Mutex<[CaptureSink]>([])
 
+    /// Lists a capture that joined the session.
     func add(_ sink: CaptureSink) {
         sinks.withLock { $0.append(sink) }
     }
 
+    /// Forgets them all (the session ended, or every reader left).
     func removeAll() {
         sinks.withLock { $0.removeAll() }
     }

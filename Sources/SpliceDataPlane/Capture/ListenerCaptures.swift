@@ -13,10 +13,12 @@ final class ListenerCaptures: Sendable {
         }
     }
 
+    /// Starts offering a capture to the listener's new sessions.
     func add(_ sink: CaptureSink) {
         sinks.withLock { $0.append(sink) }
     }
 
+    /// Stops offering a capture (its reader left).
     func remove(_ sink: CaptureSink) {
         sinks.withLock { $0.removeAll { $0 === sink } }
     }

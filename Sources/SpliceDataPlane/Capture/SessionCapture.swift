@@ -17,6 +17,7 @@ final class SessionCapture {
     private var serverPort: ObjectIdentifier?
     private var serverGeneration = 0
 
+    /// The addresses the edge points are drawn with.
     struct Legs {
         let client: CaptureEndpoint
         let listener: CaptureEndpoint

@@ -8,6 +8,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -88,6 +91,52 @@ static inline int splice_socket_error(int fd) {
 }
 
 static inline int splice_errno(void) { return errno; }
+
+/* The number the next new descriptor would get (the lowest free one), or -1 if none is free. */
+static inline int splice_lowest_free_descriptor(int any_open_fd) {
+    int probe = fcntl(any_open_fd, F_DUPFD_CLOEXEC, 0);
+    if (probe >= 0) close(probe);
+    return probe;
+}
+
+/* A child's pidfd (Linux 5.3+): readable once the child exits; signals through it cannot
+   reach another process that reused the pid. -1 with errno set when unavailable. */
+static inline int splice_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static inline int splice_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* The soft limit on open descriptors (RLIMIT_NOFILE), or -1 when unlimited or unknown. */
+static inline long splice_descriptor_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
+    return (long)limit.rlim_cur;
+}
+
+/* Runs `body(context)` on a new detached thread; 0 or an error number. */
+static inline int splice_detached_thread(void *(*body)(void *), void *context) {
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attributes, 64 * 1024);
+    int rc = pthread_create(&thread, &attributes, body, context);
+    pthread_attr_destroy(&attributes);
+    return rc;
+}
 
 static inline void splice_name_thread(const char *name) {
     char short_name[16];

@@ -11,6 +11,11 @@ import Glibc
 /// the same waiter, and without the hand-off four iperf3 streams all landed on one loop.
 /// A loop that receives a client owns its session.
 ///
+/// Accepting stops short of the descriptor limit (`descriptorReserve`): the last
+/// descriptors are kept for what the gateway needs to stay in control when clients use up
+/// the rest (the admin API, dialing servers, mediators and split recipients), and clients
+/// past that wait in the backlog until sessions end.
+///
 /// One socket rather than one SO_REUSEPORT socket per loop: a reuseport bind succeeds on a
 /// port another reuseport socket of the same user holds, so a second listener (or gateway)
 /// on a taken address would silently share it instead of getting "address in use".
@@ -20,6 +25,21 @@ public final class RelayListener: Sendable {
     private let fd: Int32
     private let pollers: [Poller]
     private let closed = Mutex(false)
+
+    /// How many descriptors below the `RLIMIT_NOFILE` soft limit accepting stops: a
+    /// sixteenth of the limit, at least 8 and at most 256.
+    public static func descriptorReserve(limit: Int) -> Int {
+        max(8, min(256, limit / 16))
+    }
+
+    /// The lowest descriptor number at which accepting pauses (the kernel hands out the
+    /// lowest free number, so a client's number is at most the count in use), or nil
+    /// without a limit.
+    static var descriptorCeiling: Int32? {
+        let limit = splice_descriptor_limit()
+        guard limit > 0 else { return nil }
+        return Int32(clamping: max(0, Int(limit) - descriptorReserve(limit: Int(limit))))
+    }
 
     /// Binds and starts accepting; `accepted` runs on the client's loop for each client,
     /// with its address as `host:port` (nil if the kernel did not give one).
@@ -46,7 +66,10 @@ public final class RelayListener: Sendable {
             Glibc.close(fd)
             throw .system("getsockname", error)
         }
-        let pollers = group.loops.map { Poller(fd: fd, loop: $0, group: group, accepted: accepted) }
+        let reserve = DescriptorReserve(ceiling: descriptorCeiling ?? .max)
+        let pollers = group.loops.map {
+            Poller(fd: fd, loop: $0, group: group, reserve: reserve, accepted: accepted)
+        }
         let listener = RelayListener(localAddress: local, fd: fd, pollers: pollers)
         for poller in pollers { poller.loop.execute { poller.start() } }
         return listener
@@ -86,13 +109,17 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     let loop: RelayLoop
     let group: RelayLoopGroup
     let accepted: @Sendable (RelaySocket, String?) -> Void
+    /// Where accepting stops short of the descriptor limit, shared by the listener's loops.
+    let reserve: DescriptorReserve
     private var token: PollToken?
     private var pausedForResources = false
 
-    init(fd: Int32, loop: RelayLoop, group: RelayLoopGroup, accepted: @escaping @Sendable (RelaySocket, String?) -> Void) {
+    init(fd: Int32, loop: RelayLoop, group: RelayLoopGroup, reserve: DescriptorReserve,
+         accepted: @escaping @Sendable (RelaySocket, String?) -> Void) {
         self.fd = fd
         self.loop = loop
         self.group = group
+        self.reserve = reserve
         self.accepted = accepted
     }
 
@@ -119,6 +146,8 @@ private final class Poller: RelayPollable, @unchecked Sendable {
 
     func ready(_ events: UInt32, slot: Int) {
         guard token != nil else { return }
+        // Another loop reached the reserve: wait with it.
+        if reserve.reached.load(ordering: .relaxed) { return pauseForResources() }
         for _ in 0..<64 {
             var peer = sockaddr_storage()
             let client = splice_accept(fd, &peer)
@@ -132,6 +161,11 @@ private final class Poller: RelayPollable, @unchecked Sendable {
                 let accepted = self.accepted
                 owner.execute { Self.adopt(client, address, on: owner, accepted) }
             }
+            // Into the reserve: this client is served, the next wait in the backlog.
+            if client >= reserve.ceiling {
+                reserve.reached.store(true, ordering: .relaxed)
+                return pauseForResources()
+            }
         }
     }
 
@@ -140,11 +174,20 @@ private final class Poller: RelayPollable, @unchecked Sendable {
     /// clients wait in the backlog until sessions end and free descriptors.
     private func acceptFailed(_ error: Int32) {
         guard error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM else { return }
+        pauseForResources()
+    }
+
+    /// Stops polling for 100 ms, then looks again.
+    private func pauseForResources() {
         stop()
         pausedForResources = true
         _ = loop.timers.add(.now() + .milliseconds(100)) { [self] in
             guard pausedForResources else { return }
             pausedForResources = false
+            if reserve.reached.load(ordering: .relaxed) {
+                guard reserve.hasRoom(probing: fd) else { return pauseForResources() }
+                reserve.reached.store(false, ordering: .relaxed)
+            }
             start()
         }
     }
@@ -153,5 +196,24 @@ private final class Poller: RelayPollable, @unchecked Sendable {
                               _ accepted: @Sendable (RelaySocket, String?) -> Void) {
         guard let socket = RelaySocket(tcp: fd, loop: loop) else { return }
         accepted(socket, address)
+    }
+}
+
+/// The descriptors a listener leaves free (see `RelayListener`): once a client's number
+/// reaches `ceiling`, every loop stops accepting until sessions have given some back.
+final class DescriptorReserve: Sendable {
+    let ceiling: Int32
+    /// Set by the loop whose client reached the ceiling; cleared by a loop that finds room.
+    let reached = Atomic<Bool>(false)
+
+    init(ceiling: Int32) {
+        self.ceiling = ceiling
+    }
+
+    /// Whether the next descriptor would be below the ceiling (two syscalls, made only while
+    /// paused, once per pause).
+    func hasRoom(probing fd: Int32) -> Bool {
+        let next = splice_lowest_free_descriptor(fd)
+        return next >= 0 && next < ceiling
     }
 }

@@ -143,19 +143,30 @@ final class SignalWaiter: Sendable {
     // Kept so the sources stay installed for the process's life.
     private let sources: [DispatchSourceSignalBox]
 
+    /// Returns once both sources are registered: a source registers on dispatch's own
+    /// thread some time after `resume`, and until then the signal is ignored (SIG_IGN, so
+    /// that the default action does not kill the process) and would be lost. Start-up
+    /// reports ready only after this, so a supervisor's SIGTERM right after is never missed.
     init() {
         var sources: [DispatchSourceSignalBox] = []
         let arrived = arrived
         let received = received
-        for number in [SIGTERM, SIGINT] {
+        let registered = DispatchSemaphore(value: 0)
+        let numbers = [SIGTERM, SIGINT]
+        for number in numbers {
             Foundation.signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 received.push(number)
                 arrived.signal()
             }
+            source.setRegistrationHandler { registered.signal() }
             source.resume()
             sources.append(DispatchSourceSignalBox(source))
+        }
+        for _ in numbers {
+            // Bounded, so a dispatch that never reports cannot hang start-up.
+            _ = registered.wait(timeout: .now() + .seconds(5))
         }
         self.sources = sources
     }

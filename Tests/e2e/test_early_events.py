@@ -54,7 +54,7 @@ def assert_fds_return_to(gateway, baseline: list[str]) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while len(now := relay_fds(gateway)) > len(baseline):
         assert time.monotonic() < deadline, \
-            f"the gateway holds {len(now)} descriptors, {len(baseline)} before: {now}"
+            f"the gateway holds {len(now)} descriptors, {len(baseline)} before: {now}, before: {baseline}"
         time.sleep(0.1)
 
 
@@ -112,17 +112,25 @@ class SlowUpstream:
             thread.start()
 
     def _echo(self, conn: socket.socket, index: int) -> None:
+        """Echoes until EOF; `ended` records how the input ended. A failure after the EOF
+        does not count: a client that closed entirely answers the echo with a reset (its
+        kernel's, passed on by the gateway as it would reach a server directly), which can
+        beat this thread's shutdown."""
         ending = "eof"
         try:
             while data := conn.recv(65536):
                 with self.lock:
                     self.received[index] += data
                 conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
         except TimeoutError:
             ending = "timeout"
         except OSError:
             ending = "reset"
+        else:
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         with self.lock:
             self.ended[index] = ending
 

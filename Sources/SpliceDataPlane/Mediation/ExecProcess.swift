@@ -1,12 +1,13 @@
-import Foundation
+import NIOCore
 import SpliceCore
+import SpliceIO
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A mediator process: its stdin and stdout as pipe descriptors, and a reaper thread that
-/// collects its exit status so it never lingers as a zombie.
+/// A mediator process: its stdin and stdout as pipe descriptors, and its watch on the
+/// session's loop, which reaps it when it exits and signals it only until then.
 final class ExecProcess: Sendable {
     /// The child's process id.
     let pid: pid_t
@@ -14,22 +15,33 @@ final class ExecProcess: Sendable {
     let output: Int32
     /// Our end of the child's stdin (we write it).
     let input: Int32
-    // Set by the reaper: a reaped pid may be reused, so it must not be signalled after.
-    private let exited = Atomic<Bool>(false)
+    /// Reaps it when it exits; touched only on the session's loop.
+    private let child: RelayChild
 
-    private init(pid: pid_t, output: Int32, input: Int32) {
+    private init(pid: pid_t, output: Int32, input: Int32, child: RelayChild) {
         self.pid = pid
         self.output = output
         self.input = input
+        self.child = child
     }
 
-    /// Starts `argv` (no shell) with stdin and stdout piped to us; stderr is inherited so
-    /// the operator sees what the filter says.
-    static func spawn(_ argv: [String]) throws(APIError) -> ExecProcess {
+    /// Starts `argv` (no shell) with stdin and stdout piped to us, watched on `loop` (the
+    /// caller's); stderr is inherited so the operator sees what the filter says.
+    static func spawn(_ argv: [String], on loop: RelayLoop) throws(APIError) -> ExecProcess {
         // Without pipe2 in Glibc's Swift overlay, the pipes are made close-on-exec by fcntl;
         // the lock keeps a concurrent spawn from inheriting them in between, which would hold
         // a pipe open and keep its reader from ever seeing EOF.
-        try spawnLock.withLock { _ throws(APIError) in try spawnLocked(argv) }
+        let (pid, output, input) = try spawnLock.withLock { _ throws(APIError) in try spawnLocked(argv) }
+        guard let child = RelayChild(pid: pid, loop: loop) else {
+            // Neither a pidfd nor a thread to reap it with: do not leave it running.
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            close(output)
+            close(input)
+            throw .badGateway("cannot watch exec mediator '\(argv[0])': out of descriptors or threads")
+        }
+        return ExecProcess(pid: pid, output: output, input: input, child: child)
     }
 
     private static let spawnLock = Mutex<Void>(())
@@ -41,7 +53,7 @@ final class ExecProcess: Sendable {
         return fds
     }
 
-    private static func spawnLocked(_ argv: [String]) throws(APIError) -> ExecProcess {
+    private static func spawnLocked(_ argv: [String]) throws(APIError) -> (pid: pid_t, output: Int32, input: Int32) {
         guard let program = argv.first else { throw .invalid("exec mediator has an empty command") }
         let toChild = try makePipe()
         let fromChild: [Int32]
@@ -59,34 +71,36 @@ final class ExecProcess: Sendable {
         var pid: pid_t = 0
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
-        let rc = posix_spawnp(&pid, program, &actions, nil, cArgs, environ)
+        // A filter starts as a process of its own would: SIGPIPE and the gateway's caught
+        // signals at their default actions, nothing blocked (as Python's subprocess does).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for number in [SIGPIPE, SIGTERM, SIGINT] { sigaddset(&defaults, number) }
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let rc = posix_spawnp(&pid, program, &actions, &attributes, cArgs, environ)
         close(toChild[0])
         close(fromChild[1])
         guard rc == 0 else {
             close(toChild[1]); close(fromChild[0])
             throw .badGateway("cannot start exec mediator '\(program)': \(String(cString: strerror(rc)))")
         }
-        let process = ExecProcess(pid: pid, output: fromChild[0], input: toChild[1])
-        Thread.detachNewThread {
-            var status: Int32 = 0
-            while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
-            process.exited.store(true, ordering: .sequentiallyConsistent)
-        }
-        return process
+        return (pid, fromChild[0], toChild[1])
     }
 
     /// How long a mediator may take to exit after SIGTERM before it gets SIGKILL.
-    static let killGrace = 2.0
+    static let killGrace = TimeAmount.seconds(2)
 
-    /// Asks the process to stop, and kills it if it has not exited after `killGrace`
-    /// seconds (a filter that ignores SIGTERM, or one stopped with SIGSTOP, would otherwise
-    /// stay for ever); the reaper collects it.
+    /// Asks the process to stop, and kills it if it has not exited after `killGrace` (a
+    /// filter that ignores SIGTERM, or one stopped with SIGSTOP, would otherwise stay for
+    /// ever); its watch reaps it. Call on the session's loop.
     func terminate() {
-        guard !exited.load(ordering: .sequentiallyConsistent) else { return }
-        kill(pid, SIGTERM)
-        DispatchQueue.global().asyncAfter(deadline: .now() + Self.killGrace) { [self] in
-            guard !exited.load(ordering: .sequentiallyConsistent) else { return }
-            kill(pid, SIGKILL)
-        }
+        child.terminate(grace: Self.killGrace)
     }
 }

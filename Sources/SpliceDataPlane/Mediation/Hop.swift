@@ -3,8 +3,12 @@ import SpliceCore
 
 /// One mediator spliced into a session, as its event loop sees it.
 final class Hop {
-    /// What the API sees of it.
-    let record: HopRecord
+    let id: HopID
+    /// The registered mediator's name, nil for an ad-hoc address.
+    let mediator: MediatorName?
+    /// The mediator's address or command, for display.
+    let target: String
+    let request: HopRequest
     /// The use of a registered mediator this hop holds, nil for an ad-hoc address.
     let lease: MediatorLease?
     /// One leg per covered direction.
@@ -16,13 +20,19 @@ final class Hop {
     /// The drain timeout's timer.
     var drainTimer: Scheduled<Void>?
 
-    init(record: HopRecord, lease: MediatorLease?) {
-        self.record = record
+    init(id: HopID, mediator: MediatorName?, target: String, request: HopRequest, lease: MediatorLease?) {
+        self.id = id
+        self.mediator = mediator
+        self.target = target
+        self.request = request
         self.lease = lease
     }
 
-    var id: HopID { record.id }
-    var request: HopRequest { record.request }
+    /// What the session publishes of it.
+    var view: HopView {
+        HopView(id: id, mediator: mediator, target: target, request: request, state: state,
+                legs: legs.mapValues(\.stats))
+    }
 
     /// Whether the hop carries `direction`.
     func covers(_ direction: Direction) -> Bool {
@@ -38,7 +48,7 @@ final class HopLeg {
     /// The process behind an `exec` leg.
     let process: ExecProcess?
     /// Counters the API reads.
-    let stats: HopRecord.Leg
+    let stats: HopLegCounters
     /// No longer fed; its remaining output is being forwarded.
     var draining = false
     /// Feeding stopped at this offset of the stream entering the hop.
@@ -48,7 +58,7 @@ final class HopLeg {
     /// Unspliced: the direct path is back.
     var done = false
 
-    init(direction: Direction, port: Port, process: ExecProcess?, stats: HopRecord.Leg) {
+    init(direction: Direction, port: Port, process: ExecProcess?, stats: HopLegCounters) {
         self.direction = direction
         self.port = port
         self.process = process

@@ -33,7 +33,7 @@ enum MediatorConnector {
         case .exec(let argv):
             let process: ExecProcess
             do {
-                process = try ExecProcess.spawn(argv)
+                process = try ExecProcess.spawn(argv, on: loop)
             } catch {
                 return loop.makeFailedFuture(error)
             }

@@ -13,12 +13,12 @@ extension Session {
             return eventLoop.makeFailedFuture(APIError.conflict("hop \(id) is already being removed"))
         }
         let directions = Array(hop.legs.keys)
-        if let reason = directions.lazy.compactMap(busyReason).first {
+        if let reason = refusal(directions) {
             return eventLoop.makeFailedFuture(APIError.conflict(reason))
         }
         hop.state = .draining
-        hop.record.update(state: .draining)
-        reconfiguring.formUnion(directions)
+        machine.beginReconfiguring(directions)
+        publish()
         let promise = eventLoop.makePromise(of: RemovalReport.self)
         hop.removal = promise
         hop.drainTimer = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(hop.request.drainTimeoutMs))) {
@@ -143,8 +143,8 @@ extension Session {
     private func retire(_ hop: Hop) {
         hop.drainTimer?.cancel()
         hops.removeAll { $0 === hop }
-        reconfiguring.subtract(hop.legs.keys)
+        machine.endReconfiguring(hop.legs.keys)
         hop.lease?.release()
-        record.update(hops: hops.map(\.record))
+        publish()
     }
 }

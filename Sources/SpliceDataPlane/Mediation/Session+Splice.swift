@@ -3,15 +3,11 @@ import SpliceCore
 import SpliceIO
 
 extension Session {
-    /// Why `direction` cannot be reconfigured now, or nil if it can.
-    func busyReason(_ direction: Direction) -> String? {
-        if reconfiguring.contains(direction) {
-            return "another splice, removal or split of \(direction.rawValue) is still taking effect"
+    /// Why a splice, removal or split of `directions` is refused now, or nil to go ahead.
+    func refusal(_ directions: [Direction]) -> String? {
+        machine.refusal(directions, session: record.id) { direction in
+            self.path(direction).links.first?.reader.eofReceived ?? true
         }
-        if path(direction).links.first?.reader.eofReceived ?? true {
-            return "\(direction.rawValue) has reached EOF"
-        }
-        return nil
     }
 
     /// Opens the mediator's legs, then splices them all at once at the current byte
@@ -32,11 +28,9 @@ extension Session {
             lease?.release()
             return self.eventLoop.makeFailedFuture(error)
         }
-        guard !ending, let client, let server, paths != nil else {
-            return refuse(.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
-        }
         let directions = request.directions.directions
-        if let reason = directions.lazy.compactMap(busyReason).first { return refuse(.conflict(reason)) }
+        if let reason = refusal(directions) { return refuse(.conflict(reason)) }
+        guard let client, let server else { return refuse(.conflict("session \(record.id) is still connecting")) }
         if let position = request.position, position > hops.count {
             return refuse(.conflict("position \(position) is past the end of the session's \(hops.count) hop(s)"))
         }
@@ -47,16 +41,15 @@ extension Session {
             leg.socket.close()
             leg.process?.terminate()
         }, apply: { opened in
-            let hop = Hop(record: HopRecord(id: id, mediator: lease?.name, target: target, request: request),
-                          lease: lease)
+            let hop = Hop(id: id, mediator: lease?.name, target: target, request: request, lease: lease)
             let position = min(request.position ?? self.hops.count, self.hops.count)
             self.hops.insert(hop, at: position)
             for (direction, leg) in opened {
                 self.insert(leg, of: hop, direction: direction, at: position)
             }
-            self.record.update(hops: self.hops.map(\.record))
+            self.publish()
             self.metrics.hopSpliced()
-            self.events.publish(.hopSpliced(session: self.record.id, hop.record.snapshot(position: position)))
+            self.events.publish(.hopSpliced(session: self.record.id, hop.view.snapshot(position: position)))
             self.logger.info("hop spliced", metadata: [
                 "hop": "\(id)", "mediator": "\(target)", "position": "\(position)",
                 "spliced_at": "\(hop.legs.mapValues(\.stats.splicedAt))",
@@ -69,7 +62,7 @@ extension Session {
             if self.hop(id) != nil {
                 hop.legs.values.forEach { $0.port.socket.resumeRead() }
             }
-            return hop.record.snapshot(position: position)
+            return hop.view.snapshot(position: position)
         }).assumeIsolated().flatMapErrorThrowing { error in
             lease?.release()
             throw error
@@ -84,12 +77,11 @@ extension Session {
         let before = direction == .clientToServer
             ? hops[..<position].filter { $0.covers(direction) }.count
             : hops[(position + 1)...].filter { $0.covers(direction) }.count
-        let stats = HopRecord.Leg(splicedAt: path.links[before].offset)
+        let stats = HopLegCounters(splicedAt: path.links[before].offset)
         let port = Port(role: .hop(hop.id, direction), socket: opened.socket, session: self,
                         written: stats.fed, read: stats.emitted)
         let (feed, _) = path.splice(port, atLink: before)
         hop.legs[direction] = HopLeg(direction: direction, port: port, process: opened.process, stats: stats)
-        hop.record.add(stats, direction)
         port.socket.resumeRead()
         feed.reader.socket.resumeRead()
     }

@@ -18,17 +18,15 @@ final class SessionRecord: Sendable {
     let toServer = ByteCounter()
     /// Bytes delivered to the client.
     let toClient = ByteCounter()
-    /// Spliced hops in stack order, as the session last published them.
-    private let hops = Mutex<[HopRecord]>([])
-    /// Splits in the order they were added, as the session last published them.
-    private let splits = Mutex<[SplitRecord]>([])
-    /// Live captures recording the session (an empty array costs no allocation).
+    /// The session's shape as its loop last published it.
+    private let view: Mutex<SessionView>
+    /// Live captures recording the session, read with their live figures like the byte
+    /// counters (an empty list costs no allocation).
     let captures = CaptureList()
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop
     // Cleared when the session ends, so the record does not keep it alive.
     private let session: NIOLoopBoundBox<Session?>
-    private let mutable: Mutex<(server: String, state: SessionState)>
 
     init(id: SessionID, listener: ListenerID, client: String, server: String, eventLoop: EventLoop) {
         self.id = id
@@ -37,43 +35,29 @@ final class SessionRecord: Sendable {
         self.openedAt = Date()
         self.eventLoop = eventLoop
         self.session = NIOLoopBoundBox.makeEmptyBox(valueType: Session.self, eventLoop: eventLoop)
-        self.mutable = Mutex((server, .connecting))
+        self.view = Mutex(SessionView(server: server, state: .connecting))
     }
 
-    /// Records a state change made on the loop.
-    func update(state: SessionState) {
-        mutable.withLock { $0.state = state }
+    /// Replaces the published shape; called on the loop after every change.
+    func publish(_ shape: SessionView) {
+        view.withLock { $0 = shape }
     }
 
-    /// Records which server the session now talks to.
-    func update(server: String) {
-        mutable.withLock { $0.server = server }
-    }
-
-    /// Publishes the session's hop stack after a change.
-    func update(hops stack: [HopRecord]) {
-        hops.withLock { $0 = stack }
-    }
-
-    /// Publishes the session's splits after a change.
-    func update(splits list: [SplitRecord]) {
-        splits.withLock { $0 = list }
-    }
+    /// The server as last published (at first, the listener's configured upstream).
+    var server: String { view.withLock { $0.server } }
 
     /// Bytes delivered per direction.
     var bytes: ByteCounts {
         ByteCounts(clientToServer: toServer.value, serverToClient: toClient.value)
     }
 
-    /// A consistent view for the API.
+    /// A consistent view for the API: the last published shape, with live counters.
     var snapshot: SessionSnapshot {
-        let (server, state) = mutable.withLock { ($0.server, $0.state) }
-        let stack = hops.withLock { $0 }
-        let copies = splits.withLock { $0 }
-        return SessionSnapshot(id: id, listener: listener, client: client, server: server, state: state,
+        let shape = view.withLock { $0 }
+        return SessionSnapshot(id: id, listener: listener, client: client, server: shape.server, state: shape.state,
                                openedAt: openedAt, bytes: bytes,
-                               hops: stack.enumerated().map { $1.snapshot(position: $0) },
-                               splits: copies.map(\.snapshot), captures: captures.snapshots)
+                               hops: shape.hops.enumerated().map { $1.snapshot(position: $0) },
+                               splits: shape.splits.map(\.snapshot), captures: captures.snapshots)
     }
 
     /// Runs `body` with the session on its event loop; fails with 404 once it has ended.

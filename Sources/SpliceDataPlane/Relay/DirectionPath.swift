@@ -1,8 +1,7 @@
 import NIOCore
 import SpliceCore
 
-/// One direction of a session: its links from the sending endpoint to the receiving one,
-/// and how far its end-of-stream has got.
+/// One direction of a session: its links from the sending endpoint to the receiving one.
 ///
 /// The one owner of the chain's wiring (as Toxiproxy's `ToxicLink.AddToxic` and
 /// `RemoveToxic` are of a toxic stack): a session splices a port in, takes one out,
@@ -17,8 +16,6 @@ final class DirectionPath {
     let direction: Direction
     /// Links in stream order; the first reads the sender, the last writes the receiver.
     private(set) var links: [Link]
-    /// The EOF has reached the receiver: every byte was written and its output half-closed.
-    var finished = false
 
     /// A direct path: one link from `sender` to `receiver`, at offset 0.
     init(direction: Direction, from sender: Port, to receiver: Port) {

@@ -16,14 +16,13 @@ extension Session {
         discard: @escaping (Leg) -> Void,
         apply: @escaping ([(direction: Direction, leg: Leg)]) throws -> Outcome
     ) -> EventLoopFuture<Outcome> {
-        reconfiguring.formUnion(directions)
+        machine.beginReconfiguring(directions)
         let promise = eventLoop.makePromise(of: Outcome.self)
         let results = LegResults<Leg>(count: directions.count)
-        if directions.isEmpty { reconfiguring.subtract(directions) }
         for (index, future) in directions.map({ _ in open() }).enumerated() {
             future.assumeIsolated().whenComplete { result in
                 guard results.set(index, result) else { return }
-                self.reconfiguring.subtract(directions)
+                self.machine.endReconfiguring(directions)
                 let opened = zip(directions, results.all).compactMap { direction, result in
                     (try? result.get()).map { (direction: direction, leg: $0) }
                 }
@@ -33,7 +32,7 @@ extension Session {
                 }.first
                 let changed: APIError? = self.ending
                     ? .conflict("session \(self.record.id) ended while \(peer) was connecting")
-                    : directions.lazy.compactMap(self.busyReason).first.map { .conflict($0) }
+                    : self.refusal(directions).map { .conflict($0) }
                 if let failure = unreachable ?? changed {
                     opened.forEach { discard($0.leg) }
                     return promise.fail(failure)

@@ -9,7 +9,7 @@ extension Session {
     func applySplitTemplates(_ pending: ArraySlice<SplitRequest>) {
         guard !ending, client != nil, server != nil else { return }
         guard let request = pending.first else {
-            readsEnabled = true
+            guard machine.templatesApplied() else { return }
             for port in allPorts {
                 port.socket.resumeRead()
             }

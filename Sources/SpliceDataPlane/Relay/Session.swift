@@ -6,7 +6,9 @@ import SpliceIO
 /// One accepted client, its server connection and the paths between them.
 ///
 /// Everything a session owns lives on one event loop, so none of it needs a lock; the API
-/// reaches it through its `SessionRecord`.
+/// reaches it through its `SessionRecord`, to which it publishes its shape after each
+/// change (`publish`). What to do when something happens is `machine`'s to decide; the
+/// session gathers the facts and carries the decision out on its sockets.
 final class Session {
     /// What the API sees of this session.
     let record: SessionRecord
@@ -24,11 +26,10 @@ final class Session {
     var hops: [Hop] = []
     /// Recipients of copies, in the order they were added (dropped ones stay listed).
     var splits: [Split] = []
-    /// Directions with a splice or removal still taking effect (one at a time each).
-    var reconfiguring: Set<Direction> = []
-    private(set) var ending = false
-    /// False until listener templates are spliced, so they all start at offset 0.
-    var readsEnabled = false
+    /// The lifecycle: phase, finished directions, reconfigurations under way.
+    var machine = SessionMachine()
+    /// The server the session talks to now, as published.
+    var serverAddress: String
     /// Completes when every channel is closed; set as the session ends.
     private var closedChannels: EventLoopFuture<Void>?
     /// Live captures recording the session; nil while nobody captures (see Session+Capture).
@@ -39,6 +40,18 @@ final class Session {
         self.eventLoop = loop
         self.loop = loop
         self.context = context
+        self.serverAddress = record.server
+    }
+
+    /// Whether the session has ended (its sockets are closing or closed).
+    var ending: Bool { machine.isEnding }
+    /// Whether the session's sockets may be read (templates are in).
+    var readsEnabled: Bool { machine.readsEnabled }
+
+    /// Publishes the session's shape for the API: called once after every change to it.
+    func publish() {
+        record.publish(SessionView(server: serverAddress, state: machine.state,
+                                   hops: hops.map(\.view), splits: splits.map(\.view)))
     }
 
     /// The gateway's live sessions and id source.
@@ -71,31 +84,37 @@ final class Session {
             case .success(let socket):
                 self.serverConnected(socket)
             case .failure(let error):
+                guard let reason = self.machine.upstreamFailed() else { return }
                 self.listenerStats.upstreamFailed()
                 self.logger.warning("upstream unreachable", metadata: ["error": "\(error)"])
-                self.end(.upstreamUnreachable)
+                self.end(reason)
             }
         }
     }
 
     private func serverConnected(_ socket: RelaySocket) {
-        guard !ending, let client else {
+        let action = machine.serverConnected(socketOpen: socket.isOpen)
+        guard action != .discard, let client else {
             socket.close()
             return
         }
         let server = Port(role: .server, socket: socket, session: self, written: record.toServer)
         self.server = server
-        // The record starts with the configured address, which a literal one already is.
-        if !upstream.isLiteral { record.update(server: socket.remoteAddressText ?? "\(upstream.address)") }
+        // The configured address names a literal upstream already.
+        if !upstream.isLiteral { serverAddress = socket.remoteAddressText ?? serverAddress }
         paths = (
             DirectionPath(direction: .clientToServer, from: client, to: server),
             DirectionPath(direction: .serverToClient, from: server, to: client)
         )
-        record.update(state: .open)
-        guard socket.isOpen else { return end(.serverError) }
-        captureServerConnected()
-        applyTemplates(templates.mediators[...]) {
-            self.applySplitTemplates(self.templates.splits[...])
+        publish()
+        switch action {
+        case .end(let reason): end(reason)
+        case .applyTemplates:
+            captureServerConnected()
+            applyTemplates(templates.mediators[...]) {
+                self.applySplitTemplates(self.templates.splits[...])
+            }
+        case .discard: break
         }
     }
 
@@ -138,18 +157,41 @@ final class Session {
     func portInputClosed(_ port: Port) {
         port.eofReceived = true
         if capture != nil { captureInputClosed(port) }
-        if case .hop(let id, let direction) = port.role, let hop = hop(id), let leg = hop.legs[direction] {
-            if leg.draining { return finishDrain(leg, of: hop) }
-            // A mediator that ends its output while still being fed has exited or failed.
-            if !port.outputClosing { return mediatorFailed(hop, "closed its output while still being fed") }
+        let leg = hopLeg(of: port)
+        let facts = SessionMachine.InputClosed(
+            port: kind(of: port, draining: leg?.leg.draining ?? false), outputClosing: port.outputClosing,
+            clientSentEOF: client?.eofReceived ?? true, hasReplica: failoverReplica != nil,
+            outLink: port.outLink.map { $0.paused ? .paused : .flowing } ?? .none)
+        switch machine.inputClosed(facts) {
+        case .finishDrain:
+            if let (hop, leg) = leg { finishDrain(leg, of: hop) }
+        case .mediatorFailed(let why):
+            if let (hop, _) = leg { mediatorFailed(hop, why) }
+        case .promoteReplica(let why):
+            if let replica = failoverReplica { promote(replica, because: why) }
+        case .propagateEOF:
+            if let link = port.outLink { propagateEOF(over: link) }
+        case .hold:
+            break
         }
-        // The server hanging up while the client still talks is a failure a replica covers.
-        if port.role == .server, !(client?.eofReceived ?? true), let replica = failoverReplica {
-            return promote(replica, because: "server sent EOF while the client had not closed its side")
+    }
+
+    /// What the machine needs to know of a port's kind.
+    private func kind(of port: Port, draining: Bool = false) -> SessionMachine.PortKind {
+        switch port.role {
+        case .client: .client
+        case .server: .server
+        case .hop: .hop(draining: draining)
+        case .split: .split
         }
-        // A paused link (a drain under way) keeps the EOF for when its direct path is back.
-        guard let link = port.outLink, !link.paused else { return }
-        propagateEOF(over: link)
+    }
+
+    /// The hop and leg a mediator port belongs to.
+    private func hopLeg(of port: Port) -> (hop: Hop, leg: HopLeg)? {
+        guard case .hop(let id, let direction) = port.role, let hop = hop(id), let leg = hop.legs[direction] else {
+            return nil
+        }
+        return (hop, leg)
     }
 
     /// Half-closes the link's writer once everything queued for it is written.
@@ -159,15 +201,15 @@ final class Session {
         writer.outputClosing = true
         if capture != nil { captureOutputClosing(writer) }
         if writer.isEndpoint {
-            record.update(state: .halfClosed)
+            machine.eofSentToEndpoint()
+            publish()
             closeTaps(of: writer)
         }
         writer.socket.closeOutputAfterFlush { result in
             switch result {
             case .success:
                 guard writer.isEndpoint else { return }
-                self.path(link.direction).finished = true
-                if self.allPaths.allSatisfy(\.finished) { self.end(.completed) }
+                if let reason = self.machine.endpointFinished(link.direction) { self.end(reason) }
             case .failure(let error):
                 self.port(writer, failed: error)
             }
@@ -175,35 +217,29 @@ final class Session {
     }
 
     func port(_ port: Port, failed error: any Error) {
-        // A socket the session itself closed as it ended reports its unfinished half-close
-        // as failed: nothing to act on (a failover or a split drop after the end).
-        guard !ending else { return }
-        logger.debug("channel error", metadata: ["port": "\(port.role)", "error": "\(error)"])
+        if !ending { logger.debug("socket error", metadata: ["port": "\(port.role)", "error": "\(error)"]) }
         portBroke(port, "\(error)")
     }
 
     /// The port's socket closed. The relay core closes a socket on its own only after a
     /// failure (already reported); one the session closed has left the session first.
     func portInactive(_ port: Port) {
-        if port.eofReceived && port.outputClosing { return }
-        portBroke(port, "connection closed")
+        portBroke(port, "connection closed", cleanClose: port.eofReceived && port.outputClosing)
     }
 
-    /// A channel failed: a mediator's failure is its hop's policy to handle, an endpoint's
-    /// ends the session.
-    private func portBroke(_ port: Port, _ why: String) {
-        switch port.role {
-        case .client: end(.clientError)
-        case .server:
-            if let replica = failoverReplica {
-                promote(replica, because: "server failed: \(why)")
-            } else {
-                end(.serverError)
-            }
-        case .hop(let id, _):
-            if let hop = hop(id) { mediatorFailed(hop, why) }
-        case .split:
-            if let split = split(of: port) { drop(split, reason: "recipient failed: \(why)") }
+    /// A socket failed: a mediator's failure is its hop's policy to handle, a recipient's
+    /// drops its split, an endpoint's ends the session unless a replica takes over.
+    private func portBroke(_ port: Port, _ why: String, cleanClose: Bool = false) {
+        switch machine.portBroke(kind(of: port), why, cleanClose: cleanClose, hasReplica: failoverReplica != nil) {
+        case .end(let reason): end(reason)
+        case .promoteReplica(let because):
+            if let replica = failoverReplica { promote(replica, because: because) }
+        case .mediatorFailed(let why):
+            if let (hop, _) = hopLeg(of: port) { mediatorFailed(hop, why) }
+        case .dropSplit(let reason):
+            if let split = split(of: port) { drop(split, reason: reason) }
+        case .ignore:
+            break
         }
     }
 
@@ -229,9 +265,7 @@ final class Session {
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
     func end(_ reason: CloseReason) {
-        guard !ending else { return }
-        ending = true
-        record.update(state: .closing)
+        guard machine.end(reason) else { return }
         captureEnded(reason)
         let ports = allPorts
         let closed = ports.map { $0.socket.closeFuture }
@@ -246,15 +280,10 @@ final class Session {
         // find nothing left to act on.
         detach()
         for port in ports {
-            // A session that completed passes its end on to recipients after their copy.
-            if case .split = port.role, reason == .completed {
-                port.socket.closeAfterFlush()
-            } else if port.isEndpoint, reason.cutsTheStream {
-                // The other side failed mid-stream: a FIN would make what this side got look
-                // complete (HAProxy passes an abort on as a reset too).
-                port.socket.reset()
-            } else {
-                port.socket.close()
+            switch SessionMachine.closeMode(of: kind(of: port), endingFor: reason) {
+            case .afterFlush: port.socket.closeAfterFlush()
+            case .reset: port.socket.reset()
+            case .now: port.socket.close()
             }
         }
         registry.remove(record.id)
@@ -280,7 +309,7 @@ final class Session {
             port.tapped = nil
         }
         hops = []
-        record.update(hops: [])
+        publish()
     }
 }
 

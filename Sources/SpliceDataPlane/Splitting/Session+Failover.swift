@@ -47,8 +47,8 @@ extension Session {
         let link = path(.serverToClient).replaceSender(with: replica)
         server = replica
         splits.removeAll { $0 === split }
-        publishSplits()
-        record.update(server: "\(split.request.address)")
+        serverAddress = "\(split.request.address)"
+        publish()
         old.taps = []
         old.session = nil
         old.socket.close()

@@ -6,11 +6,8 @@ extension Session {
     /// Connects to the recipient, then starts copying each requested direction from the
     /// byte its endpoint has been delivered so far. On failure the session is unchanged.
     func addSplit(_ id: SplitID, request: SplitRequest) -> EventLoopFuture<SplitSnapshot> {
-        guard !ending, client != nil, server != nil, paths != nil else {
-            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is \(ending ? "closing" : "still connecting")"))
-        }
         let directions = request.directions.directions
-        if let reason = directions.lazy.compactMap(busyReason).first {
+        if let reason = refusal(directions) {
             return eventLoop.makeFailedFuture(APIError.conflict(reason))
         }
         if request.failover {
@@ -26,15 +23,15 @@ extension Session {
         return openLegs(directions, peer: "split recipient \(request.address)", open: {
             SplitConnector.connect(request, on: self.loop)
         }, discard: { $0.close() }, apply: { opened in
-            let split = Split(record: SplitRecord(id: id, request: request))
+            let split = Split(id: id, request: request)
             for (direction, socket) in opened {
                 self.attach(socket, to: split, direction: direction)
             }
             split.isReplica = request.canBeReplica && split.legs[.clientToServer]?.stats.fromOffset == 0
             self.splits.append(split)
-            self.publishSplits()
+            self.publish()
             self.metrics.splitAdded()
-            self.events.publish(.splitAdded(session: self.record.id, split.record.snapshot))
+            self.events.publish(.splitAdded(session: self.record.id, split.view.snapshot))
             self.logger.info("split added", metadata: [
                 "split": "\(id)", "recipient": "\(request.address)",
                 "from_offset": "\(split.legs.mapValues(\.stats.fromOffset))",
@@ -46,21 +43,20 @@ extension Session {
             if split.state != .dropped {
                 split.legs.values.forEach { $0.port.socket.resumeRead() }
             }
-            return split.record.snapshot
+            return split.view.snapshot
         })
     }
 
     private func attach(_ socket: RelaySocket, to split: Split, direction: Direction) {
         let path = path(direction)
         guard let sink = path.sink, let last = path.links.last else { return }
-        let stats = SplitRecord.Leg(fromOffset: last.offset, delivered: sink.written)
+        let stats = SplitLegCounters(fromOffset: last.offset, delivered: sink.written)
         let port = Port(role: .split(split.id, direction), socket: socket, session: self,
                         written: stats.sent, read: stats.discarded)
         port.tapped = sink
         let leg = SplitLeg(direction: direction, port: port, stats: stats, policy: split.request.onSlow)
         sink.taps.append(leg)
         split.legs[direction] = leg
-        split.record.add(stats, direction)
         port.socket.resumeRead()
     }
 
@@ -107,7 +103,7 @@ extension Session {
                     self.drop(split, reason: "recipient failed while flushing")
                 } else if split.legs.values.allSatisfy(\.port.outputClosing), split.state == .active {
                     split.state = .closed
-                    split.record.update(state: .closed)
+                    self.publish()
                 }
             }
         }
@@ -123,11 +119,11 @@ extension Session {
             leg.stats.unsentAtDrop.store(UInt64(unsent), ordering: .relaxed)
             detachTap(leg)
         }
-        split.record.update(state: .dropped, reason: reason)
-        publishSplits()
-        let lost = split.record.snapshot.legs.values.reduce(UInt64(0)) { $0 + $1.bytesDropped }
-        metrics.splitDropped(bytes: lost)
-        events.publish(.splitDropped(session: record.id, split.record.snapshot))
+        split.dropReason = reason
+        publish()
+        let snapshot = split.view.snapshot
+        metrics.splitDropped(bytes: snapshot.legs.values.reduce(UInt64(0)) { $0 + $1.bytesDropped })
+        events.publish(.splitDropped(session: record.id, snapshot))
     }
 
     /// Removes a split on request.
@@ -137,7 +133,7 @@ extension Session {
         }
         let split = splits.remove(at: index)
         split.legs.values.forEach(detachTap)
-        publishSplits()
+        publish()
         logger.info("split removed", metadata: ["split": "\(id)"])
         events.publish(.splitRemoved(session: record.id, split: id))
         return eventLoop.makeSucceededFuture(())
@@ -154,10 +150,5 @@ extension Session {
         port.session = nil
         leg.backlog.removeAll()
         port.socket.close()
-    }
-
-    /// Publishes the split list for the API.
-    func publishSplits() {
-        record.update(splits: splits.map(\.record))
     }
 }

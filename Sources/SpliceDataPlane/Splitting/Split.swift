@@ -3,21 +3,26 @@ import SpliceCore
 
 /// One recipient of copies of a session's stream, as its event loop sees it.
 final class Split {
-    /// What the API sees of it.
-    let record: SplitRecord
+    let id: SplitID
+    let request: SplitRequest
     /// One leg per copied direction.
     var legs: [Direction: SplitLeg] = [:]
     /// Active until dropped, or closed when the copied directions ended.
     var state: SplitSnapshot.State = .active
+    /// Why it was dropped, once it was.
+    var dropReason: String?
     /// A client-to-server, lossless copy from offset 0: it can take over as the server.
     var isReplica = false
 
-    init(record: SplitRecord) {
-        self.record = record
+    init(id: SplitID, request: SplitRequest) {
+        self.id = id
+        self.request = request
     }
 
-    var id: SplitID { record.id }
-    var request: SplitRequest { record.request }
+    /// What the session publishes of it.
+    var view: SplitView {
+        SplitView(id: id, request: request, state: state, reason: dropReason, legs: legs.mapValues(\.stats))
+    }
 }
 
 /// One direction of a split: the recipient's connection and, for a replica, its output
@@ -27,13 +32,13 @@ final class SplitLeg {
     /// The recipient's connection as a relay port (a tap of the direction's endpoint).
     let port: Port
     /// Counters the API reads.
-    let stats: SplitRecord.Leg
+    let stats: SplitLegCounters
     /// The split's slow-recipient policy.
     let policy: SlowPolicy
     /// A replica's output past what the server has sent, held for a failover.
     var backlog = ReplicaBacklog()
 
-    init(direction: Direction, port: Port, stats: SplitRecord.Leg, policy: SlowPolicy) {
+    init(direction: Direction, port: Port, stats: SplitLegCounters, policy: SlowPolicy) {
         self.direction = direction
         self.port = port
         self.stats = stats

@@ -1,0 +1,108 @@
+internal import CSpliceLinux
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process watched on a relay loop: reaped as soon as it exits, so it never
+/// lingers as a zombie, and signalled only while it has not been reaped, so a signal
+/// cannot reach another process that reused its pid.
+///
+/// The watch is the child's pidfd in the loop's epoll set: no thread per child (exec
+/// mediators come and go with sessions, and a blocked `waitpid` thread each cost a
+/// thread per live mediator). Where pidfds are not available (a kernel before 5.3, or
+/// no descriptor left), a thread waits without reaping and hands the exit to the loop,
+/// which reaps: the pid stays reserved until the loop knows.
+///
+/// Touched only on its loop, except the fallback thread, which only queues a task.
+public final class RelayChild: RelayPollable, @unchecked Sendable {
+    public let pid: Int32
+    private let loop: RelayLoop
+    private var pidfd: Int32 = -1
+    private var token: PollToken?
+    /// Reaped: its pid may belong to someone else now.
+    public private(set) var exited = false
+
+    /// Starts watching `pid`, a child of this process; call on `loop`. Nil if it cannot be
+    /// watched at all (no pidfd and no thread): the caller must not leave it running.
+    public init?(pid: Int32, loop: RelayLoop) {
+        self.pid = pid
+        self.loop = loop
+        let fd = splice_pidfd_open(pid)
+        if fd >= 0, let token = loop.register(fd, events: splice_epoll_in, target: self) {
+            // A child that exited before the registration has a readable pidfd already,
+            // which the next wait reports: nothing is missed.
+            self.pidfd = fd
+            self.token = token
+        } else {
+            if fd >= 0 { Glibc.close(fd) }
+            guard watchOnThread() else { return nil }
+        }
+    }
+
+    /// Sends `signal` unless the child has been reaped.
+    public func signal(_ signal: Int32) {
+        guard !exited else { return }
+        if pidfd >= 0 {
+            _ = splice_pidfd_send_signal(pidfd, signal)
+        } else {
+            kill(pid, signal)
+        }
+    }
+
+    /// SIGTERM now, SIGKILL after `grace` if it has not exited by then (a filter that
+    /// ignores SIGTERM, or one stopped with SIGSTOP, would otherwise stay for ever).
+    public func terminate(grace: TimeAmount) {
+        guard !exited else { return }
+        signal(SIGTERM)
+        _ = loop.timers.add(.now() + grace) { [self] in
+            signal(SIGKILL)
+        }
+    }
+
+    func ready(_ events: UInt32, slot: Int) {
+        // A readable pidfd: the child has exited and is a zombie until reaped here, so its
+        // pid still names it.
+        var status: Int32 = 0
+        let rc = waitpid(pid, &status, WNOHANG)
+        guard rc != 0 else { return }
+        reaped()
+    }
+
+    func loopStopped() {
+        // The gateway is going away; its children are reparented and reaped by init.
+        token = nil
+        if pidfd >= 0 { Glibc.close(pidfd) }
+        pidfd = -1
+        exited = true
+    }
+
+    private func reaped() {
+        exited = true
+        if let token { loop.deregister(token) }
+        token = nil
+        if pidfd >= 0 { Glibc.close(pidfd) }
+        pidfd = -1
+    }
+
+    private func watchOnThread() -> Bool {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = splice_detached_thread({ raw in
+            let child = Unmanaged<RelayChild>.fromOpaque(raw!).takeRetainedValue()
+            var info = siginfo_t()
+            // WNOWAIT: the child stays a zombie, its pid reserved, until the loop reaps it.
+            while waitid(P_PID, id_t(child.pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+            child.loop.execute {
+                var status: Int32 = 0
+                _ = waitpid(child.pid, &status, WNOHANG)
+                child.reaped()
+            }
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<RelayChild>.fromOpaque(context).release()
+            return false
+        }
+        return true
+    }
+}

@@ -30,6 +30,9 @@ let package = Package(
         .target(
             name: "SpliceCore"
         ),
+        .target(
+            name: "SpliceCapture"
+        ),
         .systemLibrary(name: "CSpliceLinux"),
         .target(
             name: "SpliceIO",
@@ -42,6 +45,7 @@ let package = Package(
             name: "SpliceDataPlane",
             dependencies: [
                 "SpliceCore",
+                "SpliceCapture",
                 "SpliceIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -87,6 +91,7 @@ let package = Package(
             name: "SpliceTestSupport",
             dependencies: [
                 "SpliceIO",
+                "SpliceCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -95,6 +100,7 @@ let package = Package(
             path: "Tests/SpliceTestSupport"
         ),
         .testTarget(name: "SpliceCoreTests", dependencies: ["SpliceCore"]),
+        .testTarget(name: "SpliceCaptureTests", dependencies: ["SpliceCapture", "SpliceTestSupport"]),
         .testTarget(
             name: "SpliceIOTests",
             dependencies: [

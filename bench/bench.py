@@ -12,7 +12,7 @@ workloads, profile, stats, report (RESULTS.md) and plot.
 
     bench/run                      every workload, 3 rounds each
     bench/run --rounds 5           more rounds
-    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split)
+    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split capture)
     bench/run --quick              1 round, short runs: a smoke test of the harness
     bench/run --profile            perf profile of splicegate (bulk, PING, connrate, listing, idle
                                    heap) and per-operation cost vs HAProxy, instead
@@ -84,7 +84,7 @@ def main():
     b.res["args"] = {k: v for k, v in vars(a).items() if k not in ("report_only", "profile")}
     b.res["targets"] = list(env.TARGETS)
     b.upstreams()
-    if set(a.only) & {"bulk", "ping", "connrate", "mediation", "split"}:
+    if set(a.only) & {"bulk", "ping", "connrate", "mediation", "split", "capture"}:
         b.compare()
     if "memory" in a.only:
         b.memory()

@@ -10,7 +10,7 @@ mode="${1:-test}"
 case "$mode" in
   run)  apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd) ;;
   test) apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd
-                  socat redis-server python3-venv chromium chromium-driver) ;;
+                  socat redis-server python3-venv chromium chromium-driver tshark) ;;
   *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
 esac
 
@@ -26,6 +26,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $sudo apt-get update -q
+  # wireshark-common asks whether non-root users may capture; tests only read files.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 

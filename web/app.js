@@ -2,6 +2,7 @@
 // the byte counters, and wires the forms and buttons to the API.
 
 import * as api from "./api.js";
+import { isCapturing, renderPeek, startCapture, stopCapture } from "./capture.js";
 import { busy, renderDetail } from "./detail.js";
 import { eventHandler, offsets } from "./events.js";
 import { bytes } from "./format.js";
@@ -18,13 +19,15 @@ const $ = (id) => document.getElementById(id);
 // -- rendering -----------------------------------------------------------------------
 
 const actions = {
-  removeListener, filterListener, removeHop, removeSplit, failover, rerender: changed,
+  removeListener, filterListener, removeHop, removeSplit, failover, captureListener, rerender: changed,
 };
 
 subscribe((s) => {
   renderSidebar(s, actions);
   renderSessions(s, select);
   renderDetail(s, actions);
+  renderCaptureButton(s);
+  renderPeek(s.selected);
   renderMediatorOptions(s);
   renderListenerOptions(s);
   const status = $("stream-status");
@@ -157,6 +160,34 @@ async function removeSplit(sid, split) {
 async function failover(sid, split) {
   await run(`fo:${split}`, async () => putSession(await api.post(`/api/v1/sessions/${sid}/failover`, { split })),
     { success: () => `Session ${sid} failed over to ${split}` });
+}
+
+// -- captures --------------------------------------------------------------------------
+
+function renderCaptureButton(s) {
+  const button = $("capture-button");
+  const open = s.selected && s.sessions.has(s.selected);
+  const capturing = s.selected && isCapturing(`session:${s.selected}`);
+  button.hidden = !open && !capturing;
+  button.textContent = capturing ? "Stop capture" : "Capture";
+  button.setAttribute("aria-pressed", capturing ? "true" : "false");
+}
+
+async function capture(key, path, filename, options) {
+  if (isCapturing(key)) { stopCapture(key); return; }
+  await run(null, () => startCapture(key, path, filename, { changed, ...options }),
+    { success: (saved) => `Saved ${saved.filename} (${bytes(saved.bytes)})` });
+}
+
+$("capture-button").addEventListener("click", () => {
+  const id = state.selected;
+  const session = state.sessions.get(id);
+  const clientPort = Number((session?.client || "").split(":").pop());
+  capture(`session:${id}`, `/api/v1/sessions/${id}/capture`, `splicegate-${id}.pcapng`, { session: id, clientPort });
+});
+
+function captureListener(id) {
+  capture(`listener:${id}`, `/api/v1/listeners/${id}/capture`, `splicegate-${id}.pcapng`, {});
 }
 
 let killArmed = null;

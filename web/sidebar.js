@@ -1,5 +1,6 @@
 // The sidebar: listeners (with add and remove), registered mediators, the event log.
 
+import { isCapturing } from "./capture.js";
 import { h, live, patch } from "./dom.js";
 import { clock, idNumber } from "./format.js";
 
@@ -45,6 +46,13 @@ function listenerItem(listener, state, actions) {
         h("button", { type: "button", class: "danger small-button", "data-close-sessions": true, onclick: () => { confirming = null; actions.removeListener(id, true); } }, "…and close sessions"),
         h("button", { type: "button", class: "quiet small-button", onclick: () => { confirming = null; actions.rerender(); } }, "Cancel"))
       : h("div", { class: "item-actions" },
+        h("button", {
+          type: "button", class: "quiet small-button", "data-focus": `lc-${id}`, "data-action": "capture-listener",
+          "aria-label": `${isCapturing(`listener:${id}`) ? "Stop capturing" : "Capture"} listener ${listener.name || id}`,
+          "aria-pressed": isCapturing(`listener:${id}`) ? "true" : "false",
+          title: "Stream a pcapng capture of every session of this listener to a download",
+          onclick: () => actions.captureListener(id),
+        }, isCapturing(`listener:${id}`) ? "Stop capture" : "Capture"),
         h("button", {
           type: "button", class: "quiet small-button", "data-focus": `lr-${id}`, "data-action": "remove-listener",
           "aria-label": `Remove listener ${listener.name || id}`,

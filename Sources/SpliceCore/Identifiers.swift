@@ -53,6 +53,11 @@ public enum IdentifierKinds {
         public static var prefix: Character { "x" }
         public static var noun: String { "split" }
     }
+    /// A live capture: `c4`.
+    public enum Capture: IdentifierKind {
+        public static var prefix: Character { "c" }
+        public static var noun: String { "capture" }
+    }
     /// A listener: `l2`.
     public enum Listener: IdentifierKind {
         public static var prefix: Character { "l" }
@@ -66,5 +71,7 @@ public typealias SessionID = Identifier<IdentifierKinds.Session>
 public typealias HopID = Identifier<IdentifierKinds.Hop>
 /// Names a split recipient of a session (`x1`).
 public typealias SplitID = Identifier<IdentifierKinds.Split>
+/// Names a live capture (`c4`).
+public typealias CaptureID = Identifier<IdentifierKinds.Capture>
 /// Names a listener (`l2`).
 public typealias ListenerID = Identifier<IdentifierKinds.Listener>

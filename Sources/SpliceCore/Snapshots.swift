@@ -77,11 +77,13 @@ public struct SessionSnapshot: Sendable {
     public var hops: [HopSnapshot]
     /// Recipients of copies, in the order they were added.
     public var splits: [SplitSnapshot]
+    /// Live captures recording it (of the session or of its listener).
+    public var captures: [CaptureSnapshot]
 
     /// A snapshot from its parts.
     public init(id: SessionID, listener: ListenerID, client: String, server: String,
                 state: SessionState, openedAt: Date, bytes: ByteCounts, hops: [HopSnapshot] = [],
-                splits: [SplitSnapshot] = []) {
+                splits: [SplitSnapshot] = [], captures: [CaptureSnapshot] = []) {
         self.id = id
         self.listener = listener
         self.client = client
@@ -91,6 +93,7 @@ public struct SessionSnapshot: Sendable {
         self.bytes = bytes
         self.hops = hops
         self.splits = splits
+        self.captures = captures
     }
 }
 

@@ -16,6 +16,7 @@ public final class Gateway: Sendable {
     let mediators = MediatorRegistry()
     private let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
+    private let nextCapture = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
     public let allowAdHocMediators: Bool
     /// Prometheus metrics of this gateway (`/metrics`).
@@ -129,6 +130,8 @@ public final class Gateway: Sendable {
             }
             return EventLoopFuture.andAllComplete(kills, on: group.any())
         }
+        // Captures of the listener end with it, after the sessions it closes have ended in them.
+        stopped.whenComplete { _ in listener.captures.closeAll() }
         return GatewayFuture(stopped)
     }
 
@@ -163,6 +166,11 @@ public final class Gateway: Sendable {
         return id
     }
 
+    /// A fresh capture id number.
+    func nextCaptureNumber() -> UInt64 {
+        nextCapture.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
     /// The number the next new listener's id will carry; saved with the state so that ids
     /// of deleted listeners are not issued again after a restart.
     public var nextListenerNumber: UInt64 { nextListener.load(ordering: .relaxed) }
@@ -178,7 +186,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
+    func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
         guard let listener = listenerTable.withLock({ $0[id] }) else { throw .notFound("no listener \(id)") }
         return listener
     }

@@ -19,7 +19,22 @@ struct SessionEncoderTests {
         let text = String(decoding: encoder.encode(session(17)).serializedBytes(), as: UTF8.self)
         #expect(text == #"{"id":"s17","listener":"l1","client":"127.0.0.1:40000","server":"[::1]:6379","#
             + #""state":"half_closed","opened_at":"2026-11-18T11:06:40Z","#
-            + #""bytes":{"client_to_server":7,"server_to_client":9223372036854775807},"mediators":[],"splits":[]}"#)
+            + #""bytes":{"client_to_server":7,"server_to_client":9223372036854775807},"mediators":[],"splits":[],"captures":[]}"#)
+    }
+
+    @Test func listsLiveCaptures() throws {
+        var snapshot = session(3)
+        snapshot.captures = [CaptureSnapshot(
+            id: CaptureID(number: 2), listener: nil, request: CaptureRequest(points: .hops, directions: .clientToServer),
+            startedAt: Date(timeIntervalSince1970: 1_795_000_000), packets: 12, dropped: 3)]
+        var encoder = SessionEncoder()
+        let parsed = try JSON.parse(encoder.encode(snapshot).serializedBytes())
+        let capture = try #require(parsed["captures"]?.array?.first)
+        #expect(capture == [
+            "id": "c2", "listener": nil, "points": "hops", "direction": "client_to_server",
+            "buffer_bytes": .int(Int64(CaptureRequest.defaultBufferBytes)), "started_at": "2026-11-18T11:06:40Z",
+            "packets": 12, "dropped": 3,
+        ])
     }
 
     @Test func sharedValuesStayCorrectAcrossSessions() throws {

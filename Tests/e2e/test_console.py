@@ -502,3 +502,67 @@ def test_every_control_is_labelled(demo_gateway: Gateway, page: Any) -> None:
                        && !(e.textContent || '').trim())
           .map(e => e.outerHTML.slice(0, 120));""")
     assert unlabelled == []
+
+
+def downloaded(directory: pathlib.Path, name: str) -> pathlib.Path | None:
+    """The finished download `name` in `directory` (Chromium writes `.crdownload` until done)."""
+    path = directory / name
+    return path if path.exists() and not (directory / f"{name}.crdownload").exists() else None
+
+
+def test_capture_a_session_and_a_listener_from_the_console(demo_gateway: Gateway, page: Any,
+                                                           tmp_path: pathlib.Path) -> None:
+    """Capture on a session streams to a download that tshark follows byte-exact, with a live
+    peek of each direction; Capture on a listener records a session opened afterwards."""
+    from capture_tools import assert_clean, follow, streams
+
+    page.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    listener = demo_gateway.listeners()[0]
+    open_console(page, demo_gateway)
+    with contextlib.ExitStack() as stack:
+        client = connect(listener["listen"], stack)
+        row = wait_for(page, lambda d: row_for_client(d, local(client)), 5, "the session in the table")
+        session_id = row.get_attribute("data-session")
+        row.find_element(By.CSS_SELECTOR, "a.sid").send_keys(Keys.ENTER)
+        click(page, "#capture-button", 5, "the session's Capture button")
+        wait_until(lambda: demo_gateway.get(f"/api/v1/sessions/{session_id}").json()["captures"],
+                   message="the session to list the console's capture")
+        assert page.find_element(By.ID, "capture-button").text == "Stop capture"
+        sent = b"hello peek \x01\x02\n" * 3
+        assert round_trip(client, sent) == sent
+        peek = "return [document.getElementById('peek-c2s-text')?.textContent, document.getElementById('peek-s2c-text')?.textContent]"
+        text = wait_for(page, lambda d: (lambda both: "hello peek" in (both[0] or "") and both[1] and both[0])(
+            d.execute_script(peek)), 5, "the peek panel")
+        assert "hello peek ··" in text
+        assert "68 65 6c 6c 6f 20 70 65 65 6b 20 01 02 0a" in page.find_element(By.ID, "peek-c2s-hex").text
+
+        # Capture the listener too, then open a session it must include.
+        click(page, f"button[data-action=capture-listener][data-focus='lc-{listener['id']}']", 5,
+              "the listener's Capture button")
+        wait_for(page, lambda d: d.find_element(
+            By.CSS_SELECTOR, f"button[data-focus='lc-{listener['id']}']").text == "Stop capture", 5,
+            "the listener's capture to run")
+        late = connect(listener["listen"], stack)
+        late_client = local(late)
+        wait_until(lambda: any(s["captures"] for s in demo_gateway.sessions() if s["client"] == late_client),
+                   message="the new session to join the listener capture")
+        assert round_trip(late, b"late session\n") == b"late session\n"
+        late.shutdown(socket.SHUT_WR)
+        assert closed_by_peer(late)
+
+        # The session ends: its capture ends and is saved.
+        client.shutdown(socket.SHUT_WR)
+        assert closed_by_peer(client)
+        session_file = wait_for(page, lambda d: downloaded(tmp_path, f"splicegate-{session_id}.pcapng"), 10,
+                                "the session capture's download")
+        click(page, f"button[data-focus='lc-{listener['id']}']", 5, "Stop capture on the listener")
+        listener_file = wait_for(page, lambda d: downloaded(tmp_path, f"splicegate-{listener['id']}.pcapng"), 10,
+                                 "the listener capture's download")
+
+    assert_clean(session_file)
+    client_stream = next(s for s in streams(session_file) if s["interface"] == "client")
+    assert follow(session_file, client_stream["stream"])[client_stream["stream"]] == (sent, sent)
+    assert_clean(listener_file)
+    late_stream = next(s for s in streams(listener_file)
+                       if s["interface"] == "client" and f"{s['src'][0]}:{s['src'][1]}" == late_client)
+    assert follow(listener_file, late_stream["stream"])[late_stream["stream"]] == (b"late session\n",) * 2

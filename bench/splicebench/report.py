@@ -5,6 +5,7 @@ import platform
 import subprocess
 
 from . import env
+from .capture import capture_report
 from .env import LABELS, MEMORY_AFTER, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
 from .stats import fmt, med, pct, ratio
 
@@ -385,6 +386,7 @@ def report(b, started, elapsed):
                 note = f"{dropped:.0f} of {added:.0f}" if ds else "?"
                 L.append(f"| {k} | {mode} | {fmt(v)} | {fmt(ratio(v, base))}× | {note} |")
         L.append("")
+    L += capture_report(r, med, fmt, ratio)
     if "api" in r and (r["api"]["splice_ms"] or r["api"]["list_ms"]):
         api = r["api"]
         L.append("## splicegate: control-plane latency\n")

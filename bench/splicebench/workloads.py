@@ -5,6 +5,7 @@ import subprocess
 import time
 
 from . import env
+from .capture import capture_rounds
 from .clients import Admin, connrate, iperf, metrics, redis_ping
 from .env import BT, HOST, MEMORY_AFTER, TARGETS, WANT_BIG, log
 from .processes import (big_session_count, free_port, load, machine_busy, nofile_limit, rss_kib, spawn,
@@ -120,6 +121,9 @@ class Bench:
                         self.res.setdefault("split_drops", {}).setdefault(f"{c[0]}{c[1]}", []).append(d)
                         log(f"split {c[0]} x{c[1]} {v:6.2f} Gbit/s  recipients added "
                             f"{d['splicegate_splits_added_total']:.0f}, dropped {d['splicegate_splits_dropped_total']:.0f}")
+            if "capture" in want:
+                self.record_load("capture")
+                capture_rounds(self, px.admin, Admin(px.admin).call, bulk["splicegate"])
             if "ping" in want:
                 self.record_load("ping")
                 out = self.res["ping"] = {}

@@ -44,6 +44,7 @@ public struct AdminAPI: Sendable {
         HopsHandler(gateway: gateway).register(in: &router)
         SplitsHandler(gateway: gateway).register(in: &router)
         EventsHandler(gateway: gateway, heartbeat: Heartbeat()).register(in: &router)
+        CaptureHandler(gateway: gateway).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)
             .register(in: &router)
         self.router = router

@@ -36,6 +36,7 @@ struct SessionEncoder: ~Copyable {
         object.set("bytes", bytes)
         object.set("mediators", session.hops.isEmpty ? emptyArray.shared() : JSON.array(session.hops.map(\.json)).jansson())
         object.set("splits", session.splits.isEmpty ? emptyArray.shared() : JSON.array(session.splits.map(\.json)).jansson())
+        object.set("captures", session.captures.isEmpty ? emptyArray.shared() : JSON.array(session.captures.map(\.json)).jansson())
         return object
     }
 

@@ -47,6 +47,24 @@ public final class StreamSource: ParkedResponse {
         }
     }
 
+    /// Bytes `write` would still take.
+    public var room: Int {
+        state.withLock { maxBufferedBytes - $0.pendingCount }
+    }
+
+    /// Queues bytes past the limit: for a producer that checked `room` for most of what it
+    /// writes and must not lose the rest (a capture's interface blocks). False once the
+    /// stream is finished or released.
+    @discardableResult
+    public func writeRegardless(_ bytes: some Collection<UInt8>) -> Bool {
+        state.withLock { state in
+            guard !state.finished, !state.connection.isReleased else { return false }
+            state.pending.append(contentsOf: bytes)
+            wake(&state)
+            return true
+        }
+    }
+
     /// Ends the stream once everything queued has been sent.
     public func finish() {
         state.withLock { state in

@@ -14,10 +14,14 @@ final class Listener: Sendable {
     let createdAt: Date
     /// Its counters.
     let stats: ListenerStats
+    /// Captures recording its sessions.
+    let captures: ListenerCaptures
     private let relay: RelayListener
 
-    private init(id: ListenerID, spec: ListenerSpec, stats: ListenerStats, relay: RelayListener) {
+    private init(id: ListenerID, spec: ListenerSpec, stats: ListenerStats, captures: ListenerCaptures,
+                 relay: RelayListener) {
         self.id = id
+        self.captures = captures
         self.spec = spec
         self.createdAt = Date()
         self.stats = stats
@@ -37,8 +41,10 @@ final class Listener: Sendable {
         // One string for every session's initial `server` (it is replaced by the
         // connected address), not one interpolated per session.
         let upstreamText = "\(spec.upstream)"
+        let captures = ListenerCaptures()
         let context = SessionContext(stats: stats, registry: registry, upstream: upstream, mediators: mediators,
-                                     events: events, logger: sessionLogger, templates: (spec.mediators, spec.splits))
+                                     events: events, logger: sessionLogger, templates: (spec.mediators, spec.splits),
+                                     captures: captures)
         let relay: RelayListener
         do {
             relay = try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group) { socket, client in
@@ -70,7 +76,7 @@ final class Listener: Sendable {
             bound.listen = HostPort(host: relay.localAddress.ipAddress ?? spec.listen.host, port: port)
         }
         sessionLogger.info("listener started", metadata: ["listen": "\(bound.listen)", "upstream": "\(spec.upstream)"])
-        return group.any().makeSucceededFuture(Listener(id: id, spec: bound, stats: stats, relay: relay))
+        return group.any().makeSucceededFuture(Listener(id: id, spec: bound, stats: stats, captures: captures, relay: relay))
     }
 
     private static func bindError(_ error: any Error, _ address: HostPort) -> APIError {

@@ -21,10 +21,13 @@ final class SessionContext: Sendable {
     let logger: Logger
     /// Hops and splits every new session gets at offset 0.
     let templates: (mediators: [HopRequest], splits: [SplitRequest])
+    /// Captures recording every session of the listener.
+    let captures: ListenerCaptures
 
     /// A context from its parts.
     init(stats: ListenerStats, registry: SessionRegistry, upstream: Upstream, mediators: MediatorRegistry,
-         events: EventHub, logger: Logger, templates: (mediators: [HopRequest], splits: [SplitRequest])) {
+         events: EventHub, logger: Logger, templates: (mediators: [HopRequest], splits: [SplitRequest]),
+         captures: ListenerCaptures = ListenerCaptures()) {
         self.stats = stats
         self.registry = registry
         self.upstream = upstream
@@ -32,5 +35,6 @@ final class SessionContext: Sendable {
         self.events = events
         self.logger = logger
         self.templates = templates
+        self.captures = captures
     }
 }

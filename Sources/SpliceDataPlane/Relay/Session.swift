@@ -16,7 +16,7 @@ final class Session {
     /// The relay loop that owns every socket of the session.
     let loop: RelayLoop
     /// What the listener's sessions share.
-    private let context: SessionContext
+    let context: SessionContext
     private(set) var client: Port?
     var server: Port?
     /// `[client_to_server, server_to_client]` once the server is connected.
@@ -32,6 +32,8 @@ final class Session {
     var serverAddress: String
     /// Completes when every channel is closed; set as the session ends.
     private var closedChannels: EventLoopFuture<Void>?
+    /// Live captures recording the session; nil while nobody captures (see Session+Capture).
+    var capture: SessionCapture?
 
     init(record: SessionRecord, context: SessionContext, loop: RelayLoop) {
         self.record = record
@@ -108,6 +110,7 @@ final class Session {
         switch action {
         case .end(let reason): end(reason)
         case .applyTemplates:
+            captureServerConnected()
             applyTemplates(templates.mediators[...]) {
                 self.applySplitTemplates(self.templates.splits[...])
             }
@@ -130,9 +133,11 @@ final class Session {
 
     /// Bytes read from `link`'s reader: on they go, or wait (copied) while the link is paused.
     func forward(_ bytes: UnsafeRawBufferPointer, from link: Link) {
-        if link.carry(bytes), !link.writer.taps.isEmpty {
+        guard link.carry(bytes) else { return }
+        if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }
+        if capture != nil { capturePassed(bytes, over: link) }
     }
 
     /// Moves bytes one link further, and copies them to the writer's taps.
@@ -141,6 +146,7 @@ final class Session {
         if !link.writer.taps.isEmpty {
             copy(bytes, to: link.writer.taps)
         }
+        if capture != nil { capturePassed(bytes, over: link) }
     }
 
     /// Moves bytes that were held (a paused link, a replica's early output) one link further.
@@ -150,6 +156,7 @@ final class Session {
 
     func portInputClosed(_ port: Port) {
         port.eofReceived = true
+        if capture != nil { captureInputClosed(port) }
         let leg = hopLeg(of: port)
         let facts = SessionMachine.InputClosed(
             port: kind(of: port, draining: leg?.leg.draining ?? false), outputClosing: port.outputClosing,
@@ -192,6 +199,7 @@ final class Session {
         let writer = link.writer
         guard !writer.outputClosing else { return }
         writer.outputClosing = true
+        if capture != nil { captureOutputClosing(writer) }
         if writer.isEndpoint {
             machine.eofSentToEndpoint()
             publish()
@@ -258,6 +266,7 @@ final class Session {
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
     func end(_ reason: CloseReason) {
         guard machine.end(reason) else { return }
+        captureEnded(reason)
         let ports = allPorts
         let closed = ports.map { $0.socket.closeFuture }
         for hop in hops {

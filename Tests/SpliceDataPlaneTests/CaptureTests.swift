@@ -105,7 +105,8 @@ struct CaptureTests {
         let (gateway, listener, group) = try replicatedGateway(primary: primary.port, replica: replica.port)
         defer { gateway.shutdown(); shutdownTestGroup(group) }
         let client = try TestSocket.connect(port: listener.spec.listen.port)
-        #expect(eventually { gateway.sessions().sessions.first?.state == .open })
+        // The listener's replica split is added after the session opens.
+        #expect(eventually { gateway.sessions().sessions.first?.splits.count == 1 })
         let session = try #require(gateway.sessions().sessions.first)
         let output = MemoryCaptureOutput(limit: 16 << 20)
         _ = try gateway.startingCapture(session: session.id, request: CaptureRequest(), output: output).wait()

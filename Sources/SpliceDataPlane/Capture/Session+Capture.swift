@@ -10,7 +10,7 @@ extension Session {
         self.capture = capture
         guard capture.add(sink) else { return }
         sink.join(record.id)
-        record.captures.add(sink)
+        publish()
         if paths != nil {
             capture.connected(self)
             capture.openAll(on: sink, self)
@@ -45,7 +45,6 @@ extension Session {
         guard let capture else { return }
         capture.ended(reason, self)
         self.capture = nil
-        record.captures.removeAll()
     }
 
     /// The capture state, or nil (and dropped) once every reader has gone.
@@ -53,7 +52,7 @@ extension Session {
         guard let capture else { return nil }
         if capture.prune() {
             self.capture = nil
-            record.captures.removeAll()
+            publish()
             return nil
         }
         return capture

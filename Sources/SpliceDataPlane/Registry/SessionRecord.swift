@@ -20,9 +20,6 @@ final class SessionRecord: Sendable {
     let toClient = ByteCounter()
     /// The session's shape as its loop last published it.
     private let view: Mutex<SessionView>
-    /// Live captures recording the session, read with their live figures like the byte
-    /// counters (an empty list costs no allocation).
-    let captures = CaptureList()
     /// The loop that owns the session; every action on it runs there.
     let eventLoop: EventLoop
     // Cleared when the session ends, so the record does not keep it alive.
@@ -57,7 +54,8 @@ final class SessionRecord: Sendable {
         return SessionSnapshot(id: id, listener: listener, client: client, server: shape.server, state: shape.state,
                                openedAt: openedAt, bytes: bytes,
                                hops: shape.hops.enumerated().map { $1.snapshot(position: $0) },
-                               splits: shape.splits.map(\.snapshot), captures: captures.snapshots)
+                               splits: shape.splits.map(\.snapshot),
+                               captures: shape.captures.isEmpty ? [] : shape.captures.filter(\.isActive).map(\.snapshot))
     }
 
     /// Runs `body` with the session on its event loop; fails with 404 once it has ended.

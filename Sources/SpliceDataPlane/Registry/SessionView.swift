@@ -11,6 +11,9 @@ struct SessionView: Sendable {
     var hops: [HopView] = []
     /// Splits in the order they were added (dropped and closed ones stay listed).
     var splits: [SplitView] = []
+    /// Captures recording the session; their figures are read live, and one whose reader
+    /// left is not shown.
+    var captures: [CaptureSink] = []
 }
 
 /// One hop as published.

@@ -51,7 +51,8 @@ final class Session {
     /// Publishes the session's shape for the API: called once after every change to it.
     func publish() {
         record.publish(SessionView(server: serverAddress, state: machine.state,
-                                   hops: hops.map(\.view), splits: splits.map(\.view)))
+                                   hops: hops.map(\.view), splits: splits.map(\.view),
+                                   captures: capture?.sinks ?? []))
     }
 
     /// The gateway's live sessions and id source.

@@ -1,0 +1,181 @@
+"""`splicegate ctl` against a real gateway process.
+
+ctl is built on the Swift client that swift-openapi-generator makes from
+openapi/openapi.yaml; `--json` prints the generated models encoded again, so a
+field the spec stops describing disappears from this output (and code of ctl
+that reads it stops compiling). Exit codes are DESIGN.md's: 0 done, 1 a problem
+(its detail on stderr), 2 usage, 3 gateway unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+from conftest import (BIN, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, refused_port, roundtrip,
+                      session_of, transform_handler, wait_until)
+
+CTL_TIMEOUT_S = 30
+C2S, S2C = "client_to_server", "server_to_client"
+
+
+def ctl(gateway: Gateway | str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs `splicegate ctl ARGS` with SPLICEGATE_ADMIN_URL pointing at the gateway."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPLICEGATE_ADMIN_")}
+    full_env["SPLICEGATE_ADMIN_URL"] = gateway if isinstance(gateway, str) else gateway.url
+    full_env.update(env or {})
+    return subprocess.run([str(BIN), "ctl", *args], capture_output=True, text=True, env=full_env,
+                          timeout=CTL_TIMEOUT_S, stdin=subprocess.DEVNULL)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0 and result.stderr == "", \
+        f"{result.args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def ok_json(gateway: Gateway | str, *args: str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(ok(ctl(gateway, *args, "--json", env=env)))
+
+
+def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The command exited `code` with nothing on stdout; returns its stderr."""
+    assert result.returncode == code and result.stdout == "", \
+        f"{result.args}: expected exit {code}, got {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.stderr.strip(), f"{result.args}: nothing on stderr"
+    return result.stderr
+
+
+def test_sessions_splice_split_remove_kill(demo_gateway: Gateway) -> None:
+    listen = demo_gateway.listeners()[0]["listen"]
+    upper = StreamServer(transform_handler(bytes.upper))
+    sink = Sink()
+    socks = [connect(listen) for _ in range(3)]
+    try:
+        for sock in socks:
+            assert roundtrip(sock, b"hello\n") == b"hello\n"
+        ids = [session_of(demo_gateway, sock)["id"] for sock in socks]
+        sid = ids[0]
+
+        # Paged one by one (the listing follows next_cursor), the API's JSON back.
+        listed = ok_json(demo_gateway, "sessions", "list", "--limit", "1")
+        assert listed["next_cursor"] is None
+        assert [s["id"] for s in listed["sessions"]] == sorted(ids, key=lambda s: int(s[1:]))
+        assert listed == demo_gateway.get("/api/v1/sessions").json()
+        only_l1 = ok_json(demo_gateway, "sessions", "list", "--listener", "l1")
+        assert len(only_l1["sessions"]) == 3
+        assert ok_json(demo_gateway, "sessions", "list", "--listener", "l999")["sessions"] == []
+
+        by_name = ok_json(demo_gateway, "splice", sid, "upper", "--direction", C2S)
+        assert by_name["mediator"] == "upper" and by_name["spliced_at"] == {C2S: 6}
+        by_address = ok_json(demo_gateway, "splice", sid, "--address", upper.address, "--direction", S2C,
+                             "--position", "0", "--on-failure", "bypass", "--drain-timeout-ms", "2000")
+        assert by_address["address"] == upper.address and by_address["spliced_at"] == {S2C: 6}
+        assert by_address["on_failure"] == "bypass" and by_address["drain_timeout_ms"] == 2000
+        split = ok_json(demo_gateway, "split", sid, sink.address)
+        assert split["direction"] == "both" and split["from_offset"] == {C2S: 6, S2C: 6}
+
+        assert roundtrip(socks[0], b"abc\n") == b"ABC\n"
+        wait_until(lambda: sorted(sink.snapshot()) == [b"ABC\n", b"ABC\n"], message="both copies")
+
+        shown = ok_json(demo_gateway, "sessions", "show", sid)
+        assert shown == demo_gateway.get(f"/api/v1/sessions/{sid}").json()
+        assert [h["id"] for h in shown["mediators"]] == [by_address["id"], by_name["id"]]
+        assert shown["mediators"][1]["bytes"] == {C2S: {"in": 4, "out": 4}}
+        assert shown["splits"][0]["bytes"][C2S] == {"sent": 4, "dropped": 0, "discarded": 0}
+        table = ok(ctl(demo_gateway, "sessions", "show", sid))
+        assert by_name["id"] in table and split["id"] in table and "upper" in table
+        rows = ok(ctl(demo_gateway, "sessions", "list")).splitlines()
+        assert rows[0].split()[:3] == ["ID", "LISTENER", "CLIENT"] and len(rows) == 4
+
+        removal = ok_json(demo_gateway, "remove", sid, by_name["id"])
+        assert removal == {"id": by_name["id"], "removed_at": {C2S: 10}, "drained": {C2S: 0}}
+        assert roundtrip(socks[0], b"plain\n") == b"PLAIN\n"
+        assert f"{by_address['id']} removed from {sid}" in ok(ctl(demo_gateway, "remove", sid, by_address["id"]))
+        assert roundtrip(socks[0], b"plain\n") == b"plain\n"
+        assert ok(ctl(demo_gateway, "unsplit", sid, split["id"], "--json")) == ""  # 204: no JSON to print
+        assert demo_gateway.get(f"/api/v1/sessions/{sid}/splits").json() == {"splits": []}
+        assert "no split" in failed(ctl(demo_gateway, "unsplit", sid, split["id"]), 1)
+
+        assert ok(ctl(demo_gateway, "sessions", "kill", sid)).strip() == f"session {sid} closed"
+        assert socks[0].recv(1) == b""
+        detail = demo_gateway.get(f"/api/v1/sessions/{sid}").json()["detail"]
+        assert detail in failed(ctl(demo_gateway, "sessions", "show", sid), 1)
+        assert detail in failed(ctl(demo_gateway, "sessions", "kill", sid, "--json"), 1)
+    finally:
+        for sock in socks:
+            sock.close()
+        upper.close()
+        sink.close()
+
+
+def test_failover(start_gateway) -> None:
+    primary, replica = StreamServer(echo_handler), StreamServer(echo_handler)
+    gateway = start_gateway()
+    try:
+        listener = gateway.create_listener(listen="127.0.0.1:0", upstream=primary.address, splits=[
+            {"address": replica.address, "direction": C2S, "on_slow": "block", "failover": True}])
+        with connect(listener["listen"]) as sock:
+            assert roundtrip(sock, b"one\n") == b"one\n"
+            sid = session_of(gateway, sock)["id"]
+            replica_split = ok_json(gateway, "sessions", "show", sid)["splits"][0]
+            assert replica_split["failover"] is True and replica_split["from_offset"] == {C2S: 0}
+            moved = ok_json(gateway, "failover", sid, replica_split["id"])
+            assert moved["server"] == replica.address and moved["splits"] == []
+            assert roundtrip(sock, b"two\n") == b"two\n"
+            # Not a split any more: the API's 404 detail, exit 1.
+            assert "split" in failed(ctl(gateway, "failover", sid, replica_split["id"]), 1)
+    finally:
+        primary.close()
+        replica.close()
+
+
+def test_listeners_and_mediators(gateway: Gateway) -> None:
+    added = ok_json(gateway, "mediators", "add", "m1", "127.0.0.1:9", "--proxy-protocol")
+    assert added == {"name": "m1", "kind": "tcp", "address": "127.0.0.1:9", "proxy_protocol": True, "in_use": 0}
+    assert ok_json(gateway, "mediators", "list") == gateway.get("/api/v1/mediators").json()
+    assert "m1" in ok(ctl(gateway, "mediators", "list"))
+    assert "already" in failed(ctl(gateway, "mediators", "add", "m1", "127.0.0.1:9"), 1)
+    assert ok(ctl(gateway, "mediators", "remove", "m1")).strip() == "mediator m1 unregistered"
+    failed(ctl(gateway, "mediators", "remove", "m1"), 1)
+
+    listener = ok_json(gateway, "listeners", "add", "127.0.0.1:0", "127.0.0.1:9", "--name", "ctl test",
+                       "--connect-timeout-ms", "1000")
+    assert listener["name"] == "ctl test" and listener["connect_timeout_ms"] == 1000
+    assert listener["listen"] != "127.0.0.1:0"
+    assert ok_json(gateway, "listeners", "list") == gateway.get("/api/v1/listeners").json()
+    assert listener["listen"] in ok(ctl(gateway, "listeners", "list"))
+    failed(ctl(gateway, "listeners", "add", listener["listen"], "127.0.0.1:9"), 1)  # address in use: 409
+    failed(ctl(gateway, "listeners", "add", "127.0.0.1:0", "127.0.0.1:0"), 1)  # upstream port 0: 422
+    ok(ctl(gateway, "listeners", "remove", listener["id"], "--close-sessions"))
+    assert gateway.listeners() == []
+    failed(ctl(gateway, "listeners", "remove", listener["id"]), 1)
+
+
+def test_usage_errors_exit_2(gateway: Gateway) -> None:
+    for args in (["splice", "s1"], ["splice", "s1", "upper", "--address", "127.0.0.1:9"],
+                 ["splice", "s1", "upper", "--direction", "sideways"], ["sessions", "show"], ["bogus"],
+                 ["split", "s1", "127.0.0.1:9", "--on-slow", "never"], ["sessions", "list", "--limit", "x"], []):
+        failed(ctl(gateway, *args), 2)
+    assert "admin URL" in failed(ctl("not a url", "sessions", "list"), 2)
+    failed(ctl(gateway, "sessions", "list", "--token-file", "/nonexistent/token"), 2)
+    help_text = ok(ctl(gateway, "--help"))
+    assert "sessions" in help_text and "Exit codes" in help_text
+
+
+def test_unreachable_gateway_exits_3() -> None:
+    url = f"http://127.0.0.1:{refused_port()}"
+    assert "unreachable" in failed(ctl(url, "sessions", "list"), 3)
+    failed(ctl(url, "splice", "s1", "upper", "--json"), 3)
+
+
+def test_token_from_file_and_environment(token_gateway: Gateway, tmp_path) -> None:
+    stderr = failed(ctl(token_gateway, "listeners", "list"), 1)
+    assert "401" in stderr
+    failed(ctl(token_gateway, "listeners", "list", env={"SPLICEGATE_ADMIN_TOKEN": "wrong"}), 1)
+    assert ok_json(token_gateway, "listeners", "list", env={"SPLICEGATE_ADMIN_TOKEN": TOKEN}) == {"listeners": []}
+    token_file = tmp_path / "ctl-token"
+    token_file.write_text(TOKEN + "\n")
+    assert ok_json(token_gateway, "listeners", "list", "--token-file", str(token_file)) == {"listeners": []}

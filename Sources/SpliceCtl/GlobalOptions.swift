@@ -22,14 +22,14 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The generated client for the admin API, with the token when one is given.
-    func client() throws(CtlFailure) -> Client {
+    func client(transport: any ClientTransport = URLSessionTransport()) throws(CtlFailure) -> Client {
         let text = resolvedURL
         guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
               url.host != nil
         else { throw .usage("admin URL must be http://HOST:PORT, got '\(text)'") }
         var middlewares: [any ClientMiddleware] = [ProblemMiddleware()]
         if let token = try token() { middlewares.append(BearerToken(token)) }
-        return Client(serverURL: url, transport: URLSessionTransport(), middlewares: middlewares)
+        return Client(serverURL: url, transport: transport, middlewares: middlewares)
     }
 
     /// The token from `--token-file` (trailing newline ignored) or the environment.
@@ -47,8 +47,11 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Runs `body` with a client and prints what it returns as JSON or text.
-    func perform(_ body: @escaping @Sendable (Client) async throws -> Output) throws {
-        let client = try client()
+    func perform(
+        transport: any ClientTransport = URLSessionTransport(),
+        _ body: @escaping @Sendable (Client) async throws -> Output
+    ) throws {
+        let client = try client(transport: transport)
         let url = resolvedURL
         let output = try blocking {
             do {

@@ -7,7 +7,7 @@ struct Output: Sendable {
 
     /// `value` (a generated schema type, encoded with the API's field names) or `text`.
     static func object<T: Encodable & Sendable>(_ value: T, text: String) -> Output {
-        Output(jsonData: { try makeEncoder().encode(value) }, text: text)
+        Output(jsonData: { try encoder().encode(value) }, text: text)
     }
 
     /// Only text; `--json` prints nothing (the API answered 204 No Content).
@@ -16,7 +16,7 @@ struct Output: Sendable {
     }
 
     /// RFC 3339 dates with second precision, as the API writes them.
-    private static func makeEncoder() -> JSONEncoder {
+    static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
+import threading
+import time
 from typing import Any
 
 from conftest import (BIN, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, refused_port, roundtrip,
@@ -179,3 +182,96 @@ def test_token_from_file_and_environment(token_gateway: Gateway, tmp_path) -> No
     token_file = tmp_path / "ctl-token"
     token_file.write_text(TOKEN + "\n")
     assert ok_json(token_gateway, "listeners", "list", "--token-file", str(token_file)) == {"listeners": []}
+
+
+def ctl_process(gateway: Gateway, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPLICEGATE_ADMIN_")}
+    env["SPLICEGATE_ADMIN_URL"] = gateway.url
+    return subprocess.Popen([str(BIN), "ctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, stdin=subprocess.DEVNULL)
+
+
+class Lines:
+    """A process's stdout lines, read on a thread so a test can wait for them with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.queue.put(line)
+        self.queue.put(None)
+
+    def next(self, timeout: float) -> str | None:
+        """The next line, or None when none came within `timeout` (or the output ended)."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def subscribed(gateway: Gateway, lines: Lines) -> dict[str, Any]:
+    """Adds listeners until ctl prints one's event: from then on it sees every event."""
+    for _ in range(100):
+        added = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
+        line = lines.next(timeout=0.5)
+        if line is not None:
+            event = json.loads(line)
+            assert event["type"] == "listener.added", event
+            return event
+    raise AssertionError(f"ctl events printed nothing (last listener {added['id']})")
+
+
+def test_events_follow(demo_gateway: Gateway) -> None:
+    process = ctl_process(demo_gateway, "events", "--follow", "--json")
+    try:
+        lines = Lines(process)
+        subscribed(demo_gateway, lines)
+        with connect(demo_gateway.listeners()[0]["listen"]) as sock:
+            assert roundtrip(sock, b"hi") == b"hi"
+            sid = session_of(demo_gateway, sock)["id"]
+            hop = demo_gateway.post(f"/api/v1/sessions/{sid}/mediators",
+                                    json={"mediator": "upper", "direction": "both"}).json()
+            assert demo_gateway.delete(f"/api/v1/sessions/{sid}").status_code == 204
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while not any(e["type"] == "session.closed" for e in seen) and time.monotonic() < deadline:
+            line = lines.next(timeout=max(0.0, deadline - time.monotonic()))
+            assert line is not None, f"event stream ended early: {seen}\n{process.stderr}"
+            event = json.loads(line)
+            if event["type"] != "listener.added":
+                seen.append(event)
+        assert [e["type"] for e in seen] == ["session.opened", "hop.spliced", "session.closed"]
+        assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+        assert seen[0]["session"]["id"] == sid and seen[1]["hop"]["id"] == hop["id"]
+        assert seen[2]["reason"] == "killed"
+        assert process.poll() is None, "--follow ended by itself"
+    finally:
+        process.terminate()
+        process.wait(timeout=CTL_TIMEOUT_S)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_events_count_prints_and_exits(gateway: Gateway) -> None:
+    process = ctl_process(gateway, "events", "--count", "1")
+    try:
+        lines = Lines(process)
+        for _ in range(100):
+            listener = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
+            line = lines.next(timeout=0.5)
+            if line is not None:
+                break
+        assert line is not None and " listener.added listener=" in line, line
+        assert process.wait(timeout=CTL_TIMEOUT_S) == 0
+        assert lines.next(timeout=CTL_TIMEOUT_S) is None, "more than --count events"
+        assert listener["id"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=CTL_TIMEOUT_S)
+        process.stdout.close()
+        process.stderr.close()

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any
 
-from conftest import (BIN, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, refused_port, roundtrip,
-                      session_of, transform_handler, wait_until)
+from conftest import (BIN, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, echoed_sessions, refused_port,
+                      roundtrip, session_of, transform_handler, wait_until)
 
 CTL_TIMEOUT_S = 30
 C2S, S2C = "client_to_server", "server_to_client"
@@ -52,64 +52,58 @@ def failed(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def test_sessions_splice_split_remove_kill(demo_gateway: Gateway) -> None:
-    listen = demo_gateway.listeners()[0]["listen"]
     upper = StreamServer(transform_handler(bytes.upper))
     sink = Sink()
-    socks = [connect(listen) for _ in range(3)]
     try:
-        for sock in socks:
-            assert roundtrip(sock, b"hello\n") == b"hello\n"
-        ids = [session_of(demo_gateway, sock)["id"] for sock in socks]
-        sid = ids[0]
+        with echoed_sessions(demo_gateway, 3) as (socks, ids):
+            sid = ids[0]
 
-        # Paged one by one (the listing follows next_cursor), the API's JSON back.
-        listed = ok_json(demo_gateway, "sessions", "list", "--limit", "1")
-        assert listed["next_cursor"] is None
-        assert [s["id"] for s in listed["sessions"]] == sorted(ids, key=lambda s: int(s[1:]))
-        assert listed == demo_gateway.get("/api/v1/sessions").json()
-        only_l1 = ok_json(demo_gateway, "sessions", "list", "--listener", "l1")
-        assert len(only_l1["sessions"]) == 3
-        assert ok_json(demo_gateway, "sessions", "list", "--listener", "l999")["sessions"] == []
+            # Paged one by one (the listing follows next_cursor), the API's JSON back.
+            listed = ok_json(demo_gateway, "sessions", "list", "--limit", "1")
+            assert listed["next_cursor"] is None
+            assert [s["id"] for s in listed["sessions"]] == sorted(ids, key=lambda s: int(s[1:]))
+            assert listed == demo_gateway.get("/api/v1/sessions").json()
+            only_l1 = ok_json(demo_gateway, "sessions", "list", "--listener", "l1")
+            assert len(only_l1["sessions"]) == 3
+            assert ok_json(demo_gateway, "sessions", "list", "--listener", "l999")["sessions"] == []
 
-        by_name = ok_json(demo_gateway, "splice", sid, "upper", "--direction", C2S)
-        assert by_name["mediator"] == "upper" and by_name["spliced_at"] == {C2S: 6}
-        by_address = ok_json(demo_gateway, "splice", sid, "--address", upper.address, "--direction", S2C,
-                             "--position", "0", "--on-failure", "bypass", "--drain-timeout-ms", "2000")
-        assert by_address["address"] == upper.address and by_address["spliced_at"] == {S2C: 6}
-        assert by_address["on_failure"] == "bypass" and by_address["drain_timeout_ms"] == 2000
-        split = ok_json(demo_gateway, "split", sid, sink.address)
-        assert split["direction"] == "both" and split["from_offset"] == {C2S: 6, S2C: 6}
+            by_name = ok_json(demo_gateway, "splice", sid, "upper", "--direction", C2S)
+            assert by_name["mediator"] == "upper" and by_name["spliced_at"] == {C2S: 6}
+            by_address = ok_json(demo_gateway, "splice", sid, "--address", upper.address, "--direction", S2C,
+                                 "--position", "0", "--on-failure", "bypass", "--drain-timeout-ms", "2000")
+            assert by_address["address"] == upper.address and by_address["spliced_at"] == {S2C: 6}
+            assert by_address["on_failure"] == "bypass" and by_address["drain_timeout_ms"] == 2000
+            split = ok_json(demo_gateway, "split", sid, sink.address)
+            assert split["direction"] == "both" and split["from_offset"] == {C2S: 6, S2C: 6}
 
-        assert roundtrip(socks[0], b"abc\n") == b"ABC\n"
-        wait_until(lambda: sorted(sink.snapshot()) == [b"ABC\n", b"ABC\n"], message="both copies")
+            assert roundtrip(socks[0], b"abc\n") == b"ABC\n"
+            wait_until(lambda: sorted(sink.snapshot()) == [b"ABC\n", b"ABC\n"], message="both copies")
 
-        shown = ok_json(demo_gateway, "sessions", "show", sid)
-        assert shown == demo_gateway.get(f"/api/v1/sessions/{sid}").json()
-        assert [h["id"] for h in shown["mediators"]] == [by_address["id"], by_name["id"]]
-        assert shown["mediators"][1]["bytes"] == {C2S: {"in": 4, "out": 4}}
-        assert shown["splits"][0]["bytes"][C2S] == {"sent": 4, "dropped": 0, "discarded": 0}
-        table = ok(ctl(demo_gateway, "sessions", "show", sid))
-        assert by_name["id"] in table and split["id"] in table and "upper" in table
-        rows = ok(ctl(demo_gateway, "sessions", "list")).splitlines()
-        assert rows[0].split()[:3] == ["ID", "LISTENER", "CLIENT"] and len(rows) == 4
+            shown = ok_json(demo_gateway, "sessions", "show", sid)
+            assert shown == demo_gateway.get(f"/api/v1/sessions/{sid}").json()
+            assert [h["id"] for h in shown["mediators"]] == [by_address["id"], by_name["id"]]
+            assert shown["mediators"][1]["bytes"] == {C2S: {"in": 4, "out": 4}}
+            assert shown["splits"][0]["bytes"][C2S] == {"sent": 4, "dropped": 0, "discarded": 0}
+            table = ok(ctl(demo_gateway, "sessions", "show", sid))
+            assert by_name["id"] in table and split["id"] in table and "upper" in table
+            rows = ok(ctl(demo_gateway, "sessions", "list")).splitlines()
+            assert rows[0].split()[:3] == ["ID", "LISTENER", "CLIENT"] and len(rows) == 4
 
-        removal = ok_json(demo_gateway, "remove", sid, by_name["id"])
-        assert removal == {"id": by_name["id"], "removed_at": {C2S: 10}, "drained": {C2S: 0}}
-        assert roundtrip(socks[0], b"plain\n") == b"PLAIN\n"
-        assert f"{by_address['id']} removed from {sid}" in ok(ctl(demo_gateway, "remove", sid, by_address["id"]))
-        assert roundtrip(socks[0], b"plain\n") == b"plain\n"
-        assert ok(ctl(demo_gateway, "unsplit", sid, split["id"], "--json")) == ""  # 204: no JSON to print
-        assert demo_gateway.get(f"/api/v1/sessions/{sid}/splits").json() == {"splits": []}
-        assert "no split" in failed(ctl(demo_gateway, "unsplit", sid, split["id"]), 1)
+            removal = ok_json(demo_gateway, "remove", sid, by_name["id"])
+            assert removal == {"id": by_name["id"], "removed_at": {C2S: 10}, "drained": {C2S: 0}}
+            assert roundtrip(socks[0], b"plain\n") == b"PLAIN\n"
+            assert f"{by_address['id']} removed from {sid}" in ok(ctl(demo_gateway, "remove", sid, by_address["id"]))
+            assert roundtrip(socks[0], b"plain\n") == b"plain\n"
+            assert ok(ctl(demo_gateway, "unsplit", sid, split["id"], "--json")) == ""  # 204: no JSON to print
+            assert demo_gateway.get(f"/api/v1/sessions/{sid}/splits").json() == {"splits": []}
+            assert "no split" in failed(ctl(demo_gateway, "unsplit", sid, split["id"]), 1)
 
-        assert ok(ctl(demo_gateway, "sessions", "kill", sid)).strip() == f"session {sid} closed"
-        assert socks[0].recv(1) == b""
-        detail = demo_gateway.get(f"/api/v1/sessions/{sid}").json()["detail"]
-        assert detail in failed(ctl(demo_gateway, "sessions", "show", sid), 1)
-        assert detail in failed(ctl(demo_gateway, "sessions", "kill", sid, "--json"), 1)
+            assert ok(ctl(demo_gateway, "sessions", "kill", sid)).strip() == f"session {sid} closed"
+            assert socks[0].recv(1) == b""
+            detail = demo_gateway.get(f"/api/v1/sessions/{sid}").json()["detail"]
+            assert detail in failed(ctl(demo_gateway, "sessions", "show", sid), 1)
+            assert detail in failed(ctl(demo_gateway, "sessions", "kill", sid, "--json"), 1)
     finally:
-        for sock in socks:
-            sock.close()
         upper.close()
         sink.close()
 

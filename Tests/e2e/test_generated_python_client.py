@@ -22,8 +22,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from conftest import (BIN, ROOT, SPEC, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, refused_port,
-                      roundtrip, session_of, transform_handler, wait_until)
+from conftest import (ROOT, SPEC, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, echoed_sessions,
+                      refused_port, roundtrip, session_of, transform_handler, wait_until)
 
 CONFIG = ROOT / "openapi" / "python-client-config.yaml"
 OUT = ROOT / ".build" / "e2e" / "python-client"
@@ -93,64 +93,57 @@ def test_sessions_hops_splits_and_paging(demo_gateway: Gateway, api: ModuleType)
     models, sessions, mediation, splitting = (module("models"), module("api.sessions"), module("api.mediation"),
                                               module("api.splitting"))
     client = client_for(demo_gateway, api)
-    listen = demo_gateway.listeners()[0]["listen"]
     upper = StreamServer(transform_handler(bytes.upper))
     sink = Sink()
-    socks = [connect(listen) for _ in range(3)]
     try:
-        for sock in socks:
-            assert roundtrip(sock, b"hello\n") == b"hello\n"
-        ids = [session_of(demo_gateway, sock)["id"] for sock in socks]
+        with echoed_sessions(demo_gateway, 3) as (socks, ids):
+            by_name = mediation.splice_mediator.sync(ids[0], client=client, body=models.HopCreateByName(
+                mediator="upper", direction=models.DirectionSelection.CLIENT_TO_SERVER))
+            assert isinstance(by_name, models.Hop) and by_name.mediator == "upper"
+            assert by_name.spliced_at.client_to_server == 6 and not by_name.spliced_at.server_to_client
+            by_address = mediation.splice_mediator.sync(ids[0], client=client, body=models.HopCreateByAddress(
+                address=upper.address, direction=models.DirectionSelection.SERVER_TO_CLIENT, position=0,
+                on_failure=models.FailurePolicy.BYPASS))
+            assert isinstance(by_address, models.Hop) and by_address.address == upper.address
+            assert by_address.on_failure == models.FailurePolicy.BYPASS and by_address.position == 0
+            split = splitting.add_split.sync(ids[0], client=client, body=models.SplitCreate(
+                address=sink.address, direction=models.DirectionSelection.BOTH))
+            assert isinstance(split, models.Split) and split.from_offset.client_to_server == 6
+            assert split.from_offset.server_to_client == 6 and split.on_slow == models.SlowPolicy.DROP
 
-        by_name = mediation.splice_mediator.sync(ids[0], client=client, body=models.HopCreateByName(
-            mediator="upper", direction=models.DirectionSelection.CLIENT_TO_SERVER))
-        assert isinstance(by_name, models.Hop) and by_name.mediator == "upper"
-        assert by_name.spliced_at.client_to_server == 6 and not by_name.spliced_at.server_to_client
-        by_address = mediation.splice_mediator.sync(ids[0], client=client, body=models.HopCreateByAddress(
-            address=upper.address, direction=models.DirectionSelection.SERVER_TO_CLIENT, position=0,
-            on_failure=models.FailurePolicy.BYPASS))
-        assert isinstance(by_address, models.Hop) and by_address.address == upper.address
-        assert by_address.on_failure == models.FailurePolicy.BYPASS and by_address.position == 0
-        split = splitting.add_split.sync(ids[0], client=client, body=models.SplitCreate(
-            address=sink.address, direction=models.DirectionSelection.BOTH))
-        assert isinstance(split, models.Split) and split.from_offset.client_to_server == 6
-        assert split.from_offset.server_to_client == 6 and split.on_slow == models.SlowPolicy.DROP
+            # client_to_server passes `upper` by name, server_to_client the ad-hoc one again.
+            assert roundtrip(socks[0], b"abc\n") == b"ABC\n"
+            wait_until(lambda: sorted(sink.snapshot()) == [b"ABC\n", b"ABC\n"], message="both copies")
 
-        # client_to_server passes `upper` by name, server_to_client the ad-hoc one again.
-        assert roundtrip(socks[0], b"abc\n") == b"ABC\n"
-        wait_until(lambda: sorted(sink.snapshot()) == [b"ABC\n", b"ABC\n"], message="both copies")
+            seen: list[Any] = []
+            cursor: Any = module("types").UNSET
+            for _ in range(10):
+                page = sessions.list_sessions.sync(client=client, limit=1, cursor=cursor)
+                assert isinstance(page, models.SessionList) and len(page.sessions) <= 1
+                seen += page.sessions
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            # By ascending id, one per page, each exactly once.
+            assert [s.id for s in seen] == sorted(ids, key=lambda sid: int(sid[1:]))
+            first = next(s for s in seen if s.id == ids[0])
+            assert [hop.id for hop in first.mediators] == [by_address.id, by_name.id]
+            assert first.mediators[1].bytes_.client_to_server.in_ == 4
+            assert first.mediators[1].bytes_.client_to_server.out == 4
+            assert first.bytes_.client_to_server == 10 and first.bytes_.server_to_client == 10
+            copied = first.splits[0]
+            assert copied.id == split.id and copied.bytes_.client_to_server.sent == 4
+            assert copied.bytes_.server_to_client.sent == 4 and copied.state == models.SplitState.ACTIVE
 
-        seen: list[Any] = []
-        cursor: Any = module("types").UNSET
-        for _ in range(10):
-            page = sessions.list_sessions.sync(client=client, limit=1, cursor=cursor)
-            assert isinstance(page, models.SessionList) and len(page.sessions) <= 1
-            seen += page.sessions
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        # By ascending id, one per page, each exactly once.
-        assert [s.id for s in seen] == sorted(ids, key=lambda sid: int(sid[1:]))
-        first = next(s for s in seen if s.id == ids[0])
-        assert [hop.id for hop in first.mediators] == [by_address.id, by_name.id]
-        assert first.mediators[1].bytes_.client_to_server.in_ == 4
-        assert first.mediators[1].bytes_.client_to_server.out == 4
-        assert first.bytes_.client_to_server == 10 and first.bytes_.server_to_client == 10
-        copied = first.splits[0]
-        assert copied.id == split.id and copied.bytes_.client_to_server.sent == 4
-        assert copied.bytes_.server_to_client.sent == 4 and copied.state == models.SplitState.ACTIVE
-
-        removal = mediation.remove_hop.sync(ids[0], by_name.id, client=client)
-        assert isinstance(removal, models.HopRemoval) and removal.id == by_name.id
-        assert removal.removed_at.client_to_server == 10 and removal.drained.client_to_server == 0
-        # Only the ad-hoc hop is left: server_to_client still upper case, client_to_server direct.
-        assert roundtrip(socks[0], b"plain\n") == b"PLAIN\n"
-        assert splitting.delete_split.sync_detailed(ids[0], split.id, client=client).status_code == 204
-        hops = mediation.list_hops.sync(ids[0], client=client)
-        assert isinstance(hops, models.HopList) and [hop.id for hop in hops.mediators] == [by_address.id]
+            removal = mediation.remove_hop.sync(ids[0], by_name.id, client=client)
+            assert isinstance(removal, models.HopRemoval) and removal.id == by_name.id
+            assert removal.removed_at.client_to_server == 10 and removal.drained.client_to_server == 0
+            # Only the ad-hoc hop is left: server_to_client still upper case, client_to_server direct.
+            assert roundtrip(socks[0], b"plain\n") == b"PLAIN\n"
+            assert splitting.delete_split.sync_detailed(ids[0], split.id, client=client).status_code == 204
+            hops = mediation.list_hops.sync(ids[0], client=client)
+            assert isinstance(hops, models.HopList) and [hop.id for hop in hops.mediators] == [by_address.id]
     finally:
-        for sock in socks:
-            sock.close()
         upper.close()
         sink.close()
 

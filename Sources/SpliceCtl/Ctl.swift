@@ -31,6 +31,7 @@ public enum Ctl {
         }
     }
 
+    /// Writes `text` and a newline to stderr.
     static func printError(_ text: String) {
         FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
     }

@@ -5,6 +5,7 @@ import OpenAPIURLSession
 
 /// The options every `ctl` command takes: where the gateway is, its token, the output form.
 struct GlobalOptions: ParsableArguments {
+    /// Where the admin API listens unless told otherwise.
     static let defaultAdminURL = "http://127.0.0.1:8080"
 
     @Option(name: .customLong("admin-url"), help: "Admin API base URL (env SPLICEGATE_ADMIN_URL; default \(defaultAdminURL)).")

@@ -23,6 +23,7 @@ struct Output: Sendable {
         return encoder
     }
 
+    /// Writes the JSON (with `json`) or the text to stdout.
     func print(json: Bool) throws {
         if json {
             guard var data = try jsonData() else { return }

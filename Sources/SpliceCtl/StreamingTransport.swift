@@ -39,7 +39,9 @@ struct StreamingTransport: ClientTransport {
 
 /// Feeds one data task's response head and body bytes into two async streams.
 private final class StreamingDelegate: NSObject, URLSessionDataDelegate, Sendable {
+    /// The response head, once it is in.
     let head: AsyncThrowingStream<HTTPResponse, any Error>
+    /// The body's bytes as they arrive.
     let body: AsyncThrowingStream<ArraySlice<UInt8>, any Error>
     private let headInput: AsyncThrowingStream<HTTPResponse, any Error>.Continuation
     private let bodyInput: AsyncThrowingStream<ArraySlice<UInt8>, any Error>.Continuation

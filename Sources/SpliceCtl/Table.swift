@@ -2,17 +2,22 @@ import Foundation
 
 /// A plain text table: a header row and left-aligned columns two spaces apart.
 struct Table {
+    /// Column titles.
     let header: [String]
+    /// One array of cells per row.
     var rows: [[String]] = []
 
+    /// A table with these column titles and no rows.
     init(_ header: String...) {
         self.header = header
     }
 
+    /// Appends a row.
     mutating func add(_ cells: String...) {
         rows.append(cells)
     }
 
+    /// The table as lines, without a trailing newline.
     var text: String {
         let all = [header] + rows
         let widths = header.indices.map { column in all.map { $0.count > column ? $0[column].count : 0 }.max() ?? 0 }

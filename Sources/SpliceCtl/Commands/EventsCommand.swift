@@ -44,21 +44,3 @@ struct EventsCommand: ParsableCommand {
         }
     }
 }
-
-extension Components.Schemas.Event {
-    /// `12 hop.spliced session=s1 hop=h1`.
-    var line: String {
-        var parts = ["\(seq)", _type.rawValue]
-        switch session {
-        case .Session(let value): parts.append("session=\(value.id)")
-        case .SessionId(let id): parts.append("session=\(id)")
-        case nil: break
-        }
-        for (name, object) in [("listener", listener), ("hop", hop), ("split", split)] {
-            if case .some(.some(let id)) = object?.value["id"] as? String? { parts.append("\(name)=\(id)") }
-        }
-        if let server { parts.append("server=\(server)") }
-        if let reason { parts.append("reason=\(reason)") }
-        return parts.joined(separator: " ")
-    }
-}

@@ -6,6 +6,7 @@ struct ListenersCommand: ParsableCommand {
         commandName: "listeners", abstract: "List, add and remove listeners.",
         subcommands: [List.self, Add.self, Remove.self])
 
+    /// `listeners list`.
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every listener.")
 
@@ -27,6 +28,7 @@ struct ListenersCommand: ParsableCommand {
         }
     }
 
+    /// `listeners add`.
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Accept on LISTEN and relay to UPSTREAM.")
 
@@ -63,6 +65,7 @@ struct ListenersCommand: ParsableCommand {
         }
     }
 
+    /// `listeners remove`.
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop accepting on a listener.")
 

@@ -6,6 +6,7 @@ struct MediatorsCommand: ParsableCommand {
         commandName: "mediators", abstract: "List, register and unregister mediators.",
         subcommands: [List.self, Add.self, Remove.self])
 
+    /// `mediators list`.
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every registered mediator.")
 
@@ -31,6 +32,7 @@ struct MediatorsCommand: ParsableCommand {
         }
     }
 
+    /// `mediators add`.
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a tcp mediator.")
 
@@ -57,6 +59,7 @@ struct MediatorsCommand: ParsableCommand {
         }
     }
 
+    /// `mediators remove`.
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Unregister a mediator (refused while spliced).")
 

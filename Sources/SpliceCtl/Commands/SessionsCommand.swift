@@ -6,6 +6,7 @@ struct SessionsCommand: ParsableCommand {
         commandName: "sessions", abstract: "List, show and kill live sessions.",
         subcommands: [List.self, Show.self, Kill.self])
 
+    /// `sessions list`.
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every live session (all pages).")
 
@@ -33,6 +34,7 @@ struct SessionsCommand: ParsableCommand {
         }
     }
 
+    /// `sessions show`.
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One session with its hops and splits.")
 
@@ -51,6 +53,7 @@ struct SessionsCommand: ParsableCommand {
         }
     }
 
+    /// `sessions kill`.
     struct Kill: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Close a session (client and server).")
 

@@ -24,7 +24,9 @@ struct GlobalOptions: ParsableArguments {
 
     /// The generated client for the admin API, with the token when one is given.
     func client(transport: any ClientTransport = URLSessionTransport()) throws(CtlFailure) -> Client {
-        let text = resolvedURL
+        // The operations' paths start with '/': a base URL ending in one would double it.
+        var text = resolvedURL
+        while text.hasSuffix("/") { text.removeLast() }
         guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme),
               url.host != nil
         else { throw .usage("admin URL must be http://HOST:PORT, got '\(text)'") }

@@ -143,6 +143,7 @@ def test_listeners_and_mediators(gateway: Gateway) -> None:
     assert listener["name"] == "ctl test" and listener["connect_timeout_ms"] == 1000
     assert listener["listen"] != "127.0.0.1:0"
     assert ok_json(gateway, "listeners", "list") == gateway.get("/api/v1/listeners").json()
+    assert ok_json(gateway.url + "/", "listeners", "list") == gateway.get("/api/v1/listeners").json()
     assert listener["listen"] in ok(ctl(gateway, "listeners", "list"))
     failed(ctl(gateway, "listeners", "add", listener["listen"], "127.0.0.1:9"), 1)  # address in use: 409
     failed(ctl(gateway, "listeners", "add", "127.0.0.1:0", "127.0.0.1:0"), 1)  # upstream port 0: 422

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import SpliceControlPlane
 import SpliceCore
+import SpliceCtl
 import SpliceDataPlane
 
 /// The `splicegate` command: the gateway, its admin API and, with `--demo`, something to
@@ -20,9 +21,17 @@ struct Splicegate: ParsableCommand {
         usage: """
             splicegate [<options>]
             splicegate mediator [<options>]
+            splicegate ctl <command> [<options>]
             """,
         version: version,
-        subcommands: [MediatorCommand.self])
+        subcommands: [MediatorCommand.self, CtlCommand.self])
+
+    /// `ctl` keeps the exit codes of its contract (usage is 2, not ArgumentParser's 64).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "ctl" { Ctl.main(root: Self.self, arguments: arguments) }
+        main(nil)
+    }
 
     @Option(help: "Admin API address HOST:PORT; port 0 binds an ephemeral port. (default: 127.0.0.1:8080, or admin.address of --config)")
     var admin: String?

@@ -10,6 +10,7 @@ SPLICEGATE_BIN picks the binary (default .build/debug/splicegate).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import queue
@@ -468,3 +469,19 @@ def session_of(gateway: Gateway, sock: socket.socket, timeout: float = 10.0) -> 
     client = f"{host}:{port}"
     return wait_until(lambda: next((s for s in gateway.sessions() if s["client"] == client), None),
                       timeout=timeout, message=f"a session for client {client}")
+
+
+@contextlib.contextmanager
+def echoed_sessions(gateway: Gateway, count: int, greeting: bytes = b"hello\n") -> Iterator[tuple[list[socket.socket], list[str]]]:
+    """`count` clients of the gateway's first listener (an echo upstream), each with `greeting`
+    echoed back; yields their sockets and session ids, in the same order, and closes them."""
+    listen = gateway.listeners()[0]["listen"]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(connect(listen))
+            assert roundtrip(socks[-1], greeting) == greeting
+        yield socks, [session_of(gateway, sock)["id"] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()

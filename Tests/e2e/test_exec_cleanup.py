@@ -7,26 +7,19 @@ ever, with its reaper thread; now it gets SIGKILL after a grace period.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import socket
 
-from conftest import StreamServer, echo_handler, split_address, wait_until
-from test_hop_failure_once import children
+from conftest import split_address, wait_until
+from test_hop_failure_once import children, echo_gateway_with_exec_mediator
 
 
 def test_an_exec_mediator_that_ignores_sigterm_is_killed(start_gateway, tmp_path: pathlib.Path) -> None:
-    echo = StreamServer(echo_handler)
-    config = tmp_path / "config.json"
     # A filter that outlives its input and ignores SIGTERM (an ignored signal stays ignored
     # across exec): cat relays, then the shell becomes a sleep that nothing but SIGKILL ends.
-    config.write_text(json.dumps({
-        "listeners": [{"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}],
-        "mediators": [{"name": "stubborn", "kind": "exec",
-                       "command": ["sh", "-c", "trap '' TERM; cat; exec sleep 600"]}],
-    }))
-    gateway = start_gateway("--config", str(config))
+    gateway, echo = echo_gateway_with_exec_mediator(
+        start_gateway, tmp_path, "stubborn", ["sh", "-c", "trap '' TERM; cat; exec sleep 600"])
     try:
         with socket.create_connection(split_address(gateway.listeners()[0]["listen"]), timeout=10) as client:
             client.sendall(b"hello\n")
@@ -54,13 +47,7 @@ def test_exec_mediators_are_reaped_without_a_thread_each(start_gateway, tmp_path
     live exec legs meant 200 threads. Children are now watched through pidfds on the
     session's loop: the thread count stays flat, and every child is reaped (no zombie) once
     its hop or session goes."""
-    echo = StreamServer(echo_handler)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "listeners": [{"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}],
-        "mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}],
-    }))
-    gateway = start_gateway("--config", str(config))
+    gateway, echo = echo_gateway_with_exec_mediator(start_gateway, tmp_path, "cat", ["cat"])
     pid = gateway.proc.pid
     address = split_address(gateway.listeners()[0]["listen"])
     clients: list[socket.socket] = []

@@ -21,6 +21,19 @@ from conftest import (IO_TIMEOUT_S, StreamServer, connect, echo_handler, roundtr
 PIPE_CAPACITY = 65536  # Linux's default pipe buffer: what a stopped `cat` can hold unread
 
 
+def echo_gateway_with_exec_mediator(start_gateway, tmp_path: pathlib.Path, name: str,
+                                    command: list[str]):
+    """A gateway started from a config with one listener to a new echo server and one exec
+    mediator: (gateway, echo server). The caller closes the echo server."""
+    echo = StreamServer(echo_handler)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "listeners": [{"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}],
+        "mediators": [{"name": name, "kind": "exec", "command": command}],
+    }))
+    return start_gateway("--config", str(config)), echo
+
+
 def children(pid: int, comm: str) -> list[int]:
     """Ids of `pid`'s child processes named `comm`."""
     found = []
@@ -67,13 +80,7 @@ def drain(sock) -> None:
 
 def test_a_hop_dropped_after_its_drain_timed_out_gives_its_mediator_back_once(
         start_gateway, tmp_path: pathlib.Path) -> None:
-    echo = StreamServer(echo_handler)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "listeners": [{"name": "catted", "listen": "127.0.0.1:0", "upstream": echo.address}],
-        "mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}],
-    }))
-    gateway = start_gateway("--config", str(config))
+    gateway, echo = echo_gateway_with_exec_mediator(start_gateway, tmp_path, "cat", ["cat"])
     listen = gateway.listeners()[0]["listen"]
     stopped: list[int] = []
     threads: list[threading.Thread] = []

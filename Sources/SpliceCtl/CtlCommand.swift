@@ -14,7 +14,7 @@ public struct CtlCommand: ParsableCommand {
         subcommands: [
             SessionsCommand.self, SpliceCommand.self, RemoveCommand.self, SplitCommand.self,
             UnsplitCommand.self, FailoverCommand.self, ListenersCommand.self, MediatorsCommand.self,
-            EventsCommand.self,
+            EventsCommand.self, CaptureCommand.self,
         ])
 
     public init() {}

@@ -18,6 +18,11 @@ struct CtlFailure: Error, Sendable {
         CtlFailure(exitCode: 1, message: "unexpected answer: \(what)")
     }
 
+    /// Writing the command's own output failed (a full disk, say): exit 1.
+    static func output(_ message: String) -> CtlFailure {
+        CtlFailure(exitCode: 1, message: message)
+    }
+
     /// Bad arguments or settings: exit 2.
     static func usage(_ message: String) -> CtlFailure {
         CtlFailure(exitCode: usageCode, message: message)

@@ -4,3 +4,4 @@ import ArgumentParser
 extension Components.Schemas.DirectionSelection: ExpressibleByArgument {}
 extension Components.Schemas.FailurePolicy: ExpressibleByArgument {}
 extension Components.Schemas.SlowPolicy: ExpressibleByArgument {}
+extension Components.Parameters.CapturePoints: ExpressibleByArgument {}

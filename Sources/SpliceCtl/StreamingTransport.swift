@@ -7,13 +7,16 @@ import FoundationNetworking
 #endif
 
 /// A client transport that hands a response body on as its bytes arrive, for the endless
-/// event stream. `URLSessionTransport` buffers whole bodies on Linux (its streaming mode
-/// throws "Streaming is not supported on this platform"), so `ctl events` would print
-/// nothing until the gateway ends the stream; this one reads through a URLSession data
-/// delegate instead. Request bodies are not sent (the event stream is a GET).
+/// event and capture streams. `URLSessionTransport` buffers whole bodies on Linux (its
+/// streaming mode throws "Streaming is not supported on this platform"), so `ctl events`
+/// would print nothing until the gateway ends the stream; this one reads through a
+/// URLSession data delegate instead. Request bodies are not sent (both streams are GETs).
 struct StreamingTransport: ClientTransport {
-    /// How long the stream may go without a byte; the gateway's keep-alive comes every 10 s.
-    static let idleTimeout: TimeInterval = 60
+    /// How long the event stream may go without a byte; its keep-alive comes every 10 s.
+    static let eventsIdleTimeout: TimeInterval = 60
+
+    /// How long the stream may go without a byte before it fails.
+    var idleTimeout: TimeInterval = Self.eventsIdleTimeout
 
     func send(
         _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String
@@ -21,7 +24,7 @@ struct StreamingTransport: ClientTransport {
         guard let url = URL(string: baseURL.absoluteString + (request.path ?? "")) else {
             throw URLError(.badURL)
         }
-        var urlRequest = URLRequest(url: url, timeoutInterval: Self.idleTimeout)
+        var urlRequest = URLRequest(url: url, timeoutInterval: idleTimeout)
         urlRequest.httpMethod = request.method.rawValue
         for field in request.headerFields {
             urlRequest.addValue(field.value, forHTTPHeaderField: field.name.canonicalName)

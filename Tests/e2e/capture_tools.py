@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import shutil
+import socket
 import struct
 import subprocess
 import threading
@@ -80,6 +81,24 @@ class CaptureStream:
         self.thread.join(10)
 
 
+def pump(sock: socket.socket, payload: bytes) -> bytes:
+    """Sends `payload` while reading the echo in a thread (a large payload would fill both
+    ways' buffers if sent first), half-closes, and returns everything read until EOF."""
+    got = bytearray()
+
+    def read() -> None:
+        while chunk := sock.recv(1 << 16):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sock.sendall(payload)
+    sock.shutdown(socket.SHUT_WR)
+    reader.join(120)
+    assert not reader.is_alive(), "echo not finished within 120 s"
+    return bytes(got)
+
+
 def assert_clean(path: pathlib.Path) -> None:
     """tshark reads the file with nothing on stderr, no malformed packet and no expert
     warning or error."""
@@ -106,6 +125,14 @@ def streams(path: pathlib.Path) -> list[dict[str, Any]]:
         stream, interface, src4, src6, sport, dst4, dst6, dport = line.split("|")
         found.append({"stream": int(stream), "interface": interface, "src": (src4 or src6, int(sport)),
                       "dst": (dst4 or dst6, int(dport))})
+    return found
+
+
+def by_interface(path: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+    """The TCP streams of `streams(path)` grouped by the interface (capture point) they are on."""
+    found: dict[str, list[dict]] = {}
+    for stream in streams(path):
+        found.setdefault(stream["interface"], []).append(stream)
     return found
 
 

@@ -14,8 +14,8 @@ import pathlib
 import socket
 import threading
 
-from capture_tools import (CaptureStream, assert_clean, follow, interface_statistics, run_tshark, sha,
-                           stderr_problems, streams)
+from capture_tools import (CaptureStream, assert_clean, by_interface, follow, interface_statistics, pump, run_tshark,
+                           sha, stderr_problems)
 from conftest import (Gateway, Sink, StreamServer, assert_problem, connect, echo_handler, recv_exactly, session_of,
                       split_address, wait_until)
 
@@ -30,31 +30,6 @@ def demo_listener(gateway: Gateway) -> dict:
 
 def start_capture(gateway: Gateway, path: str, out: pathlib.Path, **params) -> CaptureStream:
     return CaptureStream(gateway.url + path, out, headers=gateway.headers(), params=params)
-
-
-def pump(sock: socket.socket, payload: bytes) -> bytes:
-    """Sends `payload` while reading the echo in a thread (a large payload would fill both
-    ways' buffers if sent first), half-closes, and returns everything read until EOF."""
-    got = bytearray()
-
-    def read() -> None:
-        while chunk := sock.recv(1 << 16):
-            got.extend(chunk)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    sock.sendall(payload)
-    sock.shutdown(socket.SHUT_WR)
-    reader.join(120)
-    assert not reader.is_alive(), "echo not finished within 120 s"
-    return bytes(got)
-
-
-def by_interface(path: pathlib.Path) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = {}
-    for stream in streams(path):
-        found.setdefault(stream["interface"], []).append(stream)
-    return found
 
 
 def test_16_mib_session_is_followed_byte_exact_on_both_legs(demo_gateway: Gateway, tmp_path: pathlib.Path) -> None:

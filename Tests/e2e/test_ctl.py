@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
+import signal
 import subprocess
 import threading
 import time
 from typing import Any
 
+from capture_tools import assert_clean, by_interface, follow, pump, sha
 from conftest import (BIN, TOKEN, Gateway, Sink, StreamServer, connect, echo_handler, echoed_sessions, refused_port,
-                      roundtrip, session_of, transform_handler, wait_until)
+                      roundtrip, session_of, split_address, transform_handler, wait_until)
 
 CTL_TIMEOUT_S = 30
 C2S, S2C = "client_to_server", "server_to_client"
@@ -270,3 +273,150 @@ def test_events_count_prints_and_exits(gateway: Gateway) -> None:
             process.wait(timeout=CTL_TIMEOUT_S)
         process.stdout.close()
         process.stderr.close()
+
+
+# -- capture ----------------------------------------------------------------------------------
+
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"  # a section header block opens every pcapng file
+
+
+def capture_process(gateway: Gateway, *args: str) -> subprocess.Popen[bytes]:
+    """`splicegate ctl capture ARGS` in the background, stdout and stderr as pipes of bytes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPLICEGATE_ADMIN_")}
+    env["SPLICEGATE_ADMIN_URL"] = gateway.url
+    return subprocess.Popen([str(BIN), "ctl", "capture", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, stdin=subprocess.DEVNULL)
+
+
+def ended_cleanly(process: subprocess.Popen[bytes]) -> bytes:
+    """The capture exits 0 by itself with nothing on stderr; returns what it wrote to stdout."""
+    stdout, stderr = process.communicate(timeout=CTL_TIMEOUT_S)
+    assert process.returncode == 0 and stderr == b"", f"exit {process.returncode}: {stderr.decode(errors='replace')}"
+    return stdout
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Cleanup: kills the process if it still runs and closes its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=CTL_TIMEOUT_S)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def lowercase(size: int) -> bytes:
+    return bytes(ord("a") + byte % 26 for byte in os.urandom(size))
+
+
+def test_capture_session_to_file_holds_each_direction_exactly(gateway: Gateway, tmp_path) -> None:
+    """An upstream that answers in upper case, so each direction's bytes are its own."""
+    upper = StreamServer(transform_handler(bytes.upper))
+    out = tmp_path / "session.pcapng"
+    process = None
+    try:
+        listener = gateway.create_listener(listen="127.0.0.1:0", upstream=upper.address)
+        with connect(listener["listen"]) as sock:
+            session = session_of(gateway, sock)
+            process = capture_process(gateway, session["id"], "-o", str(out))
+            wait_until(lambda: gateway.get(f"/api/v1/sessions/{session['id']}").json()["captures"],
+                       message="the capture listed on the session")
+            sent = lowercase(300_000)
+            assert pump(sock, sent) == sent.upper()
+        # The session has ended, and with it the capture.
+        assert ended_cleanly(process) == b"", "-o FILE writes nothing on stdout"
+    finally:
+        if process is not None:
+            stop(process)
+        upper.close()
+    assert_clean(out)
+    points = by_interface(out)
+    assert sorted(points) == ["client", "server"] and all(len(found) == 1 for found in points.values())
+    assert points["client"][0]["src"] == split_address(session["client"])
+    followed = follow(out, points["client"][0]["stream"], points["server"][0]["stream"])
+    for to_server, to_client in followed.values():
+        assert (sha(to_server), sha(to_client)) == (sha(sent), sha(sent.upper()))
+
+
+def test_capture_listener_holds_a_stream_per_session(gateway: Gateway, tmp_path) -> None:
+    """One session open when the capture starts, one opened while it runs."""
+    upper = StreamServer(transform_handler(bytes.upper))
+    out = tmp_path / "listener.pcapng"
+    try:
+        listener = gateway.create_listener(listen="127.0.0.1:0", upstream=upper.address)
+        with connect(listener["listen"]) as first:
+            first_id = session_of(gateway, first)["id"]
+            process = capture_process(gateway, "--listener", listener["id"], "-o", str(out), "--points", "edges",
+                                      "--direction", "both", "--buffer-bytes", str(1 << 20))
+            try:
+                wait_until(lambda: gateway.get(f"/api/v1/sessions/{first_id}").json()["captures"],
+                           message="the listener's capture listed on its open session")
+                with connect(listener["listen"]) as second:
+                    sent = {first.getsockname()[1]: lowercase(40_000), second.getsockname()[1]: lowercase(50_000)}
+                    for sock in (first, second):
+                        payload = sent[sock.getsockname()[1]]
+                        assert pump(sock, payload) == payload.upper()
+                wait_until(lambda: not gateway.sessions(listener=listener["id"]), message="both sessions to end")
+                assert gateway.delete(f"/api/v1/listeners/{listener['id']}").status_code == 204
+                assert ended_cleanly(process) == b""
+            finally:
+                stop(process)
+    finally:
+        upper.close()
+    assert_clean(out)
+    points = by_interface(out)
+    assert len(points["client"]) == 2 and len(points["server"]) == 2
+    followed = follow(out, *(found["stream"] for found in points["client"]))
+    for found in points["client"]:
+        payload = sent[found["src"][1]]
+        to_server, to_client = followed[found["stream"]]
+        assert (sha(to_server), sha(to_client)) == (sha(payload), sha(payload.upper()))
+
+
+def test_capture_to_a_pipe_streams_and_ends_cleanly_when_interrupted_or_the_reader_leaves(demo_gateway: Gateway) -> None:
+    listen = demo_gateway.listeners()[0]["listen"]
+    for ending in ("SIGINT", "reader left"):
+        with connect(listen) as sock:
+            sid = session_of(demo_gateway, sock)["id"]
+            process = capture_process(demo_gateway, sid)
+            try:
+                wait_until(lambda sid=sid: demo_gateway.get(f"/api/v1/sessions/{sid}").json()["captures"],
+                           message="the capture listed on the session")
+                assert roundtrip(sock, b"live\n") == b"live\n"
+                # Written as it arrives: the file's start is readable while the session lives.
+                assert process.stdout is not None
+                ready, _, _ = select.select([process.stdout], [], [], CTL_TIMEOUT_S)
+                assert ready, "nothing written while the session is open"
+                assert os.read(process.stdout.fileno(), 4) == PCAPNG_MAGIC
+                if ending == "SIGINT":
+                    process.send_signal(signal.SIGINT)
+                else:
+                    process.stdout.close()
+                    assert roundtrip(sock, b"more\n") == b"more\n"  # packets for a closed pipe
+                assert process.wait(timeout=CTL_TIMEOUT_S) == 0
+                assert process.stderr is not None and process.stderr.read() == b""
+                # The session lives on; its capture ends. The gateway notices a reader that
+                # left when a write to it fails, which can take more than one batch of packets.
+                wait_until(lambda sock=sock, sid=sid: roundtrip(sock, b"still\n") == b"still\n" and
+                           demo_gateway.get(f"/api/v1/sessions/{sid}").json()["captures"] == [],
+                           message=f"the capture to end after {ending}")
+            finally:
+                stop(process)
+
+
+def test_capture_problems_exit_1_and_usage_errors_2(demo_gateway: Gateway, tmp_path) -> None:
+    out = tmp_path / "never.pcapng"
+    detail = demo_gateway.get("/api/v1/sessions/s999999/capture").json()["detail"]
+    assert detail in failed(ctl(demo_gateway, "capture", "s999999", "-o", str(out)), 1)
+    assert demo_gateway.get("/api/v1/listeners/l999999/capture").json()["detail"] in \
+        failed(ctl(demo_gateway, "capture", "--listener", "l999999", "-o", str(out)), 1)
+    with connect(demo_gateway.listeners()[0]["listen"]) as sock:
+        sid = session_of(demo_gateway, sock)["id"]
+        assert "400" in failed(ctl(demo_gateway, "capture", sid, "--buffer-bytes", "12", "-o", str(out)), 1)
+        for args in ([], [sid, "--listener", "l1"], [sid, "--points", "all"], [sid, "--direction", "sideways"]):
+            failed(ctl(demo_gateway, "capture", *args, "-o", str(out)), 2)
+        assert demo_gateway.get(f"/api/v1/sessions/{sid}").json()["captures"] == []
+    assert not out.exists(), "a refused capture leaves no file"
+    help_text = ok(ctl(demo_gateway, "capture", "--help"))
+    assert "--json" in help_text and "pcapng" in help_text
+    assert "unreachable" in failed(ctl(f"http://127.0.0.1:{refused_port()}", "capture", "s1", "-o", str(out)), 3)

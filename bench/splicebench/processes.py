@@ -210,5 +210,9 @@ def raise_nofile():
 
 
 def big_session_count():
-    # 2 fds per session in the proxy, plus ~30 of its own, plus slack.
-    return min(WANT_BIG, (nofile_limit() - 100) // 2 // 50 * 50)
+    # 2 fds per session in the proxy, plus ~30 of its own, plus slack; splicegate's
+    # listeners stop accepting a sixteenth below the limit (at most 256 descriptors), which
+    # it keeps for its admin API and dialing.
+    limit = nofile_limit()
+    reserve = max(8, min(256, limit // 16))
+    return min(WANT_BIG, (limit - reserve - 100) // 2 // 50 * 50)

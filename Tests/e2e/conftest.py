@@ -349,10 +349,15 @@ class StreamServer:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        # The kernel's most (somaxconn, 4096): with a short queue a burst of dials that
+        # outruns this Python acceptor overflows it, the gateway's handshakes and FINs are
+        # dropped and retried with exponential backoff, and its sessions wait seconds for
+        # a server that is merely slow to accept (TcpExtListenOverflows counts them).
+        self.sock.listen(socket.SOMAXCONN if socket.SOMAXCONN > 4096 else 4096)
         self.port = self.sock.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self.conns: list[socket.socket] = []
+        self.finished = 0
         self.closed = False
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -379,6 +384,13 @@ class StreamServer:
             self.handler(conn)
         except OSError:
             pass
+        with self._lock:
+            self.finished += 1
+
+    def counts(self) -> tuple[int, int]:
+        """Connections accepted so far, and how many of their handlers have returned."""
+        with self._lock:
+            return len(self.conns), self.finished
 
     def close(self) -> None:
         with self._lock:

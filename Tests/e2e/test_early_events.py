@@ -227,7 +227,7 @@ def test_client_events_during_a_slow_dial_are_kept(gateway, slow_upstream: SlowU
 BURST = 2000
 
 
-def wait_for_sessions_to_end(gateway, stall_s: float = 20.0) -> None:
+def wait_for_sessions_to_end(gateway, upstream: StreamServer, stall_s: float = 20.0) -> None:
     """Waits while the live sessions keep ending; fails once none has ended for `stall_s`.
 
     2,000 sessions end through a thread-per-connection Python upstream: on a loaded
@@ -241,8 +241,10 @@ def wait_for_sessions_to_end(gateway, stall_s: float = 20.0) -> None:
         now = len(gateway.sessions())
         if now < left:
             left, stalled_since = now, time.monotonic()
+        accepted, answered = upstream.counts()
         assert time.monotonic() - stalled_since < stall_s, \
-            f"{left} sessions have not ended, none of them for {stall_s:.0f} s: {gateway.sessions()[:5]}"
+            (f"{left} sessions have not ended, none of them for {stall_s:.0f} s (the upstream accepted "
+             f"{accepted} connections and answered EOF on {answered}): {gateway.sessions()[:5]}")
 
 
 def test_a_burst_of_connect_and_close_clients_leaves_nothing_behind(gateway) -> None:
@@ -254,7 +256,7 @@ def test_a_burst_of_connect_and_close_clients_leaves_nothing_behind(gateway) -> 
         for _ in range(BURST):
             # Closed as soon as connected: the FIN often comes before the gateway has dialed.
             connect(listen).close()
-        wait_for_sessions_to_end(gateway)
+        wait_for_sessions_to_end(gateway, upstream)
         assert_fds_return_to(gateway, baseline)
     finally:
         upstream.close()

@@ -65,6 +65,10 @@ let package = Package(
                 "SpliceDataPlane",
                 "CMicroHTTPD",
                 "CJansson",
+                // Requests to the other nodes of a cluster (forwarding, listing, events).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -138,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SpliceControlPlaneTests",
-            dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceTestSupport"]
+            dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceIO", "SpliceTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

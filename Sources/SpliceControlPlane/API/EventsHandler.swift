@@ -11,19 +11,31 @@ import Synchronization
 struct EventsHandler: Sendable {
     let gateway: Gateway
     let heartbeat: Heartbeat
+    /// The other nodes, when this gateway is one of a cluster: their events join the stream.
+    var cluster: ClusterAccess?
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/events") { request, _ in
-            try request.allowQuery(["access_token"])
+            try request.allowQuery(["access_token", "scope"])
+            let localOnly = switch request.query("scope") {
+            case nil, "cluster": false
+            case "local": true
+            case let other?: throw APIError.invalid("scope must be 'cluster' or 'local', got '\(other)'")
+            }
             let source = StreamSource(maxBufferedBytes: 1 << 20)
             source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
+            let node = cluster?.membership.localNode.name
             let token = gateway.events.subscribe { sequence, event in
-                if !source.write(event.sseFrame(sequence: sequence)) { source.finish() }
+                if !source.write(event.sseFrame(sequence: sequence, node: node)) { source.finish() }
             }
+            let feed = localOnly || ClusterAccess.isForwarded(request) ? nil
+                : cluster.map { ClusterEventFeed(access: $0, request: request, into: source) }
+            feed?.start()
             heartbeat.add(source)
             source.onRelease { [events = gateway.events] in
                 events.cancel(token)
                 heartbeat.remove(source)
+                feed?.stop()
             }
             var response = HTTPResponse.stream(source)
             response.headers.set("X-Accel-Buffering", "no")

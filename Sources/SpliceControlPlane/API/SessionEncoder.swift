@@ -12,19 +12,25 @@ struct SessionEncoder: ~Copyable {
     private var listeners: [ListenerID: UnsafeMutablePointer<json_t>] = [:]
     private var states: [SessionState: UnsafeMutablePointer<json_t>] = [:]
     private let emptyArray = JanssonValue.array()
+    /// The cluster node the sessions run on, shared by all of them; nil alone.
+    private let node: UnsafeMutablePointer<json_t>?
 
-    /// An encoder with nothing shared yet.
-    init() {}
+    /// An encoder with nothing shared yet; `node` names this cluster node in every session.
+    init(node: String? = nil) {
+        self.node = node.map { JanssonValue.string($0).take() }
+    }
 
     deinit {
         for value in listeners.values { sg_json_decref(value) }
         for value in states.values { sg_json_decref(value) }
+        if let node { sg_json_decref(node) }
     }
 
     /// The session object.
     mutating func encode(_ session: SessionSnapshot) -> JanssonValue {
         let object = JanssonValue.object()
         object.set("id", session.id.jansson)
+        if let node { object.set("node", JanssonValue(owning: sg_json_incref(node))) }
         object.set("listener", Self.shared(session.listener, in: &listeners) { $0.jansson })
         object.set("client", .string(session.client))
         object.set("server", .string(session.server))
@@ -57,8 +63,8 @@ struct SessionEncoder: ~Copyable {
 
 extension SessionSnapshot {
     /// The session object of the API as a `JSON` value (events embed it).
-    var json: JSON {
-        var encoder = SessionEncoder()
+    func json(node: String?) -> JSON {
+        var encoder = SessionEncoder(node: node)
         let value = encoder.encode(self)
         return JSON(jansson: value.pointer)
     }

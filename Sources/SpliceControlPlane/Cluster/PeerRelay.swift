@@ -21,7 +21,10 @@ struct PeerRelay: Sendable {
             target: request.path + Self.encodedQuery(query ?? request.queryItems),
             headers: headers(of: request), body: request.body)
         let mode = Mutex(Mode.waiting)
-        let exchange = client.stream(peerRequest, timeout: nil, handlers: .init(
+        // A capture streams for as long as its session lives; anything else is answered
+        // within a drain timeout (at most 600 s), so a peer that never answers is given up.
+        let streams = request.path.hasSuffix("/capture")
+        let exchange = client.stream(peerRequest, timeout: streams ? nil : .seconds(630), handlers: .init(
             head: { status, headers in
                 var response = HTTPResponse(status: status)
                 for (name, value) in headers where Self.passedBack.contains(name.lowercased()) {

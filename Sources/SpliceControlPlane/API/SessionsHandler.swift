@@ -17,8 +17,7 @@ struct SessionsHandler: Sendable {
     func register(in router: inout Router) {
         guard let cluster else {
             router.add(.GET, "/api/v1/sessions") { request, _ in
-                let query = try ListQuery(request)
-                return .json(200, localPage(query).document())
+                .bytes(200, localPage(try ListQuery(request)).document, contentType: "application/json")
             }
             return registerSingle(in: &router)
         }
@@ -29,11 +28,9 @@ struct SessionsHandler: Sendable {
             let pending = PendingResponse()
             let page = localPage(query)
             if query.localOnly {
-                pending.complete(.json(200, page.document()))
+                pending.complete(.bytes(200, page.document, contentType: "application/json"))
             } else {
-                ClusterSessionPage(access: cluster).answer(
-                    request, local: .init(owning: page.sessions.take(), hasMore: page.nextCursor != nil),
-                    limit: query.limit, into: pending)
+                ClusterSessionPage(access: cluster).answer(request, local: page, limit: query.limit, into: pending)
             }
             return pending
         }
@@ -60,33 +57,33 @@ struct SessionsHandler: Sendable {
         }
     }
 
-    /// This node's part of a listing.
-    private struct LocalPage: ~Copyable {
-        let sessions: JanssonValue
-        let nextCursor: SessionID?
-
-        consuming func document() -> JanssonValue {
-            let body = JanssonValue.object()
-            body.set("sessions", sessions)
-            body.set("next_cursor", nextCursor.map { $0.jansson } ?? JSON.null.jansson())
-            return body
-        }
-    }
-
-    private func localPage(_ query: ListQuery) -> LocalPage {
+    /// This node's page: `{"sessions":[…],"next_cursor":…}`, and where each session lies
+    /// in it (for a cluster's merge).
+    private func localPage(_ query: ListQuery) -> ClusterSessionPage.Part {
         let page = gateway.sessions(listener: query.listener, limit: query.limit, after: query.cursor)
-        var encoder = SessionEncoder(node: node)
-        let sessions = JanssonValue.array()
-        for session in page.sessions { sessions.append(encoder.encode(session)) }
-        return LocalPage(sessions: sessions, nextCursor: page.nextCursor)
+        var writer = SessionWriter(node: node, capacity: 64 + page.sessions.count * 320)
+        var ranges: [(number: UInt64, range: Range<Int>)] = []
+        ranges.reserveCapacity(page.sessions.count)
+        writer.append(#"{"sessions":["#)
+        for (position, session) in page.sessions.enumerated() {
+            if position > 0 { writer.append(",") }
+            let start = writer.bytes.count
+            writer.append(session)
+            ranges.append((session.id.number, start..<writer.bytes.count))
+        }
+        writer.append(#"],"next_cursor":"#)
+        writer.append(id: page.nextCursor)
+        writer.append("}")
+        return .init(text: writer.bytes, sessions: ranges, hasMore: page.nextCursor != nil)
     }
 
     /// One session, shown and killed (a cluster forwards other nodes' to them first).
     private func registerSingle(in router: inout Router) {
         router.add(.GET, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])
-            var encoder = SessionEncoder(node: node)
-            return .json(200, encoder.encode(try gateway.session(parameters.id("id", as: SessionID.self))))
+            var writer = SessionWriter(node: node)
+            writer.append(try gateway.session(parameters.id("id", as: SessionID.self)))
+            return .bytes(200, writer.bytes, contentType: "application/json")
         }
         router.addPending(.DELETE, "/api/v1/sessions/{id}") { request, parameters in
             try request.allowQuery([])

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CJansson
 import SpliceCore
 import Synchronization
 
@@ -11,41 +7,94 @@ import Synchronization
 /// node is asked for its first `limit` sessions after the cursor, and the merged page is
 /// the first `limit` of all of them: the same cursor rule as one node's, and paging stays
 /// exact while sessions come and go. A node that cannot be reached is named in
-/// `unreachable_nodes` instead of failing the listing.
+/// `unreachable_nodes` instead of failing the listing. Pages are merged as text: each
+/// session object is copied as it came, never parsed into a tree.
 struct ClusterSessionPage: Sendable {
     let access: ClusterAccess
 
-    /// One node's part: its sessions (an owned jansson array) and whether it has more.
-    final class Part: @unchecked Sendable {
-        // @unchecked: the array is only read once every part is in, under the merge's lock.
-        let sessions: UnsafeMutablePointer<json_t>
+    /// One node's part: its page's text, where each session object lies in it, and
+    /// whether the node has more after them.
+    struct Part: Sendable {
+        let text: [UInt8]
+        let sessions: [(number: UInt64, range: Range<Int>)]
         let hasMore: Bool
 
-        init(owning sessions: UnsafeMutablePointer<json_t>, hasMore: Bool) {
-            self.sessions = sessions
-            self.hasMore = hasMore
+        /// The page as this node answers it alone.
+        var document: [UInt8] { text }
+
+        /// A peer's `{"sessions":[…],"next_cursor":…}` as `SessionWriter` writes it (each
+        /// session object starting with its id); nil when it is not one.
+        static func scan(_ text: [UInt8]) -> Part? {
+            let head = Array(#"{"sessions":["#.utf8)
+            guard text.starts(with: head) else { return nil }
+            var index = head.count
+            var sessions: [(number: UInt64, range: Range<Int>)] = []
+            if index < text.count, text[index] == UInt8(ascii: "]") {
+                index += 1
+            } else {
+                while true {
+                    guard let end = objectEnd(text, from: index), let number = leadingID(text, at: index) else {
+                        return nil
+                    }
+                    sessions.append((number, index..<end))
+                    guard end < text.count else { return nil }
+                    index = end + 1
+                    if text[end] == UInt8(ascii: "]") { break }
+                    guard text[end] == UInt8(ascii: ",") else { return nil }
+                }
+            }
+            let rest = text[index...]
+            let more = Array(#","next_cursor":""#.utf8)
+            let last = Array(#","next_cursor":null"#.utf8)
+            if rest.starts(with: more) { return Part(text: text, sessions: sessions, hasMore: true) }
+            if rest.starts(with: last) { return Part(text: text, sessions: sessions, hasMore: false) }
+            return nil
         }
 
-        deinit { sg_json_decref(sessions) }
+        /// The index just past the object starting at `start`, by brace depth outside strings.
+        private static func objectEnd(_ text: [UInt8], from start: Int) -> Int? {
+            guard start < text.count, text[start] == UInt8(ascii: "{") else { return nil }
+            var depth = 0
+            var inString = false
+            var index = start
+            while index < text.count {
+                let byte = text[index]
+                if inString {
+                    if byte == UInt8(ascii: "\\") {
+                        index += 1
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = false
+                    }
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = true
+                } else if byte == UInt8(ascii: "{") || byte == UInt8(ascii: "[") {
+                    depth += 1
+                } else if byte == UInt8(ascii: "}") || byte == UInt8(ascii: "]") {
+                    depth -= 1
+                    if depth == 0 { return index + 1 }
+                }
+                index += 1
+            }
+            return nil
+        }
 
-        /// A peer's `{"sessions": […], "next_cursor": …}`; nil when it is not one.
-        static func parse(_ body: [UInt8]) -> Part? {
-            var error = json_error_t()
-            let root = body.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { json_loadb($0.baseAddress, $0.count, 0, &error) }
+        /// The session number of `{"id":"s17",…` at `start`.
+        private static func leadingID(_ text: [UInt8], at start: Int) -> UInt64? {
+            let head = Array(#"{"id":"s"#.utf8)
+            guard text[start...].starts(with: head) else { return nil }
+            var index = start + head.count
+            var digits = ""
+            while index < text.count, text[index] >= UInt8(ascii: "0"), text[index] <= UInt8(ascii: "9") {
+                digits.unicodeScalars.append(UnicodeScalar(text[index]))
+                index += 1
             }
-            guard let root else { return nil }
-            defer { sg_json_decref(root) }
-            guard let sessions = json_object_get(root, "sessions"), sg_json_typeof(sessions) == JSON_ARRAY else {
-                return nil
-            }
-            let cursor = json_object_get(root, "next_cursor")
-            return Part(owning: sg_json_incref(sessions)!, hasMore: cursor.map { sg_json_typeof($0) == JSON_STRING } ?? false)
+            guard index < text.count, text[index] == UInt8(ascii: "\"") else { return nil }
+            return SessionID("s" + digits)?.number
         }
     }
 
     /// Completes `pending` with the merged page: `local` is this node's part; the peers are
-    /// asked with the same `query` plus `scope=local`.
+    /// asked with the same query plus `scope=local`.
     func answer(_ request: HTTPRequest, local: Part, limit: Int, into pending: PendingResponse) {
         let peers = access.peers
         let parts = Mutex<(parts: [Part], unreachable: [String], waiting: Int)>(([local], [], peers.count))
@@ -55,7 +104,7 @@ struct ClusterSessionPage: Sendable {
                                     contentType: "application/json"))
         }
         guard !peers.isEmpty else { return finish() }
-        var query = request.queryItems.filter { $0.name != "scope" && $0.name != "access_token" }
+        var query = request.queryItems.filter { $0.name != "scope" }
         query.append(("scope", "local"))
         for node in peers {
             var headers: [(name: String, value: String)] = [(PeerRelay.forwardedHeader, access.membership.localNode.name)]
@@ -64,7 +113,7 @@ struct ClusterSessionPage: Sendable {
                                                  target: request.path + PeerRelay.encodedQuery(query), headers: headers)
             access.client.send(peerRequest, timeout: .seconds(3)) { result in
                 let part: Part? = switch result {
-                case .success(let response) where response.status == 200: Part.parse(response.body)
+                case .success(let response) where response.status == 200: Part.scan(response.body)
                 default: nil
                 }
                 let done = parts.withLock { state -> Bool in
@@ -79,33 +128,30 @@ struct ClusterSessionPage: Sendable {
 
     /// The first `limit` sessions of all parts by id, with the cursor after them.
     static func merge(_ parts: [Part], limit: Int, unreachable: [String]) -> [UInt8] {
-        var entries: [(number: UInt64, value: UnsafeMutablePointer<json_t>)] = []
-        for part in parts {
-            for index in 0..<json_array_size(part.sessions) {
-                guard let session = json_array_get(part.sessions, index),
-                      let text = json_string_value(json_object_get(session, "id")),
-                      let id = SessionID(String(cString: text)) else { continue }
-                entries.append((id.number, session))
-            }
+        var entries: [(number: UInt64, part: Int, range: Range<Int>)] = []
+        for (index, part) in parts.enumerated() {
+            for session in part.sessions { entries.append((session.number, index, session.range)) }
         }
         entries.sort { $0.number < $1.number }
-        let page = JanssonValue.array()
-        for entry in entries.prefix(limit) {
-            page.append(JanssonValue(owning: sg_json_incref(entry.value)))
+        let page = entries.prefix(limit)
+        var writer = SessionWriter(capacity: page.reduce(64) { $0 + $1.range.count + 1 })
+        writer.append(#"{"sessions":["#)
+        for (position, entry) in page.enumerated() {
+            if position > 0 { writer.append(",") }
+            writer.append(raw: parts[entry.part].text[entry.range])
         }
+        writer.append(#"],"next_cursor":"#)
         let hasMore = entries.count > limit || parts.contains(where: \.hasMore)
-        let body = JanssonValue.object()
-        body.set("sessions", page)
-        if hasMore, let last = entries.prefix(limit).last {
-            body.set("next_cursor", SessionID(number: last.number).jansson)
-        } else {
-            body.set("next_cursor", JSON.null.jansson())
-        }
+        writer.append(id: hasMore ? page.last.map { SessionID(number: $0.number) } : nil)
         if !unreachable.isEmpty {
-            let names = JanssonValue.array()
-            for name in unreachable.sorted() { names.append(.string(name)) }
-            body.set("unreachable_nodes", names)
+            writer.append(#","unreachable_nodes":["#)
+            for (position, name) in unreachable.sorted().enumerated() {
+                if position > 0 { writer.append(",") }
+                writer.append(string: name)
+            }
+            writer.append("]")
         }
-        return body.serializedBytes()
+        writer.append("}")
+        return writer.bytes
     }
 }

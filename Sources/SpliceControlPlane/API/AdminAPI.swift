@@ -46,7 +46,7 @@ public struct AdminAPI: Sendable {
         MediatorsHandler(gateway: gateway, persist: options.persist).register(in: &router)
         MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
-        SplitsHandler(gateway: gateway, node: options.cluster?.membership.localNode.name).register(in: &router)
+        SplitsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
         EventsHandler(gateway: gateway, heartbeat: Heartbeat(), cluster: options.cluster).register(in: &router)
         CaptureHandler(gateway: gateway).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)

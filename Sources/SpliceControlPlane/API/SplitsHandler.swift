@@ -5,8 +5,8 @@ import SpliceDataPlane
 /// promote a replica to server.
 struct SplitsHandler: Sendable {
     let gateway: Gateway
-    /// This node's name in session objects, when it is one of a cluster.
-    var node: String?
+    /// The cluster this gateway is a node of: its name goes into session objects.
+    var cluster: ClusterAccess?
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/sessions/{id}/splits") { request, parameters in
@@ -37,7 +37,7 @@ struct SplitsHandler: Sendable {
             guard let split = SplitID(text) else {
                 throw APIError.invalid("field 'split' must be a split id like x1, got '\(text)'")
             }
-            return try gateway.failingOver(session: id, split: split).response { [node] in .json(200, $0.json(node: node)) }
+            return try gateway.failingOver(session: id, split: split).response { [cluster] in .json(200, $0.json(node: cluster?.membership.localNode.name)) }
         }
     }
 }

@@ -12,7 +12,7 @@ public struct ClusterAccess: Sendable {
     public init(membership: any ClusterMembership, client: PeerClient) {
         self.membership = membership
         self.client = client
-        self.relay = PeerRelay(client: client, localName: membership.localNode.name)
+        self.relay = PeerRelay(client: client, membership: membership)
     }
 
     /// The live nodes other than this one.

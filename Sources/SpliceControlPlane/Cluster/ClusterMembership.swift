@@ -37,7 +37,12 @@ public struct ClusterNode: Sendable, Equatable {
     public static let sessionNumberStride: UInt64 = 1_000_000_000_000
 
     /// The number of this node's first session.
-    public var firstSessionNumber: UInt64 { number * Self.sessionNumberStride + 1 }
+    public var firstSessionNumber: UInt64 { Self.firstSessionNumber(ofNode: number) }
+
+    /// The number of the first session of node `number`.
+    public static func firstSessionNumber(ofNode number: UInt64) -> UInt64 {
+        number * sessionNumberStride + 1
+    }
 
     /// The number of the node that issued `session`.
     public static func owner(of session: SessionID) -> UInt64 {

@@ -10,8 +10,8 @@ struct PeerRelay: Sendable {
     static let forwardedHeader = "X-Splicegate-Forwarded"
 
     let client: PeerClient
-    /// This node's name, sent in `forwardedHeader`.
-    let localName: String
+    /// Who this node is (its name is sent in `forwardedHeader`).
+    let membership: any ClusterMembership
 
     /// The peer's answer to `request`, or 502 when it cannot be reached.
     func relay(_ request: HTTPRequest, to node: ClusterNode, query: [(name: String, value: String)]? = nil) -> HTTPAnswer {
@@ -85,7 +85,7 @@ struct PeerRelay: Sendable {
 
     /// The header fields a peer gets: the caller's credentials and content type.
     private func headers(of request: HTTPRequest) -> [(name: String, value: String)] {
-        var headers: [(name: String, value: String)] = [(Self.forwardedHeader, localName)]
+        var headers: [(name: String, value: String)] = [(Self.forwardedHeader, membership.localNode.name)]
         for name in ["Authorization", "Content-Type", "Accept"] {
             if let value = request.headers[name] { headers.append((name, value)) }
         }

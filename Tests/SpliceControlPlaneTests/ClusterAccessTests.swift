@@ -175,12 +175,16 @@ struct ClusterAccessTests {
             try stream.send("GET", "/api/v1/events")
             let head = try stream.readResponseHead()
             #expect(head.status == 200)
-            // Wait until a has subscribed to b (its feed opens a stream on b).
-            #expect(eventually { b.gateway.events.subscriberCount >= 1 })
+            // The opening comment comes once a is subscribed to b as well: an event on b
+            // right after it must not be missed.
+            var text = ""
+            while !text.contains(": splicegate events"), let chunk = try stream.readChunk() {
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            #expect(b.gateway.events.subscriberCount == 1)
             let client = try TestSocket.connect(port: b.port)
             try client.send(Array("x".utf8))
             _ = try client.receive(exactly: 1)
-            var text = ""
             let deadline = Date().addingTimeInterval(10)
             while !text.contains("\"session.opened\""), Date() < deadline, let chunk = try stream.readChunk() {
                 text += String(decoding: chunk, as: UTF8.self)

@@ -23,24 +23,51 @@ struct EventsHandler: Sendable {
             case let other?: throw APIError.invalid("scope must be 'cluster' or 'local', got '\(other)'")
             }
             let source = StreamSource(maxBufferedBytes: 1 << 20)
-            source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
             let node = cluster?.membership.localNode.name
-            let token = gateway.events.subscribe { sequence, event in
-                if !source.write(event.sseFrame(sequence: sequence, node: node)) { source.finish() }
+            let subscription = Subscription()
+            // Subscribed here first, then the opening comment: from the comment on, the
+            // client misses no event (in a cluster, none of the peers' either).
+            let open: @Sendable () -> Void = { [events = gateway.events] in
+                subscription.open(events) { sequence, event in
+                    if !source.write(event.sseFrame(sequence: sequence, node: node)) { source.finish() }
+                }
+                source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
             }
             let feed = localOnly || ClusterAccess.isForwarded(request) ? nil
                 : cluster.map { ClusterEventFeed(access: $0, request: request, into: source) }
-            feed?.start()
             heartbeat.add(source)
             source.onRelease { [events = gateway.events] in
-                events.cancel(token)
+                subscription.close(events)
                 heartbeat.remove(source)
                 feed?.stop()
             }
+            if let feed { feed.start(onReady: open) } else { open() }
             var response = HTTPResponse.stream(source)
             response.headers.set("X-Accel-Buffering", "no")
             return response
         }
+    }
+}
+
+/// One stream's subscription to the gateway's events, which may open after the client has
+/// already gone (a cluster stream opens once the peers answer): then it never opens.
+private final class Subscription: Sendable {
+    private let state = Mutex<(token: EventHub.Token?, closed: Bool)>((nil, false))
+
+    func open(_ events: EventHub, _ deliver: @escaping @Sendable (UInt64, GatewayEvent) -> Void) {
+        state.withLock { state in
+            guard !state.closed, state.token == nil else { return }
+            state.token = events.subscribe(deliver)
+        }
+    }
+
+    func close(_ events: EventHub) {
+        let token = state.withLock { state -> EventHub.Token? in
+            state.closed = true
+            defer { state.token = nil }
+            return state.token
+        }
+        if let token { events.cancel(token) }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import SpliceCore
+import SplicePeerClient
 import SpliceDataPlane
 import SpliceIO
 import SpliceTestSupport

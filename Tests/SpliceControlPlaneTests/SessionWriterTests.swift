@@ -110,10 +110,17 @@ struct SessionWriterTests {
         let last = try JSON.parse(ClusterSessionPage.merge([a, empty], limit: 5, unreachable: []))
         #expect(last["next_cursor"] == .null)
         #expect(last["unreachable_nodes"] == nil)
+        // A peer that writes its page differently (another version) is parsed instead.
+        let other = try #require(ClusterSessionPage.Part.read(Array(
+            #"{"next_cursor":"s3000000000009", "sessions":[{"state":"open","id":"s3000000000009"}]}"#.utf8)))
+        #expect(other.sessions.map(\.number) == [3_000_000_000_009])
+        #expect(other.hasMore)
+        let mixed = try JSON.parse(ClusterSessionPage.merge([other, a], limit: 10, unreachable: []))
+        #expect(mixed["sessions"]?.array?.last?["state"] == "open")
         // Anything else is not a page this node can merge.
         for garbage in ["", "{}", #"{"sessions":[{"id":"x1"}],"next_cursor":null}"#,
                         #"{"sessions":[{"id":"s1"],"next_cursor":null}"#, #"{"sessions":[],"next_cursor":5}"#] {
-            #expect(ClusterSessionPage.Part.scan(Array(garbage.utf8)) == nil, "\(garbage)")
+            #expect(ClusterSessionPage.Part.read(Array(garbage.utf8)) == nil, "\(garbage)")
         }
     }
 

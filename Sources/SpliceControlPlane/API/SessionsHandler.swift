@@ -49,11 +49,7 @@ struct SessionsHandler: Sendable {
             listener = try request.idQuery("listener", as: ListenerID.self)
             limit = try request.intQuery("limit", in: 1...SessionsHandler.maxLimit) ?? SessionsHandler.defaultLimit
             cursor = try request.idQuery("cursor", as: SessionID.self)
-            switch request.query("scope") {
-            case nil, "cluster": localOnly = false
-            case "local": localOnly = true
-            case let other?: throw .invalid("scope must be 'cluster' or 'local', got '\(other)'")
-            }
+            localOnly = try request.localScope()
         }
     }
 

@@ -1,4 +1,5 @@
 import SpliceCore
+import SplicePeerClient
 
 /// What the admin API needs to answer for the whole cluster: who the live nodes are, and a
 /// way to reach them.

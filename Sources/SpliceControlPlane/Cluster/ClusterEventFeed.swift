@@ -1,5 +1,6 @@
 import NIOCore
 import SpliceCore
+import SplicePeerClient
 import Synchronization
 
 /// Feeds one event stream with the events of every other live node: a stream from each
@@ -20,6 +21,8 @@ final class ClusterEventFeed: Sendable {
 
     private struct State {
         var streams: [UInt64: PeerExchange] = [:]
+        /// Nodes a round is subscribing to right now.
+        var reserved: Set<UInt64> = []
         var stopped = false
         /// Peers whose first answer is awaited; nil once ready.
         var awaiting: Set<UInt64>? = []
@@ -38,9 +41,7 @@ final class ClusterEventFeed: Sendable {
     init(access: ClusterAccess, request: HTTPRequest, into target: StreamSource) {
         self.access = access
         self.target = target
-        var credentials: [(name: String, value: String)] = [(PeerRelay.forwardedHeader, access.membership.localNode.name)]
-        if let authorization = request.headers["Authorization"] { credentials.append(("Authorization", authorization)) }
-        self.credentials = credentials
+        self.credentials = access.relay.headers(of: request, extra: [])
         var query = request.queryItems.filter { $0.name == "access_token" }
         query.append(("scope", "local"))
         self.query = query
@@ -121,7 +122,10 @@ final class ClusterEventFeed: Sendable {
             guard !state.stopped else { return ([], []) }
             let gone = state.streams.filter { !live.contains($0.key) || $0.value.isFinished }
             for number in gone.keys { state.streams[number] = nil }
-            return (Array(gone.values), peers.filter { state.streams[$0.number] == nil })
+            // Reserved here, so two rounds that overlap never subscribe to one node twice.
+            let missing = peers.filter { state.streams[$0.number] == nil && !state.reserved.contains($0.number) }
+            state.reserved.formUnion(missing.map(\.number))
+            return (Array(gone.values), missing)
         }
         for stream in gone { stream.cancel() }
         for node in missing { subscribe(to: node) }
@@ -129,7 +133,7 @@ final class ClusterEventFeed: Sendable {
 
     private func subscribe(to node: ClusterNode) {
         let frames = Mutex<[UInt8]>([])
-        let request = PeerClient.Request(method: .GET, baseURL: node.adminURL,
+        let request = PeerClient.Request(method: "GET", baseURL: node.adminURL,
                                          target: "/api/v1/events" + PeerRelay.encodedQuery(query), headers: credentials)
         let number = node.number
         let stream = access.client.stream(request, timeout: nil, handlers: .init(
@@ -147,6 +151,7 @@ final class ClusterEventFeed: Sendable {
             },
             end: { [weak self] _ in self?.answered(number) }))
         let keep = state.withLock { state -> Bool in
+            state.reserved.remove(node.number)
             guard !state.stopped else { return false }
             state.streams[node.number] = stream
             return true

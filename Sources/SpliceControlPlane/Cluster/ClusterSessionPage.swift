@@ -1,4 +1,5 @@
 import SpliceCore
+import SplicePeerClient
 import Synchronization
 
 /// One page of the cluster's session list, merged from every live node's page.
@@ -21,6 +22,23 @@ struct ClusterSessionPage: Sendable {
 
         /// The page as this node answers it alone.
         var document: [UInt8] { text }
+
+        /// A peer's page: scanned as `SessionWriter` writes it, else (a peer of another
+        /// version, say) parsed and written again; nil when it is not a page.
+        static func read(_ text: [UInt8]) -> Part? {
+            if let part = scan(text) { return part }
+            guard let page = try? JSON.parse(text), let sessions = page["sessions"]?.array,
+                  let cursor = page["next_cursor"], cursor == .null || cursor.string != nil else { return nil }
+            var writer = SessionWriter()
+            var ranges: [(number: UInt64, range: Range<Int>)] = []
+            for session in sessions {
+                guard let id = session["id"]?.string.flatMap(SessionID.init) else { return nil }
+                let start = writer.bytes.count
+                writer.append(raw: session.serializedBytes()[...])
+                ranges.append((id.number, start..<writer.bytes.count))
+            }
+            return Part(text: writer.bytes, sessions: ranges, hasMore: cursor.string != nil)
+        }
 
         /// A peer's `{"sessions":[…],"next_cursor":…}` as `SessionWriter` writes it (each
         /// session object starting with its id); nil when it is not one.
@@ -107,13 +125,12 @@ struct ClusterSessionPage: Sendable {
         var query = request.queryItems.filter { $0.name != "scope" }
         query.append(("scope", "local"))
         for node in peers {
-            var headers: [(name: String, value: String)] = [(PeerRelay.forwardedHeader, access.membership.localNode.name)]
-            if let authorization = request.headers["Authorization"] { headers.append(("Authorization", authorization)) }
-            let peerRequest = PeerClient.Request(method: .GET, baseURL: node.adminURL,
-                                                 target: request.path + PeerRelay.encodedQuery(query), headers: headers)
+            let peerRequest = PeerClient.Request(method: "GET", baseURL: node.adminURL,
+                                                 target: request.path + PeerRelay.encodedQuery(query),
+                                                 headers: access.relay.headers(of: request, extra: []))
             access.client.send(peerRequest, timeout: .seconds(3)) { result in
                 let part: Part? = switch result {
-                case .success(let response) where response.status == 200: Part.scan(response.body)
+                case .success(let response) where response.status == 200: Part.read(response.body)
                 default: nil
                 }
                 let done = parts.withLock { state -> Bool in

@@ -1,4 +1,6 @@
+import NIOCore
 import SpliceCore
+import SplicePeerClient
 import Synchronization
 
 /// Passes a request on to another node and its answer back: a whole body as one response,
@@ -17,14 +19,11 @@ struct PeerRelay: Sendable {
     func relay(_ request: HTTPRequest, to node: ClusterNode, query: [(name: String, value: String)]? = nil) -> HTTPAnswer {
         let pending = PendingResponse()
         let peerRequest = PeerClient.Request(
-            method: request.method, baseURL: node.adminURL,
+            method: request.method.rawValue, baseURL: node.adminURL,
             target: request.path + Self.encodedQuery(query ?? request.queryItems),
             headers: headers(of: request), body: request.body)
         let mode = Mutex(Mode.waiting)
-        // A capture streams for as long as its session lives; anything else is answered
-        // within a drain timeout (at most 600 s), so a peer that never answers is given up.
-        let streams = request.path.hasSuffix("/capture")
-        let exchange = client.stream(peerRequest, timeout: streams ? nil : .seconds(630), handlers: .init(
+        let exchange = client.stream(peerRequest, timeout: Self.timeout(for: request), handlers: .init(
             head: { status, headers in
                 var response = HTTPResponse(status: status)
                 for (name, value) in headers where Self.passedBack.contains(name.lowercased()) {
@@ -73,7 +72,34 @@ struct PeerRelay: Sendable {
                 }
             }))
         pending.onRelease { [exchange] in exchange.cancel() }
+        if Self.timeout(for: request) == nil { watch(exchange, of: node) }
         return .later(pending)
+    }
+
+    /// How long a peer may take to answer `request` in full: a capture streams for as long
+    /// as its session lives (nil); removing a hop drains for at most its drain timeout
+    /// (600 s); anything else is answered at once, so a peer that heartbeats but does not
+    /// answer holds the caller's connection for seconds, not minutes.
+    static func timeout(for request: HTTPRequest) -> TimeAmount? {
+        if request.path.hasSuffix("/capture") { return nil }
+        let segments = request.path.split(separator: "/")
+        if request.method == .DELETE, segments.count == 6, segments[4] == "mediators" { return .seconds(630) }
+        return .seconds(30)
+    }
+
+    /// Ends a stream from `node` once the node leaves the view (its host may be gone
+    /// without a reset, and the stream would wait forever).
+    private func watch(_ exchange: PeerExchange, of node: ClusterNode) {
+        let task = client.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) {
+            [membership] task in
+            if exchange.isFinished {
+                task.cancel()
+            } else if !membership.liveNodes().contains(where: { $0.number == node.number }) {
+                exchange.cancel()
+                task.cancel()
+            }
+        }
+        exchange.onFinish { task.cancel() }
     }
 
     /// How far a peer's answer has come.
@@ -83,10 +109,11 @@ struct PeerRelay: Sendable {
         case streaming(StreamSource)
     }
 
-    /// The header fields a peer gets: the caller's credentials and content type.
-    private func headers(of request: HTTPRequest) -> [(name: String, value: String)] {
+    /// The header fields a peer gets: this node's mark and the caller's credentials, plus
+    /// the caller's `extra` fields.
+    func headers(of request: HTTPRequest, extra: [String] = ["Content-Type", "Accept"]) -> [(name: String, value: String)] {
         var headers: [(name: String, value: String)] = [(Self.forwardedHeader, membership.localNode.name)]
-        for name in ["Authorization", "Content-Type", "Accept"] {
+        for name in ["Authorization"] + extra {
             if let value = request.headers[name] { headers.append((name, value)) }
         }
         return headers

@@ -10,7 +10,7 @@ public final class PeerClient: Sendable {
     /// A request to a peer.
     public struct Request: Sendable {
         /// `GET`, `POST`, …
-        public var method: HTTPMethod
+        public var method: String
         /// The peer's admin base URL (`http://host:port`).
         public var baseURL: String
         /// Path and query, already encoded (`/api/v1/sessions?scope=local`).
@@ -21,7 +21,7 @@ public final class PeerClient: Sendable {
         public var body: [UInt8]
 
         /// A request from its parts.
-        public init(method: HTTPMethod, baseURL: String, target: String,
+        public init(method: String, baseURL: String, target: String,
                     headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
             self.method = method
             self.baseURL = baseURL
@@ -46,6 +46,10 @@ public final class PeerClient: Sendable {
     /// Why a request to a peer failed.
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public let description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
     /// What a consumer wants after taking a piece of the body.
@@ -57,6 +61,8 @@ public final class PeerClient: Sendable {
         case waitUntil(@Sendable () -> Bool)
         /// Close the connection; the end handler is not called.
         case stop
+        /// Close the connection and end the exchange with this failure.
+        case fail(String)
     }
 
     /// What a streamed response's consumer does with each part; called on the client's loop.
@@ -86,7 +92,7 @@ public final class PeerClient: Sendable {
     }
 
     /// A loop of the client's, for timers of its users.
-    var eventLoop: EventLoop { group.next() }
+    public var eventLoop: EventLoop { group.next() }
 
     /// Stops the client's loop; requests in flight fail.
     public func shutdown() {
@@ -104,7 +110,9 @@ public final class PeerClient: Sendable {
             },
             body: { piece in
                 collected.withLock { response -> Flow in
-                    guard response.body.count + piece.count <= limit else { return .stop }
+                    guard response.body.count + piece.count <= limit else {
+                        return .fail("the answer is larger than \(limit >> 20) MiB")
+                    }
                     response.body.append(contentsOf: piece)
                     return .more
                 }
@@ -139,6 +147,8 @@ public final class PeerClient: Sendable {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A peer whose host vanishes without a reset is noticed on a long stream too.
+            .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.maxMessagesPerRead, value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -158,12 +168,12 @@ public final class PeerClient: Sendable {
                 exchange.finish(Failure(description: "cannot reach \(request.baseURL): \(error)"))
             case .success(let channel):
                 guard exchange.attach(channel) else { return }
-                var head = HTTPRequestHead(version: .http1_1, method: NIOHTTP1.HTTPMethod(rawValue: request.method.rawValue),
+                var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method),
                                            uri: request.target)
-                head.headers.add(name: "Host", value: "\(host):\(port)")
+                head.headers.add(name: "Host", value: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
                 head.headers.add(name: "Connection", value: "close")
                 for (name, value) in request.headers { head.headers.add(name: name, value: value) }
-                if !request.body.isEmpty || request.method == .POST {
+                if !request.body.isEmpty || request.method == "POST" {
                     head.headers.add(name: "Content-Length", value: "\(request.body.count)")
                 }
                 channel.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -186,129 +196,3 @@ public final class PeerClient: Sendable {
     }
 }
 
-/// One exchange with a peer: finishes once, whatever ends it first (the response's end, a
-/// failure, the timeout, or the consumer).
-public final class PeerExchange: Sendable {
-    private struct State {
-        var channel: Channel?
-        var finished = false
-        var onFinish: [@Sendable () -> Void] = []
-    }
-
-    let handlers: PeerClient.StreamHandlers
-    private let state = Mutex(State())
-
-    init(handlers: PeerClient.StreamHandlers) {
-        self.handlers = handlers
-    }
-
-    /// Ends the exchange now (the consumer has gone); the end handler is not called.
-    public func cancel() {
-        let channel = state.withLock { state -> Channel? in
-            guard !state.finished else { return nil }
-            state.finished = true
-            return state.channel
-        }
-        channel?.close(promise: nil)
-        runFinish()
-    }
-
-    /// Whether the exchange is over.
-    public var isFinished: Bool { state.withLock { $0.finished } }
-
-    /// Records the connection; false (and closes it) when the exchange already ended.
-    func attach(_ channel: Channel) -> Bool {
-        let attached = state.withLock { state -> Bool in
-            guard !state.finished else { return false }
-            state.channel = channel
-            return true
-        }
-        if !attached { channel.close(promise: nil) }
-        return attached
-    }
-
-    /// Ends the exchange with `failure` (nil: the body ended normally); only the first call counts.
-    func finish(_ failure: PeerClient.Failure?) {
-        let channel = state.withLock { state -> Channel?? in
-            guard !state.finished else { return .none }
-            state.finished = true
-            return .some(state.channel)
-        }
-        guard case .some(let open) = channel else { return }
-        open?.close(promise: nil)
-        handlers.end(failure)
-        runFinish()
-    }
-
-    func onFinish(_ body: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
-            if state.finished { return true }
-            state.onFinish.append(body)
-            return false
-        }
-        if now { body() }
-    }
-
-    private func runFinish() {
-        for body in state.withLock({ state in defer { state.onFinish = [] }; return state.onFinish }) { body() }
-    }
-}
-
-/// Hands a peer's response parts to its exchange.
-private final class PeerResponseHandler: ChannelInboundHandler, @unchecked Sendable {
-    // @unchecked: used only on its channel's event loop.
-    typealias InboundIn = HTTPClientResponsePart
-
-    private let exchange: PeerExchange
-
-    init(exchange: PeerExchange) {
-        self.exchange = exchange
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !exchange.isFinished else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            exchange.handlers.head(Int(head.status.code), head.headers.map { ($0.name, $0.value) })
-        case .body(let buffer):
-            switch exchange.handlers.body(Array(buffer.readableBytesView)) {
-            case .more:
-                break
-            case .stop:
-                exchange.cancel()
-            case .waitUntil(let ready):
-                pause(context.channel, until: ready)
-            }
-        case .end:
-            exchange.finish(nil)
-        }
-    }
-
-    /// Stops reading from the peer until `ready` answers true or the exchange ends.
-    private func pause(_ channel: Channel, until ready: @escaping @Sendable () -> Bool) {
-        channel.setOption(.autoRead, value: false).whenSuccess { [exchange] in
-            Self.poll(channel, exchange: exchange, ready: ready)
-        }
-    }
-
-    private static func poll(_ channel: Channel, exchange: PeerExchange, ready: @escaping @Sendable () -> Bool) {
-        channel.eventLoop.scheduleTask(in: .milliseconds(10)) {
-            guard !exchange.isFinished else { return }
-            if ready() {
-                channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }
-            } else {
-                poll(channel, exchange: exchange, ready: ready)
-            }
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        exchange.finish(PeerClient.Failure(description: "the peer closed the connection before the answer ended"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        exchange.finish(PeerClient.Failure(description: "\(error)"))
-        context.close(promise: nil)
-    }
-}

@@ -58,6 +58,16 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // HTTP/1.1 requests to the other nodes of a cluster (forwarding, listing, events).
+        .target(
+            name: "SplicePeerClient",
+            dependencies: [
+                "SpliceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "SpliceControlPlane",
             dependencies: [
@@ -65,6 +75,8 @@ let package = Package(
                 "SpliceDataPlane",
                 "CMicroHTTPD",
                 "CJansson",
+                "SplicePeerClient",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -138,7 +150,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SpliceControlPlaneTests",
-            dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceTestSupport"]
+            dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceIO", "SplicePeerClient", "SpliceTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

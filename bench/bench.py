@@ -12,7 +12,7 @@ workloads, profile, stats, report (RESULTS.md) and plot.
 
     bench/run                      every workload, 3 rounds each
     bench/run --rounds 5           more rounds
-    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split capture)
+    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split capture cluster)
     bench/run --quick              1 round, short runs: a smoke test of the harness
     bench/run --profile            perf profile of splicegate (bulk, PING, connrate, listing, idle
                                    heap) and per-operation cost vs HAProxy, instead
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from splicebench import env
+from splicebench.cluster import cluster_listing
 from splicebench.env import RESULTS, WORK, WORKLOADS, log
 from splicebench.plot import plot
 from splicebench.processes import raise_nofile
@@ -88,6 +89,8 @@ def main():
         b.compare()
     if "memory" in a.only:
         b.memory()
+    if "cluster" in a.only:
+        cluster_listing(b)
     elapsed = time.time() - started
     b.res["elapsed_s"] = round(elapsed, 1)
     (RESULTS / "raw.json").write_text(json.dumps(b.res, indent=1, default=str))

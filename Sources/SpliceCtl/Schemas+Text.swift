@@ -25,14 +25,19 @@ extension Components.Schemas.Split {
 }
 
 extension Components.Schemas.Session {
-    /// One row per session: id, listener, ends, state, bytes each way, hops and splits.
+    /// One row per session: id, its node (in a cluster), listener, ends, state, bytes each
+    /// way, hops and splits.
     static func table(_ sessions: [Self]) -> Table {
-        var table = Table("ID", "LISTENER", "CLIENT", "SERVER", "STATE", "C2S", "S2C", "HOPS", "SPLITS")
+        let clustered = sessions.contains { $0.node != nil }
+        var table = Table(columns: ["ID"] + (clustered ? ["NODE"] : [])
+            + ["LISTENER", "CLIENT", "SERVER", "STATE", "C2S", "S2C", "HOPS", "SPLITS"])
         for session in sessions {
-            table.add(session.id, session.listener, session.client, session.server, session.state.rawValue,
-                      "\(session.bytes.clientToServer)", "\(session.bytes.serverToClient)",
-                      session.mediators.map(\.id).joined(separator: ",").ifEmpty("-"),
-                      session.splits.map(\.id).joined(separator: ",").ifEmpty("-"))
+            table.add(row: [session.id] + (clustered ? [session.node ?? "-"] : []) + [
+                session.listener, session.client, session.server, session.state.rawValue,
+                "\(session.bytes.clientToServer)", "\(session.bytes.serverToClient)",
+                session.mediators.map(\.id).joined(separator: ",").ifEmpty("-"),
+                session.splits.map(\.id).joined(separator: ",").ifEmpty("-"),
+            ])
         }
         return table
     }
@@ -40,7 +45,9 @@ extension Components.Schemas.Session {
     /// The session's fields, then its hops and splits.
     var detail: String {
         var lines = [
-            "session   \(id)", "listener  \(listener)", "client    \(client)", "server    \(server)",
+            "session   \(id)",
+        ] + (node.map { ["node      \($0)"] } ?? []) + [
+            "listener  \(listener)", "client    \(client)", "server    \(server)",
             "state     \(state.rawValue)",
             "opened    \(ISO8601DateFormatter().string(from: openedAt))",
             "bytes     client_to_server \(bytes.clientToServer), server_to_client \(bytes.serverToClient)",

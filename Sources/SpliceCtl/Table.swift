@@ -12,8 +12,18 @@ struct Table {
         self.header = header
     }
 
+    /// A table with these column titles and no rows.
+    init(columns header: [String]) {
+        self.header = header
+    }
+
     /// Appends a row.
     mutating func add(_ cells: String...) {
+        rows.append(cells)
+    }
+
+    /// Appends a row.
+    mutating func add(row cells: [String]) {
         rows.append(cells)
     }
 

@@ -12,7 +12,7 @@ import Synchronization
 public final class Gateway: Sendable {
     private let group: RelayLoopGroup
     let logger: Logger
-    let registry = SessionRegistry()
+    let registry: SessionRegistry
     let mediators = MediatorRegistry()
     private let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
@@ -29,9 +29,12 @@ public final class Gateway: Sendable {
     private let accepting = Atomic<Bool>(true)
 
     /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
-    /// over all listeners (nil: no limit).
+    /// over all listeners (nil: no limit). Session ids count up from `firstSessionNumber`
+    /// (`s1` alone; a cluster node starts at its own base).
     public init(group: RelayLoopGroup, logger: Logger, allowAdHocMediators: Bool = true,
-                maxSessions: Int? = nil, metrics: GatewayMetrics = GatewayMetrics()) {
+                maxSessions: Int? = nil, metrics: GatewayMetrics = GatewayMetrics(),
+                firstSessionNumber: UInt64 = 1) {
+        self.registry = SessionRegistry(firstSessionNumber: firstSessionNumber)
         self.group = group
         self.logger = logger
         self.allowAdHocMediators = allowAdHocMediators

@@ -22,7 +22,7 @@ LABELS = {"direct": "direct", "splicegate": "splicegate", "haproxy": "HAProxy", 
 # goals), nginx (the other production L4 proxy) and minrelay (the smallest epoll
 # relay we could write: the distance from what this machine can do).
 PEERS = ["haproxy", "nginx", "minrelay"]
-WORKLOADS = ["bulk", "ping", "connrate", "memory", "mediation", "split", "capture"]
+WORKLOADS = ["bulk", "ping", "connrate", "memory", "mediation", "split", "capture", "cluster"]
 # Idle sessions after some traffic (issue 12): a small request/answer, and a burst.
 # (name, sessions, request bytes, answer bytes); "never used" is measured at 1,000 and
 # at the largest count that fits (see big_session_count).

@@ -14,14 +14,16 @@ from .env import HOST, LOGS, WANT_BIG, WORK
 _procs = []  # everything spawn() started, stopped in reverse at exit
 
 
-def spawn(args, name, stdin=None, ignore_sigpipe=False):
+def spawn(args, name, stdin=None, ignore_sigpipe=False, extra_env=None):
     """Start a child in its own session, output to LOGS/name.log. ignore_sigpipe
     passes on Python's SIG_IGN for SIGPIPE, for a child that does not ignore it
-    itself and would die writing to a peer that has gone."""
+    itself and would die writing to a peer that has gone; extra_env adds to its
+    environment."""
     LOGS.mkdir(parents=True, exist_ok=True)
     out = open(LOGS / f"{name}.log", "w")
     p = subprocess.Popen([str(a) for a in args], stdout=out, stderr=subprocess.STDOUT,
-                         stdin=stdin, cwd=WORK, start_new_session=True, restore_signals=not ignore_sigpipe)
+                         stdin=stdin, cwd=WORK, start_new_session=True, restore_signals=not ignore_sigpipe,
+                         env={**os.environ, **extra_env} if extra_env else None)
     p.logfile = LOGS / f"{name}.log"
     p.name = name
     _procs.append(p)

@@ -21,7 +21,8 @@
  *                             sends a request of UP bytes to a holder and reads its
  *                             DOWN-byte answer (an idle session after some traffic)
  *
- * Everything binds/connects 127.0.0.1. Single-threaded, epoll.
+ * Everything binds/connects 127.0.0.1, or the IPv4 address in $BT_HOST (the cluster
+ * benchmark's nodes listen on 127.0.0.2-4). Single-threaded, epoll.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -46,6 +47,11 @@ static struct sockaddr_in addr_of(int port) {
     a.sin_family = AF_INET;
     a.sin_port = htons((unsigned short)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char *host = getenv("BT_HOST");
+    if (host && *host && inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        fprintf(stderr, "BT_HOST is not an IPv4 address: %s\n", host);
+        exit(2);
+    }
     return a;
 }
 

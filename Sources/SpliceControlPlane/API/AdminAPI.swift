@@ -17,46 +17,52 @@ public struct AdminAPI: Sendable {
         /// Called after a listener or mediator is created or deleted, before the API answers
         /// (the state file is written there); a failure is reported to the client.
         public var persist: Persistence
+        /// The cluster this gateway is a node of, or nil when it runs alone.
+        public var cluster: ClusterAccess?
 
         /// Options from their parts.
         public init(webRoot: String?, openAPIFile: String?, version: String, token: String?,
-                    persist: Persistence = .none) {
+                    persist: Persistence = .none, cluster: ClusterAccess? = nil) {
             self.webRoot = webRoot
             self.openAPIFile = openAPIFile
             self.version = version
             self.token = token
             self.persist = persist
+            self.cluster = cluster
         }
     }
 
     private let router: Router
     private let auth: AdminAuth
     private let metrics: GatewayMetrics
+    private let cluster: ClusterAccess?
 
     /// The API over `gateway`.
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
         ListenersHandler(gateway: gateway, persist: options.persist).register(in: &router)
-        SessionsHandler(gateway: gateway).register(in: &router)
+        SessionsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
         MediatorsHandler(gateway: gateway, persist: options.persist).register(in: &router)
         MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
-        SplitsHandler(gateway: gateway).register(in: &router)
-        EventsHandler(gateway: gateway, heartbeat: Heartbeat()).register(in: &router)
+        SplitsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
+        EventsHandler(gateway: gateway, heartbeat: Heartbeat(), cluster: options.cluster).register(in: &router)
         CaptureHandler(gateway: gateway).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)
             .register(in: &router)
         self.router = router
         self.auth = AdminAuth(token: options.token)
         self.metrics = gateway.metrics
+        self.cluster = options.cluster
     }
 
     /// Answers one request, counting it and its latency by route once its response is known
     /// (for an answer that waits on the data plane, when the data plane has answered).
     public func handle(_ request: HTTPRequest) -> HTTPAnswer {
         let started = ContinuousClock.now
-        let answer = auth.reject(request).map(HTTPAnswer.now) ?? router.handle(request)
+        // A session another node owns is acted on there (after this node's token check).
+        let answer = auth.reject(request).map(HTTPAnswer.now) ?? cluster?.forward(request) ?? router.handle(request)
         let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
         let method = known.contains(request.method) ? request.method.rawValue : "other"
         let route = router.routePattern(for: request) ?? "unmatched"

@@ -11,24 +11,78 @@ import Synchronization
 struct EventsHandler: Sendable {
     let gateway: Gateway
     let heartbeat: Heartbeat
+    /// The other nodes, when this gateway is one of a cluster: their events join the stream.
+    var cluster: ClusterAccess?
+    /// Each event's frame, built once for all the streams.
+    private let frames = EventFrames()
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/events") { request, _ in
-            try request.allowQuery(["access_token"])
+            try request.allowQuery(["access_token", "scope"])
+            let localOnly = try request.localScope()
             let source = StreamSource(maxBufferedBytes: 1 << 20)
-            source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
-            let token = gateway.events.subscribe { sequence, event in
-                if !source.write(event.sseFrame(sequence: sequence)) { source.finish() }
+            let node = cluster?.membership.localNode.name
+            let subscription = Subscription()
+            // Subscribed here first, then the opening comment: from the comment on, the
+            // client misses no event (in a cluster, none of the peers' either).
+            let open: @Sendable () -> Void = { [events = gateway.events, frames] in
+                subscription.open(events) { sequence, event in
+                    if !source.write(frames.frame(sequence, event, node: node)) { source.finish() }
+                }
+                source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
             }
+            let feed = localOnly || ClusterAccess.isForwarded(request) ? nil
+                : cluster.map { ClusterEventFeed(access: $0, request: request, into: source) }
             heartbeat.add(source)
             source.onRelease { [events = gateway.events] in
-                events.cancel(token)
+                subscription.close(events)
                 heartbeat.remove(source)
+                feed?.stop()
             }
+            if let feed { feed.start(onReady: open) } else { open() }
             var response = HTTPResponse.stream(source)
             response.headers.set("X-Accel-Buffering", "no")
             return response
         }
+    }
+}
+
+/// The frame of the event being published, built by its first subscriber and reused by the
+/// rest: the hub hands one event to every subscriber in turn, under its lock, on the relay
+/// loop that published it, so one encoding per event is all the loop pays however many
+/// consoles (and, in a cluster, other nodes) follow the stream.
+private final class EventFrames: Sendable {
+    private let last = Mutex<(sequence: UInt64, node: String?, frame: [UInt8])?>(nil)
+
+    func frame(_ sequence: UInt64, _ event: GatewayEvent, node: String?) -> [UInt8] {
+        if let cached = last.withLock({ $0 }), cached.sequence == sequence, cached.node == node {
+            return cached.frame
+        }
+        let frame = event.sseFrame(sequence: sequence, node: node)
+        last.withLock { $0 = (sequence, node, frame) }
+        return frame
+    }
+}
+
+/// One stream's subscription to the gateway's events, which may open after the client has
+/// already gone (a cluster stream opens once the peers answer): then it never opens.
+private final class Subscription: Sendable {
+    private let state = Mutex<(token: EventHub.Token?, closed: Bool)>((nil, false))
+
+    func open(_ events: EventHub, _ deliver: @escaping @Sendable (UInt64, GatewayEvent) -> Void) {
+        state.withLock { state in
+            guard !state.closed, state.token == nil else { return }
+            state.token = events.subscribe(deliver)
+        }
+    }
+
+    func close(_ events: EventHub) {
+        let token = state.withLock { state -> EventHub.Token? in
+            state.closed = true
+            defer { state.token = nil }
+            return state.token
+        }
+        if let token { events.cancel(token) }
     }
 }
 

@@ -1,20 +1,22 @@
 import SpliceCore
 
 extension GatewayEvent {
-    /// The event as the stream sends it: its type, then the object it concerns.
-    func json(sequence: UInt64) -> JSON {
+    /// The event as the stream sends it: its type, then the object it concerns; `node`
+    /// names the cluster node it happened on (nil alone).
+    func json(sequence: UInt64, node: String? = nil) -> JSON {
         var object = JSONObject()
         object["seq"] = .int(Int64(clamping: sequence))
         object["type"] = .string(name)
+        if let node { object["node"] = .string(node) }
         switch self {
         case .listenerAdded(let listener):
             object["listener"] = listener.json
         case .listenerRemoved(let id):
             object["listener"] = ["id": .string("\(id)")]
         case .sessionOpened(let session):
-            object["session"] = session.json
+            object["session"] = session.json(node: node)
         case .sessionClosed(let session, let reason):
-            object["session"] = session.json
+            object["session"] = session.json(node: node)
             object["reason"] = .string(reason.rawValue)
         case .hopSpliced(let session, let hop):
             object["session"] = .string("\(session)")
@@ -43,7 +45,7 @@ extension GatewayEvent {
     }
 
     /// One Server-Sent Events frame: `id` for the sequence, the JSON on one `data` line.
-    func sseFrame(sequence: UInt64) -> [UInt8] {
-        Array("id: \(sequence)\ndata: ".utf8) + json(sequence: sequence).serializedBytes() + Array("\n\n".utf8)
+    func sseFrame(sequence: UInt64, node: String? = nil) -> [UInt8] {
+        Array("id: \(sequence)\ndata: ".utf8) + json(sequence: sequence, node: node).serializedBytes() + Array("\n\n".utf8)
     }
 }

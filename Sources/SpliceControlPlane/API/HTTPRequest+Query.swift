@@ -20,6 +20,16 @@ extension HTTPRequest {
     }
 
     /// An integer query parameter in `range`, nil when absent.
+    /// Whether `scope=local` asks for this node's own (sessions, events) rather than the
+    /// whole cluster's (`scope=cluster`, the default); 422 for anything else.
+    func localScope() throws(APIError) -> Bool {
+        switch query("scope") {
+        case nil, "cluster": false
+        case "local": true
+        case let other?: throw .invalid("scope must be 'cluster' or 'local', got '\(other)'")
+        }
+    }
+
     func intQuery(_ name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
         guard let value = query(name) else { return nil }
         // Decimal digits only, as the contract's integer: `Int()` would also take `+5` and `05`.

@@ -5,6 +5,8 @@ import SpliceDataPlane
 /// promote a replica to server.
 struct SplitsHandler: Sendable {
     let gateway: Gateway
+    /// The cluster this gateway is a node of: its name goes into session objects.
+    var cluster: ClusterAccess?
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/sessions/{id}/splits") { request, parameters in
@@ -35,7 +37,7 @@ struct SplitsHandler: Sendable {
             guard let split = SplitID(text) else {
                 throw APIError.invalid("field 'split' must be a split id like x1, got '\(text)'")
             }
-            return try gateway.failingOver(session: id, split: split).response { .json(200, $0.json) }
+            return try gateway.failingOver(session: id, split: split).response { [cluster] in .json(200, $0.json(node: cluster?.membership.localNode.name)) }
         }
     }
 }

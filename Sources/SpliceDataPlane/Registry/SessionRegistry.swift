@@ -4,11 +4,15 @@ import Synchronization
 /// All live sessions, by id, readable from any thread.
 final class SessionRegistry: Sendable {
     private let sessions = Mutex(SessionTable())
-    private let nextSession = Atomic<UInt64>(1)
+    private let nextSession: Atomic<UInt64>
     private let nextHop = Atomic<UInt64>(1)
     private let nextSplit = Atomic<UInt64>(1)
 
-    init() {}
+    /// A registry whose first session is numbered `firstSessionNumber` (a cluster node's
+    /// sessions start at its own base, so ids are unique in the cluster).
+    init(firstSessionNumber: UInt64 = 1) {
+        nextSession = Atomic(max(1, firstSessionNumber))
+    }
 
     /// A fresh session id.
     func makeID() -> SessionID {

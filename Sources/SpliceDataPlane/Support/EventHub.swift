@@ -31,6 +31,9 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// How many subscribers there are now.
+    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
     /// Stops delivering to a subscriber.
     public func cancel(_ token: Token) {
         _ = state.withLock { $0.subscribers.removeValue(forKey: token.value) }

@@ -17,15 +17,23 @@ public struct AdminAPI: Sendable {
         /// Called after a listener or mediator is created or deleted, before the API answers
         /// (the state file is written there); a failure is reported to the client.
         public var persist: Persistence
+        /// Who decides changes to listeners and mediators; nil: this gateway alone, saving
+        /// through `persist`.
+        public var authority: (any ConfigAuthority)?
+        /// The cluster's live nodes (`/api/v1/nodes`); nil: this gateway alone.
+        public var membership: (any ClusterMembership)?
 
         /// Options from their parts.
         public init(webRoot: String?, openAPIFile: String?, version: String, token: String?,
-                    persist: Persistence = .none) {
+                    persist: Persistence = .none, authority: (any ConfigAuthority)? = nil,
+                    membership: (any ClusterMembership)? = nil) {
             self.webRoot = webRoot
             self.openAPIFile = openAPIFile
             self.version = version
             self.token = token
             self.persist = persist
+            self.authority = authority
+            self.membership = membership
         }
     }
 
@@ -37,9 +45,12 @@ public struct AdminAPI: Sendable {
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
-        ListenersHandler(gateway: gateway, persist: options.persist).register(in: &router)
+        let authority = options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist)
+        ListenersHandler(gateway: gateway, authority: authority).register(in: &router)
         SessionsHandler(gateway: gateway).register(in: &router)
-        MediatorsHandler(gateway: gateway, persist: options.persist).register(in: &router)
+        MediatorsHandler(gateway: gateway, authority: authority).register(in: &router)
+        NodesHandler(membership: options.membership ?? SingleNodeMembership(
+            gateway: gateway, name: "local", adminURL: "", version: options.version)).register(in: &router)
         MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
         SplitsHandler(gateway: gateway).register(in: &router)

@@ -257,6 +257,10 @@ final class ConfigSync: Sendable {
         where !localListeners.contains(id) && busy.listeners[id] == nil {
             await bind(id, spec)
         }
+        // Bind states a failed write left unrecorded (or an earlier run of this node left).
+        for listener in gateway.listeners() where wanted.listeners[listener.id] != nil && busy.listeners[listener.id] == nil {
+            await record(ListenerBind(node: nodeName, state: .bound, listen: "\(listener.spec.listen)"), listener: listener.id)
+        }
         for id in localListeners.sorted() where wanted.listeners[id] == nil && busy.listeners[id] == nil {
             written.withLock { $0[id] = nil }
             do {
@@ -291,11 +295,18 @@ final class ConfigSync: Sendable {
                 "listener": "\(id)", "listen": "\(spec.listen)", "reason": "\(error.detail)",
             ])
         }
+        await record(bind, listener: id)
+    }
+
+    /// Writes this node's bind state of a listener unless it is written already; a failed
+    /// write is retried at the next round.
+    private func record(_ bind: ListenerBind, listener id: ListenerID) async {
         guard written.withLock({ $0[id] }) != bind else { return }
         do {
             try await store.writeBind(bind, listener: id)
             recorded(bind, listener: id)
         } catch {
+            logger.debug("bind state not recorded yet", metadata: ["listener": "\(id)", "reason": "\(Database.reason(error))"])
             dirty.store(true, ordering: .relaxed)
         }
     }

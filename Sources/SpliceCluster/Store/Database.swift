@@ -123,8 +123,10 @@ extension PSQLError {
 
 extension PostgresConnection {
     /// Closes at once, failing whatever waits on it (`close()` alone is ambiguous between
-    /// the future and the async overloads).
+    /// the future and the async overloads). The connection is kept until its channel has
+    /// closed: postgres-nio asserts that none is freed while still open.
     func closeNow() {
-        let _: EventLoopFuture<Void> = close()
+        let closing: EventLoopFuture<Void> = close()
+        closing.whenComplete { _ in withExtendedLifetime(self) {} }
     }
 }

@@ -152,6 +152,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "SpliceClusterTests", dependencies: ["SpliceCluster", "SpliceCore"]),
         .testTarget(
             name: "SpliceControlPlaneTests",
             dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceTestSupport"]

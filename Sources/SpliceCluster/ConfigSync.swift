@@ -22,8 +22,8 @@ final class ConfigSync: Sendable {
     /// Listener ids and mediator names the API of this node is changing right now: a
     /// reconciliation leaves them alone until the change is committed or undone.
     struct InFlight: Sendable {
-        var listeners: [ListenerID: Int] = [:]
-        var mediators: [MediatorName: Int] = [:]
+        var listeners = CountedSet<ListenerID>()
+        var mediators = CountedSet<MediatorName>()
     }
 
     private let gateway: Gateway
@@ -59,26 +59,20 @@ final class ConfigSync: Sendable {
 
     /// Marks a listener as being changed by this node's API until `end(listener:)`.
     func begin(listener id: ListenerID) {
-        inFlight.withLock { $0.listeners[id, default: 0] += 1 }
+        inFlight.withLock { $0.listeners.insert(id) }
     }
 
     func end(listener id: ListenerID) {
-        inFlight.withLock { state in
-            state.listeners[id, default: 1] -= 1
-            if state.listeners[id] == 0 { state.listeners[id] = nil }
-        }
+        inFlight.withLock { $0.listeners.remove(id) }
     }
 
     /// Marks a mediator as being changed by this node's API until `end(mediator:)`.
     func begin(mediator name: MediatorName) {
-        inFlight.withLock { $0.mediators[name, default: 0] += 1 }
+        inFlight.withLock { $0.mediators.insert(name) }
     }
 
     func end(mediator name: MediatorName) {
-        inFlight.withLock { state in
-            state.mediators[name, default: 1] -= 1
-            if state.mediators[name] == 0 { state.mediators[name] = nil }
-        }
+        inFlight.withLock { $0.mediators.remove(name) }
     }
 
     /// The spec as this node binds it: with `--bind-host`, on that host.
@@ -215,11 +209,11 @@ final class ConfigSync: Sendable {
     }
 
     private func isInFlight(listener id: ListenerID) -> Bool {
-        inFlight.withLock { $0.listeners[id] != nil }
+        inFlight.withLock { $0.listeners.contains(id) }
     }
 
     private func isInFlight(mediator name: MediatorName) -> Bool {
-        inFlight.withLock { $0.mediators[name] != nil }
+        inFlight.withLock { $0.mediators.contains(name) }
     }
 
     // MARK: reconciliation
@@ -241,7 +235,7 @@ final class ConfigSync: Sendable {
         }
         let busy = inFlight.withLock { $0 }
         var complete = true
-        for (name, spec) in wanted.mediators.sorted(by: { $0.key < $1.key }) where busy.mediators[name] == nil {
+        for (name, spec) in wanted.mediators.sorted(by: { $0.key < $1.key }) where !busy.mediators.contains(name) {
             do throws(APIError) {
                 if let held = localMediators[name] {
                     guard held.spec != spec else { continue }
@@ -254,14 +248,14 @@ final class ConfigSync: Sendable {
             }
         }
         for (id, spec) in wanted.listeners.sorted(by: { $0.key < $1.key })
-        where !localListeners.contains(id) && busy.listeners[id] == nil {
+        where !localListeners.contains(id) && !busy.listeners.contains(id) {
             await bind(id, spec)
         }
         // Bind states a failed write left unrecorded (or an earlier run of this node left).
-        for listener in gateway.listeners() where wanted.listeners[listener.id] != nil && busy.listeners[listener.id] == nil {
+        for listener in gateway.listeners() where wanted.listeners[listener.id] != nil && !busy.listeners.contains(listener.id) {
             await record(ListenerBind(node: nodeName, state: .bound, listen: "\(listener.spec.listen)"), listener: listener.id)
         }
-        for id in localListeners.sorted() where wanted.listeners[id] == nil && busy.listeners[id] == nil {
+        for id in localListeners.sorted() where wanted.listeners[id] == nil && !busy.listeners.contains(id) {
             written.withLock { $0[id] = nil }
             do {
                 try await gateway.removingListener(id, closeSessions: false).value
@@ -270,7 +264,7 @@ final class ConfigSync: Sendable {
                 complete = false
             }
         }
-        for name in localMediators.keys.sorted() where wanted.mediators[name] == nil && busy.mediators[name] == nil {
+        for name in localMediators.keys.sorted() where wanted.mediators[name] == nil && !busy.mediators.contains(name) {
             do {
                 try gateway.unregisterMediator(name)
             } catch where error.status == 404 {

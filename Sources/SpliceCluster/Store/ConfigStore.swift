@@ -40,19 +40,8 @@ struct ConfigStore: Sendable {
 
     /// Deletes a listener (its binds go with it) and tells every node; false if there was none.
     func deleteListener(_ id: ListenerID, closeSessions: Bool, origin: String) async throws -> Bool {
-        let payload = ConfigChange.listenerRemoved(id, closeSessions: closeSessions).payload(origin: origin)
-        return try await database.transaction { [logger = database.logger] connection in
-            var deleted = false
-            for try await _ in try await connection.query(
-                "DELETE FROM listeners WHERE id = \(Int64(id.number)) RETURNING id", logger: logger
-            ).decode(Int64.self) {
-                deleted = true
-            }
-            if deleted {
-                try await connection.query("SELECT pg_notify(\(ConfigChange.channel), \(payload))", logger: logger)
-            }
-            return deleted
-        }
+        try await delete("DELETE FROM listeners WHERE id = \(Int64(id.number)) RETURNING id",
+                         notifying: ConfigChange.listenerRemoved(id, closeSessions: closeSessions).payload(origin: origin))
     }
 
     /// Records a mediator and tells every node; 409 when the name is taken in the cluster.
@@ -72,12 +61,16 @@ struct ConfigStore: Sendable {
 
     /// Deletes a mediator and tells every node; false if there was none.
     func deleteMediator(_ name: MediatorName, origin: String) async throws -> Bool {
-        let payload = ConfigChange.mediatorRemoved(name).payload(origin: origin)
-        return try await database.transaction { [logger = database.logger] connection in
+        try await delete("DELETE FROM mediators WHERE name = \(name.text) RETURNING name",
+                         notifying: ConfigChange.mediatorRemoved(name).payload(origin: origin))
+    }
+
+    /// Runs a `DELETE … RETURNING` and, when it deleted a row, the notification, in one
+    /// transaction; whether a row was deleted.
+    private func delete(_ statement: PostgresQuery, notifying payload: String) async throws -> Bool {
+        try await database.transaction { [logger = database.logger] connection in
             var deleted = false
-            for try await _ in try await connection.query(
-                "DELETE FROM mediators WHERE name = \(name.text) RETURNING name", logger: logger
-            ).decode(String.self) {
+            for try await _ in try await connection.query(statement, logger: logger) {
                 deleted = true
             }
             if deleted {

@@ -137,11 +137,22 @@ public final class Cluster: Sendable {
         }
     }
 
+    /// Waits while another live node has this name: one just killed (`kill -9`, then a
+    /// supervisor's restart) leaves its row live for up to `liveWindow`. A node still
+    /// heartbeating after that is a real duplicate, and start-up stops.
     private func ensureNameFree(_ node: ClusterNode) async throws {
-        let live = try await nodes.live(window: Membership.liveWindow)
-        if let other = live.first(where: { $0.name == node.name && $0.number != node.number }) {
-            throw ClusterError("a live node already has that name (node number \(other.number), admin \(other.adminURL)); "
-                + "give this one another --node")
+        let deadline = ContinuousClock.now + Membership.liveWindow + .seconds(2)
+        while true {
+            let live = try await nodes.live(window: Membership.liveWindow)
+            guard let other = live.first(where: { $0.name == node.name && $0.number != node.number }) else { return }
+            guard ContinuousClock.now < deadline else {
+                throw ClusterError("a live node already has that name (node number \(other.number), admin "
+                    + "\(other.adminURL)); give this one another --node")
+            }
+            logger.notice("waiting for an earlier node of this name to leave the view", metadata: [
+                "node": "\(node.name)", "other_number": "\(other.number)",
+            ])
+            try await Task.sleep(for: .milliseconds(500))
         }
     }
 

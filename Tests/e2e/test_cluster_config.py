@@ -236,6 +236,14 @@ def test_nodes_lists_the_live_nodes_and_a_killed_one_leaves(start_gateway, pg: P
     kill_hard(nodes[1])
     for node in (nodes[0], nodes[2]):
         wait_until(lambda: node_names(node) == ["n1", "n3"], timeout=LEAVE_S, message="n2 leaving the view")
+    # Restarted at once under its name, n2 waits for its dead predecessor to leave the view.
+    nodes[1] = start_node(start_gateway, pg, 1)
+    for node in nodes:
+        wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=LEAVE_S, message="n2 back")
+    # A node still heartbeating under a name keeps it: a second n2 does not start.
+    duplicate = start_node(start_gateway, pg, 1, wait=False)
+    assert duplicate.proc.wait(timeout=30) == 2, duplicate.output()
+    assert "a live node already has that name" in duplicate.stderr_text(), duplicate.output()
     # A clean stop leaves at once: the node deletes its own row.
     assert stop_node(nodes[2]) == 0
     assert [row[0] for row in pg.query("SELECT name FROM nodes ORDER BY name")] == ["n1", "n2"]

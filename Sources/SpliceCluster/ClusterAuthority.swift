@@ -46,6 +46,7 @@ struct ClusterAuthority: ConfigAuthority {
         } catch {
             throw Self.unavailable(error, "listener \(id) not stopped")
         }
+        sync.forget(listener: id)
         do {
             try await gateway.removingListener(id, closeSessions: closeSessions).value
         } catch where error.status == 404 && deleted {
@@ -82,6 +83,10 @@ struct ClusterAuthority: ConfigAuthority {
             throw Self.unavailable(error, "mediator '\(name)' not unregistered")
         }
         guard held != nil || deleted else { throw .notFound("no mediator '\(name)'") }
+    }
+
+    func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] {
+        sync.notHeld(besides: held)
     }
 
     func binds(of listener: ListenerID) -> [ListenerBind]? {

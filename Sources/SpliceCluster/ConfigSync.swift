@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PostgresNIO
 import SpliceControlPlane
@@ -38,6 +39,9 @@ final class ConfigSync: Sendable {
     private let written = Mutex<[ListenerID: ListenerBind]>([:])
     /// Every live node's bind states, as of the last round (what the API shows).
     private let view = Mutex<[ListenerID: [ListenerBind]]>([:])
+    /// The database's listeners as of the last reconciliation, as this node would bind
+    /// them, with when each was created: the API lists those not held here too.
+    private let known = Mutex<[ListenerID: (spec: ListenerSpec, createdAt: Date)]>([:])
     private let dirty = Atomic<Bool>(false)
     private let listenLink = Mutex<PostgresConnection?>(nil)
     private let work: AsyncStream<Work>
@@ -91,6 +95,21 @@ final class ConfigSync: Sendable {
             view[id, default: []].append(bind)
             view[id]?.sort { $0.node < $1.node }
         }
+    }
+
+    /// The listeners of the database that this node does not hold (its bind failed), as
+    /// snapshots with no sessions.
+    func notHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] {
+        known.withLock { $0 }.filter { !held.contains($0.key) }.map { id, entry in
+            ListenerSnapshot(id: id, spec: entry.spec, createdAt: entry.createdAt, activeSessions: 0,
+                             totalSessions: 0, upstreamFailures: 0)
+        }
+    }
+
+    /// A listener deleted from the database: no longer listed here.
+    func forget(listener id: ListenerID) {
+        _ = known.withLock { $0.removeValue(forKey: id) }
+        written.withLock { $0[id] = nil }
     }
 
     /// Each live node's bind state of a listener (empty until the first round has read it).
@@ -183,7 +202,7 @@ final class ConfigSync: Sendable {
         switch change {
         case .listenerRemoved(let id, let closeSessions):
             guard !isInFlight(listener: id) else { return }
-            written.withLock { $0[id] = nil }
+            forget(listener: id)
             do {
                 try await gateway.removingListener(id, closeSessions: closeSessions).value
             } catch where error.status == 404 {
@@ -234,6 +253,11 @@ final class ConfigSync: Sendable {
             return
         }
         let busy = inFlight.withLock { $0 }
+        known.withLock { known in
+            known = wanted.listeners.reduce(into: [:]) { known, entry in
+                known[entry.key] = (local(entry.value), wanted.created[entry.key] ?? Date())
+            }
+        }
         var complete = true
         for (name, spec) in wanted.mediators.sorted(by: { $0.key < $1.key }) where !busy.mediators.contains(name) {
             do throws(APIError) {

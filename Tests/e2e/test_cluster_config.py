@@ -203,9 +203,16 @@ def test_a_node_where_the_port_is_taken_reports_a_failed_bind(start_gateway, pg:
         failed = binds(nodes[1])[2]
         assert failed["listen"] == f"{HOSTS[2]}:{port}" and failed["error"], failed
         assert pg.query("SELECT node, state FROM listener_binds WHERE state = 'failed'") == [["n3", "failed"]]
-        # The others relay; node 3 does not hold the listener.
+        # The others relay; node 3 does not hold the listener but lists it, with the failure.
         assert relays(HOSTS[0], port) and relays(HOSTS[1], port)
-        assert listener_ids(nodes[2]) == []
+        assert listener_ids(nodes[2]) == [created["id"]]
+        wait_equal(lambda: [b["state"] for b in binds(nodes[2])], ["bound", "bound", "failed"], "binds on n3")
+        # Deleting it through the node that does not hold it stops it on the others.
+        response = nodes[2].delete(f"/api/v1/listeners/{created['id']}")
+        assert response.status_code == 204, response.text
+        for node in nodes:
+            wait_until(lambda: listener_ids(node) == [], timeout=PROPAGATION_S, message="no listener left")
+        assert refuses(HOSTS[0], port) and refuses(HOSTS[1], port)
     finally:
         squatter.close()
 

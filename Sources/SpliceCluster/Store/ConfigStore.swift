@@ -12,6 +12,8 @@ struct ConfigStore: Sendable {
     /// Everything configured, for a full reconciliation.
     struct Snapshot: Sendable {
         var listeners: [ListenerID: ListenerSpec] = [:]
+        /// When each listener was created.
+        var created: [ListenerID: Date] = [:]
         var mediators: [MediatorName: MediatorSpec] = [:]
     }
 
@@ -96,10 +98,11 @@ struct ConfigStore: Sendable {
                     ])
                 }
             }
-            for try await (number, text) in try await connection.query(
-                "SELECT id, spec FROM listeners", logger: logger
-            ).decode((Int64, String).self) {
+            for try await (number, text, created) in try await connection.query(
+                "SELECT id, spec, created_at FROM listeners", logger: logger
+            ).decode((Int64, String, Date).self) {
                 let id = ListenerID(number: UInt64(number))
+                snapshot.created[id] = created
                 do throws(APIError) {
                     snapshot.listeners[id] = try ListenerSpec(json: JSON.parse(text))
                 } catch {

@@ -10,7 +10,7 @@ struct ListenersHandler: Sendable {
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/listeners") { [gateway, authority] request, _ in
             try request.allowQuery([])
-            return .json(200, ["listeners": .array(gateway.listeners().map { $0.json(binds: authority) })])
+            return .json(200, ["listeners": .array(Self.all(gateway, authority).map { $0.json(binds: authority) })])
         }
         // Binding and stopping go through the event loops and the authority: pending.
         router.addPending(.POST, "/api/v1/listeners") { [authority] request, _ in
@@ -25,7 +25,11 @@ struct ListenersHandler: Sendable {
         }
         router.add(.GET, "/api/v1/listeners/{id}") { [gateway, authority] request, parameters in
             try request.allowQuery([])
-            return .json(200, try gateway.listener(parameters.id("id", as: ListenerID.self)).json(binds: authority))
+            let id = try parameters.id("id", as: ListenerID.self)
+            guard let listener = Self.all(gateway, authority).first(where: { $0.id == id }) else {
+                throw APIError.notFound("no listener \(id)")
+            }
+            return .json(200, listener.json(binds: authority))
         }
         router.addPending(.DELETE, "/api/v1/listeners/{id}") { [authority] request, parameters in
             try request.allowQuery(["close_sessions"])
@@ -36,6 +40,15 @@ struct ListenersHandler: Sendable {
                 return .noContent
             }
         }
+    }
+}
+
+extension ListenersHandler {
+    /// The listeners held here and, in a cluster, those whose bind failed here, by id.
+    static func all(_ gateway: Gateway, _ authority: any ConfigAuthority) -> [ListenerSnapshot] {
+        let held = gateway.listeners()
+        let others = authority.listenersNotHeld(besides: Set(held.map(\.id)))
+        return others.isEmpty ? held : (held + others).sorted { $0.id < $1.id }
     }
 }
 

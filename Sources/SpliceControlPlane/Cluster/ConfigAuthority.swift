@@ -15,6 +15,10 @@ public protocol ConfigAuthority: Sendable {
     func registerMediator(_ spec: MediatorSpec) async throws(APIError) -> MediatorSnapshot
     /// Unregisters a mediator; 409 while a session here uses it.
     func unregisterMediator(_ name: MediatorName) async throws(APIError)
+    /// The listeners of the shared configuration that this node does not hold (its bind
+    /// failed here), as snapshots with no sessions, to be listed with the held ones (`held`);
+    /// none when only this gateway holds the configuration. Never blocks.
+    func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot]
     /// Each node's bind state of a listener, when the configuration is shared; nil when
     /// only this gateway holds it. Never blocks.
     func binds(of listener: ListenerID) -> [ListenerBind]?

@@ -57,6 +57,8 @@ public struct LocalAuthority: ConfigAuthority {
         }
     }
 
+    public func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] { [] }
+
     public func binds(of listener: ListenerID) -> [ListenerBind]? { nil }
 
     /// Writes the state file on a dispatch thread: its fsyncs must not hold a thread of the

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
                       wait_until)
+from freeze_proxy import FreezeProxy
 from pg_tools import Postgres, running_postgres
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
@@ -37,15 +38,16 @@ def pg() -> Iterator[Postgres]:
 
 
 def start_node(start_gateway: Callable[..., Gateway], pg: Postgres, index: int, *extra: str,
-               wait: bool = True) -> Gateway:
+               wait: bool = True, url: str | None = None) -> Gateway:
     """Node `n<index+1>` of the cluster, binding its listeners on HOSTS[index]."""
-    return start_gateway("--cluster-db", pg.url, "--node", f"n{index + 1}", "--bind-host", HOSTS[index],
+    return start_gateway("--cluster-db", url or pg.url, "--node", f"n{index + 1}", "--bind-host", HOSTS[index],
                          *extra, wait=wait)
 
 
-def start_cluster(start_gateway: Callable[..., Gateway], pg: Postgres, count: int = 3) -> list[Gateway]:
+def start_cluster(start_gateway: Callable[..., Gateway], pg: Postgres, count: int = 3,
+                  url: str | None = None) -> list[Gateway]:
     """`count` nodes started at the same moment (they race to create the schema)."""
-    nodes = [start_node(start_gateway, pg, index, wait=False) for index in range(count)]
+    nodes = [start_node(start_gateway, pg, index, wait=False, url=url) for index in range(count)]
     return [node.wait_ready() for node in nodes]
 
 
@@ -295,6 +297,44 @@ def test_database_outage_keeps_relaying_refuses_changes_and_catches_up(start_gat
     client.close()
     for node in nodes:
         wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=PROPAGATION_S, message="heartbeats back")
+
+
+def test_a_silent_network_to_the_database_refuses_changes_in_time_and_recovers(
+        start_gateway, pg: Postgres, echo: StreamServer) -> None:
+    """The database does not go away cleanly but goes silent (connections stay open, no byte
+    moves): deadlines, not TCP, decide."""
+    proxy = FreezeProxy(f"127.0.0.1:{pg.port}")
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2,
+                              url=f"postgres://postgres@127.0.0.1:{proxy.port}/postgres")
+        port, other_port = free_port(), free_port()
+        created = nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        for host in HOSTS[:2]:
+            wait_until(lambda: relays(host, port), timeout=PROPAGATION_S, message=f"{host}:{port} relaying")
+
+        proxy.freeze()
+        started = time.monotonic()
+        problem = assert_problem(nodes[1].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{other_port}", "upstream": echo.address}), 503)
+        print(f"503 after {time.monotonic() - started:.2f} s with the database silent")
+        assert problem["type"] == UNAVAILABLE, problem
+        problem = assert_problem(nodes[0].delete(f"/api/v1/listeners/{created['id']}"), 503)
+        assert problem["type"] == UNAVAILABLE, problem
+        assert all(relays(host, port) for host in HOSTS[:2])
+        assert all(listener_ids(node) == [created["id"]] for node in nodes)
+
+        proxy.thaw()
+        response = wait_until(lambda: (r := nodes[1].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{other_port}", "upstream": echo.address})).status_code != 503 and r,
+            timeout=PROPAGATION_S, message="changes accepted again")
+        assert response.status_code == 201, response.text
+        for host in HOSTS[:2]:
+            wait_until(lambda: relays(host, other_port), timeout=PROPAGATION_S,
+                       message=f"{host}:{other_port} relaying")
+        for node in nodes:
+            stop_node(node)
+    finally:
+        proxy.close()
 
 
 def test_a_restarted_node_takes_the_changes_made_while_it_was_down(start_gateway, pg: Postgres,

@@ -30,10 +30,25 @@ final class Database: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
-    /// Opens a new connection (for the LISTEN loop, which keeps its own).
+    /// Opens a new connection within `operationLimit` (the LISTEN loop keeps its own). The
+    /// connect timeout covers TCP only: a server, or a network, that accepts and then says
+    /// nothing would hold the start-up exchange forever.
     func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(on: group.next(), configuration: url.configuration,
-                                             id: Self.nextID.add(1, ordering: .relaxed).newValue, logger: logger)
+        let opened = Mutex<PostgresConnection?>(nil)
+        do {
+            return try await withDeadline(Self.operationLimit, abandon: {}) { [self] in
+                // Cancelled by the deadline, postgres-nio closes the half-open channel.
+                let connection = try await PostgresConnection.connect(
+                    on: group.next(), configuration: url.configuration,
+                    id: Self.nextID.add(1, ordering: .relaxed).newValue, logger: logger)
+                opened.withLock { $0 = connection }
+                return connection
+            }
+        } catch {
+            // Opened just as the deadline passed: not handed out, so closed here.
+            opened.withLock { $0 }?.closeNow()
+            throw error
+        }
     }
 
     private static let nextID = Atomic<Int>(0)

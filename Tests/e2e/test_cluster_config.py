@@ -380,3 +380,14 @@ def test_an_unreachable_database_stops_start_up_with_a_clear_message(start_gatew
     assert gateway.proc.wait(timeout=30) == 2, gateway.output()
     assert "cannot use the cluster database" in gateway.stderr_text(), gateway.output()
     gateway.url = ""
+
+
+def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) -> None:
+    response = gateway.get("/api/v1/nodes")
+    assert response.status_code == 200, response.text
+    [node] = response.json()["nodes"]
+    assert node["self"] is True and node["admin_url"] == gateway.url
+    assert node["name"].endswith(f":{gateway.port}") and node["sessions"] == 0
+    # Its listeners carry no `nodes`: that is the cluster's.
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
+    assert "nodes" not in created and "nodes" not in gateway.listeners()[0]

@@ -215,6 +215,12 @@ def test_a_node_where_the_port_is_taken_reports_a_failed_bind(start_gateway, pg:
         for node in nodes:
             wait_until(lambda: listener_ids(node) == [], timeout=PROPAGATION_S, message="no listener left")
         assert refuses(HOSTS[0], port) and refuses(HOSTS[1], port)
+        # Created through the node where the port is taken: 409, and nothing anywhere.
+        problem = assert_problem(nodes[2].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{port}", "upstream": echo.address}), 409)
+        assert "already in use" in problem["detail"], problem
+        assert db_count(pg, "listeners") == 0 and db_count(pg, "listener_binds") == 0
+        assert all(listener_ids(node) == [] for node in nodes)
     finally:
         squatter.close()
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import pytest
 
 from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
-                      wait_until)
+                      session_of, transform_handler, wait_until)
 from freeze_proxy import FreezeProxy
 from pg_tools import Postgres, running_postgres
 
@@ -397,3 +397,35 @@ def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) ->
     # Its listeners carry no `nodes`: that is the cluster's.
     created = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
     assert "nodes" not in created and "nodes" not in gateway.listeners()[0]
+
+
+def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(start_gateway, pg: Postgres,
+                                                                         echo: StreamServer) -> None:
+    upper = StreamServer(transform_handler(bytes.upper))
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2)
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": upper.address}).status_code == 201
+        port = free_port()
+        nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
+        client = connect(f"{HOSTS[0]}:{port}")
+        session = session_of(nodes[0], client)
+        response = nodes[0].post(f"/api/v1/sessions/{session['id']}/mediators",
+                                 json={"mediator": "upper", "direction": "client_to_server"})
+        assert response.status_code == 201, response.text
+        assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+
+        # Where a session uses it, unregistering is refused, and nothing changes anywhere.
+        assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
+        assert db_count(pg, "mediators") == 1 and mediator_names(nodes[1]) == ["upper"]
+        # Through the other node it goes from the cluster; n1 keeps it while its session uses it.
+        assert nodes[1].delete("/api/v1/mediators/upper").status_code == 204
+        assert db_count(pg, "mediators") == 0
+        assert mediator_names(nodes[1]) == []
+        assert roundtrip(client, b"still\n") == b"STILL\n"
+        assert mediator_names(nodes[0]) == ["upper"]
+        client.close()
+        wait_until(lambda: mediator_names(nodes[0]) == [], timeout=PROPAGATION_S,
+                   message="upper unregistered on n1 once its session ended")
+    finally:
+        upper.close()

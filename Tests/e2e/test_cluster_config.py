@@ -8,6 +8,7 @@ listener port serves all three.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -429,3 +430,22 @@ def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(start
                    message="upper unregistered on n1 once its session ended")
     finally:
         upper.close()
+
+
+def test_the_config_file_seeds_a_new_cluster_database_once(start_gateway, pg: Postgres, echo: StreamServer,
+                                                           tmp_path) -> None:
+    port = free_port()
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps({
+        "cluster": {"database_url": pg.url},
+        "listeners": [{"listen": f"127.0.0.1:{port}", "upstream": echo.address}],
+        "mediators": [{"name": "seeded", "address": "127.0.0.1:9"}],
+    }))
+    nodes = [start_gateway("--config", str(config), "--node", f"n{i + 1}", "--bind-host", HOSTS[i], wait=False)
+             for i in range(2)]
+    nodes = [node.wait_ready() for node in nodes]
+    assert db_count(pg, "listeners") == 1 and db_count(pg, "mediators") == 1
+    for index, node in enumerate(nodes):
+        wait_until(lambda: len(listener_ids(node)) == 1 and mediator_names(node) == ["seeded"],
+                   timeout=PROPAGATION_S, message="the seeded listener and mediator")
+        assert relays(HOSTS[index], port)

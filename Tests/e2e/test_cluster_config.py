@@ -34,6 +34,8 @@ UNAVAILABLE = "/problems/cluster-store-unavailable"
 
 @pytest.fixture
 def pg() -> Iterator[Postgres]:
+    """A fresh database per test. Tests name it before start_gateway, so that it is set up
+    first and torn down last: the nodes leave the cluster cleanly at their SIGTERM."""
     with running_postgres() as server:
         yield server
 
@@ -124,7 +126,7 @@ def kill_hard(node: Gateway) -> None:
     node.url = ""
 
 
-def test_three_nodes_starting_together_create_the_schema_once(start_gateway, pg: Postgres) -> None:
+def test_three_nodes_starting_together_create_the_schema_once(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
     assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"]]
     rows = pg.query("SELECT name, number FROM nodes ORDER BY name")
@@ -136,7 +138,7 @@ def test_three_nodes_starting_together_create_the_schema_once(start_gateway, pg:
 
 
 def test_listener_created_on_one_node_accepts_on_every_node_and_a_delete_stops_it_everywhere(
-        start_gateway, pg: Postgres, echo: StreamServer) -> None:
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
     nodes = start_cluster(start_gateway, pg)
     port = free_port()
     started = time.monotonic()
@@ -167,7 +169,7 @@ def test_listener_created_on_one_node_accepts_on_every_node_and_a_delete_stops_i
     assert db_count(pg, "listeners") == 0 and db_count(pg, "listener_binds") == 0
 
 
-def test_mediators_are_registered_and_unregistered_everywhere(start_gateway, pg: Postgres) -> None:
+def test_mediators_are_registered_and_unregistered_everywhere(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
     body = {"name": "upper", "address": "127.0.0.1:9999"}
     response = nodes[0].post("/api/v1/mediators", json=body)
@@ -186,7 +188,7 @@ def test_mediators_are_registered_and_unregistered_everywhere(start_gateway, pg:
     assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 404)
 
 
-def test_a_node_where_the_port_is_taken_reports_a_failed_bind(start_gateway, pg: Postgres,
+def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,
                                                               echo: StreamServer) -> None:
     nodes = start_cluster(start_gateway, pg)
     port = free_port()
@@ -226,7 +228,7 @@ def test_a_node_where_the_port_is_taken_reports_a_failed_bind(start_gateway, pg:
         squatter.close()
 
 
-def test_bad_input_changes_nothing_in_the_database(start_gateway, pg: Postgres) -> None:
+def test_bad_input_changes_nothing_in_the_database(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg, count=2)
     sequence_before = pg.query("SELECT last_value, is_called FROM listener_ids")
     assert_problem(nodes[0].post("/api/v1/listeners", data=b"{not json", headers={"Content-Type": "application/json"}), 400)
@@ -240,7 +242,7 @@ def test_bad_input_changes_nothing_in_the_database(start_gateway, pg: Postgres) 
     assert all(listener_ids(node) == [] and mediator_names(node) == [] for node in nodes)
 
 
-def test_nodes_lists_the_live_nodes_and_a_killed_one_leaves(start_gateway, pg: Postgres) -> None:
+def test_nodes_lists_the_live_nodes_and_a_killed_one_leaves(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
     for node in nodes:
         wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=PROPAGATION_S, message="three nodes")
@@ -265,7 +267,7 @@ def test_nodes_lists_the_live_nodes_and_a_killed_one_leaves(start_gateway, pg: P
     assert [row[0] for row in pg.query("SELECT name FROM nodes ORDER BY name")] == ["n1", "n2"]
 
 
-def test_database_outage_keeps_relaying_refuses_changes_and_catches_up(start_gateway, pg: Postgres,
+def test_database_outage_keeps_relaying_refuses_changes_and_catches_up(pg: Postgres, start_gateway,
                                                                         echo: StreamServer) -> None:
     nodes = start_cluster(start_gateway, pg)
     port = free_port()
@@ -307,7 +309,7 @@ def test_database_outage_keeps_relaying_refuses_changes_and_catches_up(start_gat
 
 
 def test_a_silent_network_to_the_database_refuses_changes_in_time_and_recovers(
-        start_gateway, pg: Postgres, echo: StreamServer) -> None:
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
     """The database does not go away cleanly but goes silent (connections stay open, no byte
     moves): deadlines, not TCP, decide."""
     proxy = FreezeProxy(f"127.0.0.1:{pg.port}")
@@ -344,7 +346,7 @@ def test_a_silent_network_to_the_database_refuses_changes_in_time_and_recovers(
         proxy.close()
 
 
-def test_a_restarted_node_takes_the_changes_made_while_it_was_down(start_gateway, pg: Postgres,
+def test_a_restarted_node_takes_the_changes_made_while_it_was_down(pg: Postgres, start_gateway,
                                                                    echo: StreamServer) -> None:
     nodes = start_cluster(start_gateway, pg)
     kept_port, gone_port, new_port = free_port(), free_port(), free_port()
@@ -400,7 +402,7 @@ def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) ->
     assert "nodes" not in created and "nodes" not in gateway.listeners()[0]
 
 
-def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(start_gateway, pg: Postgres,
+def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(pg: Postgres, start_gateway,
                                                                          echo: StreamServer) -> None:
     upper = StreamServer(transform_handler(bytes.upper))
     try:
@@ -432,7 +434,7 @@ def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(start
         upper.close()
 
 
-def test_the_config_file_seeds_a_new_cluster_database_once(start_gateway, pg: Postgres, echo: StreamServer,
+def test_the_config_file_seeds_a_new_cluster_database_once(pg: Postgres, start_gateway, echo: StreamServer,
                                                            tmp_path) -> None:
     port = free_port()
     config = tmp_path / "cluster.json"

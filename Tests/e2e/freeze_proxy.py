@@ -10,11 +10,11 @@ from __future__ import annotations
 import socket
 import threading
 
-from conftest import split_address
+from conftest import StreamServer, split_address
 
 
 class FreezeProxy:
-    """Listens on 127.0.0.1:0 and forwards every connection to `target` (HOST:PORT)."""
+    """Listens on 127.0.0.1:0 (a StreamServer) and forwards every connection to `target`."""
 
     JOIN_TIMEOUT_S = 10.0
 
@@ -22,15 +22,12 @@ class FreezeProxy:
         self.target = split_address(target)
         self.flowing = threading.Event()
         self.flowing.set()
-        self.closed = False
+        self.closed = threading.Event()
         self.lock = threading.Lock()
-        self.sockets: list[socket.socket] = []
-        self.threads: list[threading.Thread] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self._spawn(self._accept)
+        self.upstreams: list[socket.socket] = []
+        self.pumps: list[threading.Thread] = []
+        self.server = StreamServer(self._forward)
+        self.port = self.server.port
 
     def freeze(self) -> None:
         self.flowing.clear()
@@ -38,40 +35,24 @@ class FreezeProxy:
     def thaw(self) -> None:
         self.flowing.set()
 
-    def _spawn(self, target, *args) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self.lock:
-            self.threads.append(thread)
-        thread.start()
-
     def _wait_flowing(self) -> bool:
         while not self.flowing.wait(0.05):
-            if self.closed:
+            if self.closed.is_set():
                 return False
-        return not self.closed
+        return not self.closed.is_set()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.sockets.append(client)
-            self._spawn(self._connect, client)
-
-    def _connect(self, client: socket.socket) -> None:
+    def _forward(self, client: socket.socket) -> None:
+        """One accepted connection: connected onwards once flowing, then pumped both ways."""
         if not self._wait_flowing():
             return
-        try:
-            server = socket.create_connection(self.target, timeout=5)
-        except OSError:
-            client.close()
-            return
+        upstream = socket.create_connection(self.target, timeout=5)
+        upstream.settimeout(None)
+        pump = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
         with self.lock:
-            self.sockets.append(server)
-        self._spawn(self._pump, client, server)
-        self._spawn(self._pump, server, client)
+            self.upstreams.append(upstream)
+            self.pumps.append(pump)
+        pump.start()
+        self._pump(client, upstream)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -84,22 +65,25 @@ class FreezeProxy:
                     return
                 sink.sendall(data)
         except OSError:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed = True
-        with self.lock:
-            sockets, threads = [self.sock, *self.sockets], list(self.threads)
-        for sock in sockets:
+            pass
+        for sock in (source, sink):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in threads:
-            thread.join(self.JOIN_TIMEOUT_S)
-        for sock in sockets:
+
+    def close(self) -> None:
+        """Closes every connection, both sides, and joins every thread."""
+        self.closed.set()
+        with self.lock:
+            upstreams, pumps = list(self.upstreams), list(self.pumps)
+        for sock in upstreams:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server.close()
+        for pump in pumps:
+            pump.join(self.JOIN_TIMEOUT_S)
+        for sock in upstreams:
             sock.close()

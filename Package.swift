@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
         .package(url: "https://github.com/apple/swift-openapi-urlsession.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // The cluster's shared configuration and membership (`--cluster-db`).
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -80,6 +82,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `--cluster-db`: listeners, mediators and membership kept in PostgreSQL.
+        .target(
+            name: "SpliceCluster",
+            dependencies: [
+                "SpliceCore",
+                "SpliceDataPlane",
+                "SpliceControlPlane",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "SpliceSamples",
             dependencies: [
@@ -108,6 +123,8 @@ let package = Package(
                 "SpliceCore",
                 "SpliceDataPlane",
                 "SpliceControlPlane",
+                "SpliceCluster",
+                "SplicePeerClient",
                 "SpliceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -148,6 +165,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "SpliceClusterTests", dependencies: ["SpliceCluster", "SpliceCore"]),
         .testTarget(
             name: "SpliceControlPlaneTests",
             dependencies: ["SpliceControlPlane", "SpliceDataPlane", "SpliceIO", "SplicePeerClient", "SpliceTestSupport"]

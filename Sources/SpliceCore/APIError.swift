@@ -6,7 +6,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     private enum Kind: Sendable, Equatable {
         case malformed, unauthorized, notFound, methodNotAllowed, conflict
         case tooLarge, unsupportedMediaType, invalid, badGateway, gatewayTimeout
-        case stateNotSaved
+        case stateNotSaved, clusterStoreUnavailable
     }
 
     private let kind: Kind
@@ -40,6 +40,11 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func gatewayTimeout(_ detail: String) -> APIError { .init(.gatewayTimeout, detail) }
     /// 500: the change could not be written to the state file (disk full, permissions).
     public static func stateNotSaved(_ detail: String) -> APIError { .init(.stateNotSaved, detail) }
+    /// 503: the cluster's database is unreachable, so a change to listeners or mediators
+    /// cannot be committed (the node goes on relaying with what it has).
+    public static func clusterStoreUnavailable(_ detail: String) -> APIError {
+        .init(.clusterStoreUnavailable, detail)
+    }
 
     /// The HTTP status code.
     public var status: Int {
@@ -55,6 +60,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badGateway: 502
         case .gatewayTimeout: 504
         case .stateNotSaved: 500
+        case .clusterStoreUnavailable: 503
         }
     }
 
@@ -72,6 +78,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badGateway: "Peer unreachable"
         case .gatewayTimeout: "Drain timed out"
         case .stateNotSaved: "State not saved"
+        case .clusterStoreUnavailable: "Cluster store unavailable"
         }
     }
 
@@ -89,6 +96,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badGateway: "/problems/peer-unreachable"
         case .gatewayTimeout: "/problems/drain-timeout"
         case .stateNotSaved: "/problems/state-not-saved"
+        case .clusterStoreUnavailable: "/problems/cluster-store-unavailable"
         }
     }
 

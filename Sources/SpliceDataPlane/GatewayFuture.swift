@@ -26,6 +26,16 @@ public struct GatewayFuture<Value: Sendable>: Sendable {
         }
     }
 
+    /// The outcome, awaited without holding a thread (for tasks, such as the cluster's).
+    public var value: Value {
+        get async throws(APIError) {
+            let result = await withCheckedContinuation { continuation in
+                whenComplete { continuation.resume(returning: $0) }
+            }
+            return try result.get()
+        }
+    }
+
     /// Blocks until the outcome is known. Never call this on an event loop or an admin
     /// server thread; it is for start-up, shutdown and tests.
     public func wait() throws(APIError) -> Value {

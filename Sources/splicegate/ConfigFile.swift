@@ -8,7 +8,9 @@ import SpliceCore
 enum ConfigFile {
     static let fields: Set<String> = [
         "listeners", "mediators", "admin", "allow_adhoc_mediators", "max_sessions", "grace_period_s", "event_loops",
+        "cluster",
     ]
+    static let clusterFields: Set<String> = ["database_url", "node", "advertise", "bind_host"]
     static let adminFields: Set<String> = [
         "address", "token_file", "max_body_bytes", "connection_limit", "idle_timeout_s", "head_timeout_s",
     ]
@@ -44,6 +46,12 @@ enum ConfigFile {
             }
             if let loops = try reader.optionalInt("event_loops", min: 1, max: 1024) {
                 settings.eventLoops = Int(loops)
+            }
+            if let cluster = try reader.optionalObject("cluster") {
+                let cluster = try JSONObjectReader(.object(cluster), allowed: clusterFields)
+                settings.clusterFile = ClusterSettings.FromFile(
+                    databaseURL: try cluster.optionalString("database_url"), node: try cluster.optionalString("node"),
+                    advertise: try cluster.optionalString("advertise"), bindHost: try cluster.optionalString("bind_host"))
             }
             if let admin = try reader.optionalObject("admin") {
                 try apply(admin: JSONObjectReader(.object(admin), allowed: adminFields), to: &settings)

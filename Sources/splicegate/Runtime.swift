@@ -5,10 +5,12 @@ import Metrics
 import NIOCore
 import NIOPosix
 import Prometheus
+import SpliceCluster
 import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
 import SpliceIO
+import SplicePeerClient
 import Synchronization
 
 /// The running process: relay loops, the gateway, the admin server, and the signal wait.
@@ -26,8 +28,24 @@ struct Runtime {
         let metrics = GatewayMetrics()
         // Libraries that report through swift-metrics land in the same /metrics page.
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
+        // First of all, the cluster's database: the node number must be known before any
+        // listener accepts (session ids carry it), and an unusable database stops start-up.
+        let cluster: Cluster?
+        do {
+            cluster = try settings.cluster.map { settings throws(ClusterError) in
+                try Cluster.open(url: settings.database, seedListeners: self.settings.listeners,
+                                 seedMediators: self.settings.mediators, logger: logger)
+            }
+        } catch {
+            try? demoGroup?.syncShutdownGracefully()
+            try? group.syncShutdownGracefully()
+            throw StartupError(error.description)
+        }
         let gateway = Gateway(group: group, logger: logger, allowAdHocMediators: settings.allowAdHocMediators,
-                              maxSessions: settings.maxSessions, metrics: metrics)
+                              maxSessions: settings.maxSessions, metrics: metrics,
+                              firstSessionNumber: cluster.map { ClusterNode.firstSessionNumber(ofNode: $0.nodeNumber) } ?? 1)
+        // Requests to the other nodes (forwarded actions, merged listings and events).
+        let peers = cluster.map { _ in PeerClient() }
         let state = settings.stateFile.map(StateFile.init(path:))
         if let removed = state?.removeStaleTemporaries(), !removed.isEmpty {
             logger.notice("removed temporary state files left by an earlier crash", metadata: [
@@ -37,7 +55,9 @@ struct Runtime {
         var demo: Demo?
         let server: HTTPServer
         do {
-            try restore(into: gateway, from: state)
+            // In a cluster the database's listeners and mediators are applied once the node
+            // has joined (below); the config file only seeded a new database.
+            if cluster == nil { try restore(into: gateway, from: state) }
             if let demoListen = settings.demoListen, let demoGroup {
                 do {
                     demo = try Demo.start(listen: demoListen, group: demoGroup, gateway: gateway, state: state)
@@ -49,9 +69,16 @@ struct Runtime {
             // shows the ports actually bound.
             try state?.save(gateway)
             let persist = state.map { state in Persistence { () throws(APIError) in try state.save(gateway) } }
+            let clustered = cluster?.attach(gateway: gateway, bindHost: settings.cluster?.bindHost,
+                                            version: Splicegate.version)
+            let alone = clustered == nil
+                ? SingleNodeMembership(gateway: gateway, name: "", adminURL: "", version: Splicegate.version) : nil
             let api = AdminAPI(gateway: gateway, options: .init(
                 webRoot: settings.webRoot, openAPIFile: settings.openAPIFile,
-                version: Splicegate.version, token: settings.token, persist: persist ?? .none), logger: logger)
+                version: Splicegate.version, token: settings.token, persist: persist ?? .none,
+                authority: clustered?.authority,
+                cluster: clustered.flatMap { clustered in peers.map { ClusterAccess(membership: clustered.membership, client: $0) } },
+                alone: alone), logger: logger)
             var http = settings.http
             http.logger = logger
             http.screenHead = { request in api.screenHead(request) }
@@ -60,7 +87,18 @@ struct Runtime {
             } catch {
                 throw StartupError("admin API: \(error)")
             }
+            let name = settings.cluster?.node ?? "\(ProcessInfo.processInfo.hostName):\(server.boundPort)"
+            let advertise = settings.cluster?.advertise ?? server.baseURL
+            alone?.rename(name, adminURL: advertise)
+            do {
+                try cluster?.start(name: name, adminURL: advertise)
+            } catch {
+                server.stop()
+                throw StartupError(error.description)
+            }
         } catch {
+            cluster?.stop()
+            peers?.shutdown()
             gateway.shutdown()
             demo?.stop()
             try? demoGroup?.syncShutdownGracefully()
@@ -74,6 +112,9 @@ struct Runtime {
         let signal = signals.next()
         drain(gateway, signals: signals, after: signal)
         server.stop()
+        // After the drain: until then this node's sessions are still the cluster's to see.
+        cluster?.stop()
+        peers?.shutdown()
         gateway.shutdown()
         demo?.stop()
         try? demoGroup?.syncShutdownGracefully()

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SpliceCluster
 import SpliceControlPlane
 import SpliceCore
 
@@ -22,6 +23,10 @@ struct Settings {
     var maxSessions: Int?
     /// Event-loop threads for the relay.
     var eventLoops = System.coreCount
+    /// The cluster's database (`--cluster-db`); nil: a gateway on its own.
+    var cluster: ClusterSettings?
+    /// The config file's `cluster` object, resolved with the flags into `cluster`.
+    var clusterFile = ClusterSettings.FromFile()
 
     static func resolve(command: Splicegate) throws -> Settings {
         var settings = Settings()
@@ -49,6 +54,7 @@ struct Settings {
             guard !path.isEmpty else { throw StartupError("--state-file needs a path") }
             settings.stateFile = path
         }
+        try ClusterSettings.apply(command, to: &settings)
         if let grace = command.gracePeriod {
             guard grace >= 0, grace <= 86_400 else { throw StartupError("--grace-period must be 0 to 86400 seconds") }
             settings.gracePeriod = grace
@@ -62,6 +68,9 @@ struct Settings {
             settings.eventLoops = loops
         }
         if command.demo {
+            guard settings.cluster == nil else {
+                throw StartupError("--demo cannot join a cluster (--cluster-db): its listener and mediators are local")
+            }
             do {
                 settings.demoListen = try HostPort(parsing: command.demoListen, field: "--demo-listen")
             } catch {

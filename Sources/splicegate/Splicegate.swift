@@ -57,6 +57,18 @@ struct Splicegate: ParsableCommand {
     @Option(help: "Event-loop threads for the relay; fewer can pay when load generators or the upstream share the cores. (default: one per core)")
     var eventLoops: Int?
 
+    @Option(name: .customLong("cluster-db"), help: "Join a cluster: keep listeners, mediators and membership in this PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (replaces --state-file; waited for 5 s at start, then start-up fails). (default: none, or cluster.database_url of --config)")
+    var clusterDB: String?
+
+    @Option(help: "This node's name in the cluster, unique among live nodes. (default: HOSTNAME:ADMINPORT)")
+    var node: String?
+
+    @Option(help: "The URL other nodes reach this node's admin API at. (default: the bound admin address, http://HOST:PORT)")
+    var advertise: String?
+
+    @Option(help: "Bind every cluster listener on this host instead of the one its listen address names (several nodes on one machine). (default: the listener's own host)")
+    var bindHost: String?
+
     @Flag(help: "Start a built-in echo upstream and a listener for it.")
     var demo = false
 

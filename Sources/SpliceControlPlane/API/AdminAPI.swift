@@ -17,18 +17,27 @@ public struct AdminAPI: Sendable {
         /// Called after a listener or mediator is created or deleted, before the API answers
         /// (the state file is written there); a failure is reported to the client.
         public var persist: Persistence
-        /// The cluster this gateway is a node of, or nil when it runs alone.
+        /// Who decides changes to listeners and mediators; nil: this gateway alone, saving
+        /// through `persist`.
+        public var authority: (any ConfigAuthority)?
+        /// The cluster this gateway is a node of (its live nodes, `/api/v1/nodes`, and the
+        /// way to reach them), or nil when it runs alone.
         public var cluster: ClusterAccess?
+        /// The gateway itself as `/api/v1/nodes` lists it when it runs alone.
+        public var alone: (any ClusterMembership)?
 
         /// Options from their parts.
         public init(webRoot: String?, openAPIFile: String?, version: String, token: String?,
-                    persist: Persistence = .none, cluster: ClusterAccess? = nil) {
+                    persist: Persistence = .none, authority: (any ConfigAuthority)? = nil,
+                    cluster: ClusterAccess? = nil, alone: (any ClusterMembership)? = nil) {
             self.webRoot = webRoot
             self.openAPIFile = openAPIFile
             self.version = version
             self.token = token
             self.persist = persist
+            self.authority = authority
             self.cluster = cluster
+            self.alone = alone
         }
     }
 
@@ -41,9 +50,12 @@ public struct AdminAPI: Sendable {
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
-        ListenersHandler(gateway: gateway, persist: options.persist).register(in: &router)
+        let authority = options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist)
+        ListenersHandler(gateway: gateway, authority: authority).register(in: &router)
         SessionsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
-        MediatorsHandler(gateway: gateway, persist: options.persist).register(in: &router)
+        MediatorsHandler(gateway: gateway, authority: authority).register(in: &router)
+        NodesHandler(membership: options.cluster?.membership ?? options.alone ?? SingleNodeMembership(
+            gateway: gateway, name: "local", adminURL: "", version: options.version)).register(in: &router)
         MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
         SplitsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)

@@ -1,0 +1,453 @@
+"""The cluster's configuration and membership in PostgreSQL (`--cluster-db`), with real
+gateways and a real, throwaway PostgreSQL (pg_tools).
+
+Three nodes run on one machine: each binds its admin API on 127.0.0.1:0 and every
+cluster listener on its own loopback address (`--bind-host 127.0.0.2/3/4`), so one fixed
+listener port serves all three.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
+                      session_of, transform_handler, wait_until)
+from freeze_proxy import FreezeProxy
+from pg_tools import Postgres, running_postgres
+
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+# How long a change may take to reach every node before the test fails. The contract is
+# one second; the deadline is wider so that a loaded CI machine does not make the test flaky
+# (the time it took is what bench/ measures).
+PROPAGATION_S = 10.0
+# A node silent for 5 s leaves the view; allow for the heartbeat round on top.
+LEAVE_S = 15.0
+UNAVAILABLE = "/problems/cluster-store-unavailable"
+
+
+@pytest.fixture
+def pg() -> Iterator[Postgres]:
+    """A fresh database per test. Tests name it before start_gateway, so that it is set up
+    first and torn down last: the nodes leave the cluster cleanly at their SIGTERM."""
+    with running_postgres() as server:
+        yield server
+
+
+def start_node(start_gateway: Callable[..., Gateway], pg: Postgres, index: int, *extra: str,
+               wait: bool = True, url: str | None = None) -> Gateway:
+    """Node `n<index+1>` of the cluster, binding its listeners on HOSTS[index]."""
+    return start_gateway("--cluster-db", url or pg.url, "--node", f"n{index + 1}", "--bind-host", HOSTS[index],
+                         *extra, wait=wait)
+
+
+def start_cluster(start_gateway: Callable[..., Gateway], pg: Postgres, count: int = 3,
+                  url: str | None = None) -> list[Gateway]:
+    """`count` nodes started at the same moment (they race to create the schema)."""
+    nodes = [start_node(start_gateway, pg, index, wait=False, url=url) for index in range(count)]
+    return [node.wait_ready() for node in nodes]
+
+
+@pytest.fixture
+def echo() -> Iterator[StreamServer]:
+    server = StreamServer(echo_handler)
+    yield server
+    server.close()
+
+
+def relays(host: str, port: int) -> bool:
+    """Whether host:port accepts and relays to the echo upstream."""
+    try:
+        with connect(f"{host}:{port}", timeout=2.0) as sock:
+            return roundtrip(sock, b"ping\n") == b"ping\n"
+    except OSError:
+        return False
+
+
+def refuses(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def wait_equal(read: Callable[[], object], expected: object, message: str,
+               timeout: float = PROPAGATION_S) -> None:
+    """Polls `read()` until it equals `expected`; the failure shows the last value read."""
+    seen: list[object] = []
+
+    def check() -> bool:
+        seen[:] = [read()]
+        return seen[0] == expected
+
+    try:
+        wait_until(check, timeout=timeout, message=message)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last read {seen[0]!r}, expected {expected!r}") from None
+
+
+def listener_ids(node: Gateway) -> list[str]:
+    return [listener["id"] for listener in node.listeners()]
+
+
+def mediator_names(node: Gateway) -> list[str]:
+    response = node.get("/api/v1/mediators")
+    assert response.status_code == 200, response.text
+    return sorted(mediator["name"] for mediator in response.json()["mediators"])
+
+
+def node_names(node: Gateway) -> list[str]:
+    response = node.get("/api/v1/nodes")
+    assert response.status_code == 200, response.text
+    return [entry["name"] for entry in response.json()["nodes"]]
+
+
+def db_count(pg: Postgres, table: str) -> int:
+    return int(pg.query(f"SELECT count(*) FROM {table}")[0][0])
+
+
+def stop_node(node: Gateway) -> int:
+    """SIGTERM (a clean leave); the fixture then takes it for stopped, not dead."""
+    rc = node.stop()
+    node.url = ""
+    return rc
+
+
+def kill_hard(node: Gateway) -> None:
+    os.kill(node.proc.pid, signal.SIGKILL)
+    node.proc.wait(timeout=10)
+    node.url = ""
+
+
+def test_three_nodes_starting_together_create_the_schema_once(pg: Postgres, start_gateway) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"]]
+    rows = pg.query("SELECT name, number FROM nodes ORDER BY name")
+    assert [row[0] for row in rows] == ["n1", "n2", "n3"]
+    assert len({row[1] for row in rows}) == 3, f"node numbers not unique: {rows}"
+    for node in nodes:
+        wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=PROPAGATION_S,
+                   message="every node listing all three")
+
+
+def test_listener_created_on_one_node_accepts_on_every_node_and_a_delete_stops_it_everywhere(
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    port = free_port()
+    started = time.monotonic()
+    created = nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+    assert created["listen"] == f"{HOSTS[0]}:{port}", created
+    assert created["nodes"] == [{"node": "n1", "state": "bound", "listen": f"{HOSTS[0]}:{port}"}], created
+    for host in HOSTS:
+        wait_until(lambda: relays(host, port), timeout=PROPAGATION_S, message=f"{host}:{port} relaying")
+    print(f"listener accepted on all three nodes {time.monotonic() - started:.3f} s after the POST")
+    # Every node shows every node's bind, and the database holds the listener as POSTed.
+    for node in nodes:
+        expected = [{"node": f"n{i + 1}", "state": "bound", "listen": f"{HOSTS[i]}:{port}"} for i in range(3)]
+        wait_equal(lambda: node.listeners()[0]["nodes"], expected, "three bound nodes in the listener's JSON")
+    assert [row[0] for row in pg.query("SELECT id FROM listeners")] == [created["id"][1:]]
+
+    # A session on node 3 ends when node 2 deletes the listener with close_sessions=true.
+    client = connect(f"{HOSTS[2]}:{port}")
+    assert roundtrip(client, b"before\n") == b"before\n"
+    response = nodes[1].delete(f"/api/v1/listeners/{created['id']}", params={"close_sessions": "true"})
+    assert response.status_code == 204, response.text
+    for host in HOSTS:
+        wait_until(lambda: refuses(host, port), timeout=PROPAGATION_S, message=f"{host}:{port} refusing")
+    for node in nodes:
+        wait_until(lambda: listener_ids(node) == [], timeout=PROPAGATION_S, message="no listener left")
+    client.settimeout(PROPAGATION_S)
+    assert client.recv(100) == b"", "the session on node 3 was not closed"
+    client.close()
+    assert db_count(pg, "listeners") == 0 and db_count(pg, "listener_binds") == 0
+
+
+def test_mediators_are_registered_and_unregistered_everywhere(pg: Postgres, start_gateway) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    body = {"name": "upper", "address": "127.0.0.1:9999"}
+    response = nodes[0].post("/api/v1/mediators", json=body)
+    assert response.status_code == 201, response.text
+    for node in nodes:
+        wait_until(lambda: mediator_names(node) == ["upper"], timeout=PROPAGATION_S, message="mediator everywhere")
+    # The name is taken in the whole cluster.
+    assert_problem(nodes[1].post("/api/v1/mediators", json=body), 409)
+    assert db_count(pg, "mediators") == 1
+
+    response = nodes[2].delete("/api/v1/mediators/upper")
+    assert response.status_code == 204, response.text
+    for node in nodes:
+        wait_until(lambda: mediator_names(node) == [], timeout=PROPAGATION_S, message="mediator gone everywhere")
+    assert db_count(pg, "mediators") == 0
+    assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 404)
+
+
+def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,
+                                                              echo: StreamServer) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    port = free_port()
+    squatter = socket.socket()
+    squatter.bind((HOSTS[2], port))
+    squatter.listen(1)
+    try:
+        created = nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+
+        def binds(node: Gateway) -> list[dict[str, str]]:
+            return node.get(f"/api/v1/listeners/{created['id']}").json()["nodes"]
+
+        for node in nodes[:2]:
+            wait_until(lambda: [(bind["node"], bind["state"]) for bind in binds(node)]
+                       == [("n1", "bound"), ("n2", "bound"), ("n3", "failed")],
+                       timeout=PROPAGATION_S, message="n3's bind failure in the listener")
+        failed = binds(nodes[1])[2]
+        assert failed["listen"] == f"{HOSTS[2]}:{port}" and failed["error"], failed
+        assert pg.query("SELECT node, state FROM listener_binds WHERE state = 'failed'") == [["n3", "failed"]]
+        # The others relay; node 3 does not hold the listener but lists it, with the failure.
+        assert relays(HOSTS[0], port) and relays(HOSTS[1], port)
+        assert listener_ids(nodes[2]) == [created["id"]]
+        wait_equal(lambda: [b["state"] for b in binds(nodes[2])], ["bound", "bound", "failed"], "binds on n3")
+        # Deleting it through the node that does not hold it stops it on the others.
+        response = nodes[2].delete(f"/api/v1/listeners/{created['id']}")
+        assert response.status_code == 204, response.text
+        for node in nodes:
+            wait_until(lambda: listener_ids(node) == [], timeout=PROPAGATION_S, message="no listener left")
+        assert refuses(HOSTS[0], port) and refuses(HOSTS[1], port)
+        # Created through the node where the port is taken: 409, and nothing anywhere.
+        problem = assert_problem(nodes[2].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{port}", "upstream": echo.address}), 409)
+        assert "already in use" in problem["detail"], problem
+        assert db_count(pg, "listeners") == 0 and db_count(pg, "listener_binds") == 0
+        assert all(listener_ids(node) == [] for node in nodes)
+    finally:
+        squatter.close()
+
+
+def test_bad_input_changes_nothing_in_the_database(pg: Postgres, start_gateway) -> None:
+    nodes = start_cluster(start_gateway, pg, count=2)
+    sequence_before = pg.query("SELECT last_value, is_called FROM listener_ids")
+    assert_problem(nodes[0].post("/api/v1/listeners", data=b"{not json", headers={"Content-Type": "application/json"}), 400)
+    assert_problem(nodes[0].post("/api/v1/listeners", json={"listen": "127.0.0.1:1"}), 422)
+    assert_problem(nodes[0].post("/api/v1/listeners", json={"listen": "nope", "upstream": "127.0.0.1:9"}), 422)
+    assert_problem(nodes[1].post("/api/v1/mediators", json={"name": "x", "kind": "exec", "command": ["cat"]}), 422)
+    assert_problem(nodes[1].post("/api/v1/mediators", json={"name": "bad name!", "address": "127.0.0.1:9"}), 422)
+    assert_problem(nodes[1].delete("/api/v1/listeners/l99"), 404)
+    assert pg.query("SELECT last_value, is_called FROM listener_ids") == sequence_before
+    assert db_count(pg, "listeners") == 0 and db_count(pg, "mediators") == 0
+    assert all(listener_ids(node) == [] and mediator_names(node) == [] for node in nodes)
+
+
+def test_nodes_lists_the_live_nodes_and_a_killed_one_leaves(pg: Postgres, start_gateway) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    for node in nodes:
+        wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=PROPAGATION_S, message="three nodes")
+    listed = nodes[1].get("/api/v1/nodes").json()["nodes"]
+    assert [(entry["name"], entry["self"]) for entry in listed] == [("n1", False), ("n2", True), ("n3", False)]
+    assert {entry["admin_url"] for entry in listed} == {node.url for node in nodes}
+    assert all(entry["version"] and entry["sessions"] == 0 for entry in listed)
+
+    kill_hard(nodes[1])
+    for node in (nodes[0], nodes[2]):
+        wait_until(lambda: node_names(node) == ["n1", "n3"], timeout=LEAVE_S, message="n2 leaving the view")
+    # Restarted at once under its name, n2 waits for its dead predecessor to leave the view.
+    nodes[1] = start_node(start_gateway, pg, 1)
+    for node in nodes:
+        wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=LEAVE_S, message="n2 back")
+    # A node still heartbeating under a name keeps it: a second n2 does not start.
+    duplicate = start_node(start_gateway, pg, 1, wait=False)
+    assert duplicate.proc.wait(timeout=30) == 2, duplicate.output()
+    assert "a live node already has that name" in duplicate.stderr_text(), duplicate.output()
+    # A clean stop leaves at once: the node deletes its own row.
+    assert stop_node(nodes[2]) == 0
+    assert [row[0] for row in pg.query("SELECT name FROM nodes ORDER BY name")] == ["n1", "n2"]
+
+
+def test_database_outage_keeps_relaying_refuses_changes_and_catches_up(pg: Postgres, start_gateway,
+                                                                        echo: StreamServer) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    port = free_port()
+    created = nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+    for host in HOSTS:
+        wait_until(lambda: relays(host, port), timeout=PROPAGATION_S, message=f"{host}:{port} relaying")
+    client = connect(f"{HOSTS[1]}:{port}")
+    assert roundtrip(client, b"before\n") == b"before\n"
+
+    pg.stop()
+    # Sessions go on, new clients are accepted, on the configuration the nodes hold.
+    assert roundtrip(client, b"during\n") == b"during\n"
+    assert all(relays(host, port) for host in HOSTS)
+    other_port = free_port()
+    for node in nodes:
+        problem = assert_problem(node.post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{other_port}", "upstream": echo.address}), 503)
+        assert problem["type"] == UNAVAILABLE, problem
+    problem = assert_problem(nodes[1].delete(f"/api/v1/listeners/{created['id']}"), 503)
+    assert problem["type"] == UNAVAILABLE, problem
+    problem = assert_problem(nodes[2].post("/api/v1/mediators", json={"name": "m", "address": "127.0.0.1:9"}), 503)
+    assert problem["type"] == UNAVAILABLE, problem
+    for node in nodes:
+        assert listener_ids(node) == [created["id"]] and mediator_names(node) == []
+    assert all(relays(host, port) and refuses(host, other_port) for host in HOSTS)
+
+    pg.start()
+    # A change made once the database is back reaches every node.
+    response = wait_until(lambda: (r := nodes[1].post("/api/v1/listeners", json={
+        "listen": f"127.0.0.1:{other_port}", "upstream": echo.address})).status_code != 503 and r,
+        timeout=PROPAGATION_S, message="the database accepting changes again")
+    assert response.status_code == 201, response.text
+    for host in HOSTS:
+        wait_until(lambda: relays(host, other_port), timeout=PROPAGATION_S, message=f"{host}:{other_port} relaying")
+    assert roundtrip(client, b"after\n") == b"after\n"
+    client.close()
+    for node in nodes:
+        wait_until(lambda: node_names(node) == ["n1", "n2", "n3"], timeout=PROPAGATION_S, message="heartbeats back")
+
+
+def test_a_silent_network_to_the_database_refuses_changes_in_time_and_recovers(
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
+    """The database does not go away cleanly but goes silent (connections stay open, no byte
+    moves): deadlines, not TCP, decide."""
+    proxy = FreezeProxy(f"127.0.0.1:{pg.port}")
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2,
+                              url=f"postgres://postgres@127.0.0.1:{proxy.port}/postgres")
+        port, other_port = free_port(), free_port()
+        created = nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        for host in HOSTS[:2]:
+            wait_until(lambda: relays(host, port), timeout=PROPAGATION_S, message=f"{host}:{port} relaying")
+
+        proxy.freeze()
+        started = time.monotonic()
+        problem = assert_problem(nodes[1].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{other_port}", "upstream": echo.address}), 503)
+        print(f"503 after {time.monotonic() - started:.2f} s with the database silent")
+        assert problem["type"] == UNAVAILABLE, problem
+        problem = assert_problem(nodes[0].delete(f"/api/v1/listeners/{created['id']}"), 503)
+        assert problem["type"] == UNAVAILABLE, problem
+        assert all(relays(host, port) for host in HOSTS[:2])
+        assert all(listener_ids(node) == [created["id"]] for node in nodes)
+
+        proxy.thaw()
+        response = wait_until(lambda: (r := nodes[1].post("/api/v1/listeners", json={
+            "listen": f"127.0.0.1:{other_port}", "upstream": echo.address})).status_code != 503 and r,
+            timeout=PROPAGATION_S, message="changes accepted again")
+        assert response.status_code == 201, response.text
+        for host in HOSTS[:2]:
+            wait_until(lambda: relays(host, other_port), timeout=PROPAGATION_S,
+                       message=f"{host}:{other_port} relaying")
+        for node in nodes:
+            stop_node(node)
+    finally:
+        proxy.close()
+
+
+def test_a_restarted_node_takes_the_changes_made_while_it_was_down(pg: Postgres, start_gateway,
+                                                                   echo: StreamServer) -> None:
+    nodes = start_cluster(start_gateway, pg)
+    kept_port, gone_port, new_port = free_port(), free_port(), free_port()
+    kept = nodes[0].create_listener(listen=f"127.0.0.1:{kept_port}", upstream=echo.address)
+    gone = nodes[0].create_listener(listen=f"127.0.0.1:{gone_port}", upstream=echo.address)
+    wait_until(lambda: listener_ids(nodes[2]) == [kept["id"], gone["id"]], timeout=PROPAGATION_S,
+               message="both listeners on n3")
+    assert stop_node(nodes[2]) == 0
+
+    response = nodes[1].delete(f"/api/v1/listeners/{gone['id']}")
+    assert response.status_code == 204, response.text
+    new = nodes[1].create_listener(listen=f"127.0.0.1:{new_port}", upstream=echo.address)
+    assert nodes[0].post("/api/v1/mediators", json={"name": "late", "address": "127.0.0.1:9"}).status_code == 201
+
+    restarted = start_node(start_gateway, pg, 2)
+    # Reconciled before it reports ready.
+    assert listener_ids(restarted) == sorted([kept["id"], new["id"]], key=lambda i: int(i[1:]))
+    assert mediator_names(restarted) == ["late"]
+    assert relays(HOSTS[2], kept_port) and relays(HOSTS[2], new_port) and refuses(HOSTS[2], gone_port)
+
+
+def test_cluster_flags_are_checked_at_start(start_gateway, tmp_path) -> None:
+    cases: list[tuple[list[str], str]] = [
+        (["--cluster-db", "postgres://u@127.0.0.1:1/db", "--state-file", str(tmp_path / "s.json")],
+         "cannot be used together"),
+        (["--node", "n1"], "--node needs --cluster-db"),
+        (["--cluster-db", "mysql://u@h/db"], "--cluster-db must be a URL"),
+        (["--cluster-db", "postgres://u@127.0.0.1:1/db", "--demo"], "--demo cannot join a cluster"),
+    ]
+    for args, message in cases:
+        gateway = start_gateway(*args, wait=False)
+        assert gateway.proc.wait(timeout=20) == 2, gateway.output()
+        assert message in gateway.stderr_text(), gateway.output()
+        gateway.url = ""
+
+
+def test_an_unreachable_database_stops_start_up_with_a_clear_message(start_gateway) -> None:
+    port = free_port()
+    gateway = start_gateway("--cluster-db", f"postgres://postgres@127.0.0.1:{port}/postgres", wait=False)
+    assert gateway.proc.wait(timeout=30) == 2, gateway.output()
+    assert "cannot use the cluster database" in gateway.stderr_text(), gateway.output()
+    gateway.url = ""
+
+
+def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) -> None:
+    response = gateway.get("/api/v1/nodes")
+    assert response.status_code == 200, response.text
+    [node] = response.json()["nodes"]
+    assert node["self"] is True and node["admin_url"] == gateway.url
+    assert node["name"].endswith(f":{gateway.port}") and node["sessions"] == 0
+    # Its listeners carry no `nodes`: that is the cluster's.
+    created = gateway.create_listener(listen="127.0.0.1:0", upstream="127.0.0.1:9")
+    assert "nodes" not in created and "nodes" not in gateway.listeners()[0]
+
+
+def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(pg: Postgres, start_gateway,
+                                                                         echo: StreamServer) -> None:
+    upper = StreamServer(transform_handler(bytes.upper))
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2)
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": upper.address}).status_code == 201
+        port = free_port()
+        nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
+        client = connect(f"{HOSTS[0]}:{port}")
+        session = session_of(nodes[0], client)
+        response = nodes[0].post(f"/api/v1/sessions/{session['id']}/mediators",
+                                 json={"mediator": "upper", "direction": "client_to_server"})
+        assert response.status_code == 201, response.text
+        assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+
+        # Where a session uses it, unregistering is refused, and nothing changes anywhere.
+        assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
+        assert db_count(pg, "mediators") == 1 and mediator_names(nodes[1]) == ["upper"]
+        # Through the other node it goes from the cluster; n1 keeps it while its session uses it.
+        assert nodes[1].delete("/api/v1/mediators/upper").status_code == 204
+        assert db_count(pg, "mediators") == 0
+        assert mediator_names(nodes[1]) == []
+        assert roundtrip(client, b"still\n") == b"STILL\n"
+        assert mediator_names(nodes[0]) == ["upper"]
+        client.close()
+        wait_until(lambda: mediator_names(nodes[0]) == [], timeout=PROPAGATION_S,
+                   message="upper unregistered on n1 once its session ended")
+    finally:
+        upper.close()
+
+
+def test_the_config_file_seeds_a_new_cluster_database_once(pg: Postgres, start_gateway, echo: StreamServer,
+                                                           tmp_path) -> None:
+    port = free_port()
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps({
+        "cluster": {"database_url": pg.url},
+        "listeners": [{"listen": f"127.0.0.1:{port}", "upstream": echo.address}],
+        "mediators": [{"name": "seeded", "address": "127.0.0.1:9"}],
+    }))
+    nodes = [start_gateway("--config", str(config), "--node", f"n{i + 1}", "--bind-host", HOSTS[i], wait=False)
+             for i in range(2)]
+    nodes = [node.wait_ready() for node in nodes]
+    assert db_count(pg, "listeners") == 1 and db_count(pg, "mediators") == 1
+    for index, node in enumerate(nodes):
+        wait_until(lambda: len(listener_ids(node)) == 1 and mediator_names(node) == ["seeded"],
+                   timeout=PROPAGATION_S, message="the seeded listener and mediator")
+        assert relays(HOSTS[index], port)

@@ -10,7 +10,8 @@ mode="${1:-test}"
 case "$mode" in
   run)  apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd) ;;
   test) apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd
-                  socat redis-server python3-venv chromium chromium-driver tshark) ;;
+                  socat redis-server python3-venv chromium chromium-driver tshark
+                  postgresql haproxy) ;;
   *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
 esac
 

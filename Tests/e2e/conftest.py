@@ -49,8 +49,9 @@ class Gateway:
     """One running splicegate process and a small HTTP client for its admin API."""
 
     def __init__(self, args: list[str], log_dir: pathlib.Path, token: str | None,
-                 env: dict[str, str] | None) -> None:
+                 env: dict[str, str] | None, admin_host: str = "127.0.0.1") -> None:
         self.args = [str(BIN), *args]
+        self.admin_host = admin_host
         self.token = token
         self.stdout_lines: list[str] = []
         self.stderr_path = log_dir / f"gateway-{id(self)}.stderr"
@@ -95,7 +96,7 @@ class Gateway:
             match = ADMIN_LINE.match(line)
             if match:
                 self.url, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
-                assert self.host == "127.0.0.1", f"admin bound to {self.host}, tests expect 127.0.0.1"
+                assert self.host == self.admin_host, f"admin bound to {self.host}, tests expect {self.admin_host}"
                 assert self.port != 0, f"admin line shows port 0: {line!r}"
                 return self
 

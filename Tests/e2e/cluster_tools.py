@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from typing import Any, Iterator
 
 import pytest

@@ -260,13 +260,16 @@ def token_gateway(start_gateway: Callable[..., Gateway]) -> Gateway:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
                message: str = "condition") -> Any:
-    """Polls predicate until it returns something truthy; fails after timeout."""
+    """Polls predicate until it returns something truthy; fails after timeout. It is asked at
+    least once, so a timeout of 0 (a shared deadline already reached) still sees a condition
+    that holds."""
     deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = predicate()
         if last:
             return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 

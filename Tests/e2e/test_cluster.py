@@ -39,6 +39,11 @@ PAGE = 7
 STORE_UNAVAILABLE = "/problems/cluster-store-unavailable"
 
 
+def left(deadline: float) -> float:
+    """Seconds until `deadline` (time.monotonic()), at least 0: several waits share one deadline."""
+    return max(0.0, deadline - time.monotonic())
+
+
 def listed_ids(node: Node) -> list[str]:
     return [session["id"] for session in node.sessions()]
 
@@ -140,7 +145,33 @@ def closed_by_peer(sock: socket.socket) -> bool:
     return True
 
 
-# -- configuration is shared ---------------------------------------------------------------
+def bind_states(node: Node, listener: str) -> list[tuple[str, str, str]]:
+    """The listener's `nodes` entries as `node` shows them: (node, state, listen), sorted."""
+    shown = node.get(f"/api/v1/listeners/{listener}").json()
+    return sorted((bind["node"], bind["state"], bind["listen"]) for bind in shown.get("nodes", []))
+
+
+def node_names(node: Node) -> set[str]:
+    response = node.get("/api/v1/nodes")
+    assert response.status_code == 200, response.text
+    return {member["name"] for member in response.json()["nodes"]}
+
+
+# -- membership and configuration ----------------------------------------------------------
+
+
+def test_every_node_lists_the_three_members_with_their_admin_urls(cluster: Cluster) -> None:
+    for node in cluster.nodes.values():
+        response = node.get("/api/v1/nodes")
+        assert response.status_code == 200, response.text
+        members = {member["name"]: member for member in response.json()["nodes"]}
+        assert set(members) == {"n1", "n2", "n3"}, members
+        for name, member in members.items():
+            assert member["admin_url"].rstrip("/") == cluster.nodes[name].url, member
+            assert isinstance(member["version"], str) and member["version"]
+            assert isinstance(member["sessions"], int) and member["sessions"] >= 0
+            assert isinstance(member["last_heartbeat"], str) and member["last_heartbeat"]
+
 
 
 def test_a_listener_created_on_n1_accepts_on_every_node_within_a_second(cluster: Cluster) -> None:
@@ -148,7 +179,7 @@ def test_a_listener_created_on_n1_accepts_on_every_node_within_a_second(cluster:
     listener = cluster.create_listener(cluster.n1, port, name="spread")
     deadline = time.monotonic() + APPLY_DEADLINE_S
     for node in cluster.nodes.values():
-        wait_until(lambda: accepts(node.address(port)), timeout=max(0.0, deadline - time.monotonic()),
+        wait_until(lambda: accepts(node.address(port)), timeout=left(deadline),
                    message=f"{node.name} to accept on {node.address(port)} within {APPLY_DEADLINE_S}s")
     for node in cluster.nodes.values():
         shown = node.get(f"/api/v1/listeners/{listener['id']}")
@@ -156,12 +187,17 @@ def test_a_listener_created_on_n1_accepts_on_every_node_within_a_second(cluster:
         assert shown.json()["name"] == "spread" and shown.json()["upstream"] == cluster.echo.address
     with clients(cluster.n3.address(port), 1):
         pass
+    # Each node's bind state is part of the listener, on every node.
+    bound = sorted((node.name, "bound", node.address(port)) for node in cluster.nodes.values())
+    for node in cluster.nodes.values():
+        wait_until(lambda: bind_states(node, listener["id"]) == bound, timeout=5.0,
+                   message=f"{node.name} to show the listener bound on every node")
 
     # Removed through another node: no node accepts any more, within the same second.
     assert cluster.n3.delete(f"/api/v1/listeners/{listener['id']}").status_code == 204
     deadline = time.monotonic() + APPLY_DEADLINE_S
     for node in cluster.nodes.values():
-        wait_until(lambda: not accepts(node.address(port)), timeout=max(0.0, deadline - time.monotonic()),
+        wait_until(lambda: not accepts(node.address(port)), timeout=left(deadline),
                    message=f"{node.name} to stop accepting on {node.address(port)} within {APPLY_DEADLINE_S}s")
         assert_problem(node.get(f"/api/v1/listeners/{listener['id']}"), 404)
 
@@ -272,7 +308,7 @@ def test_n1_event_stream_carries_a_session_opened_on_n3(cluster: Cluster) -> Non
             mine = f"{client.getsockname()[0]}:{client.getsockname()[1]}"
             deadline = time.monotonic() + 10.0
             while True:
-                event = stream.next(timeout=max(0.0, deadline - time.monotonic()))
+                event = stream.next(timeout=left(deadline))
                 if event["type"] == "session.opened" and event["session"]["client"] == mine:
                     break
             assert event["node"] == "n3", event
@@ -320,8 +356,11 @@ def test_kill_9_of_n2_loses_only_its_sessions(cluster: Cluster) -> None:
         lost = {session["id"] for session in fresh if session["node"] == "n2"}
 
         cluster.kill_hard("n2")
+        deadline = time.monotonic() + NODE_GONE_DEADLINE_S + OBSERVE_MARGIN_S
         for node in cluster.live():
-            wait_until(lambda: lists_none_of(node, "n2"), timeout=NODE_GONE_DEADLINE_S + OBSERVE_MARGIN_S,
+            wait_until(lambda: node_names(node) == {"n1", "n3"}, timeout=left(deadline),
+                       message=f"n2 to leave {node.name}'s /api/v1/nodes")
+            wait_until(lambda: lists_none_of(node, "n2"), timeout=left(deadline),
                        message=f"n2's sessions to leave {node.name}'s list")
             assert not lost & set(listed_ids(node))
 

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import (HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer, echo_handler,
-                      split_address, wait_until)
+                      split_address, terminate, wait_until)
 
 PG_BIN = pathlib.Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
@@ -205,13 +205,7 @@ class HAProxy:
         return ""
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        terminate(self.proc)
         self._log.close()
 
 

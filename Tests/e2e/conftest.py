@@ -177,19 +177,26 @@ class Gateway:
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; returns the exit code."""
         self.session.close()
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        terminate(self.proc)
         self._reader.join(timeout=STOP_TIMEOUT_S)
         self._stderr.close()
         return self.proc.returncode
 
 
 OK_STOP_CODES = {0, -signal.SIGTERM, -signal.SIGKILL}
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process started with start_new_session; SIGKILL to its whole group if it
+    has not exited after STOP_TIMEOUT_S."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 @pytest.fixture

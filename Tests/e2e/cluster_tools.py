@@ -1,9 +1,8 @@
 """A throwaway splicegate cluster for the end-to-end tests: PostgreSQL, three gateways and
 a HAProxy in front of them, all real processes on loopback.
 
-- PostgreSQL from Debian's `postgresql` (initdb, pg_ctl), run as the `postgres` user
-  (it refuses root, TRAPS.md 11) with its data, socket and log in a temp dir, on a free
-  port, trust authentication on 127.0.0.1.
+- PostgreSQL: pg_tools.Postgres (Debian's initdb and pg_ctl as the `postgres` user, in a
+  temp dir, on a free port).
 - Nodes n1, n2, n3: `--admin 127.0.0.{2,3,4}:0 --bind-host 127.0.0.{2,3,4}
   --cluster-db URL --node nK`, so each binds every cluster listener on its own host and
   the same port.
@@ -27,20 +26,22 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from typing import Any, Iterator
 
 import pytest
 
 from conftest import (HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer, echo_handler,
                       split_address, terminate, wait_until)
+from pg_tools import Postgres, running_postgres
 
-PG_BIN = pathlib.Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
 CLUSTER_FLAGS = os.environ.get("SPLICEGATE_CLUSTER", "on") != "off"
 NODE_HOSTS = {"n1": "127.0.0.2", "n2": "127.0.0.3", "n3": "127.0.0.4"}
 FRONT_HOST = "127.0.0.1"
-PG_START_TIMEOUT_S = 30
 HAPROXY_START_TIMEOUT_S = 10.0
+# Nodes started together know each other after a heartbeat round or two.
+MEMBERS_TIMEOUT_S = 10.0
 # Ports that port-0 binds never get (below the kernel's ip_local_port_range), as in
 # conftest.free_port: nothing else grabs one between the pick and the bind.
 _PICK_RANGE = (20000, 32000)
@@ -69,66 +70,12 @@ def accepts(address: str) -> bool:
         return False
 
 
-# -- PostgreSQL ----------------------------------------------------------------------------
-
-
-class Postgres:
-    """A PostgreSQL server of its own, in a temp dir removed at `close()`, run as `postgres`."""
-
-    def __init__(self) -> None:
-        if not (PG_BIN / "initdb").exists():
-            raise AssertionError(f"needs {PG_BIN}/initdb: apt-get install postgresql (scripts/deps.sh test does)")
-        self.root = root = pathlib.Path(tempfile.mkdtemp(prefix="splicegate-pg-"))
-        # The postgres user must reach its directories: root's temp dirs are 0700.
-        root.chmod(0o755)
-        self.data = root / "pgdata"
-        self.run = root / "pgrun"  # socket and log, owned by postgres
-        try:
-            for path in (self.data, self.run):
-                path.mkdir()
-                shutil.chown(path, "postgres", "postgres")
-            self.port = free_port_on(["127.0.0.1"])
-            self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
-                              "-E", "UTF8", "--no-sync")
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def _as_postgres(self, *command: Any) -> None:
-        result = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)],
-                                stdin=subprocess.DEVNULL, capture_output=True, timeout=PG_START_TIMEOUT_S + 10)
-        assert result.returncode == 0, f"{command} exited {result.returncode}: {result.stderr.decode()}{self.log()}"
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.run} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-o", options, "-l", self.run / "postgres.log",
-                          "-w", "-t", PG_START_TIMEOUT_S, "start")
-
-    def stop(self) -> None:
-        """Fast shutdown: open connections are cut, as when the database goes away."""
-        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", PG_START_TIMEOUT_S, "stop")
-
-    def running(self) -> bool:
-        return (self.data / "postmaster.pid").exists()
-
-    def create_database(self, name: str) -> str:
-        """Creates database `name`; returns its connection URL."""
-        self._as_postgres(PG_BIN / "psql", "-h", self.run, "-p", self.port, "-U", "postgres", "-v", "ON_ERROR_STOP=1",
-                          "-c", f'CREATE DATABASE "{name}"')
-        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
-
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return "\n--- postgres.log ---\n" + (self.run / "postgres.log").read_text("utf-8", "replace")[-4000:]
-        return ""
-
-    def close(self) -> None:
-        try:
-            if self.running():
-                self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+def member_names(node: Gateway) -> set[str] | None:
+    """The names `node` lists in GET /api/v1/nodes; None if it does not answer 200."""
+    response = node.get("/api/v1/nodes")
+    if response.status_code != 200:
+        return None
+    return {member["name"] for member in response.json()["nodes"]}
 
 
 # -- HAProxy -------------------------------------------------------------------------------
@@ -226,29 +173,28 @@ class Node(Gateway):
 
 
 class Cluster:
-    """PostgreSQL (shared or its own), an echo upstream, nodes n1..n3 and the HAProxy front.
+    """Nodes n1..n3 on `postgres`, an echo upstream and the HAProxy front.
 
     `listener_port` is the port HAProxy forwards to on every node; the listener itself is
     created by `front_listener()` (once), through node n1.
     """
 
-    def __init__(self, postgres: Postgres | None = None, database: str = "splicegate") -> None:
+    def __init__(self, postgres: Postgres) -> None:
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="splicegate-cluster-"))
-        self.own_postgres = postgres is None
-        self.postgres: Postgres | None = None
+        self.postgres = postgres
         self.nodes: dict[str, Node] = {}
         self.haproxy: HAProxy | None = None
         self.killed: set[str] = set()
         self._listener: dict[str, Any] | None = None
+        self.echo = StreamServer(echo_handler)
         try:
-            self.postgres = postgres or Postgres()
-            self.database_url = self.postgres.create_database(database)
-            self.echo = StreamServer(echo_handler)
             self.listener_port = free_port_on([*NODE_HOSTS.values()])
             for name in NODE_HOSTS:
                 self.nodes[name] = self._start_node(name)
             for node in self.nodes.values():
                 node.wait_ready()
+            if CLUSTER_FLAGS:
+                self.wait_members(set(NODE_HOSTS))
             self.haproxy = HAProxy(self.root, {name: (node.bind_host, self.listener_port, node.port)
                                                for name, node in self.nodes.items()})
         except BaseException:
@@ -259,7 +205,7 @@ class Cluster:
         host = NODE_HOSTS[name]
         args = ["--admin", f"{host}:0", "--log-level", "debug"]
         if CLUSTER_FLAGS:
-            args += ["--cluster-db", self.database_url, "--node", name, "--bind-host", host]
+            args += ["--cluster-db", self.postgres.url, "--node", name, "--bind-host", host]
         return Node(name, args, self.root)
 
     @property
@@ -276,6 +222,14 @@ class Cluster:
 
     def live(self) -> list[Node]:
         return [node for name, node in self.nodes.items() if name not in self.killed]
+
+    def wait_members(self, names: set[str], timeout: float = MEMBERS_TIMEOUT_S) -> None:
+        """Every live node lists exactly `names` in GET /api/v1/nodes (nodes learn of each
+        other through their heartbeats, so not at once)."""
+        deadline = time.monotonic() + timeout
+        for node in self.live():
+            wait_until(lambda: member_names(node) == names, timeout=max(0.0, deadline - time.monotonic()),
+                       message=f"{node.name} to list the nodes {sorted(names)}")
 
     def create_listener(self, node: Node, port: int, **extra: Any) -> dict[str, Any]:
         """A listener for the echo upstream on `port`, created through `node` only (each node
@@ -328,10 +282,7 @@ class Cluster:
             rc = node.stop()
             if was_running and rc not in OK_STOP_CODES:
                 problems.append(f"node {name} exited with {rc} on SIGTERM\n{node.output()}")
-        if getattr(self, "echo", None) is not None:
-            self.echo.close()
-        if self.own_postgres and self.postgres is not None:
-            self.postgres.close()
+        self.echo.close()
         shutil.rmtree(self.root, ignore_errors=True)
         assert not problems, "\n\n".join(problems)
 
@@ -342,9 +293,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
     """One PostgreSQL for the module."""
-    server = Postgres()
-    yield server
-    server.close()
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import requests
 
-from cluster_tools import Cluster, Node, accepts, cluster, free_port_on, postgres  # noqa: F401 (fixtures)
+from cluster_tools import Cluster, Node, accepts, cluster, free_port_on, member_names, postgres  # noqa: F401 (fixtures)
 from conftest import (Sink, StreamServer, assert_problem, connect, recv_exactly, roundtrip, session_of,
                       transform_handler, wait_until)
 from test_events import EventStream
@@ -149,12 +149,6 @@ def bind_states(node: Node, listener: str) -> list[tuple[str, str, str]]:
     """The listener's `nodes` entries as `node` shows them: (node, state, listen), sorted."""
     shown = node.get(f"/api/v1/listeners/{listener}").json()
     return sorted((bind["node"], bind["state"], bind["listen"]) for bind in shown.get("nodes", []))
-
-
-def node_names(node: Node) -> set[str]:
-    response = node.get("/api/v1/nodes")
-    assert response.status_code == 200, response.text
-    return {member["name"] for member in response.json()["nodes"]}
 
 
 # -- membership and configuration ----------------------------------------------------------
@@ -358,7 +352,7 @@ def test_kill_9_of_n2_loses_only_its_sessions(cluster: Cluster) -> None:
         cluster.kill_hard("n2")
         deadline = time.monotonic() + NODE_GONE_DEADLINE_S + OBSERVE_MARGIN_S
         for node in cluster.live():
-            wait_until(lambda: node_names(node) == {"n1", "n3"}, timeout=left(deadline),
+            wait_until(lambda: member_names(node) == {"n1", "n3"}, timeout=left(deadline),
                        message=f"n2 to leave {node.name}'s /api/v1/nodes")
             wait_until(lambda: lists_none_of(node, "n2"), timeout=left(deadline),
                        message=f"n2's sessions to leave {node.name}'s list")

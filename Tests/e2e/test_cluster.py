@@ -320,7 +320,9 @@ def test_actions_on_an_unknown_session_are_404_on_every_node(cluster: Cluster) -
     for node in cluster.nodes.values():
         wait_until(lambda: node.get(f"/api/v1/sessions/{ended}").status_code == 404,
                    message=f"{ended} to end on {node.name}")
-    for sid in (ended, "s999999999"):
+    # An ended session of n3, an id no node issues, and one that would name a node that
+    # never was (ids need not look like that: an unknown id is a 404, whatever it looks like).
+    for sid in (ended, "s999999999", "s99000000000001"):
         base = f"/api/v1/sessions/{sid}"
         for node in cluster.nodes.values():
             assert_problem(node.get(base), 404)
@@ -357,6 +359,10 @@ def test_kill_9_of_n2_loses_only_its_sessions(cluster: Cluster) -> None:
             wait_until(lambda: lists_none_of(node, "n2"), timeout=left(deadline),
                        message=f"n2's sessions to leave {node.name}'s list")
             assert not lost & set(listed_ids(node))
+        # Gone with their node: unknown, not an error of reaching it.
+        for node in cluster.live():
+            for sid in sorted(lost)[:3]:
+                assert_problem(node.get(f"/api/v1/sessions/{sid}"), 404)
 
         # The others keep relaying, both ways; through HAProxy exactly n2's clients lost theirs.
         payload = os.urandom(4096)

@@ -167,7 +167,6 @@ def test_every_node_lists_the_three_members_with_their_admin_urls(cluster: Clust
             assert isinstance(member["last_heartbeat"], str) and member["last_heartbeat"]
 
 
-
 def test_a_listener_created_on_n1_accepts_on_every_node_within_a_second(cluster: Cluster) -> None:
     port = free_port_on([node.bind_host for node in cluster.nodes.values()])
     listener = cluster.create_listener(cluster.n1, port, name="spread")

@@ -39,4 +39,4 @@ def test_console_of_n1_shows_the_sessions_of_all_three_nodes(cluster: Cluster, p
             wait_for(page, lambda d: node_shown(d, client) == name, 5.0,
                      f"the session of {client} shown as owned by {name} in n1's console")
         header = page.find_element(By.CSS_SELECTOR, "#sessions-table th.col-node")
-        assert header.is_displayed() and header.text == "Node"
+        assert header.is_displayed() and header.get_attribute("textContent") == "Node"

@@ -15,15 +15,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import pathlib
 import socket
 import time
 from typing import Any, Callable, Iterator
 
 import requests
 
+from capture_tools import CaptureStream, assert_clean, by_interface, follow, pump, sha
 from cluster_tools import Cluster, Node, accepts, cluster, free_port_on, member_names, postgres  # noqa: F401 (fixtures)
 from conftest import (Sink, StreamServer, assert_problem, connect, recv_exactly, roundtrip, session_of,
-                      transform_handler, wait_until)
+                      split_address, transform_handler, wait_until)
 from test_events import EventStream
 
 C2S = "client_to_server"
@@ -288,6 +290,32 @@ def test_splice_split_remove_and_kill_sent_to_n1_act_on_a_session_of_n3(cluster:
     finally:
         sink.close()
         upper.close()
+
+
+def test_a_capture_asked_of_n1_streams_a_session_of_n3(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    """The owner's pcapng, relayed as it streams: both legs hold the bytes exactly."""
+    cluster.front_listener()
+    n1, n3 = cluster.n1, cluster.n3
+    payload = os.urandom(1 << 20)
+    with connect(n3.address(cluster.listener_port)) as client:
+        session = session_of(n1, client)
+        assert session["node"] == "n3"
+        capture = CaptureStream(f"{n1.url}/api/v1/sessions/{session['id']}/capture", tmp_path / "n3.pcapng",
+                                headers=n1.headers())
+        try:
+            wait_until(lambda: n3.get(f"/api/v1/sessions/{session['id']}").json()["captures"],
+                       message="the capture listed on n3's own view of the session")
+            assert pump(client, payload) == payload
+            path = capture.wait()
+        finally:
+            capture.close()
+    assert_clean(path)
+    points = by_interface(path)
+    assert sorted(points) == ["client", "server"] and all(len(found) == 1 for found in points.values())
+    assert points["client"][0]["dst"] == split_address(n3.address(cluster.listener_port))
+    followed = follow(path, points["client"][0]["stream"], points["server"][0]["stream"])
+    for sent, answered in followed.values():
+        assert (sha(sent), sha(answered)) == (sha(payload), sha(payload))
 
 
 def test_n1_event_stream_carries_a_session_opened_on_n3(cluster: Cluster) -> None:

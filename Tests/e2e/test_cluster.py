@@ -292,6 +292,35 @@ def test_splice_split_remove_and_kill_sent_to_n1_act_on_a_session_of_n3(cluster:
         upper.close()
 
 
+def test_failover_sent_to_n1_moves_a_session_of_n3_to_its_replica(cluster: Cluster) -> None:
+    """A listener template (made on n1, applied on n3) gives each session a replica split;
+    a failover asked of n1 makes n3 switch. The replica upper-cases, so what the client gets
+    after the switch shows where it came from; its first N bytes (what the primary had
+    answered) are dropped by the usual alignment."""
+    replica = StreamServer(transform_handler(bytes.upper))
+    port = free_port_on([node.bind_host for node in cluster.nodes.values()])
+    template = {"address": replica.address, "direction": C2S, "on_slow": "block", "failover": True}
+    listener = cluster.create_listener(cluster.n1, port, name="replicated", splits=[template])
+    try:
+        cluster.wait_accepting(port, [cluster.n3], timeout=APPLY_DEADLINE_S)
+        with connect(cluster.n3.address(port)) as client:
+            assert roundtrip(client, b"before\n") == b"before\n"
+            session = session_of(cluster.n1, client)
+            [split] = session["splits"]
+            assert session["node"] == "n3" and split["from_offset"] == {C2S: 0}
+            base = f"/api/v1/sessions/{session['id']}"
+            moved = cluster.n1.post(f"{base}/failover", json={"split": split["id"]})
+            assert moved.status_code == 200, moved.text
+            assert moved.json()["server"] == replica.address and moved.json()["splits"] == []
+            assert roundtrip(client, b"after\n") == b"AFTER\n"
+            on_n3 = cluster.n3.get(base).json()
+            assert on_n3["server"] == replica.address and on_n3["splits"] == [] and on_n3["state"] == "open"
+        removed = cluster.n2.delete(f"/api/v1/listeners/{listener['id']}")
+        assert removed.status_code == 204, removed.text
+    finally:
+        replica.close()
+
+
 def test_a_capture_asked_of_n1_streams_a_session_of_n3(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     """The owner's pcapng, relayed as it streams: both legs hold the bytes exactly."""
     cluster.front_listener()

@@ -10,9 +10,7 @@ a HAProxy in front of them, all real processes on loopback.
   `listener_port` on the three node hosts. Its health check (`inter 200ms fall 1`) probes
   each node's admin port, so a dead node is noticed without the checks opening sessions.
 
-Everything is stopped and the temp dir removed at `close()`. SPLICEGATE_CLUSTER=off
-starts the same processes without the cluster flags (a binary that has none yet), to check
-the harness itself; the cluster tests then fail on the missing behaviour.
+Everything is stopped and the temp dir removed at `close()`.
 """
 
 from __future__ import annotations
@@ -31,24 +29,21 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import (HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer, echo_handler,
-                      split_address, terminate, wait_until)
+from conftest import (_PICK_RANGE, HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer,
+                      echo_handler, split_address, terminate, wait_until)
 from pg_tools import Postgres, running_postgres
 
 HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
-CLUSTER_FLAGS = os.environ.get("SPLICEGATE_CLUSTER", "on") != "off"
 NODE_HOSTS = {"n1": "127.0.0.2", "n2": "127.0.0.3", "n3": "127.0.0.4"}
 FRONT_HOST = "127.0.0.1"
 HAPROXY_START_TIMEOUT_S = 10.0
 # Nodes started together know each other after a heartbeat round or two.
 MEMBERS_TIMEOUT_S = 10.0
-# Ports that port-0 binds never get (below the kernel's ip_local_port_range), as in
-# conftest.free_port: nothing else grabs one between the pick and the bind.
-_PICK_RANGE = (20000, 32000)
 
 
 def free_port_on(hosts: list[str]) -> int:
-    """A port free on every one of `hosts` now (a cluster listener binds it on each)."""
+    """A port free on every one of `hosts` now (a cluster listener binds it on each), picked
+    outside the ephemeral range like conftest.free_port."""
     for port in random.sample(range(*_PICK_RANGE), 1000):
         with contextlib.ExitStack() as stack:
             try:
@@ -86,6 +81,8 @@ class HAProxy:
     (name -> (host, port, check_port)), with an admin socket to read its view."""
 
     def __init__(self, root: pathlib.Path, servers: dict[str, tuple[str, int, int]]) -> None:
+        if not os.path.exists(HAPROXY):
+            raise AssertionError(f"needs {HAPROXY}: apt-get install haproxy (scripts/deps.sh test does)")
         self.front_port = free_port_on([FRONT_HOST])
         self.front = f"{FRONT_HOST}:{self.front_port}"
         self.stats = root / "haproxy.sock"
@@ -193,8 +190,7 @@ class Cluster:
                 self.nodes[name] = self._start_node(name)
             for node in self.nodes.values():
                 node.wait_ready()
-            if CLUSTER_FLAGS:
-                self.wait_members(set(NODE_HOSTS))
+            self.wait_members(set(NODE_HOSTS))
             self.haproxy = HAProxy(self.root, {name: (node.bind_host, self.listener_port, node.port)
                                                for name, node in self.nodes.items()})
         except BaseException:
@@ -203,9 +199,8 @@ class Cluster:
 
     def _start_node(self, name: str) -> Node:
         host = NODE_HOSTS[name]
-        args = ["--admin", f"{host}:0", "--log-level", "debug"]
-        if CLUSTER_FLAGS:
-            args += ["--cluster-db", self.postgres.url, "--node", name, "--bind-host", host]
+        args = ["--admin", f"{host}:0", "--log-level", "debug",
+                "--cluster-db", self.postgres.url, "--node", name, "--bind-host", host]
         return Node(name, args, self.root)
 
     @property
@@ -234,8 +229,7 @@ class Cluster:
     def create_listener(self, node: Node, port: int, **extra: Any) -> dict[str, Any]:
         """A listener for the echo upstream on `port`, created through `node` only (each node
         binds it on its own host: `--bind-host`)."""
-        host = "127.0.0.1" if CLUSTER_FLAGS else node.bind_host
-        return node.create_listener(listen=f"{host}:{port}", upstream=self.echo.address, **extra)
+        return node.create_listener(listen=f"127.0.0.1:{port}", upstream=self.echo.address, **extra)
 
     def wait_accepting(self, port: int, nodes: list[Node], timeout: float) -> None:
         """Every node in `nodes` accepts on its host at `port` within `timeout`."""
@@ -248,10 +242,6 @@ class Cluster:
         node, and HAProxy seeing every live node up."""
         if self._listener is None:
             self._listener = self.create_listener(self.n1, self.listener_port, name="front")
-            if not CLUSTER_FLAGS:  # harness check: no node shares anything, so each gets its own
-                for node in self.live():
-                    if node is not self.n1:
-                        node.create_listener(listen=node.address(self.listener_port), upstream=self.echo.address)
             self.wait_accepting(self.listener_port, self.live(), timeout=5.0)
             self.wait_haproxy({node.name: "UP" for node in self.live()})
         return self._listener

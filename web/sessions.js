@@ -15,6 +15,8 @@ export function renderSessions(state, select) {
   empty.textContent = total ? "No session matches the filter."
     : "No live sessions. Connect a client to a listener and it shows up here.";
 
+  // A clustered gateway's sessions carry their `node`; a single gateway's column stays hidden.
+  document.getElementById("sessions-table").classList.toggle("clustered", [...state.sessions.values()].some((s) => s.node));
   const body = document.getElementById("sessions-body");
   const existing = new Map([...body.children].map((tr) => [tr.dataset.session, tr]));
   let previous = null;
@@ -58,6 +60,7 @@ function row(session, state, select) {
     onclick: (event) => { if (!event.target.closest("a,button")) select(session.id); },
   },
   h("td", {}, h("a", { href: `#/sessions/${session.id}`, class: "sid", "aria-label": `Session ${session.id}`, "aria-current": state.selected === session.id ? "true" : null }, session.id)),
+  h("td", { class: "col-node" }, session.node || "–"),
   h("td", { class: "col-listener" }, listener?.name || session.listener),
   h("td", { class: "mono" }, session.client),
   h("td", { class: "mono col-server" }, session.server),

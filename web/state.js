@@ -118,7 +118,7 @@ export function visibleSessions() {
 
 function haystack(session) {
   const listener = state.listeners.get(session.listener);
-  return [session.id, session.listener, listener?.name, session.client, session.server, session.state,
+  return [session.id, session.node, session.listener, listener?.name, session.client, session.server, session.state,
     ...session.mediators.flatMap((hop) => [hop.id, hop.mediator, hop.address]),
     ...session.splits.flatMap((split) => [split.id, split.address])]
     .filter(Boolean).join(" ").toLowerCase();

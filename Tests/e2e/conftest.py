@@ -49,8 +49,9 @@ class Gateway:
     """One running splicegate process and a small HTTP client for its admin API."""
 
     def __init__(self, args: list[str], log_dir: pathlib.Path, token: str | None,
-                 env: dict[str, str] | None) -> None:
+                 env: dict[str, str] | None, admin_host: str = "127.0.0.1") -> None:
         self.args = [str(BIN), *args]
+        self.admin_host = admin_host
         self.token = token
         self.stdout_lines: list[str] = []
         self.stderr_path = log_dir / f"gateway-{id(self)}.stderr"
@@ -95,7 +96,7 @@ class Gateway:
             match = ADMIN_LINE.match(line)
             if match:
                 self.url, self.host, self.port = match.group(1), match.group(2), int(match.group(3))
-                assert self.host == "127.0.0.1", f"admin bound to {self.host}, tests expect 127.0.0.1"
+                assert self.host == self.admin_host, f"admin bound to {self.host}, tests expect {self.admin_host}"
                 assert self.port != 0, f"admin line shows port 0: {line!r}"
                 return self
 
@@ -176,19 +177,26 @@ class Gateway:
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; returns the exit code."""
         self.session.close()
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        terminate(self.proc)
         self._reader.join(timeout=STOP_TIMEOUT_S)
         self._stderr.close()
         return self.proc.returncode
 
 
 OK_STOP_CODES = {0, -signal.SIGTERM, -signal.SIGKILL}
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process started with start_new_session; SIGKILL to its whole group if it
+    has not exited after STOP_TIMEOUT_S."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -259,13 +267,16 @@ def token_gateway(start_gateway: Callable[..., Gateway]) -> Gateway:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
                message: str = "condition") -> Any:
-    """Polls predicate until it returns something truthy; fails after timeout."""
+    """Polls predicate until it returns something truthy; fails after timeout. It is asked at
+    least once, so a timeout of 0 (a shared deadline already reached) still sees a condition
+    that holds."""
     deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = predicate()
         if last:
             return last
+        if time.monotonic() >= deadline:
+            break
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 

@@ -28,6 +28,12 @@ public final class PeerExchange: Sendable {
         runFinish()
     }
 
+    /// Ends the exchange now with a failure, which its end handler hears (the consumer
+    /// gave up on the peer).
+    public func fail(_ reason: String) {
+        finish(PeerClient.Failure(description: reason))
+    }
+
     /// Whether the exchange is over.
     public var isFinished: Bool { state.withLock { $0.finished } }
 

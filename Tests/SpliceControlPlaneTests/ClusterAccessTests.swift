@@ -169,6 +169,28 @@ struct ClusterAccessTests {
         }
     }
 
+    @Test("a request waiting on a node that then leaves the view is answered 502")
+    func requestToANodeThatLeaves() throws {
+        try withCluster(perNode: 0) { a, _, _, _ in
+            // Node 3 heartbeats (it is in a's view) but its admin API accepts and never answers.
+            let release = Latch()
+            let silent = try TestServer { _ in _ = release.wait(timeout: 60) }
+            defer {
+                release.open()
+                silent.stop()
+            }
+            let ghost = ClusterNode(name: "c", number: 3, adminURL: "http://127.0.0.1:\(silent.port)", version: "test",
+                                    startedAt: Date(), heartbeatAt: Date(), sessions: 1)
+            a.membership.nodes.withLock { $0.append(ghost) }
+            let client = try RawHTTPClient(port: a.server.boundPort, timeoutSeconds: 20)
+            try client.send("GET", "/api/v1/sessions/s3000000000001")
+            #expect(eventually { silent.accepted >= 1 })
+            a.membership.nodes.withLock { $0.removeAll { $0.number == 3 } }
+            // Before the timeout (30 s): the exchange ends when its node leaves the view.
+            try expectProblem(try client.readResponse(), 502)
+        }
+    }
+
     @Test("one node's event stream carries the other node's events, with their node")
     func mergedEvents() throws {
         try withCluster(perNode: 0) { a, b, _, _ in
@@ -194,6 +216,21 @@ struct ClusterAccessTests {
             let event = try JSON.parse(String(line.dropFirst("data: ".count)))
             #expect(event["node"] == .string("b"))
             #expect(event["session"]?["node"] == .string("b"))
+            // A second stream on a shares a's one stream from b: b serves a node one stream
+            // however many consoles follow a.
+            let second = try RawHTTPClient(port: a.server.boundPort)
+            try second.send("GET", "/api/v1/events")
+            #expect(try second.readResponseHead().status == 200)
+            var opening = ""
+            while !opening.contains(": splicegate events"), let chunk = try second.readChunk() {
+                opening += String(decoding: chunk, as: UTF8.self)
+            }
+            #expect(b.gateway.events.subscriberCount == 1)
+            // A client's forged mark naming no live node changes nothing: still forwarded.
+            let sessionID = try #require(event["session"]?["id"]?.string)
+            let forged = try rawRequest(port: a.server.boundPort, "GET", "/api/v1/sessions/\(sessionID)",
+                                        headers: [("X-Splicegate-Forwarded", "nobody")])
+            #expect(forged.status == 200)
         }
     }
 }

@@ -59,7 +59,9 @@ public struct AdminAPI: Sendable {
         MetricsHandler(gateway: gateway).register(in: &router)
         HopsHandler(gateway: gateway).register(in: &router)
         SplitsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
-        EventsHandler(gateway: gateway, heartbeat: Heartbeat(), cluster: options.cluster).register(in: &router)
+        EventsHandler(gateway: gateway, heartbeat: Heartbeat(),
+                      feed: options.cluster.map { ClusterEventFeed(access: $0, token: options.token) },
+                      cluster: options.cluster).register(in: &router)
         CaptureHandler(gateway: gateway).register(in: &router)
         StaticFilesHandler(webRoot: options.webRoot, openAPIFile: options.openAPIFile, logger: logger)
             .register(in: &router)

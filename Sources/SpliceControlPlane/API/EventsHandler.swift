@@ -11,7 +11,9 @@ import Synchronization
 struct EventsHandler: Sendable {
     let gateway: Gateway
     let heartbeat: Heartbeat
-    /// The other nodes, when this gateway is one of a cluster: their events join the stream.
+    /// The other nodes' events, when this gateway is one of a cluster: they join the stream.
+    var feed: ClusterEventFeed?
+    /// This node's name in events, when it is one of a cluster.
     var cluster: ClusterAccess?
     /// Each event's frame, built once for all the streams.
     private let frames = EventFrames()
@@ -31,15 +33,22 @@ struct EventsHandler: Sendable {
                 }
                 source.write(Array(": splicegate events\nretry: 2000\n\n".utf8))
             }
-            let feed = localOnly || ClusterAccess.isForwarded(request) ? nil
-                : cluster.map { ClusterEventFeed(access: $0, request: request, into: source) }
+            let feed = localOnly || cluster?.isFromPeer(request) == true ? nil : self.feed
             heartbeat.add(source)
+            let token = Mutex<ClusterEventFeed.Token?>(nil)
             source.onRelease { [events = gateway.events] in
                 subscription.close(events)
                 heartbeat.remove(source)
-                feed?.stop()
+                if let feed, let token = token.withLock({ $0 }) { feed.remove(token) }
             }
-            if let feed { feed.start(onReady: open) } else { open() }
+            if let feed {
+                let added = feed.add(source, onReady: open)
+                token.withLock { $0 = added }
+                // Released before the token was kept: nobody else removes it.
+                if source.isReleased { feed.remove(added) }
+            } else {
+                open()
+            }
             var response = HTTPResponse.stream(source)
             response.headers.set("X-Accel-Buffering", "no")
             return response

@@ -19,7 +19,6 @@ extension HTTPRequest {
         }
     }
 
-    /// An integer query parameter in `range`, nil when absent.
     /// Whether `scope=local` asks for this node's own (sessions, events) rather than the
     /// whole cluster's (`scope=cluster`, the default); 422 for anything else.
     func localScope() throws(APIError) -> Bool {
@@ -30,6 +29,7 @@ extension HTTPRequest {
         }
     }
 
+    /// An integer query parameter in `range`, nil when absent.
     func intQuery(_ name: String, in range: ClosedRange<Int>) throws(APIError) -> Int? {
         guard let value = query(name) else { return nil }
         // Decimal digits only, as the contract's integer: `Int()` would also take `+5` and `05`.

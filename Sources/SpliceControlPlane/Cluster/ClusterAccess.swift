@@ -22,16 +22,19 @@ public struct ClusterAccess: Sendable {
         return membership.liveNodes().filter { $0.number != local.number }
     }
 
-    /// Whether `request` was passed here by another node (and must be answered here).
-    static func isForwarded(_ request: HTTPRequest) -> Bool {
-        request.headers[PeerRelay.forwardedHeader] != nil
+    /// Whether `request` was passed here by another live node (and must be answered here).
+    /// The mark names the sender; a mark naming no live peer is ignored, so a client that
+    /// sends one cannot make this node answer for another's sessions.
+    func isFromPeer(_ request: HTTPRequest) -> Bool {
+        guard let sender = request.headers[PeerRelay.forwardedHeader] else { return false }
+        return peers.contains { $0.name == sender }
     }
 
     /// The owner's answer for a request about one session (`/api/v1/sessions/{id}…`) that
     /// another node owns; nil when this node answers it (its own session, not a session
     /// path, or a request another node passed here).
     func forward(_ request: HTTPRequest) -> HTTPAnswer? {
-        guard !Self.isForwarded(request) else { return nil }
+        guard !isFromPeer(request) else { return nil }
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: false)
         guard segments.count >= 5, segments[0].isEmpty, segments[1] == "api", segments[2] == "v1",
               segments[3] == "sessions", let id = SessionID(String(segments[4])) else { return nil }

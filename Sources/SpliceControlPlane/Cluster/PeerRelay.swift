@@ -72,7 +72,7 @@ struct PeerRelay: Sendable {
                 }
             }))
         pending.onRelease { [exchange] in exchange.cancel() }
-        if Self.timeout(for: request) == nil { watch(exchange, of: node) }
+        watch(exchange, of: node)
         return .later(pending)
     }
 
@@ -87,15 +87,16 @@ struct PeerRelay: Sendable {
         return .seconds(30)
     }
 
-    /// Ends a stream from `node` once the node leaves the view (its host may be gone
-    /// without a reset, and the stream would wait forever).
+    /// Ends an exchange with `node` once the node leaves the view: a node stopped or cut
+    /// off answers neither a request in flight nor a stream, and its callers get 502 (or
+    /// the end of their stream) within the view's 5 s instead of at the timeout.
     private func watch(_ exchange: PeerExchange, of node: ClusterNode) {
         let task = client.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) {
             [membership] task in
             if exchange.isFinished {
                 task.cancel()
             } else if !membership.liveNodes().contains(where: { $0.number == node.number }) {
-                exchange.cancel()
+                exchange.fail("node \(node.name) left the cluster's view")
                 task.cancel()
             }
         }

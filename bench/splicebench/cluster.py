@@ -91,6 +91,7 @@ def cluster_listing(bench):
         for c, holder in zip(clients, holders):
             wait_log(c, r"opened", timeout=180)
             wait_established(holder, n, timeout=180)
+        wait_for_members(nodes)
         for r in bench.rounds():
             ids, ms = admin.list_all()
             if len(ids) != NODES * n or len(set(ids)) != NODES * n:
@@ -110,6 +111,18 @@ def cluster_listing(bench):
         for node in nodes:
             stop(node)
         pg.stop()
+
+
+def wait_for_members(nodes, timeout=30):
+    """Until every node's view holds every node (membership refreshes once a second)."""
+    deadline = time.time() + timeout
+    while True:
+        views = [len(Admin(node.admin).call("GET", "/api/v1/nodes")["nodes"]) for node in nodes]
+        if all(v == len(nodes) for v in views):
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"cluster views never held all {len(nodes)} nodes: {views}")
+        time.sleep(0.1)
 
 
 def bound(admin_addr, name):

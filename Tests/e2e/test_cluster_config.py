@@ -402,6 +402,17 @@ def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) ->
     assert "nodes" not in created and "nodes" not in gateway.listeners()[0]
 
 
+def client_spliced_into_upper(node: Gateway, address: str) -> socket.socket:
+    """A client of `address` whose session (on `node`) has mediator `upper` spliced in."""
+    client = connect(address)
+    session = session_of(node, client)
+    response = node.post(f"/api/v1/sessions/{session['id']}/mediators",
+                         json={"mediator": "upper", "direction": "client_to_server"})
+    assert response.status_code == 201, response.text
+    assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+    return client
+
+
 def test_a_mediator_in_use_on_any_node_cannot_be_unregistered_until_its_session_lets_go(
         pg: Postgres, start_gateway, echo: StreamServer) -> None:
     upper = StreamServer(transform_handler(bytes.upper))
@@ -412,12 +423,7 @@ def test_a_mediator_in_use_on_any_node_cannot_be_unregistered_until_its_session_
         port = free_port()
         nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
         wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
-        client = connect(f"{HOSTS[0]}:{port}")
-        session = session_of(nodes[0], client)
-        response = nodes[0].post(f"/api/v1/sessions/{session['id']}/mediators",
-                                 json={"mediator": "upper", "direction": "client_to_server"})
-        assert response.status_code == 201, response.text
-        assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+        client = client_spliced_into_upper(nodes[0], f"{HOSTS[0]}:{port}")
 
         # Where a session uses it, unregistering is refused, and nothing changes anywhere.
         assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)

@@ -14,11 +14,10 @@ import os
 import signal
 import socket
 
-from conftest import (Gateway, StreamServer, assert_problem, connect, free_port, roundtrip, session_of, transform_handler,
-                      wait_until)
+from conftest import Gateway, StreamServer, assert_problem, free_port, roundtrip, transform_handler, wait_until
 from pg_tools import Postgres
-from test_cluster_config import (HOSTS, LEAVE_S, PROPAGATION_S, UNAVAILABLE, echo, mediator_names,  # noqa: F401
-                                 node_names, pg, relays, start_cluster, start_node)
+from test_cluster_config import (HOSTS, LEAVE_S, PROPAGATION_S, UNAVAILABLE, client_spliced_into_upper,  # noqa: F401
+                                 echo, mediator_names, node_names, pg, relays, start_cluster, start_node)
 
 MAY_HAVE = "may or may not have been applied"
 
@@ -146,12 +145,7 @@ def test_a_mediator_spliced_on_another_node_cannot_be_unregistered(pg: Postgres,
         port = free_port()
         nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
         wait_until(lambda: relays(HOSTS[2], port), timeout=PROPAGATION_S, message="n3 relaying")
-        client = connect(f"{HOSTS[2]}:{port}")
-        session = session_of(nodes[2], client)
-        response = nodes[2].post(f"/api/v1/sessions/{session['id']}/mediators",
-                                 json={"mediator": "upper", "direction": "client_to_server"})
-        assert response.status_code == 201, response.text
-        assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+        client = client_spliced_into_upper(nodes[2], f"{HOSTS[2]}:{port}")
 
         problem = assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
         assert "on node 'n3'" in problem["detail"], problem

@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import signal
 import socket
+import time
 
 from conftest import Gateway, StreamServer, assert_problem, free_port, roundtrip, transform_handler, wait_until
 from pg_tools import Postgres
@@ -49,8 +50,10 @@ def test_a_change_whose_commit_is_not_confirmed_says_so_and_every_node_converges
     nodes[0].create_listener(listen=f"127.0.0.1:{free_port()}", upstream=echo.address)
     ghost_standby(pg, True)
     try:
+        started = time.monotonic()
         problem = assert_problem(nodes[0].post("/api/v1/listeners", json={
             "listen": f"127.0.0.1:{port}", "upstream": echo.address}), 503)
+        print(f"503 after {time.monotonic() - started:.2f} s with the COMMIT unanswered")
         assert problem["type"] == UNAVAILABLE and MAY_HAVE in problem["detail"], problem
         # The next change waits behind the first (changes are ordered across nodes), before
         # its COMMIT: that one is certain not to have happened.
@@ -59,12 +62,14 @@ def test_a_change_whose_commit_is_not_confirmed_says_so_and_every_node_converges
         assert problem["type"] == UNAVAILABLE and "nothing was changed" in problem["detail"], problem
     finally:
         ghost_standby(pg, False)
+    released = time.monotonic()
     # The first commit went through once the standby was no longer required: every node,
     # the one that answered 503 included, takes what the database holds.
     wait_until(lambda: pg.query("SELECT count(*) FROM listeners") == [["2"]], timeout=PROPAGATION_S,
                message="the listener committed")
     for index, node in enumerate(nodes):
         wait_until(lambda: relays(HOSTS[index], port), timeout=PROPAGATION_S, message=f"{HOSTS[index]}:{port}")
+    print(f"every node relaying {time.monotonic() - released:.2f} s after the COMMIT was released")
     wait_until(lambda: pg.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'") == [["0"]],
                timeout=PROPAGATION_S, message="no write waiting")
     assert pg.query("SELECT count(*) FROM mediators") == [["0"]]

@@ -245,3 +245,16 @@ def test_a_failed_bind_is_tried_again_once_the_port_is_free(pg: Postgres, start_
     wait_until(lambda: relays(HOSTS[1], port), timeout=PROPAGATION_S + 30, message="n2 binding once the port is free")
     wait_until(lambda: pg.query("SELECT node, state FROM listener_binds ORDER BY node")
                == [["n1", "bound"], ["n2", "bound"]], timeout=PROPAGATION_S, message="n2's bind recorded")
+
+
+def test_a_mediator_delete_that_cannot_ask_a_live_node_changes_nothing(pg: Postgres, start_gateway) -> None:
+    # n2 heartbeats, but the address it advertises answers nothing.
+    first = start_node(start_gateway, pg, 0)
+    second = start_node(start_gateway, pg, 1, "--advertise", f"http://127.0.0.1:{free_port()}")
+    wait_until(lambda: node_names(first) == ["n1", "n2"], timeout=PROPAGATION_S, message="n1 listing n2")
+    assert first.post("/api/v1/mediators", json={"name": "upper", "address": "127.0.0.1:9"}).status_code == 201
+    wait_until(lambda: mediator_names(second) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
+    problem = assert_problem(first.delete("/api/v1/mediators/upper"), 503)
+    assert problem["type"] == UNAVAILABLE and "node 'n2' cannot say" in problem["detail"], problem
+    assert pg.query("SELECT name FROM mediators") == [["upper"]]
+    assert mediator_names(first) == ["upper"] and mediator_names(second) == ["upper"]

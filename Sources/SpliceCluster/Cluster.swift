@@ -28,6 +28,9 @@ public final class Cluster: Sendable {
     private let logger: Logger
     private let parts = Mutex<Parts?>(nil)
     private let loops = Mutex<Task<Void, Never>?>(nil)
+    /// A heartbeat of this start wrote the node's row: only then does `stop` deregister. A
+    /// start refused (a live node has the name) must not delete the live node's bind states.
+    private let registered = Atomic<Bool>(false)
 
     private struct Parts: Sendable {
         let membership: Membership
@@ -37,7 +40,7 @@ public final class Cluster: Sendable {
     private init(database: Database, nodeNumber: UInt64, logger: Logger) {
         self.database = database
         self.nodes = NodeStore(database: database)
-        self.config = ConfigStore(database: database)
+        self.config = ConfigStore(database: database, nodeNumber: nodeNumber)
         self.nodeNumber = nodeNumber
         self.logger = logger
     }
@@ -60,7 +63,14 @@ public final class Cluster: Sendable {
                                                            on: connection, logger: logger)
                             }
                         }
-                        return try await NodeStore(database: database).nextNodeNumber()
+                        let number = try await NodeStore(database: database).nextNodeNumber()
+                        // Its sessions are numbered from number × 10¹² + 1 on, in a UInt64.
+                        guard number < UInt64.max / ClusterNode.sessionNumberStride else {
+                            let most = UInt64.max / ClusterNode.sessionNumberStride - 1
+                            throw NodeIdentityError(description: "node number \(number) is too large for session "
+                                + "ids (at most \(most)): reset the sequence node_numbers")
+                        }
+                        return number
                     } catch let error as ClusterError where ContinuousClock.now < deadline {
                         logger.notice("waiting for the cluster database", metadata: ["reason": "\(error)"])
                         try await Task.sleep(for: .milliseconds(250))
@@ -125,7 +135,7 @@ public final class Cluster: Sendable {
         parts?.sync.close()
         Self.blocking { [self] in
             await task?.value
-            if let parts {
+            if let parts, registered.load(ordering: .relaxed) {
                 do {
                     try await nodes.deregister(parts.membership.localNode)
                 } catch {
@@ -159,6 +169,7 @@ public final class Cluster: Sendable {
     private func heartbeat(_ parts: Parts) async throws {
         parts.membership.update(live: try await nodes.heartbeat(parts.membership.localNode,
                                                                 window: Membership.liveWindow))
+        registered.store(true, ordering: .relaxed)
     }
 
     /// Every second: the heartbeat, the bind states the API shows, and a reconciliation if
@@ -169,7 +180,12 @@ public final class Cluster: Sendable {
             try? await Task.sleep(for: Self.heartbeatInterval)
             guard !Task.isCancelled else { return }
             do {
-                try await heartbeat(parts)
+                do {
+                    try await heartbeat(parts)
+                } catch let error as NodeIdentityError {
+                    // Every round: until an operator acts, this node is out of the view.
+                    logger.error("cluster heartbeat refused", metadata: ["reason": "\(error)"])
+                }
                 try await parts.sync.tick()
                 if !healthy { logger.notice("cluster heartbeat restored") }
                 healthy = true

@@ -3,8 +3,11 @@ import SpliceCore
 import SpliceDataPlane
 
 /// Changes to listeners and mediators in a cluster: committed to the database (which tells
-/// every node) and applied here. When the database cannot be reached, nothing changes and
-/// the answer is 503 `/problems/cluster-store-unavailable`, within `Database.operationLimit`.
+/// every node) and applied here. When the database cannot be reached the answer is 503
+/// `/problems/cluster-store-unavailable`, within `Database.operationLimit`: "nothing was
+/// changed" when the change was never committed; when the link failed after COMMIT was sent
+/// the change may be in the database, and the answer says so (this node then reconciles as
+/// soon as the database answers, like every other node).
 struct ClusterAuthority: ConfigAuthority {
     let gateway: Gateway
     let store: ConfigStore
@@ -20,17 +23,19 @@ struct ClusterAuthority: ConfigAuthority {
         do {
             id = try await store.nextListenerID()
         } catch {
-            throw Self.unavailable(error, "listener not created")
+            throw unavailable(error, "listener not created", "creating a listener")
         }
         sync.begin(listener: id)
         defer { sync.end(listener: id) }
         let listener = try await gateway.addingListener(sync.local(spec), id: id).value
         let bind = ListenerBind(node: nodeName, state: .bound, listen: "\(listener.spec.listen)")
         do {
-            try await store.insertListener(id, spec: spec, bind: bind, origin: nodeName)
+            try await store.insertListener(id, spec: spec, bind: bind, origin: sync.origin)
         } catch {
-            try? await gateway.removingListener(id, closeSessions: true).value
-            throw Self.unavailable(error, "listener not created")
+            // If the commit went through, the reconciliation binds it again; sessions that
+            // arrived meanwhile are not cut for a change that may stand.
+            try? await gateway.removingListener(id, closeSessions: !Self.outcomeUnknown(error)).value
+            throw unavailable(error, "listener \(id) not created", "creating listener \(id)")
         }
         sync.recorded(bind, listener: id)
         return listener
@@ -42,9 +47,9 @@ struct ClusterAuthority: ConfigAuthority {
         defer { sync.end(listener: id) }
         let deleted: Bool
         do {
-            deleted = try await store.deleteListener(id, closeSessions: closeSessions, origin: nodeName)
+            deleted = try await store.deleteListener(id, closeSessions: closeSessions, origin: sync.origin)
         } catch {
-            throw Self.unavailable(error, "listener \(id) not stopped")
+            throw unavailable(error, "listener \(id) not stopped", "deleting listener \(id)")
         }
         sync.forget(listener: id)
         do {
@@ -60,29 +65,43 @@ struct ClusterAuthority: ConfigAuthority {
         defer { sync.end(mediator: spec.name) }
         try gateway.registerMediator(spec)
         do {
-            try await store.insertMediator(spec, origin: nodeName)
+            try await store.insertMediator(spec, origin: sync.origin)
         } catch {
             try? gateway.unregisterMediator(spec.name)
-            throw Self.unavailable(error, "mediator not registered")
+            throw unavailable(error, "mediator not registered", "registering mediator '\(spec.name)'")
         }
         return try gateway.registeredMediator(spec.name)
     }
 
-    /// Unregisters here (409 while a session here uses it), then commits; registered again
-    /// here when the commit fails.
+    /// 409 while a session here uses it; else deleted in the database, then unregistered
+    /// here. Nothing is unregistered before the database has said yes, so a failed delete
+    /// leaves the mediator usable where it was.
     func unregisterMediator(_ name: MediatorName) async throws(APIError) {
         sync.begin(mediator: name)
         defer { sync.end(mediator: name) }
         let held = try? gateway.registeredMediator(name)
-        if held != nil { try gateway.unregisterMediator(name) }
+        if let held, held.inUse > 0 {
+            throw .conflict("mediator '\(name)' is spliced into \(held.inUse) hop(s) on node '\(nodeName)'; "
+                + "remove them first")
+        }
+        if let listener = sync.listeners(splicing: name).first {
+            throw .conflict("mediator '\(name)' is spliced by the template of listener \(listener); "
+                + "delete that listener first")
+        }
         let deleted: Bool
         do {
-            deleted = try await store.deleteMediator(name, origin: nodeName)
+            deleted = try await store.deleteMediator(name, origin: sync.origin)
         } catch {
-            if let held { try? gateway.registerMediator(held.spec) }
-            throw Self.unavailable(error, "mediator '\(name)' not unregistered")
+            throw unavailable(error, "mediator '\(name)' not unregistered", "unregistering mediator '\(name)'")
         }
         guard held != nil || deleted else { throw .notFound("no mediator '\(name)'") }
+        do {
+            try gateway.unregisterMediator(name)
+        } catch where error.status == 404 {
+        } catch {
+            // Spliced in since the check: deleted in the cluster, unregistered here once free.
+            sync.dirty.store(true, ordering: .relaxed)
+        }
     }
 
     func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] {
@@ -94,10 +113,22 @@ struct ClusterAuthority: ConfigAuthority {
     }
 
     /// The problem for a failed database step: the API's own (a 409 for a name taken in the
-    /// cluster), else 503.
-    private static func unavailable(_ error: any Error, _ what: String) -> APIError {
+    /// cluster), else 503, saying whether the change may have been applied. When it may,
+    /// this node reconciles at its next round that reaches the database.
+    private func unavailable(_ error: any Error, _ notDone: String, _ doing: String) -> APIError {
         if let error = error as? APIError { return error }
+        guard Self.outcomeUnknown(error) else {
+            return .clusterStoreUnavailable(
+                "\(notDone): the cluster database cannot be reached (\(Database.reason(error))); nothing was changed")
+        }
+        sync.dirty.store(true, ordering: .relaxed)
         return .clusterStoreUnavailable(
-            "\(what): the cluster database cannot be reached (\(Database.reason(error))); nothing was changed")
+            "\(doing): the cluster database stopped answering after the change was sent to it "
+                + "(\(Database.reason(error))); the change may or may not have been applied, and every node "
+                + "converges on what the database holds: read it back once the database answers")
+    }
+
+    private static func outcomeUnknown(_ error: any Error) -> Bool {
+        (error as? ClusterError)?.outcomeUnknown == true
     }
 }

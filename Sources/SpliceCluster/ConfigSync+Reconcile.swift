@@ -19,13 +19,17 @@ extension ConfigSync {
             dirty.store(true, ordering: .relaxed)
             return
         }
+        reconciledVersion.withLock { $0 = wanted.version }
+        bindRetries.withLock { $0.keep(only: Set(wanted.listeners.keys)) }
         let busy = inFlight.withLock { $0 }
         known.withLock { known in
             known = wanted.listeners.reduce(into: [:]) { known, entry in
                 known[entry.key] = (local(entry.value), wanted.created[entry.key] ?? Date())
             }
         }
-        var complete = true
+        // What this node's API is changing is left alone now, and looked at again at the
+        // next round: the change may stand or be undone after the database was read.
+        var complete = busy.listeners.isEmpty && busy.mediators.isEmpty
         for (name, spec) in wanted.mediators.sorted(by: { $0.key < $1.key }) where !busy.mediators.contains(name) {
             do throws(APIError) {
                 if let held = localMediators[name] {
@@ -68,14 +72,18 @@ extension ConfigSync {
 
     /// Binds a listener of the database here and records the outcome either way.
     private func bind(_ id: ListenerID, _ spec: ListenerSpec) async {
+        // This node's API may have begun changing it since the reconciliation began.
+        guard !inFlight.withLock({ $0.listeners.contains(id) }) else { return }
         let spec = local(spec)
         let bind: ListenerBind
         do {
             let listener = try await gateway.addingListener(spec, id: id).value
             bind = ListenerBind(node: nodeName, state: .bound, listen: "\(listener.spec.listen)")
+            bindRetries.withLock { $0.forget(id) }
             logger.info("cluster listener bound", metadata: ["listener": "\(id)", "listen": "\(listener.spec.listen)"])
         } catch {
             bind = ListenerBind(node: nodeName, state: .failed, listen: "\(spec.listen)", error: error.detail)
+            bindRetries.withLock { $0.failed(id) }
             logger.warning("cluster listener cannot bind here", metadata: [
                 "listener": "\(id)", "listen": "\(spec.listen)", "reason": "\(error.detail)",
             ])
@@ -88,8 +96,14 @@ extension ConfigSync {
     private func record(_ bind: ListenerBind, listener id: ListenerID) async {
         guard written.withLock({ $0[id] }) != bind else { return }
         do {
-            try await store.writeBind(bind, listener: id)
-            recorded(bind, listener: id)
+            if try await store.writeBind(bind, listener: id) {
+                recorded(bind, listener: id)
+            } else if !inFlight.withLock({ $0.listeners.contains(id) }) {
+                // Deleted since this reconciliation read it (a DELETE that answered 204
+                // meanwhile): not held here either.
+                forget(listener: id)
+                try? await gateway.removingListener(id, closeSessions: false).value
+            }
         } catch {
             logger.debug("bind state not recorded yet", metadata: ["listener": "\(id)", "reason": "\(Database.reason(error))"])
             dirty.store(true, ordering: .relaxed)

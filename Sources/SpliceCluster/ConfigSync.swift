@@ -43,6 +43,11 @@ final class ConfigSync: Sendable {
     /// them, with when each was created: the API lists those not held here too.
     let known = Mutex<[ListenerID: (spec: ListenerSpec, createdAt: Date)]>([:])
     let dirty = Atomic<Bool>(false)
+    /// `config_version` as of the last reconciliation that read the database.
+    let reconciledVersion = Mutex<Int64?>(nil)
+    /// A reconciliation is queued and not begun: another request adds nothing.
+    let reconcileQueued = Atomic<Bool>(false)
+    let bindRetries = Mutex(BindRetries())
     private let listenLink = Mutex<PostgresConnection?>(nil)
     private let work: AsyncStream<Work>
     private let queue: AsyncStream<Work>.Continuation
@@ -58,6 +63,8 @@ final class ConfigSync: Sendable {
     }
 
     var nodeName: String { membership.localNode.name }
+    /// The origin of this node's notifications: its number, which no other process shares.
+    var origin: String { "\(membership.localNode.number)" }
 
     // MARK: the API's side
 
@@ -109,6 +116,7 @@ final class ConfigSync: Sendable {
     /// A listener deleted from the database: no longer listed here.
     func forget(listener id: ListenerID) {
         _ = known.withLock { $0.removeValue(forKey: id) }
+        bindRetries.withLock { $0.forget(id) }
         written.withLock { $0[id] = nil }
     }
 
@@ -133,10 +141,15 @@ final class ConfigSync: Sendable {
         listenLink.withLock { $0 }?.closeNow()
     }
 
-    /// One heartbeat round's share: reconcile again if something could not be applied, and
-    /// refresh the bind states the API shows.
+    /// One heartbeat round's share: reconcile again if something could not be applied or
+    /// the configuration moved since the last reconciliation (a notification lost on a
+    /// silently dead LISTEN link, or a change whose commit this node could not confirm),
+    /// and refresh the bind states the API shows.
     func tick() async throws {
-        if dirty.exchange(false, ordering: .relaxed) { queue.yield(.reconcile) }
+        let version = try await store.version()
+        let moved = reconciledVersion.withLock { $0 != version }
+        let retry = bindRetries.withLock { $0.due() }
+        if dirty.exchange(false, ordering: .relaxed) || moved || retry { requestReconcile() }
         let binds = try await store.binds(window: Membership.liveWindow)
         view.withLock { $0 = binds }
     }
@@ -162,7 +175,7 @@ final class ConfigSync: Sendable {
                     if reported { logger.notice("cluster database reachable again, reconciling") }
                     reported = false
                     delay = .milliseconds(100)
-                    queue.yield(.reconcile)
+                    requestReconcile()
                     for try await notification in notifications {
                         queue.yield(.notification(notification.payload))
                     }
@@ -184,11 +197,17 @@ final class ConfigSync: Sendable {
         for await item in work {
             switch item {
             case .reconcile:
+                reconcileQueued.store(false, ordering: .relaxed)
                 await reconcile()
             case .notification(let payload):
                 await apply(payload)
             }
         }
+    }
+
+    /// Queues a reconciliation unless one is queued already.
+    func requestReconcile() {
+        if !reconcileQueued.exchange(true, ordering: .relaxed) { queue.yield(.reconcile) }
     }
 
     private func apply(_ payload: String) async {
@@ -197,7 +216,7 @@ final class ConfigSync: Sendable {
             return await reconcile()
         }
         // The node that made the change has applied it already.
-        guard origin != nodeName else { return }
+        guard origin != self.origin else { return }
         logger.debug("cluster change", metadata: ["change": "\(change)", "origin": "\(origin)"])
         switch change {
         case .listenerRemoved(let id, let closeSessions):

@@ -16,3 +16,8 @@ struct CountedSet<Member: Hashable & Sendable>: Sendable {
         counts[member] != nil
     }
 }
+
+extension CountedSet {
+    /// Whether no member is in.
+    var isEmpty: Bool { counts.isEmpty }
+}

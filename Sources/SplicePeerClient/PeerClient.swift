@@ -186,8 +186,9 @@ public final class PeerClient: Sendable {
         return exchange
     }
 
-    /// `http://host:port[/]` split into host and port; nil for anything else.
-    static func hostPort(_ url: String) -> (String, Int)? {
+    /// `http://host:port[/]` split into host and port; nil for anything else (what this
+    /// client cannot reach: https, a path, no port).
+    public static func hostPort(_ url: String) -> (String, Int)? {
         guard url.hasPrefix("http://") else { return nil }
         var rest = url.dropFirst("http://".count)
         while rest.hasSuffix("/") { rest = rest.dropLast() }

@@ -1,4 +1,5 @@
 import SpliceCluster
+import SplicePeerClient
 
 /// `--cluster-db` and the flags that only mean something with it.
 struct ClusterSettings {
@@ -39,8 +40,15 @@ struct ClusterSettings {
         if let node, node.isEmpty || node.count > 128 || node.contains(where: { $0.isWhitespace }) {
             throw StartupError("--node must be 1-128 characters without spaces")
         }
-        if let advertise, !(advertise.hasPrefix("http://") || advertise.hasPrefix("https://")) {
-            throw StartupError("--advertise must be a URL such as http://10.0.0.5:8080")
+        // The other nodes reach this one through PeerClient: plain HTTP to a host and port.
+        if let advertise {
+            guard let (_, port) = PeerClient.hostPort(advertise), port > 0 else {
+                throw StartupError("--advertise must be http://HOST:PORT with no path, such as "
+                    + "http://10.0.0.5:8080 (the other nodes reach this node there over plain HTTP), not '\(advertise)'")
+            }
+        } else if ["0.0.0.0", "::", "[::]"].contains(settings.admin.host) {
+            throw StartupError("--admin \(settings.admin) is a wildcard address the other nodes cannot reach: "
+                + "give --advertise http://HOST:PORT")
         }
         if let bindHost, bindHost.isEmpty || bindHost.contains(where: { $0.isWhitespace || $0 == "/" }) {
             throw StartupError("--bind-host must be a host name or IP address")

@@ -111,9 +111,10 @@ struct Runtime {
 
         let signal = signals.next()
         drain(gateway, signals: signals, after: signal)
-        server.stop()
-        // After the drain: until then this node's sessions are still the cluster's to see.
+        // After the drain (until then this node's sessions are still the cluster's to see),
+        // and before the admin API stops: peers must not list a node whose API is gone.
         cluster?.stop()
+        server.stop()
         peers?.shutdown()
         gateway.shutdown()
         demo?.stop()

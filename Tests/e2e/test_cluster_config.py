@@ -128,7 +128,7 @@ def kill_hard(node: Gateway) -> None:
 
 def test_three_nodes_starting_together_create_the_schema_once(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
-    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"]]
+    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"], ["2"]]
     rows = pg.query("SELECT name, number FROM nodes ORDER BY name")
     assert [row[0] for row in rows] == ["n1", "n2", "n3"]
     assert len({row[1] for row in rows}) == 3, f"node numbers not unique: {rows}"
@@ -402,34 +402,44 @@ def test_a_gateway_on_its_own_lists_itself_as_the_only_node(gateway: Gateway) ->
     assert "nodes" not in created and "nodes" not in gateway.listeners()[0]
 
 
-def test_a_mediator_in_use_on_a_node_stays_there_until_its_session_lets_go(pg: Postgres, start_gateway,
-                                                                         echo: StreamServer) -> None:
+def client_spliced_into_upper(node: Gateway, address: str) -> socket.socket:
+    """A client of `address` whose session (on `node`) has mediator `upper` spliced in."""
+    client = connect(address)
+    session = session_of(node, client)
+    response = node.post(f"/api/v1/sessions/{session['id']}/mediators",
+                         json={"mediator": "upper", "direction": "client_to_server"})
+    assert response.status_code == 201, response.text
+    assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+    return client
+
+
+def test_a_mediator_in_use_on_any_node_cannot_be_unregistered_until_its_session_lets_go(
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
     upper = StreamServer(transform_handler(bytes.upper))
     try:
         nodes = start_cluster(start_gateway, pg, count=2)
+        wait_until(lambda: node_names(nodes[1]) == ["n1", "n2"], timeout=PROPAGATION_S, message="n2 listing n1")
         assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": upper.address}).status_code == 201
         port = free_port()
         nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
         wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
-        client = connect(f"{HOSTS[0]}:{port}")
-        session = session_of(nodes[0], client)
-        response = nodes[0].post(f"/api/v1/sessions/{session['id']}/mediators",
-                                 json={"mediator": "upper", "direction": "client_to_server"})
-        assert response.status_code == 201, response.text
-        assert roundtrip(client, b"spliced\n") == b"SPLICED\n"
+        client = client_spliced_into_upper(nodes[0], f"{HOSTS[0]}:{port}")
 
         # Where a session uses it, unregistering is refused, and nothing changes anywhere.
         assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
         assert db_count(pg, "mediators") == 1 and mediator_names(nodes[1]) == ["upper"]
-        # Through the other node it goes from the cluster; n1 keeps it while its session uses it.
+        # Through the other node too: it asks n1 first.
+        problem = assert_problem(nodes[1].delete("/api/v1/mediators/upper"), 409)
+        assert "on node 'n1'" in problem["detail"], problem
+        assert db_count(pg, "mediators") == 1 and mediator_names(nodes[1]) == ["upper"]
+        assert roundtrip(client, b"still\n") == b"STILL\n"
+        client.close()
+        wait_until(lambda: nodes[0].get("/api/v1/mediators/upper").json()["in_use"] == 0, timeout=PROPAGATION_S,
+                   message="n1's session letting go of upper")
         assert nodes[1].delete("/api/v1/mediators/upper").status_code == 204
         assert db_count(pg, "mediators") == 0
-        assert mediator_names(nodes[1]) == []
-        assert roundtrip(client, b"still\n") == b"STILL\n"
-        assert mediator_names(nodes[0]) == ["upper"]
-        client.close()
-        wait_until(lambda: mediator_names(nodes[0]) == [], timeout=PROPAGATION_S,
-                   message="upper unregistered on n1 once its session ended")
+        for node in nodes:
+            wait_until(lambda: mediator_names(node) == [], timeout=PROPAGATION_S, message="upper gone everywhere")
     finally:
         upper.close()
 

@@ -8,12 +8,16 @@ import SpliceCore
 /// JSON objects as the API's POST bodies (what the state file holds), through the same codecs.
 struct ConfigStore: Sendable {
     let database: Database
+    /// This node's number: its bind states are keyed by it.
+    let nodeNumber: UInt64
 
     /// Everything configured, for a full reconciliation.
     struct Snapshot: Sendable {
         var listeners: [ListenerID: ListenerSpec] = [:]
         /// When each listener was created.
         var created: [ListenerID: Date] = [:]
+        /// `config_version` as read before the rest: a change committed meanwhile moves it past.
+        var version: Int64 = 0
         var mediators: [MediatorName: MediatorSpec] = [:]
     }
 
@@ -35,8 +39,8 @@ struct ConfigStore: Sendable {
         try await database.transaction { [logger = database.logger] connection in
             try await connection.query(
                 "INSERT INTO listeners (id, spec) VALUES (\(Int64(id.number)), \(text))", logger: logger)
-            try await Self.upsert(bind, listener: id, on: connection, logger: logger)
-            try await connection.query("SELECT pg_notify(\(ConfigChange.channel), \(payload))", logger: logger)
+            try await Self.upsert(bind, listener: id, node: nodeNumber, on: connection, logger: logger)
+            try await Self.changed(notifying: payload, on: connection, logger: logger)
         }
     }
 
@@ -54,7 +58,7 @@ struct ConfigStore: Sendable {
         do {
             try await database.transaction { [logger = database.logger] connection in
                 try await connection.query("INSERT INTO mediators (name, spec) VALUES (\(name), \(text))", logger: logger)
-                try await connection.query("SELECT pg_notify(\(ConfigChange.channel), \(payload))", logger: logger)
+                try await Self.changed(notifying: payload, on: connection, logger: logger)
             }
         } catch let error as PSQLError where error.sqlState == "23505" {
             throw APIError.conflict("a mediator named '\(name)' is already registered in the cluster")
@@ -76,7 +80,7 @@ struct ConfigStore: Sendable {
                 deleted = true
             }
             if deleted {
-                try await connection.query("SELECT pg_notify(\(ConfigChange.channel), \(payload))", logger: logger)
+                try await Self.changed(notifying: payload, on: connection, logger: logger)
             }
             return deleted
         }
@@ -87,6 +91,7 @@ struct ConfigStore: Sendable {
     func load() async throws -> Snapshot {
         try await database.run { [logger = database.logger] connection in
             var snapshot = Snapshot()
+            snapshot.version = try await Self.version(on: connection, logger: logger)
             for try await (name, text) in try await connection.query(
                 "SELECT name, spec FROM mediators", logger: logger
             ).decode((String, String).self) {
@@ -136,22 +141,25 @@ struct ConfigStore: Sendable {
     }
 
     /// Records how this node holds a listener; nothing if the listener is gone meanwhile.
-    func writeBind(_ bind: ListenerBind, listener id: ListenerID) async throws {
-        try await database.run { [logger = database.logger] connection in
+    /// Whether the listener still exists (false: deleted by another node meanwhile).
+    func writeBind(_ bind: ListenerBind, listener id: ListenerID) async throws -> Bool {
+        try await database.run { [logger = database.logger, nodeNumber] connection in
             do {
-                try await Self.upsert(bind, listener: id, on: connection, logger: logger)
+                try await Self.upsert(bind, listener: id, node: nodeNumber, on: connection, logger: logger)
+                return true
             } catch let error as PSQLError where error.sqlState == "23503" {
-                // Deleted by another node since: its notification removes it here too.
+                return false
             }
         }
     }
 
-    private static func upsert(_ bind: ListenerBind, listener id: ListenerID, on connection: PostgresConnection,
-                               logger: Logger) async throws {
+    private static func upsert(_ bind: ListenerBind, listener id: ListenerID, node number: UInt64,
+                               on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("""
-            INSERT INTO listener_binds (listener_id, node, state, address, error, updated_at)
-            VALUES (\(Int64(id.number)), \(bind.node), \(bind.state.rawValue), \(bind.listen), \(bind.error), now())
-            ON CONFLICT (listener_id, node) DO UPDATE SET state = EXCLUDED.state,
+            INSERT INTO listener_binds (listener_id, node_number, node, state, address, error, updated_at)
+            VALUES (\(Int64(id.number)), \(Int64(number)), \(bind.node), \(bind.state.rawValue), \(bind.listen),
+                    \(bind.error), now())
+            ON CONFLICT (listener_id, node_number) DO UPDATE SET node = EXCLUDED.node, state = EXCLUDED.state,
                 address = EXCLUDED.address, error = EXCLUDED.error, updated_at = now()
             """, logger: logger)
     }
@@ -162,10 +170,10 @@ struct ConfigStore: Sendable {
         return try await database.run { [logger = database.logger] connection in
             var binds: [ListenerID: [ListenerBind]] = [:]
             for try await (number, node, state, address, error) in try await connection.query("""
-                SELECT b.listener_id, b.node, b.state, b.address, b.error FROM listener_binds b
-                JOIN nodes n ON n.name = b.node
+                SELECT b.listener_id, n.name, b.state, b.address, b.error FROM listener_binds b
+                JOIN nodes n ON n.number = b.node_number
                 WHERE n.heartbeat_at > now() - make_interval(secs => \(seconds))
-                ORDER BY b.node
+                ORDER BY n.name
                 """, logger: logger
             ).decode((Int64, String, String, String, String?).self) {
                 binds[ListenerID(number: UInt64(number)), default: []].append(ListenerBind(

@@ -16,11 +16,15 @@ final class Database: Sendable {
     static let operationLimit: Duration = .milliseconds(2500)
     /// Idle connections kept for reuse.
     private static let idleLimit = 4
+    /// An idle connection older than this is closed rather than reused: a NAT or a load
+    /// balancer may have dropped it silently meanwhile, and a query on it would wait out
+    /// the whole deadline.
+    private static let idleAge: Duration = .seconds(30)
 
     let url: DatabaseURL
     let logger: Logger
     private let group: MultiThreadedEventLoopGroup
-    private let idle = Mutex<[PostgresConnection]>([])
+    private let idle = Mutex<[(connection: PostgresConnection, since: ContinuousClock.Instant)]>([])
     private let closed = Atomic<Bool>(false)
 
     /// Connections to `url`, on a thread of their own (the relay's loops stay the relay's).
@@ -74,39 +78,69 @@ final class Database: Sendable {
         }
     }
 
-    /// Runs `body` in a transaction, within `limit`.
+    /// Runs `body` in a transaction, within `limit`. A failure once COMMIT has been sent
+    /// (the deadline, a lost link, a backend ended while it waits for a synchronous standby)
+    /// leaves the outcome unknown: it throws `ClusterError` with `outcomeUnknown`.
     func transaction<T: Sendable>(limit: Duration = Database.operationLimit,
                                   _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await run(limit: limit) { [logger] connection in
-            do {
-                return try await connection.withTransaction(logger: logger) { try await body($0) }
-            } catch let error as PostgresTransactionError {
-                // The closure's own error says what went wrong; BEGIN/COMMIT failures are the link's.
-                throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        let committing = Atomic<Bool>(false)
+        do {
+            return try await run(limit: limit) { [logger] connection in
+                do {
+                    return try await connection.withTransaction(logger: logger) { connection in
+                        let value = try await body(connection)
+                        committing.store(true, ordering: .relaxed)
+                        return value
+                    }
+                } catch let error as PostgresTransactionError {
+                    // The closure's own error says what went wrong; BEGIN/COMMIT failures are the link's.
+                    throw error.closureError ?? error.beginError ?? error.commitError ?? error
+                }
             }
+        } catch where committing.load(ordering: .relaxed) && !Self.refusedCommit(error) {
+            throw ClusterError(Self.reason(error), outcomeUnknown: true)
         }
     }
 
+    /// A COMMIT the server refused outright (a deferred constraint, a serialization
+    /// failure) changed nothing; any other failure after COMMIT was sent may have come
+    /// after the server committed.
+    private static func refusedCommit(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server, let state = error.sqlState else { return false }
+        return state.hasPrefix("23") || state.hasPrefix("40")
+    }
+
     private func checkOut() async throws -> PostgresConnection {
-        while let connection = idle.withLock({ $0.popLast() }) {
-            if !connection.isClosed { return connection }
+        let now = ContinuousClock.now
+        while let (connection, since) = idle.withLock({ $0.popLast() }) {
+            if !connection.isClosed && now - since < Self.idleAge { return connection }
+            connection.closeNow()
         }
         return try await connect()
     }
 
     private func checkIn(_ connection: PostgresConnection) {
-        let keep = !closed.load(ordering: .relaxed) && idle.withLock { idle in
-            guard idle.count < Self.idleLimit, !connection.isClosed else { return false }
-            idle.append(connection)
-            return true
+        let now = ContinuousClock.now
+        let open = !closed.load(ordering: .relaxed)
+        let (keep, stale) = idle.withLock { idle -> (Bool, [PostgresConnection]) in
+            let stale = idle.filter { now - $0.since >= Self.idleAge }.map(\.connection)
+            idle.removeAll { now - $0.since >= Self.idleAge }
+            guard open, idle.count < Self.idleLimit, !connection.isClosed else { return (false, stale) }
+            idle.append((connection, now))
+            return (true, stale)
         }
+        for connection in stale { connection.closeNow() }
         if !keep { connection.closeNow() }
     }
 
     /// Closes every idle connection and the thread (at stop).
     func close() async {
         closed.store(true, ordering: .relaxed)
-        for connection in idle.withLock({ idle in defer { idle.removeAll() }; return idle }) {
+        let connections = idle.withLock { idle -> [PostgresConnection] in
+            defer { idle.removeAll() }
+            return idle.map(\.connection)
+        }
+        for connection in connections {
             try? await connection.close()
         }
         try? await group.shutdownGracefully()
@@ -116,7 +150,7 @@ final class Database: Sendable {
     /// read; everything else means the database is out of reach.
     private static func classify(_ error: any Error) -> any Error {
         if let error = error as? PSQLError, error.code == .server { return error }
-        if error is ClusterError { return error }
+        if error is ClusterError || error is NodeIdentityError { return error }
         return ClusterError(reason(error))
     }
 

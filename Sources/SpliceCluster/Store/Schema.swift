@@ -46,6 +46,24 @@ enum Schema {
                 created_at timestamptz NOT NULL DEFAULT now())
             """,
         ],
+        [
+            // Bumped in the transaction of every listener or mediator change, and read by
+            // each heartbeat round: a node whose LISTEN link went silent (an idle timeout
+            // of a NAT or a load balancer, a pooler) still sees that something changed.
+            """
+            CREATE TABLE config_version (
+                one boolean PRIMARY KEY DEFAULT true CHECK (one),
+                version bigint NOT NULL)
+            """,
+            "INSERT INTO config_version (version) VALUES (0)",
+            // Bind states by node number, not name: two processes that share a name (one
+            // stopped, then back) must not overwrite each other's. Rewritten by every node
+            // at its start.
+            "DELETE FROM listener_binds",
+            "ALTER TABLE listener_binds ADD COLUMN node_number bigint NOT NULL",
+            "ALTER TABLE listener_binds DROP CONSTRAINT listener_binds_pkey",
+            "ALTER TABLE listener_binds ADD PRIMARY KEY (listener_id, node_number)",
+        ],
     ]
 
     /// The version this build brings the schema to.

@@ -53,7 +53,7 @@ public struct AdminAPI: Sendable {
         let authority = options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist)
         ListenersHandler(gateway: gateway, authority: authority).register(in: &router)
         SessionsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
-        MediatorsHandler(gateway: gateway, authority: authority).register(in: &router)
+        MediatorsHandler(gateway: gateway, authority: authority, cluster: options.cluster).register(in: &router)
         NodesHandler(membership: options.cluster?.membership ?? options.alone ?? SingleNodeMembership(
             gateway: gateway, name: "local", adminURL: "", version: options.version)).register(in: &router)
         MetricsHandler(gateway: gateway).register(in: &router)

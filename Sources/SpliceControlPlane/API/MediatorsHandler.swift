@@ -6,6 +6,8 @@ struct MediatorsHandler: Sendable {
     let gateway: Gateway
     /// Decides and records changes (the state file, or the cluster's database).
     let authority: any ConfigAuthority
+    /// The other nodes, asked before a mediator leaves the cluster; nil on its own.
+    let cluster: ClusterAccess?
 
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/mediators") { request, _ in
@@ -25,10 +27,14 @@ struct MediatorsHandler: Sendable {
             try request.allowQuery([])
             return .json(200, try gateway.registeredMediator(MediatorName(parameters.require("name"))).json)
         }
-        router.addPending(.DELETE, "/api/v1/mediators/{name}") { [authority] request, parameters in
+        router.addPending(.DELETE, "/api/v1/mediators/{name}") { [authority, cluster] request, parameters in
             try request.allowQuery([])
             let name = try MediatorName(parameters.require("name"))
             return .task { () throws(APIError) in
+                // 409 while spliced anywhere: the other nodes are asked before the database.
+                if let cluster, !ClusterAccess.isForwarded(request) {
+                    try await cluster.ensureUnusedElsewhere(name, request: request)
+                }
                 try await authority.unregisterMediator(name)
                 return .noContent
             }

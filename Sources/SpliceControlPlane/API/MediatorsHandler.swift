@@ -32,7 +32,7 @@ struct MediatorsHandler: Sendable {
             let name = try MediatorName(parameters.require("name"))
             return .task { () throws(APIError) in
                 // 409 while spliced anywhere: the other nodes are asked before the database.
-                if let cluster, !ClusterAccess.isForwarded(request) {
+                if let cluster, !cluster.isFromPeer(request) {
                     try await cluster.ensureUnusedElsewhere(name, request: request)
                 }
                 try await authority.unregisterMediator(name)

@@ -128,6 +128,33 @@ struct ClusterAccessTests {
         }
     }
 
+    @Test("a page is filled from the nodes in id order: a node after a full page is not asked")
+    func pagesAskOnlyTheNodesTheyNeed() throws {
+        try withCluster(perNode: 2) { a, _, _, _ in
+            // Node 3 is in a's view, but its API accepts and never answers.
+            let release = Latch()
+            let silent = try TestServer { _ in _ = release.wait(timeout: 60) }
+            defer {
+                release.open()
+                silent.stop()
+            }
+            a.membership.nodes.withLock {
+                $0.append(ClusterNode(name: "c", number: 3, adminURL: "http://127.0.0.1:\(silent.port)", version: "test",
+                                      startedAt: Date(), heartbeatAt: Date(), sessions: 0))
+            }
+            let (_, first) = try getJSON(a, "/api/v1/sessions?limit=3")
+            #expect(first["sessions"]?.array?.compactMap { $0["node"]?.string } == ["a", "a", "b"])
+            #expect(first["unreachable_nodes"] == nil)
+            #expect(silent.accepted == 0)
+            // The rest of b, then c, which does not answer: named, and the listing ends.
+            let cursor = try #require(first["next_cursor"]?.string)
+            let (_, second) = try getJSON(a, "/api/v1/sessions?limit=3&cursor=\(cursor)")
+            #expect(second["sessions"]?.array?.compactMap { $0["node"]?.string } == ["b"])
+            #expect(second["unreachable_nodes"] == ["c"])
+            #expect(second["next_cursor"] == .null)
+        }
+    }
+
     @Test("an action on another node's session is carried out there, with its answer")
     func forwardedActions() throws {
         try withCluster(perNode: 1) { a, b, _, clientsB in

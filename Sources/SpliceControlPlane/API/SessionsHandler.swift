@@ -26,11 +26,14 @@ struct SessionsHandler: Sendable {
         router.addPending(.GET, "/api/v1/sessions") { request, _ in
             let query = try ListQuery(request)
             let pending = PendingResponse()
-            let page = localPage(query)
             if query.localOnly {
-                pending.complete(.bytes(200, page.document, contentType: "application/json"))
+                pending.complete(.bytes(200, localPage(query).document, contentType: "application/json"))
             } else {
-                ClusterSessionPage(access: cluster).answer(request, local: page, limit: query.limit, into: pending)
+                ClusterSessionPage(access: cluster).answer(request, limit: query.limit, cursor: query.cursor, local: { need in
+                    var part = query
+                    part.limit = need
+                    return localPage(part)
+                }, into: pending)
             }
             return pending
         }

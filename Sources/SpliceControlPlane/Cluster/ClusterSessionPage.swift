@@ -4,10 +4,10 @@ import Synchronization
 
 /// One page of the cluster's session list, merged from every live node's page.
 ///
-/// Ids order sessions by node and then by age (`ClusterNode.sessionNumberStride`), so every
-/// node is asked for its first `limit` sessions after the cursor, and the merged page is
-/// the first `limit` of all of them: the same cursor rule as one node's, and paging stays
-/// exact while sessions come and go. A node that cannot be reached is named in
+/// Ids order sessions by node and then by age (`ClusterNode.sessionNumberStride`), so the
+/// page after a cursor is the next sessions of the cursor's node, then of the nodes after
+/// it: the same cursor rule as one node's, and paging stays exact while sessions come and
+/// go. A node that cannot be reached is named in
 /// `unreachable_nodes` instead of failing the listing. Pages are merged as text: each
 /// session object is copied as it came, never parsed into a tree.
 struct ClusterSessionPage: Sendable {
@@ -111,40 +111,68 @@ struct ClusterSessionPage: Sendable {
         }
     }
 
-    /// Completes `pending` with the merged page: `local` is this node's part; the peers are
-    /// asked with the same query plus `scope=local`.
-    func answer(_ request: HTTPRequest, local: Part, limit: Int, into pending: PendingResponse) {
-        let peers = access.peers
-        let parts = Mutex<(parts: [Part], unreachable: [String], waiting: Int)>(([local], [], peers.count))
-        let finish: @Sendable () -> Void = {
-            let (all, unreachable) = parts.withLock { ($0.parts, $0.unreachable) }
-            pending.complete(.bytes(200, Self.merge(all, limit: limit, unreachable: unreachable),
-                                    contentType: "application/json"))
-        }
-        guard !peers.isEmpty else { return finish() }
-        var query = request.queryItems.filter { $0.name != "scope" }
-        query.append(("scope", "local"))
-        for node in peers {
-            let peerRequest = PeerClient.Request(method: "GET", baseURL: node.adminURL,
-                                                 target: request.path + PeerRelay.encodedQuery(query),
+    /// Completes `pending` with the page after `cursor`. Ids order sessions by node, so the
+    /// nodes are asked in that order, from the cursor's owner on (a node before it has
+    /// nothing after the cursor), each for what the page still lacks, until it is full:
+    /// most pages come from one node, and no node writes sessions that are then dropped.
+    /// `local(n)` is this node's part of at most `n` sessions; peers are asked with the
+    /// same query plus `scope=local`.
+    func answer(_ request: HTTPRequest, limit: Int, cursor: SessionID?,
+                local: @escaping @Sendable (Int) -> Part, into pending: PendingResponse) {
+        let first = cursor.map(ClusterNode.owner(of:)) ?? 0
+        let nodes = access.membership.liveNodes().filter { $0.number >= first }.sorted { $0.number < $1.number }
+        let query = request.queryItems.filter { $0.name != "scope" && $0.name != "limit" }
+        Walk(access: access, request: request, query: query, nodes: nodes, limit: limit, local: local,
+             pending: pending).step(from: 0, parts: [], unreachable: [])
+    }
+
+    /// One page's walk over the nodes in id order.
+    private struct Walk: Sendable {
+        let access: ClusterAccess
+        let request: HTTPRequest
+        let query: [(name: String, value: String)]
+        let nodes: [ClusterNode]
+        let limit: Int
+        let local: @Sendable (Int) -> Part
+        let pending: PendingResponse
+
+        func step(from index: Int, parts: [Part], unreachable: [String]) {
+            let need = limit - parts.reduce(0) { $0 + $1.sessions.count }
+            // A node that had more than the page could take: full, and more to come.
+            if parts.last?.hasMore == true { return finish(parts, unreachable, more: true) }
+            // Full at a node's end: more if any node follows (its first page may be empty).
+            if need <= 0 { return finish(parts, unreachable, more: index < nodes.count) }
+            guard index < nodes.count else { return finish(parts, unreachable, more: false) }
+            let node = nodes[index]
+            if node.number == access.membership.localNode.number {
+                return step(from: index + 1, parts: parts + [local(need)], unreachable: unreachable)
+            }
+            let target = request.path + PeerRelay.encodedQuery(query + [("limit", "\(need)"), ("scope", "local")])
+            let peerRequest = PeerClient.Request(method: "GET", baseURL: node.adminURL, target: target,
                                                  headers: access.relay.headers(of: request, extra: []))
             access.client.send(peerRequest, timeout: .seconds(3)) { result in
                 let part: Part? = switch result {
                 case .success(let response) where response.status == 200: Part.read(response.body)
                 default: nil
                 }
-                let done = parts.withLock { state -> Bool in
-                    if let part { state.parts.append(part) } else { state.unreachable.append(node.name) }
-                    state.waiting -= 1
-                    return state.waiting == 0
+                if let part {
+                    step(from: index + 1, parts: parts + [part], unreachable: unreachable)
+                } else {
+                    step(from: index + 1, parts: parts, unreachable: unreachable + [node.name])
                 }
-                if done { finish() }
             }
+        }
+
+        private func finish(_ parts: [Part], _ unreachable: [String], more: Bool) {
+            pending.complete(.bytes(200, ClusterSessionPage.merge(parts, limit: limit, unreachable: unreachable, more: more),
+                                    contentType: "application/json"))
         }
     }
 
     /// The first `limit` sessions of all parts by id, with the cursor after them.
-    static func merge(_ parts: [Part], limit: Int, unreachable: [String]) -> [UInt8] {
+    /// `more` says whether sessions follow them (the walk knows); nil: whether any part
+    /// had more, or more than `limit` came in.
+    static func merge(_ parts: [Part], limit: Int, unreachable: [String], more: Bool? = nil) -> [UInt8] {
         var entries: [(number: UInt64, part: Int, range: Range<Int>)] = []
         for (index, part) in parts.enumerated() {
             for session in part.sessions { entries.append((session.number, index, session.range)) }
@@ -158,7 +186,7 @@ struct ClusterSessionPage: Sendable {
             writer.append(raw: parts[entry.part].text[entry.range])
         }
         writer.append(#"],"next_cursor":"#)
-        let hasMore = entries.count > limit || parts.contains(where: \.hasMore)
+        let hasMore = more ?? (entries.count > limit || parts.contains(where: \.hasMore))
         writer.append(id: hasMore ? page.last.map { SessionID(number: $0.number) } : nil)
         if !unreachable.isEmpty {
             writer.append(#","unreachable_nodes":["#)

@@ -411,8 +411,8 @@ def report(b, started, elapsed):
         total = c["nodes"] * c["per_node"]
         L.append("## splicegate: cluster listing\n")
         L.append(f"{c['nodes']} nodes on one PostgreSQL, {c['per_node']:,} idle sessions each. Listing all {total:,} "
-                 f"through node 1 (`GET /api/v1/sessions?limit=1000`, {-(-total // 1000)} pages, each merging "
-                 f"the {c['nodes']} nodes' pages): median {fmt(med(c['list_ms']))} ms of {len(c['list_ms'])} "
+                 f"through node 1 (`GET /api/v1/sessions?limit=1000`, {-(-total // 1000)} pages, each filled from "
+                 f"the nodes in id order): median {fmt(med(c['list_ms']))} ms of {len(c['list_ms'])} "
                  f"(min {fmt(min(c['list_ms']))}, max {fmt(max(c['list_ms']))}). Node 1's own {c['per_node']:,} "
                  f"(`scope=local`): median {fmt(med(c['local_ms']))} ms.\n")
     if r["notes"]:

@@ -89,6 +89,28 @@ private func withCluster(perNode: Int, _ body: (Node, Node, [TestSocket], [TestS
     try body(a, b, clientsA, clientsB)
 }
 
+/// Node 3 ("c") in `node`'s view, whose admin API accepts connections and never answers
+/// (a node that still heartbeats but is stopped or cut off).
+private struct SilentNode {
+    let server: TestServer
+    private let release = Latch()
+
+    init(joining node: Node) throws {
+        let release = release
+        server = try TestServer { _ in _ = release.wait(timeout: 60) }
+        let port = server.port
+        node.membership.nodes.withLock {
+            $0.append(ClusterNode(name: "c", number: 3, adminURL: "http://127.0.0.1:\(port)", version: "test",
+                                  startedAt: Date(), heartbeatAt: Date(), sessions: 0))
+        }
+    }
+
+    func stop() {
+        release.open()
+        server.stop()
+    }
+}
+
 private func getJSON(_ node: Node, _ target: String) throws -> (Int, JSON) {
     let response = try rawRequest(port: node.server.boundPort, "GET", target)
     return (response.status, try response.json())
@@ -132,20 +154,12 @@ struct ClusterAccessTests {
     func pagesAskOnlyTheNodesTheyNeed() throws {
         try withCluster(perNode: 2) { a, _, _, _ in
             // Node 3 is in a's view, but its API accepts and never answers.
-            let release = Latch()
-            let silent = try TestServer { _ in _ = release.wait(timeout: 60) }
-            defer {
-                release.open()
-                silent.stop()
-            }
-            a.membership.nodes.withLock {
-                $0.append(ClusterNode(name: "c", number: 3, adminURL: "http://127.0.0.1:\(silent.port)", version: "test",
-                                      startedAt: Date(), heartbeatAt: Date(), sessions: 0))
-            }
+            let silent = try SilentNode(joining: a)
+            defer { silent.stop() }
             let (_, first) = try getJSON(a, "/api/v1/sessions?limit=3")
             #expect(first["sessions"]?.array?.compactMap { $0["node"]?.string } == ["a", "a", "b"])
             #expect(first["unreachable_nodes"] == nil)
-            #expect(silent.accepted == 0)
+            #expect(silent.server.accepted == 0)
             // The rest of b, then c, which does not answer: named, and the listing ends.
             let cursor = try #require(first["next_cursor"]?.string)
             let (_, second) = try getJSON(a, "/api/v1/sessions?limit=3&cursor=\(cursor)")
@@ -200,18 +214,11 @@ struct ClusterAccessTests {
     func requestToANodeThatLeaves() throws {
         try withCluster(perNode: 0) { a, _, _, _ in
             // Node 3 heartbeats (it is in a's view) but its admin API accepts and never answers.
-            let release = Latch()
-            let silent = try TestServer { _ in _ = release.wait(timeout: 60) }
-            defer {
-                release.open()
-                silent.stop()
-            }
-            let ghost = ClusterNode(name: "c", number: 3, adminURL: "http://127.0.0.1:\(silent.port)", version: "test",
-                                    startedAt: Date(), heartbeatAt: Date(), sessions: 1)
-            a.membership.nodes.withLock { $0.append(ghost) }
+            let silent = try SilentNode(joining: a)
+            defer { silent.stop() }
             let client = try RawHTTPClient(port: a.server.boundPort, timeoutSeconds: 20)
             try client.send("GET", "/api/v1/sessions/s3000000000001")
-            #expect(eventually { silent.accepted >= 1 })
+            #expect(eventually { silent.server.accepted >= 1 })
             a.membership.nodes.withLock { $0.removeAll { $0.number == 3 } }
             // Before the timeout (30 s): the exchange ends when its node leaves the view.
             try expectProblem(try client.readResponse(), 502)

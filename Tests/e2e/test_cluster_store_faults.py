@@ -148,12 +148,14 @@ def test_a_mediator_spliced_on_another_node_cannot_be_unregistered(pg: Postgres,
         port = free_port()
         nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
         wait_until(lambda: relays(HOSTS[2], port), timeout=PROPAGATION_S, message="n3 relaying")
+        # Checked below on every node: n2's copy is applied as n3's is, but nothing waited for it.
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="upper on n2")
         client = client_spliced_into_upper(nodes[2], f"{HOSTS[2]}:{port}")
 
         problem = assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
         assert "on node 'n3'" in problem["detail"], problem
         assert pg.query("SELECT name FROM mediators") == [["upper"]]
-        assert all(mediator_names(node) == ["upper"] for node in nodes)
+        assert [mediator_names(node) for node in nodes] == [["upper"]] * 3
         assert roundtrip(client, b"still\n") == b"STILL\n"
         client.close()
     finally:

@@ -8,8 +8,7 @@ extension ClusterAccess {
     /// asked for `GET /api/v1/mediators/{name}` with the caller's credentials.
     func ensureUnusedElsewhere(_ name: MediatorName, request: HTTPRequest) async throws(APIError) {
         let headers = relay.headers(of: request, extra: [])
-        let target = "/api/v1/mediators/"
-            + (name.text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? name.text)
+        let target = "/api/v1/mediators/" + PeerRelay.percentEncoded(name.text)
         let answers = await withTaskGroup(of: (ClusterNode, Result<PeerClient.Response, PeerClient.Failure>).self) {
             group in
             for node in peers {

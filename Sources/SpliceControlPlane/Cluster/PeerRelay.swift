@@ -130,7 +130,9 @@ struct PeerRelay: Sendable {
         return "?" + items.map { percentEncoded($0.name) + "=" + percentEncoded($0.value) }.joined(separator: "&")
     }
 
-    private static func percentEncoded(_ text: String) -> String {
+    /// `text` with every byte but the unreserved ones (RFC 3986) percent-encoded: a query
+    /// name or value, or one path segment.
+    static func percentEncoded(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

@@ -14,6 +14,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -143,4 +145,113 @@ static inline void splice_name_thread(const char *name) {
     strncpy(short_name, name, 15);
     short_name[15] = 0;
     pthread_setname_np(pthread_self(), short_name);
+}
+
+/* The handoff socket (issue 15): a Unix stream socket that carries descriptors. */
+
+/* Listens on `path`, mode 0600 (set on the socket before bind, so the file never exists
+   with wider permissions); -1 with errno set on failure (ENAMETOOLONG for a long path). */
+static inline int splice_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (fchmod(fd, 0600) != 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0
+        || chmod(path, 0600) != 0 || listen(fd, backlog) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* Connects to the Unix stream socket at `path` (blocking); -1 with errno set on failure. */
+static inline int splice_unix_connect(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* Accepts on a Unix listening socket (blocking), close-on-exec. */
+static inline int splice_unix_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+/* The most descriptors one message carries (the kernel's SCM_MAX_FD is 253). */
+#define SPLICE_MAX_FDS 16
+
+/* Sends `length` bytes of `bytes` with `count` descriptors attached (SCM_RIGHTS; count 0
+   sends none); returns what sendmsg returns. */
+static inline ssize_t splice_send_fds(int fd, const void *bytes, size_t length, const int *fds, int count) {
+    if (count < 0 || count > SPLICE_MAX_FDS) { errno = EINVAL; return -1; }
+    struct iovec iov = { (void *)bytes, length };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    if (count > 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)count);
+    }
+    return sendmsg(fd, &message, MSG_NOSIGNAL);
+}
+
+/* Receives up to `length` bytes; descriptors that came with them (close-on-exec) are
+   written to `fds` (room for SPLICE_MAX_FDS) and their number to `*count`. A message whose
+   descriptors did not fit fails with EMSGSIZE, the ones that did arrive closed. */
+static inline ssize_t splice_recv_fds(int fd, void *bytes, size_t length, int *fds, int *count) {
+    struct iovec iov = { bytes, length };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    *count = 0;
+    ssize_t n = recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(&message, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        int received = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < received; i++) {
+            int one;
+            memcpy(&one, CMSG_DATA(cmsg) + sizeof(int) * (size_t)i, sizeof one);
+            if (*count < SPLICE_MAX_FDS) fds[(*count)++] = one; else close(one);
+        }
+    }
+    if (message.msg_flags & MSG_CTRUNC) {
+        for (int i = 0; i < *count; i++) close(fds[i]);
+        *count = 0;
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+/* A receive timeout on a blocking socket (0: none). */
+static inline int splice_set_receive_timeout(int fd, int milliseconds) {
+    struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }

@@ -10,11 +10,11 @@ import Synchronization
 /// which the admin API answers through; plain (`splice`, `removeHop`, …) it blocks until
 /// done, for start-up and tests, and must not be called on an event loop or a server thread.
 public final class Gateway: Sendable {
-    private let group: RelayLoopGroup
+    let group: RelayLoopGroup
     let logger: Logger
     let registry: SessionRegistry
     let mediators = MediatorRegistry()
-    private let listenerTable = Mutex<[ListenerID: Listener]>([:])
+    let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
     private let nextCapture = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
@@ -24,9 +24,11 @@ public final class Gateway: Sendable {
     /// What happens, as it happens (`/api/v1/events`).
     public let events = EventHub()
     /// The gateway-wide session limit.
-    private let budget: SessionBudget
+    let budget: SessionBudget
     /// Cleared by `stopAccepting()`: no listener accepts or may be added any more.
-    private let accepting = Atomic<Bool>(true)
+    let accepting = Atomic<Bool>(true)
+    /// Set while a handoff to a successor process is under way (see Gateway+Handoff).
+    let handoffHold = Mutex<HandoffHold?>(nil)
 
     /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
     /// over all listeners (nil: no limit). Session ids count up from `firstSessionNumber`
@@ -144,7 +146,7 @@ public final class Gateway: Sendable {
     }
 
     /// Holds every mediator the templates name; all or none.
-    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
+    func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
         var held: [MediatorName] = []
         for name in templateMediatorNames(spec) {
             do {
@@ -172,6 +174,19 @@ public final class Gateway: Sendable {
     /// A fresh capture id number.
     func nextCaptureNumber() -> UInt64 {
         nextCapture.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// The number the next capture id will carry (handed to a successor process).
+    var nextCaptureNumberPeek: UInt64 { nextCapture.load(ordering: .relaxed) }
+
+    /// Issues no capture id numbered below `number` any more.
+    func skipCaptureNumbers(below number: UInt64) {
+        var current = nextCapture.load(ordering: .relaxed)
+        while current < number {
+            let (exchanged, original) = nextCapture.weakCompareExchange(expected: current, desired: number, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
     }
 
     /// The number the next new listener's id will carry; saved with the state so that ids

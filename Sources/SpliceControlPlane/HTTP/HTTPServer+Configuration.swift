@@ -39,6 +39,10 @@ extension HTTPServer {
         /// Where MHD's own diagnostics and handler failures are logged.
         public var logger: Logger = Logger(label: "splicegate.http")
 
+        /// A listening socket to serve on instead of binding `host:port` (a predecessor's,
+        /// handed over with its sessions); the server takes ownership of it.
+        public var inheritedListenFD: Int32?
+
         /// Listens on `host:port` with default limits.
         public init(host: String, port: Int) {
             self.host = host

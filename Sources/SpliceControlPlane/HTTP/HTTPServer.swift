@@ -36,6 +36,9 @@ public final class HTTPServer: Sendable {
         boundHost.contains(":") ? "http://[\(boundHost)]:\(boundPort)" : "http://\(boundHost):\(boundPort)"
     }
 
+    /// The listening socket, to pass to a successor process in a handoff (the server keeps it).
+    public let listenDescriptor: Int32
+
     // The daemon pointers are opaque C handles, only used under this lock
     // (and by the acceptor, which stop joins before stopping them).
     private let daemons: Mutex<[OpaqueHandle]>
@@ -45,14 +48,27 @@ public final class HTTPServer: Sendable {
     /// Binds and starts serving `handler`; throws if the address is unusable
     /// or libmicrohttpd refuses to start (port in use, …).
     public init(configuration: Configuration, handler: @escaping Handler) throws(HTTPServerError) {
-        guard let address = IPAddress(host: configuration.host, port: configuration.port) else {
-            throw .badAddress("'\(configuration.host)' port \(configuration.port) is not an IP literal or localhost with a valid port")
-        }
-        let listenFD = address.withSockAddr { sockaddr in
-            sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
-        }
-        guard listenFD >= 0 else {
-            throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
+        let address: IPAddress
+        let listenFD: Int32
+        if let inherited = configuration.inheritedListenFD {
+            // A predecessor's listening socket (a handoff): serve where it is bound.
+            guard let bound = Self.boundAddress(of: inherited) else {
+                close(inherited)
+                throw .startFailed("the admin socket handed over is not a bound IP socket")
+            }
+            address = bound
+            listenFD = inherited
+        } else {
+            guard let parsed = IPAddress(host: configuration.host, port: configuration.port) else {
+                throw .badAddress("'\(configuration.host)' port \(configuration.port) is not an IP literal or localhost with a valid port")
+            }
+            address = parsed
+            listenFD = address.withSockAddr { sockaddr in
+                sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
+            }
+            guard listenFD >= 0 else {
+                throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
+            }
         }
         let gauge = ConnectionGauge(requestTime: .seconds(configuration.bodyTimeoutSeconds))
         let context = Context(configuration: configuration, gauge: gauge, handler: handler)
@@ -79,6 +95,7 @@ public final class HTTPServer: Sendable {
             throw error
         }
         self.context = context
+        self.listenDescriptor = listenFD
         self.daemons = Mutex(started)
         self.boundHost = address.host
         self.boundPort = Int(sg_bound_port(listenFD))
@@ -139,6 +156,21 @@ public final class HTTPServer: Sendable {
             // No callback of this daemon can run any more: give back its reference.
             Unmanaged.passUnretained(context).release()
         }
+    }
+
+    /// Responses in flight that outlive their request's handler: event streams, captures,
+    /// answers waiting on the data plane (a handoff does not move them yet).
+    public var parkedResponses: Int { context.liveParked }
+
+    /// The IP address a listening socket is bound to.
+    private static func boundAddress(of fd: Int32) -> IPAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { IPAddress($0) } }
     }
 
     /// Per-request states, and streams and pending answers, MHD still holds;

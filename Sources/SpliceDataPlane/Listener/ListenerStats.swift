@@ -71,6 +71,21 @@ final class ListenerStats: Sendable {
         counters.sessionClosed(reason: reason, bytes: bytes)
     }
 
+    /// Goes on from a predecessor's figures (a handoff): sessions accepted, failed dials and
+    /// clients turned away so far.
+    func continueFrom(total accepted: UInt64, upstreamFailures failures: UInt64, rejected turnedAway: UInt64) {
+        total.store(accepted, ordering: .relaxed)
+        upstreamFailures.store(failures, ordering: .relaxed)
+        rejected.store(turnedAway, ordering: .relaxed)
+    }
+
+    /// A live session taken over from a predecessor: it holds a place under the limits
+    /// whether or not one is free (it was admitted there), and is not counted as new.
+    func sessionAdopted() {
+        active.wrappingAdd(1, ordering: .relaxed)
+        budget.acquireAlways()
+    }
+
     /// Dialing the upstream failed.
     func upstreamFailed() {
         upstreamFailures.wrappingAdd(1, ordering: .relaxed)
@@ -107,6 +122,11 @@ final class SessionBudget: Sendable {
             current = original
         }
         return false
+    }
+
+    /// Takes one place even past the limit (a session taken over from a predecessor).
+    func acquireAlways() {
+        used.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Gives one place back.

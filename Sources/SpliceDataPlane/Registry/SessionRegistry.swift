@@ -29,6 +29,28 @@ final class SessionRegistry: Sendable {
         HopID(number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
+    /// The next numbers of the three id sources, in the order session, hop, split (a handoff
+    /// passes them on so that ids continue in the successor).
+    var nextNumbers: (session: UInt64, hop: UInt64, split: UInt64) {
+        (nextSession.load(ordering: .relaxed), nextHop.load(ordering: .relaxed), nextSplit.load(ordering: .relaxed))
+    }
+
+    /// Issues no id numbered below these any more (a successor continuing a predecessor's ids).
+    func skipNumbers(session: UInt64, hop: UInt64, split: UInt64) {
+        Self.raise(nextSession, to: session)
+        Self.raise(nextHop, to: hop)
+        Self.raise(nextSplit, to: split)
+    }
+
+    private static func raise(_ counter: borrowing Atomic<UInt64>, to number: UInt64) {
+        var current = counter.load(ordering: .relaxed)
+        while current < number {
+            let (exchanged, original) = counter.weakCompareExchange(expected: current, desired: number, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+    }
+
     func insert(_ record: SessionRecord) {
         sessions.withLock { table in
             // Ids are issued in order, so this is almost always an append.

@@ -45,8 +45,14 @@ final class Session {
 
     /// Whether the session has ended (its sockets are closing or closed).
     var ending: Bool { machine.isEnding }
-    /// Whether the session's sockets may be read (templates are in).
-    var readsEnabled: Bool { machine.readsEnabled }
+    /// Whether the session's sockets may be read (templates are in, no handoff under way).
+    var readsEnabled: Bool { machine.readsEnabled && !handoffFrozen }
+    /// Set while the session is being handed to a successor process: nothing is read, and
+    /// its sockets are not polled (see Session+Handoff).
+    var handoffFrozen = false
+    /// A session taken over from a predecessor: the bytes it had queued for each side,
+    /// written when the handoff is acknowledged.
+    var handoffQueued: (toClient: [UInt8], toServer: [UInt8])?
 
     /// Publishes the session's shape for the API: called once after every change to it.
     func publish() {
@@ -117,6 +123,17 @@ final class Session {
             }
         case .discard: break
         }
+    }
+
+    /// Wires two connected ports as the session's endpoints, directly (a session taken over
+    /// from a predecessor process; see Session+Handoff).
+    func adoptPorts(client: Port, server: Port) {
+        self.client = client
+        self.server = server
+        paths = (
+            DirectionPath(direction: .clientToServer, from: client, to: server),
+            DirectionPath(direction: .serverToClient, from: server, to: client)
+        )
     }
 
     /// The path of one direction; only valid once connected.

@@ -76,6 +76,13 @@ struct SessionMachine {
         phase == .connecting ? .upstreamUnreachable : nil
     }
 
+    /// A session taken over from a predecessor process, open and relaying (only plain open
+    /// sessions move: no EOF passed on yet, nothing under way).
+    mutating func adopted() {
+        phase = .open
+        readsEnabled = true
+    }
+
     /// The templates are in: reads may start. False if the session ended meanwhile.
     mutating func templatesApplied() -> Bool {
         guard phase == .open else { return false }

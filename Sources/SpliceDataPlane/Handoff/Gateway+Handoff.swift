@@ -1,0 +1,251 @@
+import Foundation
+import NIOCore
+import SpliceCore
+import SpliceIO
+
+/// Why a handoff was refused; nothing was changed.
+public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// The data plane's side of a handoff (issue 15, first slice). The predecessor checks
+/// (`handoffBlocker`), freezes (`freezeForHandoff`) and then either lets go
+/// (`relinquishAfterHandoff`) or resumes (`resumeAfterHandoff`); the successor adopts
+/// (`adoptHandoff`). Blocking calls: for the handoff's own thread, never an event loop.
+///
+/// What moves: listeners (their sockets, ids, specs and figures), registered mediators,
+/// the id sources, and plain sessions (client and server connected, no hop, split or
+/// capture, neither side half-closed). Anything else refuses the handoff before anything
+/// is stopped (`Session.handoffBlocker`).
+extension Gateway {
+    /// Whether a handoff is under way: the admin API refuses changes meanwhile.
+    public var handoffUnderway: Bool { handoffHold.withLock { $0 != nil } }
+
+    /// Why the gateway cannot be handed over now, or nil if it can (nothing is stopped).
+    public func handoffBlocker() -> String? {
+        guard accepting.load(ordering: .relaxed) else { return "the gateway is shutting down" }
+        let checks = registry.records().map { record in
+            record.withSession { session in session.eventLoop.makeSucceededFuture(session.handoffBlocker()) }
+                .recover { _ in nil }
+        }
+        let reasons = (try? wait(EventLoopFuture.whenAllSucceed(checks, on: group.any()))) ?? []
+        return reasons.lazy.compactMap { $0 }.first
+    }
+
+    /// Stops accepting, freezes every session (nothing read, nothing written) and returns
+    /// what to hand over. Throws, with everything resumed, if something cannot move.
+    public func freezeForHandoff() throws(HandoffRefused) -> HandoffExport {
+        let started = handoffHold.withLock { hold -> Bool in
+            guard hold == nil else { return false }
+            hold = HandoffHold(records: [], listeners: [])
+            return true
+        }
+        guard started else { throw HandoffRefused("another handoff is under way") }
+        if let reason = handoffBlocker() {
+            handoffHold.withLock { $0 = nil }
+            throw HandoffRefused(reason)
+        }
+        let listeners = listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }
+        try? wait(EventLoopFuture.andAllComplete(listeners.map { $0.relaySocket.pause() }, on: group.any()))
+        // Every client accepted before the pause has its session now: freeze them all.
+        let records = registry.records()
+        let freezes = records.map { record in
+            record.withSession { session -> EventLoopFuture<FreezeOutcome> in
+                if let frozen = session.freezeForHandoff() {
+                    guard let clientFD = frozen.client.handoffDescriptor, let serverFD = frozen.server.handoffDescriptor
+                    else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }
+                    return session.eventLoop.makeSucceededFuture(
+                        .frozen(HandoffSession(state: frozen.state, clientFD: clientFD, serverFD: serverFD)))
+                }
+                return session.eventLoop.makeSucceededFuture(session.handoffBlocker().map { .blocked($0) } ?? .gone)
+            }.recover { _ in .gone }
+        }
+        let outcomes = (try? wait(EventLoopFuture.whenAllSucceed(freezes, on: group.any()))) ?? []
+        var sessions: [HandoffSession] = []
+        var frozenRecords: [SessionRecord] = []
+        var blockers: [String] = []
+        for (record, outcome) in zip(records, outcomes) {
+            switch outcome {
+            case .frozen(let session):
+                sessions.append(session)
+                frozenRecords.append(record)
+            case .blocked(let reason): blockers.append(reason)
+            case .gone: break
+            }
+        }
+        handoffHold.withLock { $0 = HandoffHold(records: frozenRecords, listeners: listeners) }
+        if outcomes.count != records.count || !blockers.isEmpty {
+            resumeAfterHandoff()
+            throw HandoffRefused(blockers.first ?? "a session could not be frozen")
+        }
+        let numbers = registry.nextNumbers
+        let counters = HandoffCounters(
+            nextSession: numbers.session, nextHop: numbers.hop, nextSplit: numbers.split,
+            nextListener: nextListenerNumber, nextCapture: nextCaptureNumberPeek)
+        let handed = listeners.map { listener in
+            HandoffListener(state: HandoffListenerState(
+                id: listener.id, spec: listener.spec, createdAt: listener.createdAt,
+                totalSessions: listener.stats.totalSessions, upstreamFailures: listener.stats.failedDials,
+                rejectedSessions: listener.stats.rejectedSessions), fd: listener.relaySocket.descriptor)
+        }
+        return HandoffExport(mediators: registeredMediators().map(\.spec), listeners: handed, sessions: sessions,
+                             counters: counters)
+    }
+
+    /// The successor failed before acknowledging: every frozen session reads and writes
+    /// again, the listeners accept again.
+    public func resumeAfterHandoff() {
+        guard let hold = handoffHold.withLock({ $0 }) else { return }
+        let thaws = hold.records.map { record in
+            record.withSession { session in
+                session.thawAfterHandoff()
+                return session.eventLoop.makeSucceededVoidFuture()
+            }.recover { _ in }
+        }
+        try? wait(EventLoopFuture.andAllComplete(thaws, on: group.any()))
+        hold.listeners.forEach { $0.relaySocket.resume() }
+        handoffHold.withLock { $0 = nil }
+    }
+
+    /// The successor has acknowledged: close our copies of the descriptors without touching
+    /// the connections. The gateway stays marked as handing off (its process exits next).
+    public func relinquishAfterHandoff() {
+        guard let hold = handoffHold.withLock({ $0 }) else { return }
+        let releases = hold.records.map { record in
+            record.withSession { session in
+                session.relinquishAfterHandoff()
+                return session.eventLoop.makeSucceededVoidFuture()
+            }.recover { _ in }
+        }
+        try? wait(EventLoopFuture.andAllComplete(releases, on: group.any()))
+        let closing = listenerTable.withLock { table in
+            defer { table.removeAll() }
+            return Array(table.values)
+        }
+        try? wait(EventLoopFuture.andAllComplete(closing.map { $0.relaySocket.close() }, on: group.any()))
+    }
+
+    /// Takes over what a predecessor handed on: mediators, id sources, listeners and
+    /// sessions (each on the next loop), all held until `startAdopted` (the successor
+    /// acknowledges first: until then nothing is accepted, read or written, so that a
+    /// successor that dies leaves the predecessor every byte). Returns what could not be
+    /// taken over (each already closed), for the log.
+    public func adoptHandoff(mediators specs: [MediatorSpec], listeners handed: [HandoffListener],
+                             sessions: [HandoffSession], counters: HandoffCounters) -> [String] {
+        var problems: [String] = []
+        handoffHold.withLock { $0 = HandoffHold(records: [], listeners: []) }
+        skipListenerIDs(below: counters.nextListener)
+        registry.skipNumbers(session: counters.nextSession, hop: counters.nextHop, split: counters.nextSplit)
+        skipCaptureNumbers(below: counters.nextCapture)
+        for spec in specs {
+            do {
+                try registerMediator(spec)
+            } catch {
+                problems.append("mediator \(spec.name): \(error.detail)")
+            }
+        }
+        for listener in handed {
+            do {
+                try adoptListener(listener)
+            } catch {
+                problems.append("listener \(listener.state.id): \(error.detail)")
+            }
+        }
+        let adoptions = sessions.map { handed -> EventLoopFuture<Adoption> in
+            guard let listener = listenerTable.withLock({ $0[handed.state.listener] }) else {
+                close(handed.clientFD)
+                close(handed.serverFD)
+                return group.any().makeSucceededFuture(.failed("session \(handed.state.id): its listener did not come over"))
+            }
+            let loop = group.nextLoop()
+            return loop.submit { () -> Adoption in
+                let client = RelaySocket(tcp: handed.clientFD, loop: loop)
+                let server = RelaySocket(tcp: handed.serverFD, loop: loop)
+                guard let client, let server else {
+                    client?.reset()
+                    server?.reset()
+                    return .failed("session \(handed.state.id): its sockets could not be polled")
+                }
+                let state = handed.state
+                let record = SessionRecord(id: state.id, listener: state.listener, client: state.client,
+                                           server: state.server, eventLoop: loop, openedAt: state.openedAt,
+                                           delivered: state.bytes)
+                let session = Session(record: record, context: listener.context, loop: loop)
+                record.attach(session)
+                session.adopt(client: client, server: server, state: state)
+                if let idle = listener.spec.idleTimeoutMs {
+                    IdleWatch.start(session, timeout: .milliseconds(Int64(idle)))
+                }
+                return .adopted(record)
+            }
+        }
+        let outcomes = (try? wait(EventLoopFuture.whenAllSucceed(adoptions, on: group.any()))) ?? []
+        var records: [SessionRecord] = []
+        for outcome in outcomes {
+            switch outcome {
+            case .adopted(let record): records.append(record)
+            case .failed(let problem): problems.append(problem)
+            }
+        }
+        let listeners = listenerTable.withLock { Array($0.values) }
+        handoffHold.withLock { $0 = HandoffHold(records: records, listeners: listeners) }
+        return problems
+    }
+
+    /// The handoff is acknowledged: the adopted sessions write what the predecessor had
+    /// queued and read on, the listeners accept, and the event stream says
+    /// `gateway.handoff` (kept for streams opened later).
+    public func startAdopted(from predecessor: Int32) {
+        guard let hold = handoffHold.withLock({ $0 }) else { return }
+        resumeAfterHandoff()
+        logger.notice("took over from the previous gateway process", metadata: [
+            "sessions": "\(hold.records.count)", "listeners": "\(hold.listeners.count)", "from_pid": "\(predecessor)",
+        ])
+        events.publishRetained(.handoff(sessions: hold.records.count, listeners: hold.listeners.count, from: predecessor))
+    }
+
+    private func adoptListener(_ handed: HandoffListener) throws(APIError) {
+        let state = handed.state
+        let held: [MediatorName]
+        do {
+            held = try holdTemplateMediators(state.spec)
+        } catch {
+            close(handed.fd)
+            throw error
+        }
+        let adopted = Listener.adopt(handed.fd, id: state.id, spec: state.spec, createdAt: state.createdAt,
+                                     group: group, registry: registry, mediators: mediators, logger: logger,
+                                     budget: budget, metrics: metrics, events: events)
+        do {
+            let listener = try wait(adopted)
+            listener.stats.continueFrom(total: state.totalSessions, upstreamFailures: state.upstreamFailures,
+                                        rejected: state.rejectedSessions)
+            listenerTable.withLock { $0[state.id] = listener }
+        } catch {
+            held.forEach(mediators.releaseTemplate)
+            throw error
+        }
+    }
+}
+
+/// What a handoff under way holds: the frozen sessions' records and the paused listeners.
+struct HandoffHold: Sendable {
+    var records: [SessionRecord]
+    var listeners: [Listener]
+}
+
+/// One handed session's adoption.
+private enum Adoption: Sendable {
+    case adopted(SessionRecord)
+    case failed(String)
+}
+
+/// One session's answer to the freeze.
+private enum FreezeOutcome: Sendable {
+    case frozen(HandoffSession)
+    case blocked(String)
+    /// Ended meanwhile: nothing to move.
+    case gone
+}

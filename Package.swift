@@ -95,6 +95,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `--handoff-socket` / `--take-over`: hands live sessions to a new process (issue 15).
+        .target(
+            name: "SpliceHandoff",
+            dependencies: [
+                "CSpliceLinux",
+                "SpliceCore",
+                "SpliceDataPlane",
+                "SpliceControlPlane",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "SpliceSamples",
             dependencies: [
@@ -124,6 +135,7 @@ let package = Package(
                 "SpliceDataPlane",
                 "SpliceControlPlane",
                 "SpliceCluster",
+                "SpliceHandoff",
                 "SplicePeerClient",
                 "SpliceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -164,6 +176,10 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "SpliceHandoffTests",
+            dependencies: ["SpliceHandoff", "SpliceCore", "SpliceDataPlane", "SpliceControlPlane", "CSpliceLinux"]
         ),
         .testTarget(name: "SpliceClusterTests", dependencies: ["SpliceCluster", "SpliceCore"]),
         .testTarget(

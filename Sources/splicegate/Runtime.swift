@@ -9,6 +9,7 @@ import SpliceCluster
 import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
+import SpliceHandoff
 import SpliceIO
 import SplicePeerClient
 import Synchronization
@@ -54,10 +55,16 @@ struct Runtime {
         }
         var demo: Demo?
         let server: HTTPServer
+        var handoff: HandoffServer?
+        var predecessor: HandoffTakeOver?
         do {
-            // In a cluster the database's listeners and mediators are applied once the node
-            // has joined (below); the config file only seeded a new database.
-            if cluster == nil { try restore(into: gateway, from: state) }
+            if let path = settings.takeOver {
+                predecessor = try takeOver(from: path, into: gateway)
+            } else if cluster == nil {
+                // In a cluster the database's listeners and mediators are applied once the node
+                // has joined (below); the config file only seeded a new database.
+                try restore(into: gateway, from: state)
+            }
             if let demoListen = settings.demoListen, let demoGroup {
                 do {
                     demo = try Demo.start(listen: demoListen, group: demoGroup, gateway: gateway, state: state)
@@ -81,6 +88,7 @@ struct Runtime {
                 alone: alone), logger: logger)
             var http = settings.http
             http.logger = logger
+            http.inheritedListenFD = predecessor?.adminFD
             http.screenHead = { request in api.screenHead(request) }
             do {
                 server = try HTTPServer(configuration: http) { request in api.handle(request) }
@@ -90,6 +98,19 @@ struct Runtime {
             let name = settings.cluster?.node ?? "\(ProcessInfo.processInfo.hostName):\(server.boundPort)"
             let advertise = settings.cluster?.advertise ?? server.baseURL
             alone?.rename(name, adminURL: advertise)
+            // The predecessor closes the connection once it has let go (and removed its socket,
+            // which may be at the path this process is to bind).
+            predecessor?.waitForPredecessor(milliseconds: 10_000)
+            if let path = settings.handoffSocket {
+                do {
+                    handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger) {
+                        signals.post(SignalWaiter.handedOff)
+                    }
+                } catch {
+                    server.stop()
+                    throw StartupError("--handoff-socket: \(error)")
+                }
+            }
             do {
                 try cluster?.start(name: name, adminURL: advertise)
             } catch {
@@ -110,6 +131,16 @@ struct Runtime {
         fflush(nil)
 
         let signal = signals.next()
+        if signal == SignalWaiter.handedOff {
+            // The successor has every session and socket: our copies are closed already, and
+            // nothing may be shut down or reset (the connections live on over there).
+            handoff?.stop()
+            server.stop()
+            try? group.syncShutdownGracefully()
+            logger.notice("stopped after handing off to a new process")
+            return
+        }
+        handoff?.stop()
         drain(gateway, signals: signals, after: signal)
         // After the drain (until then this node's sessions are still the cluster's to see),
         // and before the admin API stops: peers must not list a node whose API is gone.
@@ -121,6 +152,32 @@ struct Runtime {
         try? demoGroup?.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
         logger.notice("stopped")
+    }
+
+    /// Receives everything from the gateway at `path`, takes it over (held), acknowledges,
+    /// and starts it: from the acknowledgement on, the sessions are this process's.
+    private func takeOver(from path: String, into gateway: Gateway) throws -> HandoffTakeOver {
+        let received: HandoffTakeOver
+        do {
+            received = try HandoffTakeOver(path: path, logger: logger)
+        } catch {
+            throw StartupError("--take-over \(path): \(error)")
+        }
+        let problems = gateway.adoptHandoff(mediators: received.mediators, listeners: received.listeners,
+                                            sessions: received.sessions, counters: received.counters)
+        for problem in problems {
+            logger.error("handoff: not taken over", metadata: ["what": "\(problem)"])
+        }
+        do {
+            try received.acknowledge()
+        } catch {
+            // The predecessor resumes everything once it sees the connection gone.
+            gateway.relinquishAfterHandoff()
+            received.abort("\(error)")
+            throw StartupError("--take-over \(path): could not acknowledge: \(error)")
+        }
+        gateway.startAdopted(from: received.predecessor)
+        return received
     }
 
     /// The state file's listeners and mediators when it exists, else the config file's.
@@ -211,6 +268,15 @@ final class SignalWaiter: Sendable {
             _ = registered.wait(timeout: .now() + .seconds(5))
         }
         self.sources = sources
+    }
+
+    /// What `next()` returns once a successor has taken everything over (no real signal).
+    static let handedOff: Int32 = -1
+
+    /// Wakes `next()` as a signal would (`handedOff`).
+    func post(_ number: Int32) {
+        received.push(number)
+        arrived.signal()
     }
 
     /// Blocks until a signal arrives; returns which.

@@ -25,6 +25,10 @@ struct Settings {
     var eventLoops = System.coreCount
     /// The cluster's database (`--cluster-db`); nil: a gateway on its own.
     var cluster: ClusterSettings?
+    /// Where a successor may connect to take the live sessions over (`--handoff-socket`).
+    var handoffSocket: String?
+    /// The running gateway to take over from (`--take-over`).
+    var takeOver: String?
     /// The config file's `cluster` object, resolved with the flags into `cluster`.
     var clusterFile = ClusterSettings.FromFile()
 
@@ -77,6 +81,7 @@ struct Settings {
                 throw StartupError(error.detail)
             }
         }
+        try resolveHandoff(command, into: &settings)
         let source = SourceTree.locate()
         settings.webRoot = command.webRoot ?? source.map { $0 + "/web" }
         settings.openAPIFile = command.openapiFile ?? source.map { $0 + "/openapi/openapi.yaml" }
@@ -88,6 +93,28 @@ struct Settings {
             throw StartupError(error.description)
         }
         return settings
+    }
+}
+
+extension Settings {
+    /// `--handoff-socket` and `--take-over`, and what the first slice of the handoff does
+    /// not combine with yet (issue 15).
+    fileprivate static func resolveHandoff(_ command: Splicegate, into settings: inout Settings) throws {
+        if let path = command.handoffSocket {
+            guard !path.isEmpty else { throw StartupError("--handoff-socket needs a path") }
+            settings.handoffSocket = path
+        }
+        if let path = command.takeOver {
+            guard !path.isEmpty else { throw StartupError("--take-over needs a path") }
+            guard command.config == nil, !command.demo else {
+                throw StartupError("--take-over gets its listeners and mediators from the running gateway; it does not combine with --config or --demo")
+            }
+            settings.takeOver = path
+        }
+        guard settings.handoffSocket != nil || settings.takeOver != nil else { return }
+        guard settings.stateFile == nil, settings.cluster == nil, command.demo == false else {
+            throw StartupError("handing sessions to a new process does not work with --state-file, --cluster-db or --demo yet")
+        }
     }
 }
 

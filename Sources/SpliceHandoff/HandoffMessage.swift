@@ -1,0 +1,207 @@
+import Foundation
+import SpliceControlPlane
+import SpliceCore
+import SpliceDataPlane
+
+/// The handoff protocol, version 1 (issue 15, first slice).
+///
+/// Over the predecessor's `--handoff-socket` (a Unix stream socket, mode 0600), in frames
+/// (`HandoffFrame`):
+///
+/// 1. successor → `hello` {version, pid}
+/// 2. predecessor → `refused` {reason} and closes, when the version differs or something
+///    cannot move yet (a hop, a split, a capture, a session still dialing or half-closed,
+///    an admin response in flight); it then serves on as before. Otherwise it stops
+///    accepting and reading, and sends:
+/// 3. `admin` (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
+///    registered mediator, one `listener` {id, spec, created_at_us, total_sessions,
+///    upstream_failures, rejected_sessions} (1 descriptor) per listener, one `session`
+///    {id, listener, client, server, opened_at_us, bytes_to_server, bytes_to_client,
+///    client_pending, server_pending} (2 descriptors: client, server; the payload is the
+///    bytes queued for the client then those queued for the server) per session, and
+///    `end` {next_session, next_hop, next_split, next_listener, next_capture, sessions,
+///    listeners, pid}.
+/// 4. successor → `ack` {sessions, listeners} once it holds everything (it reads, writes
+///    and accepts only after sending it), or `abort` {reason}. On `ack` the predecessor
+///    closes its copies quietly and exits 0; on anything else (abort, EOF, a timeout) it
+///    resumes every session and listener and logs why.
+///
+/// A new version is a new number: a predecessor refuses a `hello` it does not speak.
+public enum HandoffProtocol {
+    /// The version this build speaks.
+    public static let version: Int64 = 1
+}
+
+/// One message of the protocol.
+public enum HandoffMessage: Sendable {
+    case hello(version: Int64, pid: Int32)
+    case refused(reason: String)
+    case admin(fd: Int32)
+    case mediator(MediatorSpec)
+    case listener(HandoffListener)
+    case session(HandoffSession)
+    case end(HandoffCounters, sessions: Int, listeners: Int, pid: Int32)
+    case ack(sessions: Int, listeners: Int)
+    case abort(reason: String)
+
+    /// The message as a frame.
+    public var frame: HandoffFrame {
+        switch self {
+        case .hello(let version, let pid):
+            return HandoffFrame(type: "hello", ["version": .int(version), "pid": .int(Int64(pid))])
+        case .refused(let reason):
+            return HandoffFrame(type: "refused", ["reason": .string(reason)])
+        case .admin(let fd):
+            return HandoffFrame(type: "admin", fds: [fd])
+        case .mediator(let spec):
+            return HandoffFrame(type: "mediator", ["spec": spec.json])
+        case .listener(let listener):
+            let state = listener.state
+            let fields: KeyValuePairs<String, JSON> = [
+                "id": .string("\(state.id)"), "spec": state.spec.json,
+                "created_at_us": .int(Self.microseconds(state.createdAt)),
+                "total_sessions": .int(Int64(bitPattern: state.totalSessions)),
+                "upstream_failures": .int(Int64(bitPattern: state.upstreamFailures)),
+                "rejected_sessions": .int(Int64(bitPattern: state.rejectedSessions)),
+            ]
+            return HandoffFrame(type: "listener", fields, fds: [listener.fd])
+        case .session(let session):
+            let state = session.state
+            let fields: KeyValuePairs<String, JSON> = [
+                "id": .string("\(state.id)"), "listener": .string("\(state.listener)"),
+                "client": .string(state.client), "server": .string(state.server),
+                "opened_at_us": .int(Self.microseconds(state.openedAt)),
+                "bytes_to_server": .int(Int64(bitPattern: state.bytes.clientToServer)),
+                "bytes_to_client": .int(Int64(bitPattern: state.bytes.serverToClient)),
+                "client_pending": .int(Int64(state.clientPending.count)),
+                "server_pending": .int(Int64(state.serverPending.count)),
+            ]
+            return HandoffFrame(type: "session", fields, payload: state.clientPending + state.serverPending,
+                                fds: [session.clientFD, session.serverFD])
+        case .end(let counters, let sessions, let listeners, let pid):
+            let fields: KeyValuePairs<String, JSON> = [
+                "next_session": .int(Int64(bitPattern: counters.nextSession)),
+                "next_hop": .int(Int64(bitPattern: counters.nextHop)),
+                "next_split": .int(Int64(bitPattern: counters.nextSplit)),
+                "next_listener": .int(Int64(bitPattern: counters.nextListener)),
+                "next_capture": .int(Int64(bitPattern: counters.nextCapture)),
+                "sessions": .int(Int64(sessions)), "listeners": .int(Int64(listeners)), "pid": .int(Int64(pid)),
+            ]
+            return HandoffFrame(type: "end", fields)
+        case .ack(let sessions, let listeners):
+            return HandoffFrame(type: "ack", ["sessions": .int(Int64(sessions)), "listeners": .int(Int64(listeners))])
+        case .abort(let reason):
+            return HandoffFrame(type: "abort", ["reason": .string(reason)])
+        }
+    }
+
+    /// Reads a frame; throws, naming the field, for one that is not a valid message. The
+    /// frame's descriptors belong to the message (or, on a throw, still to the frame).
+    public init(_ frame: HandoffFrame) throws(HandoffError) {
+        let fields = Fields(frame)
+        switch frame.type {
+        case "hello":
+            self = .hello(version: try fields.int("version"), pid: Int32(clamping: try fields.int("pid")))
+        case "refused":
+            self = .refused(reason: try fields.string("reason"))
+        case "admin":
+            self = .admin(fd: try fields.fd(0))
+        case "mediator":
+            do {
+                self = .mediator(try MediatorSpec(json: try fields.value("spec"), allowExec: true))
+            } catch let error as HandoffError {
+                throw error
+            } catch {
+                throw HandoffError("mediator: \(error)")
+            }
+        case "listener":
+            let spec: ListenerSpec
+            do {
+                spec = try ListenerSpec(json: try fields.value("spec"))
+            } catch let error as HandoffError {
+                throw error
+            } catch {
+                throw HandoffError("listener spec: \(error)")
+            }
+            self = .listener(HandoffListener(state: HandoffListenerState(
+                id: try fields.listenerID("id"), spec: spec, createdAt: try fields.date("created_at_us"),
+                totalSessions: try fields.count("total_sessions"), upstreamFailures: try fields.count("upstream_failures"),
+                rejectedSessions: try fields.count("rejected_sessions")), fd: try fields.fd(0)))
+        case "session":
+            let clientPending = Int(try fields.count("client_pending"))
+            let serverPending = Int(try fields.count("server_pending"))
+            guard clientPending + serverPending == frame.payload.count else {
+                throw HandoffError("session: pending counts \(clientPending) + \(serverPending) differ from the payload's \(frame.payload.count) bytes")
+            }
+            guard let id = SessionID(try fields.string("id")) else { throw HandoffError("session: bad id") }
+            let state = HandoffSessionState(
+                id: id, listener: try fields.listenerID("listener"), client: try fields.string("client"),
+                server: try fields.string("server"), openedAt: try fields.date("opened_at_us"),
+                bytes: ByteCounts(clientToServer: try fields.count("bytes_to_server"),
+                                  serverToClient: try fields.count("bytes_to_client")),
+                clientPending: Array(frame.payload[0..<clientPending]),
+                serverPending: Array(frame.payload[clientPending...]))
+            self = .session(HandoffSession(state: state, clientFD: try fields.fd(0), serverFD: try fields.fd(1)))
+        case "end":
+            self = .end(HandoffCounters(
+                nextSession: try fields.count("next_session"), nextHop: try fields.count("next_hop"),
+                nextSplit: try fields.count("next_split"), nextListener: try fields.count("next_listener"),
+                nextCapture: try fields.count("next_capture")),
+                sessions: Int(try fields.count("sessions")), listeners: Int(try fields.count("listeners")),
+                pid: Int32(clamping: try fields.int("pid")))
+        case "ack":
+            self = .ack(sessions: Int(try fields.count("sessions")), listeners: Int(try fields.count("listeners")))
+        case "abort":
+            self = .abort(reason: try fields.string("reason"))
+        default:
+            throw HandoffError("unknown message type '\(frame.type)'")
+        }
+    }
+
+    private static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+}
+
+/// A frame's fields, read with the message type in every complaint.
+private struct Fields {
+    let frame: HandoffFrame
+
+    init(_ frame: HandoffFrame) { self.frame = frame }
+
+    func value(_ key: String) throws(HandoffError) -> JSON {
+        guard let value = frame.header[key] else { throw HandoffError("\(frame.type): field '\(key)' is missing") }
+        return value
+    }
+
+    func int(_ key: String) throws(HandoffError) -> Int64 {
+        guard let value = try value(key).int else { throw HandoffError("\(frame.type): field '\(key)' must be an integer") }
+        return value
+    }
+
+    /// An unsigned counter (sent as its bit pattern).
+    func count(_ key: String) throws(HandoffError) -> UInt64 {
+        UInt64(bitPattern: try int(key))
+    }
+
+    func string(_ key: String) throws(HandoffError) -> String {
+        guard let value = try value(key).string else { throw HandoffError("\(frame.type): field '\(key)' must be a string") }
+        return value
+    }
+
+    func date(_ key: String) throws(HandoffError) -> Date {
+        Date(timeIntervalSince1970: Double(try int(key)) / 1_000_000)
+    }
+
+    func listenerID(_ key: String) throws(HandoffError) -> ListenerID {
+        guard let id = ListenerID(try string(key)) else { throw HandoffError("\(frame.type): field '\(key)' must be a listener id") }
+        return id
+    }
+
+    func fd(_ index: Int) throws(HandoffError) -> Int32 {
+        guard index < frame.fds.count else {
+            throw HandoffError("\(frame.type): descriptor \(index + 1) of the frame is missing")
+        }
+        return frame.fds[index]
+    }
+}

@@ -1,0 +1,177 @@
+internal import CSpliceLinux
+import Foundation
+import Logging
+import SpliceControlPlane
+import SpliceDataPlane
+import Synchronization
+
+/// The running gateway's side of a handoff (`--handoff-socket PATH`): waits for a
+/// successor on a Unix socket (mode 0600, removed on exit) and hands it everything, one
+/// successor at a time, on a thread of its own (see `HandoffProtocol`).
+public final class HandoffServer: Sendable {
+    /// How long a successor has to say hello.
+    static let helloTimeoutMilliseconds = 10_000
+    /// How long a successor has, once it has everything, to acknowledge.
+    static let ackTimeoutMilliseconds = 30_000
+
+    /// The socket's path.
+    public let path: String
+    private let listenFD: Int32
+    private let gateway: Gateway
+    private let admin: HTTPServer
+    private let logger: Logger
+    private let handedOff: @Sendable () -> Void
+    /// Set once the path is gone (removed after a handoff, or at stop): removing it again
+    /// could remove a successor's socket bound at the same path since.
+    private let pathRemoved = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+
+    /// Binds `path` and starts waiting for a successor; `handedOff` runs (on the handoff
+    /// thread) once a successor has acknowledged, and the process should then exit 0.
+    public init(path: String, gateway: Gateway, admin: HTTPServer, logger: Logger,
+                handedOff: @escaping @Sendable () -> Void) throws(HandoffError) {
+        // A socket file left by a process that is gone would make bind fail; one that a live
+        // gateway still serves must not be taken over from under it.
+        if let probe = try? HandoffChannel.connect(to: path) {
+            probe.close()
+            throw HandoffError("\(path): another gateway is listening there")
+        }
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        let fd = splice_unix_listen(path, 4)
+        guard fd >= 0 else { throw .system("listen on \(path)") }
+        self.path = path
+        self.listenFD = fd
+        self.gateway = gateway
+        self.admin = admin
+        self.logger = logger
+        self.handedOff = handedOff
+        let thread = Thread { [self] in self.run() }
+        thread.name = "handoff"
+        thread.start()
+        logger.info("waiting for a successor on the handoff socket", metadata: ["path": "\(path)"])
+    }
+
+    /// Stops waiting for successors and removes the socket file (unless a handoff already
+    /// did). A handoff under way finishes or fails on its own.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        removePath()
+        // Wakes the blocked accept (close alone would not); the thread closes the socket.
+        shutdown(listenFD, Int32(SHUT_RDWR))
+    }
+
+    private func removePath() {
+        guard !pathRemoved.exchange(true, ordering: .relaxed) else { return }
+        unlink(path)
+    }
+
+    private func run() {
+        defer { close(listenFD) }
+        while !stopping.load(ordering: .relaxed) {
+            let fd = splice_unix_accept(listenFD)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
+            }
+            if serve(HandoffChannel(fd: fd)) {
+                handedOff()
+                return
+            }
+        }
+    }
+
+    /// Runs one handoff; true once the successor has acknowledged everything.
+    private func serve(_ channel: HandoffChannel) -> Bool {
+        defer { channel.close() }
+        channel.setReceiveTimeout(milliseconds: Self.helloTimeoutMilliseconds)
+        let successor: Int32
+        do throws(HandoffError) {
+            guard case .hello(let version, let pid) = try HandoffMessage(channel.receive()) else {
+                refuse(channel, "the first message must be hello", successor: nil)
+                return false
+            }
+            successor = pid
+            guard version == HandoffProtocol.version else {
+                refuse(channel, "handoff protocol version \(version) is not supported; this gateway speaks version \(HandoffProtocol.version)",
+                       successor: pid)
+                return false
+            }
+        } catch {
+            logger.warning("handoff: no valid hello from the successor", metadata: ["reason": "\(error)"])
+            return false
+        }
+        if let reason = adminBlocker() ?? gateway.handoffBlocker() {
+            refuse(channel, reason, successor: successor)
+            return false
+        }
+        let export: HandoffExport
+        do {
+            export = try gateway.freezeForHandoff()
+        } catch {
+            refuse(channel, error.reason, successor: successor)
+            return false
+        }
+        // A stream opened while freezing would be cut: refuse now rather than later.
+        if let reason = adminBlocker() {
+            gateway.resumeAfterHandoff()
+            refuse(channel, reason, successor: successor)
+            return false
+        }
+        logger.notice("handoff: handing over", metadata: [
+            "successor_pid": "\(successor)", "sessions": "\(export.sessions.count)",
+            "listeners": "\(export.listeners.count)",
+        ])
+        do throws(HandoffError) {
+            try send(export, over: channel)
+            channel.setReceiveTimeout(milliseconds: Self.ackTimeoutMilliseconds)
+            switch try HandoffMessage(channel.receive()) {
+            case .ack(let sessions, let listeners):
+                guard sessions == export.sessions.count, listeners == export.listeners.count else {
+                    throw HandoffError("the successor acknowledged \(sessions) sessions and \(listeners) listeners of \(export.sessions.count) and \(export.listeners.count)")
+                }
+            case .abort(let reason):
+                throw HandoffError("the successor aborted: \(reason)")
+            default:
+                throw HandoffError("the successor answered something other than ack")
+            }
+        } catch {
+            gateway.resumeAfterHandoff()
+            logger.error("handoff failed before the successor acknowledged; serving every session on", metadata: [
+                "successor_pid": "\(successor)", "reason": "\(error)", "sessions": "\(export.sessions.count)",
+            ])
+            return false
+        }
+        gateway.relinquishAfterHandoff()
+        // Before the connection closes: the successor binds its own socket (maybe at this
+        // path) only once it sees the close.
+        removePath()
+        logger.notice("handoff: the successor acknowledged; exiting", metadata: [
+            "successor_pid": "\(successor)", "sessions": "\(export.sessions.count)",
+        ])
+        return true
+    }
+
+    private func send(_ export: HandoffExport, over channel: HandoffChannel) throws(HandoffError) {
+        try channel.send(HandoffMessage.admin(fd: admin.listenDescriptor).frame)
+        for spec in export.mediators { try channel.send(HandoffMessage.mediator(spec).frame) }
+        for listener in export.listeners { try channel.send(HandoffMessage.listener(listener).frame) }
+        for session in export.sessions { try channel.send(HandoffMessage.session(session).frame) }
+        try channel.send(HandoffMessage.end(export.counters, sessions: export.sessions.count,
+                                            listeners: export.listeners.count, pid: getpid()).frame)
+    }
+
+    /// Admin responses in flight do not move yet.
+    private func adminBlocker() -> String? {
+        let parked = admin.parkedResponses
+        guard parked > 0 else { return nil }
+        return "\(parked) admin response(s) in flight (an event stream, a capture, or an answer waiting on the data plane); handing those off is not supported yet"
+    }
+
+    private func refuse(_ channel: HandoffChannel, _ reason: String, successor: Int32?) {
+        logger.warning("handoff refused; serving on", metadata: [
+            "reason": "\(reason)", "successor_pid": "\(successor.map { "\($0)" } ?? "unknown")",
+        ])
+        try? channel.send(HandoffMessage.refused(reason: reason).frame)
+    }
+}

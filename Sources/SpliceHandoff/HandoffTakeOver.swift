@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import SpliceControlPlane
+import SpliceCore
+import SpliceDataPlane
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The successor's side of a handoff (`--take-over PATH`): receives everything from the
+/// running gateway, then acknowledges (see `HandoffProtocol`). Blocking, for start-up.
+public final class HandoffTakeOver {
+    /// How long the predecessor may take between two frames.
+    static let frameTimeoutMilliseconds = 30_000
+
+    /// The predecessor's admin listening socket.
+    public private(set) var adminFD: Int32 = -1
+    public private(set) var mediators: [MediatorSpec] = []
+    public private(set) var listeners: [HandoffListener] = []
+    public private(set) var sessions: [HandoffSession] = []
+    public private(set) var counters = HandoffCounters(nextSession: 1, nextHop: 1, nextSplit: 1, nextListener: 1, nextCapture: 1)
+    /// The predecessor's process id.
+    public private(set) var predecessor: Int32 = 0
+    private let channel: HandoffChannel
+    private let logger: Logger
+
+    /// Connects to `path`, says hello and receives everything; throws (every descriptor
+    /// received closed) if the predecessor refuses or the exchange breaks off.
+    ///
+    /// `SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS=N` stops the process (SIGSTOP) once it
+    /// has received N sessions, so that a test can kill it at that point for real.
+    public init(path: String, logger: Logger) throws(HandoffError) {
+        self.logger = logger
+        channel = try HandoffChannel.connect(to: path)
+        channel.setReceiveTimeout(milliseconds: Self.frameTimeoutMilliseconds)
+        let stopAfter = ProcessInfo.processInfo.environment["SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS"].flatMap(Int.init)
+        do throws(HandoffError) {
+            try channel.send(HandoffMessage.hello(version: HandoffProtocol.version, pid: getpid()).frame)
+            while true {
+                switch try HandoffMessage(channel.receive()) {
+                case .refused(let reason):
+                    throw HandoffError("the running gateway refused the handoff: \(reason)")
+                case .admin(let fd):
+                    if adminFD >= 0 { close(adminFD) }
+                    adminFD = fd
+                case .mediator(let spec):
+                    mediators.append(spec)
+                case .listener(let listener):
+                    listeners.append(listener)
+                case .session(let session):
+                    sessions.append(session)
+                    if sessions.count == stopAfter { raise(SIGSTOP) }
+                case .end(let counters, let sessionCount, let listenerCount, let pid):
+                    guard sessionCount == sessions.count, listenerCount == listeners.count else {
+                        throw HandoffError("the predecessor announced \(sessionCount) sessions and \(listenerCount) listeners, \(sessions.count) and \(listeners.count) arrived")
+                    }
+                    guard adminFD >= 0 else { throw HandoffError("the predecessor sent no admin socket") }
+                    self.counters = counters
+                    predecessor = pid
+                    return
+                case .hello, .ack, .abort:
+                    throw HandoffError("unexpected message from the predecessor")
+                }
+            }
+        } catch {
+            try? channel.send(HandoffMessage.abort(reason: error.description).frame)
+            closeReceived()
+            channel.close()
+            throw error
+        }
+    }
+
+    /// Tells the predecessor that everything arrived: from here on the sessions are this
+    /// process's (the predecessor exits). Throws if it cannot be told.
+    public func acknowledge() throws(HandoffError) {
+        try channel.send(HandoffMessage.ack(sessions: sessions.count, listeners: listeners.count).frame)
+    }
+
+    /// Gives up before acknowledging: the predecessor resumes everything.
+    public func abort(_ reason: String) {
+        try? channel.send(HandoffMessage.abort(reason: reason).frame)
+        closeReceived()
+        channel.close()
+    }
+
+    /// Waits (at most `milliseconds`) for the predecessor to close the connection, which it
+    /// does after removing its handoff socket, then closes ours.
+    public func waitForPredecessor(milliseconds: Int) {
+        channel.waitForClose(milliseconds: milliseconds)
+        channel.close()
+    }
+
+    private func closeReceived() {
+        var fds = listeners.map(\.fd) + sessions.flatMap { [$0.clientFD, $0.serverFD] }
+        if adminFD >= 0 { fds.append(adminFD) }
+        fds.forEach { close($0) }
+        adminFD = -1
+        listeners = []
+        sessions = []
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import SpliceControlPlane
+import SpliceCore
+import SpliceDataPlane
+import SpliceHandoff
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The handoff protocol's messages over a real Unix socket pair, descriptors included.
+@Suite("Handoff protocol")
+struct HandoffProtocolTests {
+    /// A connected pair of channels (a real AF_UNIX stream socket pair).
+    private func pair() -> (HandoffChannel, HandoffChannel) {
+        var fds: [Int32] = [-1, -1]
+        let rc = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        precondition(rc == 0, "socketpair")
+        return (HandoffChannel(fd: fds[0]), HandoffChannel(fd: fds[1]))
+    }
+
+    /// A pipe whose read end is returned with the write end: what arrives as a descriptor
+    /// must be the same open file (a byte written to the original is read from the copy).
+    private func pipePair() -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        precondition(pipe(&fds) == 0)
+        return (fds[0], fds[1])
+    }
+
+    private func isSameFile(_ received: Int32, writingTo original: Int32) -> Bool {
+        var byte: UInt8 = 0x5a
+        guard write(original, &byte, 1) == 1 else { return false }
+        var back: UInt8 = 0
+        return read(received, &back, 1) == 1 && back == 0x5a
+    }
+
+    @Test("a session's state, pending bytes and both descriptors survive the trip")
+    func sessionRoundTrip() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        let client = pipePair(), server = pipePair()
+        defer { [client.read, client.write, server.read, server.write].forEach { _ = close($0) } }
+        let state = HandoffSessionState(
+            id: SessionID(number: 42), listener: ListenerID(number: 3), client: "127.0.0.1:50000",
+            server: "127.0.0.1:9000", openedAt: Date(timeIntervalSince1970: 1_700_000_000.123456),
+            bytes: ByteCounts(clientToServer: UInt64.max - 5, serverToClient: 1 << 40),
+            clientPending: Array(repeating: 7, count: 70_000), serverPending: [1, 2, 3])
+        try a.send(HandoffMessage.session(HandoffSession(state: state, clientFD: client.read, serverFD: server.read)).frame)
+        guard case .session(let got) = try HandoffMessage(b.receive()) else {
+            Issue.record("not a session")
+            return
+        }
+        defer { _ = close(got.clientFD); _ = close(got.serverFD) }
+        #expect(got.state.id == state.id)
+        #expect(got.state.listener == state.listener)
+        #expect(got.state.client == state.client && got.state.server == state.server)
+        #expect(got.state.bytes == state.bytes)
+        #expect(got.state.clientPending == state.clientPending)
+        #expect(got.state.serverPending == state.serverPending)
+        #expect(abs(got.state.openedAt.timeIntervalSince(state.openedAt)) < 0.000_002)
+        #expect(got.clientFD != client.read && got.serverFD != server.read)
+        #expect(isSameFile(got.clientFD, writingTo: client.write))
+        #expect(isSameFile(got.serverFD, writingTo: server.write))
+    }
+
+    @Test("listener, end, hello, ack and refusal round-trip")
+    func controlMessages() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        let socket = pipePair()
+        defer { _ = close(socket.read); _ = close(socket.write) }
+        let spec = ListenerSpec(listen: HostPort(host: "127.0.0.1", port: 7001), upstream: HostPort(host: "127.0.0.1", port: 9))
+        let listener = HandoffListenerState(id: ListenerID(number: 2), spec: spec, createdAt: Date(timeIntervalSince1970: 1_000),
+                                            totalSessions: 10, upstreamFailures: 1, rejectedSessions: 2)
+        let counters = HandoffCounters(nextSession: 51, nextHop: 4, nextSplit: 9, nextListener: 3, nextCapture: 2)
+        try a.send(HandoffMessage.hello(version: HandoffProtocol.version, pid: 1234).frame)
+        try a.send(HandoffMessage.listener(HandoffListener(state: listener, fd: socket.read)).frame)
+        try a.send(HandoffMessage.end(counters, sessions: 50, listeners: 1, pid: 99).frame)
+        try a.send(HandoffMessage.ack(sessions: 50, listeners: 1).frame)
+        try a.send(HandoffMessage.refused(reason: "session s12 has a hop").frame)
+        guard case .hello(let version, let pid) = try HandoffMessage(b.receive()) else { Issue.record("hello"); return }
+        #expect(version == HandoffProtocol.version && pid == 1234)
+        guard case .listener(let got) = try HandoffMessage(b.receive()) else { Issue.record("listener"); return }
+        defer { _ = close(got.fd) }
+        #expect(got.state == listener)
+        #expect(isSameFile(got.fd, writingTo: socket.write))
+        guard case .end(let gotCounters, 50, 1, 99) = try HandoffMessage(b.receive()) else { Issue.record("end"); return }
+        #expect(gotCounters == counters)
+        guard case .ack(50, 1) = try HandoffMessage(b.receive()) else { Issue.record("ack"); return }
+        guard case .refused(let reason) = try HandoffMessage(b.receive()) else { Issue.record("refused"); return }
+        #expect(reason == "session s12 has a hop")
+    }
+
+    @Test("a frame announcing descriptors that did not come is refused, naming the count")
+    func missingDescriptors() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        var frame = HandoffMessage.admin(fd: 0).frame
+        frame.fds = []  // the header still says 1
+        try a.send(frame)
+        #expect(throws: HandoffError.self) { try b.receive() }
+    }
+
+    @Test("malformed frames are refused with a reason: bad lengths, a field missing, an unknown type")
+    func malformed() throws {
+        #expect(throws: HandoffError.self) { try HandoffFrame.lengths([0, 0, 0, 0, 0, 0, 0, 0]) }
+        #expect(throws: HandoffError.self) { try HandoffFrame.lengths([0xff, 0, 0, 0, 0, 0, 0, 0]) }
+        #expect(throws: HandoffError.self) { try HandoffMessage(HandoffFrame(type: "hello", ["pid": 1])) }
+        #expect(throws: HandoffError.self) { try HandoffMessage(HandoffFrame(type: "teleport")) }
+        let badPending = HandoffFrame(type: "session", [
+            "id": "s1", "listener": "l1", "client": "a", "server": "b", "opened_at_us": 0, "bytes_to_server": 0,
+            "bytes_to_client": 0, "client_pending": 5, "server_pending": 0,
+        ], payload: [1, 2])
+        #expect(throws: HandoffError.self) { try HandoffMessage(badPending) }
+    }
+
+    @Test("the other side closing mid-frame is an error, not a hang")
+    func closedMidFrame() throws {
+        let (a, b) = pair()
+        defer { b.close() }
+        let bytes = HandoffMessage.refused(reason: "x").frame.encoded()
+        _ = bytes.withUnsafeBytes { write(a.fd, $0.baseAddress!, 5) }
+        a.close()
+        #expect(throws: HandoffError.self) { try b.receive() }
+    }
+}

@@ -1,0 +1,365 @@
+"""Handing live sessions to a new process (issue 15, first slice): `--handoff-socket` on the
+running gateway, `--take-over` on the new one.
+
+Everything is real: gateway processes, TCP clients streaming known bytes both ways through
+them to an upstream that hashes what it receives, the Unix handoff socket, a successor
+killed with SIGKILL. A handoff happens while the bytes flow; afterwards every byte must have
+arrived exactly once, in order, at both ends, and no client may have seen EOF or a reset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import stat
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
+from test_early_events import relay_fds
+from test_mediation_http import splice
+
+DEADLINE_S = 30.0
+HEADER = struct.Struct(">Q")
+
+
+class HashingEcho:
+    """An upstream that echoes, keeping for each client (named by the 8-byte index it sends
+    first) the SHA-256 and count of the bytes it received, and whether they ended in EOF."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: dict[int, tuple[str, int]] = {}
+        self.server = StreamServer(self._handle)
+        self.address = self.server.address
+
+    def _handle(self, conn: socket.socket) -> None:
+        header = recv_exactly(conn, HEADER.size)
+        conn.sendall(header)
+        index = HEADER.unpack(header)[0]
+        digest = hashlib.sha256()
+        count = 0
+        while data := conn.recv(65536):
+            digest.update(data)
+            count += len(data)
+            conn.sendall(data)
+        with self.lock:
+            self.received[index] = (digest.hexdigest(), count)
+        conn.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class Fleet:
+    """`count` clients streaming pseudo-random bytes through the gateway to a HashingEcho
+    and checking the echo as it comes back (a running compare), from one selector thread.
+    Each keeps at most `window` bytes in flight, so it streams for as long as it runs."""
+
+    CHUNK = 4096
+
+    def __init__(self, address: str, count: int, window: int = 128 * 1024) -> None:
+        self.window = window
+        self.lock = threading.Lock()
+        self.errors: list[str] = []
+        self.clients = []
+        for index in range(count):
+            sock = connect(address)
+            sock.setblocking(False)
+            rng = random.Random(index)
+            self.clients.append({
+                "index": index, "sock": sock, "rng": rng, "outbox": bytearray(HEADER.pack(index)),
+                "unverified": bytearray(HEADER.pack(index)), "sent": 0, "received": 0,
+                "digest": hashlib.sha256(), "payload": 0, "eof": False,
+            })
+        self.sending = True
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for client in self.clients:
+            selector.register(client["sock"], selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+        while not self.stop_flag:
+            for key, events in selector.select(timeout=0.05):
+                client = key.data
+                try:
+                    if events & selectors.EVENT_READ:
+                        self._read(client)
+                    if events & selectors.EVENT_WRITE:
+                        self._write(client)
+                except OSError as error:
+                    self._fail(client, f"{type(error).__name__}: {error}")
+                    selector.unregister(client["sock"])
+                if client["eof"] and key.fileobj in selector.get_map():
+                    selector.unregister(client["sock"])
+            # Throttle a little: a stream that never pauses would starve the gateways' loops.
+            time.sleep(0.002)
+        selector.close()
+
+    def _fail(self, client: dict, why: str) -> None:
+        with self.lock:
+            self.errors.append(f"client {client['index']}: {why}")
+
+    def _write(self, client: dict) -> None:
+        if not client["outbox"]:
+            in_flight = client["sent"] - client["received"]
+            if not self.sending or in_flight >= self.window:
+                return
+            chunk = client["rng"].randbytes(self.CHUNK)
+            client["digest"].update(chunk)
+            client["payload"] += len(chunk)
+            client["outbox"] += chunk
+            client["unverified"] += chunk
+        sent = client["sock"].send(client["outbox"])
+        del client["outbox"][:sent]
+        client["sent"] += sent
+
+    def _read(self, client: dict) -> None:
+        try:
+            data = client["sock"].recv(65536)
+        except BlockingIOError:
+            return
+        if not data:
+            client["eof"] = True
+            if not self.stop_flag and self.sending:
+                self._fail(client, f"EOF after {client['received']} bytes")
+            return
+        expected = bytes(client["unverified"][:len(data)])
+        if data != expected:
+            self._fail(client, f"echo differs at byte {client['received']}")
+        del client["unverified"][:len(data)]
+        client["received"] += len(data)
+
+    def received(self) -> list[int]:
+        return [client["received"] for client in self.clients]
+
+    def wait_progress(self, at_least: int, timeout: float = DEADLINE_S) -> None:
+        """Waits until every client has had `at_least` more bytes echoed than now."""
+        targets = [n + at_least for n in self.received()]
+        wait_until(lambda: self.errors or all(n >= t for n, t in zip(self.received(), targets)),
+                   timeout=timeout, message=f"every client to get {at_least} more bytes back")
+        assert not self.errors, self.errors[:5]
+
+    def finish(self, upstream: HashingEcho) -> None:
+        """Stops sending, waits for every echo, half-closes, and checks both ends' hashes."""
+        self.sending = False
+        wait_until(lambda: self.errors or all(not c["outbox"] and c["received"] == c["sent"] for c in self.clients),
+                   timeout=DEADLINE_S, message="every echo back")
+        assert not self.errors, self.errors[:5]
+        self.stop_flag = True
+        self.thread.join(timeout=DEADLINE_S)
+        for client in self.clients:
+            client["sock"].setblocking(True)
+            client["sock"].settimeout(DEADLINE_S)
+            client["sock"].shutdown(socket.SHUT_WR)
+            assert client["sock"].recv(1) == b"", f"client {client['index']}: bytes after the last echo"
+            client["sock"].close()
+        wait_until(lambda: all(c["index"] in upstream.received for c in self.clients), timeout=DEADLINE_S,
+                   message="the upstream to see every client's EOF")
+        for client in self.clients:
+            digest, count = upstream.received[client["index"]]
+            assert count == client["payload"], f"client {client['index']}: upstream got {count} of {client['payload']} bytes"
+            assert digest == client["digest"].hexdigest(), f"client {client['index']}: upstream's SHA-256 differs"
+
+    def close(self) -> None:
+        self.stop_flag = True
+        self.thread.join(timeout=DEADLINE_S)
+        for client in self.clients:
+            client["sock"].close()
+
+
+@pytest.fixture
+def upstream():
+    server = HashingEcho()
+    yield server
+    server.close()
+
+
+def socket_path(tmp_path, name: str) -> str:
+    path = str(tmp_path / name)
+    assert len(path) < 100, f"Unix socket path too long for the test: {path}"
+    return path
+
+
+def take_over(start_gateway, old, path: str, *extra: str, env=None):
+    """Starts a successor taking over from `old` at `path`; waits until it serves and `old`
+    has exited 0, and returns it."""
+    new = start_gateway("--take-over", path, "--event-loops", "2", *extra, wait=False, env=env)
+    new.wait_ready(timeout=DEADLINE_S)
+    assert old.proc.wait(timeout=DEADLINE_S) == 0, old.output()
+    # Exited as it should: the fixture must not count it as a gateway that died.
+    old.url = ""
+    assert "handoff: the successor acknowledged; exiting" in old.stderr_text()
+    return new
+
+
+def first_event(gateway) -> dict:
+    with gateway.get("/api/v1/events", stream=True, timeout=DEADLINE_S) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines():
+            if line.startswith(b"data: "):
+                return json.loads(line[len(b"data: "):])
+    raise AssertionError("the event stream ended without an event")
+
+
+def test_handoff_moves_streaming_sessions_twice(start_gateway, upstream, tmp_path):
+    first_path, second_path = socket_path(tmp_path, "h1.sock"), socket_path(tmp_path, "h2.sock")
+    old = start_gateway("--handoff-socket", first_path, "--event-loops", "2")
+    mode = os.stat(first_path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
+    count = 50
+    fleet = Fleet(listener["listen"], count)
+    try:
+        fleet.wait_progress(64 * 1024)
+        before = {s["client"]: s for s in old.sessions()}
+        assert len(before) == count
+        ids = {client: s["id"] for client, s in before.items()}
+
+        admin_url = old.url
+        new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
+        # The same admin socket, served by the new process; the old socket file is gone.
+        assert new.url == admin_url and not os.path.exists(first_path)
+        fleet.wait_progress(256 * 1024)
+        after = {s["client"]: s for s in new.sessions()}
+        assert {client: s["id"] for client, s in after.items()} == ids
+        for client, session in after.items():
+            assert session["state"] == "open"
+            for direction in ("client_to_server", "server_to_client"):
+                assert session["bytes"][direction] >= before[client]["bytes"][direction] + 256 * 1024, session
+        moved = next(l for l in new.listeners() if l["id"] == listener["id"])
+        assert moved["listen"] == listener["listen"] and moved["sessions"] == {"active": count, "total": count}
+        event = first_event(new)
+        assert event["type"] == "gateway.handoff" and event["sessions"] == count and event["listeners"] == 1, event
+        assert event["from_pid"] == old.proc.pid
+        # Exactly the descriptors its sessions need beyond an idle gateway's.
+        wait_until(lambda: len(relay_fds(new)) == len(baseline) + 2 * count, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + 2 x {count} descriptors (now {len(relay_fds(new))})")
+
+        # Ids continue: a new client's session is numbered after every moved one.
+        with connect(listener["listen"]) as extra:
+            assert roundtrip(extra, HEADER.pack(10_000) + b"ping") == HEADER.pack(10_000) + b"ping"
+            newest = session_of(new, extra)
+            assert int(newest["id"][1:]) > max(int(i[1:]) for i in ids.values())
+
+        third = take_over(start_gateway, new, second_path)
+        fleet.wait_progress(256 * 1024)
+        assert {s["client"]: s["id"] for s in third.sessions()} == ids
+        fleet.finish(upstream)
+        wait_until(lambda: third.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+    finally:
+        fleet.close()
+
+
+def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    mediator = StreamServer(lambda conn: _echo(conn))
+    try:
+        with connect(listener["listen"]) as plain, connect(listener["listen"]) as mediated:
+            for index, sock in enumerate((plain, mediated)):
+                assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
+            hopped = session_of(old, mediated)["id"]
+            splice(old, hopped, address=mediator.address, direction="both")
+            refused = start_gateway("--take-over", path, wait=False)
+            assert refused.proc.wait(timeout=DEADLINE_S) == 2
+            expected = f"session {hopped} has a hop; handing off mediated sessions is not supported yet"
+            assert expected in refused.stderr_text()
+            wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
+            old.assert_alive()
+            # Everything serves on: both sessions, the listener, the admin API's changes.
+            for sock in (plain, mediated):
+                assert roundtrip(sock, b"two") == b"two"
+            with connect(listener["listen"]) as late:
+                assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
+            assert old.delete(f"/api/v1/sessions/{hopped}").status_code in (200, 204)
+            assert os.path.exists(path)
+    finally:
+        mediator.close()
+
+
+def _echo(conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(data)
+    conn.shutdown(socket.SHUT_WR)
+
+
+def _frame(header: dict) -> bytes:
+    body = json.dumps(header).encode()
+    return struct.pack(">II", len(body), 0) + body
+
+
+def _read_frame(sock: socket.socket) -> dict:
+    lengths = recv_exactly(sock, 8)
+    header_length, payload_length = struct.unpack(">II", lengths)
+    header = json.loads(recv_exactly(sock, header_length))
+    recv_exactly(sock, payload_length)
+    return header
+
+
+def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    with connect(listener["listen"]) as client:
+        assert roundtrip(client, HEADER.pack(1) + b"before") == HEADER.pack(1) + b"before"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as successor:
+            successor.settimeout(DEADLINE_S)
+            successor.connect(path)
+            successor.sendall(_frame({"type": "hello", "fds": 0, "version": 99, "pid": os.getpid()}))
+            answer = _read_frame(successor)
+            assert answer["type"] == "refused", answer
+            assert "handoff protocol version 99 is not supported; this gateway speaks version 1" in answer["reason"]
+            assert successor.recv(1) == b""
+        wait_until(lambda: "version 99 is not supported" in old.stderr_text(), message="the refusal logged")
+        assert roundtrip(client, b"after") == b"after"
+        old.assert_alive()
+
+
+def test_successor_killed_midway_leaves_everything_served(start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    count = 20
+    fleet = Fleet(listener["listen"], count)
+    try:
+        fleet.wait_progress(64 * 1024)
+        ids = {s["client"]: s["id"] for s in old.sessions()}
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
+                                  env={"SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS": "10"})
+        wait_until(lambda: _state(successor.proc.pid) == "T", timeout=DEADLINE_S,
+                   message="the successor to hold after 10 sessions")
+        os.kill(successor.proc.pid, signal.SIGKILL)
+        assert successor.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+        wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
+                   in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to log the failure")
+        fleet.wait_progress(256 * 1024)
+        old.assert_alive()
+        assert {s["client"]: s["id"] for s in old.sessions()} == ids
+        with connect(listener["listen"]) as late:
+            assert roundtrip(late, HEADER.pack(99) + b"late") == HEADER.pack(99) + b"late"
+        # Changes are taken again once the handoff is over (404 for no such session, not 409).
+        assert old.delete("/api/v1/sessions/s999999").status_code == 404
+        fleet.finish(upstream)
+    finally:
+        fleet.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import selectors
 import signal
 import socket
@@ -66,19 +67,27 @@ class Fleet:
 
     CHUNK = 4096
 
-    def __init__(self, address: str, count: int, window: int = 128 * 1024) -> None:
+    def __init__(self, address: str, count: int, window: int = 128 * 1024, slow: int = 0) -> None:
+        """The first `slow` clients have a tiny receive buffer and may be held (`hold`), so
+        that the gateway has bytes queued for them, and for the server behind them."""
         self.window = window
         self.lock = threading.Lock()
         self.errors: list[str] = []
         self.clients = []
+        self.holding: set[int] = set()
         for index in range(count):
-            sock = connect(address)
+            sock = socket.socket()
+            if index < slow:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(DEADLINE_S)
+            sock.connect(split_address(address))
             sock.setblocking(False)
             rng = random.Random(index)
             self.clients.append({
                 "index": index, "sock": sock, "rng": rng, "outbox": bytearray(HEADER.pack(index)),
                 "unverified": bytearray(HEADER.pack(index)), "sent": 0, "received": 0,
                 "digest": hashlib.sha256(), "payload": 0, "eof": False,
+                "window": 12 * 1024 * 1024 if index < slow else window,
             })
         self.sending = True
         self.stop_flag = False
@@ -113,7 +122,7 @@ class Fleet:
     def _write(self, client: dict) -> None:
         if not client["outbox"]:
             in_flight = client["sent"] - client["received"]
-            if not self.sending or in_flight >= self.window:
+            if not self.sending or in_flight >= client["window"]:
                 return
             chunk = client["rng"].randbytes(self.CHUNK)
             client["digest"].update(chunk)
@@ -125,6 +134,8 @@ class Fleet:
         client["sent"] += sent
 
     def _read(self, client: dict) -> None:
+        if client["index"] in self.holding:
+            return
         try:
             data = client["sock"].recv(65536)
         except BlockingIOError:
@@ -140,11 +151,23 @@ class Fleet:
         del client["unverified"][:len(data)]
         client["received"] += len(data)
 
+    def hold(self, indices: set[int]) -> None:
+        """Stops reading for these clients (until `release`)."""
+        self.holding = set(indices)
+
+    def release(self) -> None:
+        self.holding = set()
+
+    def in_flight(self, index: int) -> int:
+        client = self.clients[index]
+        return client["sent"] - client["received"]
+
     def received(self) -> list[int]:
         return [client["received"] for client in self.clients]
 
     def wait_progress(self, at_least: int, timeout: float = DEADLINE_S) -> None:
         """Waits until every client has had `at_least` more bytes echoed than now."""
+        assert not self.holding, "progress of held clients would never come"
         targets = [n + at_least for n in self.received()]
         wait_until(lambda: self.errors or all(n >= t for n, t in zip(self.received(), targets)),
                    timeout=timeout, message=f"every client to get {at_least} more bytes back")
@@ -219,18 +242,29 @@ def test_handoff_moves_streaming_sessions_twice(start_gateway, upstream, tmp_pat
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
     baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
-    count = 50
-    fleet = Fleet(listener["listen"], count)
+    count, slow = 50, 5
+    fleet = Fleet(listener["listen"], count, slow=slow)
     try:
         fleet.wait_progress(64 * 1024)
         before = {s["client"]: s for s in old.sessions()}
         assert len(before) == count
         ids = {client: s["id"] for client, s in before.items()}
 
+        # Some clients stop reading: the gateway then holds bytes it read and could not
+        # write yet (for those clients, and for the upstream, which blocks echoing to them).
+        fleet.hold(set(range(slow)))
+        # Past what the kernel buffers toward a client (tcp_wmem's 4 MiB at most), the gateway
+        # has stopped reading the upstream with bytes queued for the client.
+        wait_until(lambda: all(fleet.in_flight(i) >= 6 * 1024 * 1024 for i in range(slow)), timeout=DEADLINE_S,
+                   message="the held clients' streams to back up into the gateway")
         admin_url = old.url
         new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
         # The same admin socket, served by the new process; the old socket file is gone.
         assert new.url == admin_url and not os.path.exists(first_path)
+        queued = [int(n) for n in re.findall(r"pending_to_client=(\d+)", new.stderr_text())]
+        assert len(queued) == count and any(n > 0 for n in queued), queued
+        print("bytes queued for clients at the handoff:", [n for n in queued if n])
+        fleet.release()
         fleet.wait_progress(256 * 1024)
         after = {s["client"]: s for s in new.sessions()}
         assert {client: s["id"] for client, s in after.items()} == ids

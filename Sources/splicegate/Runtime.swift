@@ -165,8 +165,14 @@ struct Runtime {
         }
         let problems = gateway.adoptHandoff(mediators: received.mediators, listeners: received.listeners,
                                             sessions: received.sessions, counters: received.counters)
-        for problem in problems {
-            logger.error("handoff: not taken over", metadata: ["what": "\(problem)"])
+        guard problems.isEmpty else {
+            // Better the predecessor keeps everything than this process takes part of it.
+            for problem in problems {
+                logger.error("handoff: cannot take over", metadata: ["what": "\(problem)"])
+            }
+            gateway.relinquishAfterHandoff()
+            received.abort(problems.joined(separator: "; "))
+            throw StartupError("--take-over \(path): \(problems[0])")
         }
         do {
             try received.acknowledge()

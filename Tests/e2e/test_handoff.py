@@ -397,3 +397,20 @@ def _state(pid: int) -> str:
             return stat_file.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
+
+
+def test_open_event_stream_refuses_handoff(start_gateway, upstream, tmp_path):
+    """An admin response in flight (here an event stream) does not move yet: refused, and the
+    stream goes on in the old process."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    with old.get("/api/v1/events", stream=True, timeout=DEADLINE_S) as stream:
+        assert stream.status_code == 200
+        refused = start_gateway("--take-over", path, wait=False)
+        assert refused.proc.wait(timeout=DEADLINE_S) == 2
+        assert "admin response(s) in flight" in refused.stderr_text(), refused.output()
+        listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+        lines = stream.iter_lines()
+        event = next(json.loads(line[len(b"data: "):]) for line in lines if line.startswith(b"data: "))
+        assert event["type"] == "listener.added" and event["listener"]["id"] == listener["id"]
+    old.assert_alive()

@@ -164,8 +164,10 @@ extension Gateway {
                 let client = RelaySocket(tcp: handed.clientFD, loop: loop)
                 let server = RelaySocket(tcp: handed.serverFD, loop: loop)
                 guard let client, let server else {
-                    client?.reset()
-                    server?.reset()
+                    // Quietly: the predecessor still serves the connection (a reset's
+                    // SO_LINGER would stay on the shared socket).
+                    client?.relinquish()
+                    server?.relinquish()
                     return .failed("session \(handed.state.id): its sockets could not be polled")
                 }
                 let state = handed.state

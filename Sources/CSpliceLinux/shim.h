@@ -149,15 +149,21 @@ static inline void splice_name_thread(const char *name) {
 
 /* The handoff socket (issue 15): a Unix stream socket that carries descriptors. */
 
+/* A Unix stream socket and the address of `path` in `address`; -1 with errno set on
+   failure (ENAMETOOLONG for a path that does not fit). */
+static inline int splice_unix_socket(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address->sun_path, path);
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
 /* Listens on `path`, mode 0600 (set on the socket before bind, so the file never exists
-   with wider permissions); -1 with errno set on failure (ENAMETOOLONG for a long path). */
+   with wider permissions); -1 with errno set on failure. */
 static inline int splice_unix_listen(const char *path, int backlog) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = splice_unix_socket(path, &address);
     if (fd < 0) return -1;
     if (fchmod(fd, 0600) != 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0
         || chmod(path, 0600) != 0 || listen(fd, backlog) != 0) {
@@ -172,11 +178,7 @@ static inline int splice_unix_listen(const char *path, int backlog) {
 /* Connects to the Unix stream socket at `path` (blocking); -1 with errno set on failure. */
 static inline int splice_unix_connect(const char *path) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = splice_unix_socket(path, &address);
     if (fd < 0) return -1;
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
         int saved = errno;
@@ -193,46 +195,54 @@ static inline int splice_unix_accept(int fd) { return accept4(fd, NULL, NULL, SO
 /* The most descriptors one message carries (the kernel's SCM_MAX_FD is 253). */
 #define SPLICE_MAX_FDS 16
 
+/* A message of `length` bytes at `bytes` with room for SPLICE_MAX_FDS descriptors. */
+struct splice_fd_message {
+    struct iovec iov;
+    union { struct cmsghdr align; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
+    struct msghdr header;
+};
+
+static inline void splice_fd_message_init(struct splice_fd_message *m, void *bytes, size_t length) {
+    memset(m, 0, sizeof *m);
+    m->iov.iov_base = bytes;
+    m->iov.iov_len = length;
+    m->header.msg_iov = &m->iov;
+    m->header.msg_iovlen = 1;
+    m->header.msg_control = m->control.space;
+    m->header.msg_controllen = sizeof m->control.space;
+}
+
 /* Sends `length` bytes of `bytes` with `count` descriptors attached (SCM_RIGHTS; count 0
    sends none); returns what sendmsg returns. */
 static inline ssize_t splice_send_fds(int fd, const void *bytes, size_t length, const int *fds, int count) {
     if (count < 0 || count > SPLICE_MAX_FDS) { errno = EINVAL; return -1; }
-    struct iovec iov = { (void *)bytes, length };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    if (count > 0) {
-        message.msg_control = control.space;
-        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
-        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message);
+    struct splice_fd_message m;
+    splice_fd_message_init(&m, (void *)bytes, length);
+    if (count == 0) {
+        m.header.msg_control = NULL;
+        m.header.msg_controllen = 0;
+    } else {
+        m.header.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&m.header);
         cmsg->cmsg_level = SOL_SOCKET;
         cmsg->cmsg_type = SCM_RIGHTS;
         cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
         memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)count);
     }
-    return sendmsg(fd, &message, MSG_NOSIGNAL);
+    return sendmsg(fd, &m.header, MSG_NOSIGNAL);
 }
 
 /* Receives up to `length` bytes; descriptors that came with them (close-on-exec) are
    written to `fds` (room for SPLICE_MAX_FDS) and their number to `*count`. A message whose
    descriptors did not fit fails with EMSGSIZE, the ones that did arrive closed. */
 static inline ssize_t splice_recv_fds(int fd, void *bytes, size_t length, int *fds, int *count) {
-    struct iovec iov = { bytes, length };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.space;
-    message.msg_controllen = sizeof control.space;
+    struct splice_fd_message m;
+    splice_fd_message_init(&m, bytes, length);
+    struct msghdr *message = &m.header;
     *count = 0;
-    ssize_t n = recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(fd, message, MSG_CMSG_CLOEXEC);
     if (n < 0) return n;
-    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(&message, cmsg)) {
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(message); cmsg; cmsg = CMSG_NXTHDR(message, cmsg)) {
         if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
         int received = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         for (int i = 0; i < received; i++) {
@@ -241,7 +251,7 @@ static inline ssize_t splice_recv_fds(int fd, void *bytes, size_t length, int *f
             if (*count < SPLICE_MAX_FDS) fds[(*count)++] = one; else close(one);
         }
     }
-    if (message.msg_flags & MSG_CTRUNC) {
+    if (message->msg_flags & MSG_CTRUNC) {
         for (int i = 0; i < *count; i++) close(fds[i]);
         *count = 0;
         errno = EMSGSIZE;

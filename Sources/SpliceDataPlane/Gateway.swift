@@ -181,12 +181,7 @@ public final class Gateway: Sendable {
 
     /// Issues no capture id numbered below `number` any more.
     func skipCaptureNumbers(below number: UInt64) {
-        var current = nextCapture.load(ordering: .relaxed)
-        while current < number {
-            let (exchanged, original) = nextCapture.weakCompareExchange(expected: current, desired: number, ordering: .relaxed)
-            if exchanged { break }
-            current = original
-        }
+        nextCapture.raise(to: number)
     }
 
     /// The number the next new listener's id will carry; saved with the state so that ids
@@ -195,13 +190,7 @@ public final class Gateway: Sendable {
 
     /// Issues no listener id numbered below `number` any more.
     public func skipListenerIDs(below number: UInt64) {
-        var current = nextListener.load(ordering: .relaxed)
-        while current < number {
-            let (exchanged, original) = nextListener.weakCompareExchange(
-                expected: current, desired: number, ordering: .relaxed)
-            if exchanged { break }
-            current = original
-        }
+        nextListener.raise(to: number)
     }
 
     func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {

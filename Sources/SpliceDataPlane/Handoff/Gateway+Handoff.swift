@@ -98,13 +98,7 @@ extension Gateway {
     /// again, the listeners accept again.
     public func resumeAfterHandoff() {
         guard let hold = handoffHold.withLock({ $0 }) else { return }
-        let thaws = hold.records.map { record in
-            record.withSession { session in
-                session.thawAfterHandoff()
-                return session.eventLoop.makeSucceededVoidFuture()
-            }.recover { _ in }
-        }
-        try? wait(EventLoopFuture.andAllComplete(thaws, on: group.any()))
+        onEach(hold.records) { $0.thawAfterHandoff() }
         hold.listeners.forEach { $0.relaySocket.resume() }
         handoffHold.withLock { $0 = nil }
     }
@@ -113,13 +107,7 @@ extension Gateway {
     /// the connections. The gateway stays marked as handing off (its process exits next).
     public func relinquishAfterHandoff() {
         guard let hold = handoffHold.withLock({ $0 }) else { return }
-        let releases = hold.records.map { record in
-            record.withSession { session in
-                session.relinquishAfterHandoff()
-                return session.eventLoop.makeSucceededVoidFuture()
-            }.recover { _ in }
-        }
-        try? wait(EventLoopFuture.andAllComplete(releases, on: group.any()))
+        onEach(hold.records) { $0.relinquishAfterHandoff() }
         let closing = listenerTable.withLock { table in
             defer { table.removeAll() }
             return Array(table.values)
@@ -206,6 +194,17 @@ extension Gateway {
             "sessions": "\(hold.records.count)", "listeners": "\(hold.listeners.count)", "from_pid": "\(predecessor)",
         ])
         events.publishRetained(.handoff(sessions: hold.records.count, listeners: hold.listeners.count, from: predecessor))
+    }
+
+    /// Runs `body` on each record's session, on its loop; returns once all have run.
+    private func onEach(_ records: [SessionRecord], _ body: @escaping @Sendable (Session) -> Void) {
+        let runs = records.map { record in
+            record.withSession { session in
+                body(session)
+                return session.eventLoop.makeSucceededVoidFuture()
+            }.recover { _ in }
+        }
+        try? wait(EventLoopFuture.andAllComplete(runs, on: group.any()))
     }
 
     private func adoptListener(_ handed: HandoffListener) throws(APIError) {

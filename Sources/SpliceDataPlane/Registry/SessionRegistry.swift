@@ -37,18 +37,9 @@ final class SessionRegistry: Sendable {
 
     /// Issues no id numbered below these any more (a successor continuing a predecessor's ids).
     func skipNumbers(session: UInt64, hop: UInt64, split: UInt64) {
-        Self.raise(nextSession, to: session)
-        Self.raise(nextHop, to: hop)
-        Self.raise(nextSplit, to: split)
-    }
-
-    private static func raise(_ counter: borrowing Atomic<UInt64>, to number: UInt64) {
-        var current = counter.load(ordering: .relaxed)
-        while current < number {
-            let (exchanged, original) = counter.weakCompareExchange(expected: current, desired: number, ordering: .relaxed)
-            if exchanged { break }
-            current = original
-        }
+        nextSession.raise(to: session)
+        nextHop.raise(to: hop)
+        nextSplit.raise(to: split)
     }
 
     func insert(_ record: SessionRecord) {

@@ -25,6 +25,10 @@ public final class HandoffServer: Sendable {
     /// could remove a successor's socket bound at the same path since.
     private let pathRemoved = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
+    /// Set once a successor has acknowledged.
+    private let succeeded = Atomic<Bool>(false)
+    /// Signalled when the handoff thread has ended.
+    private let finished = DispatchSemaphore(value: 0)
 
     /// Binds `path` and starts waiting for a successor; `handedOff` runs (on the handoff
     /// thread) once a successor has acknowledged, and the process should then exit 0.
@@ -53,12 +57,18 @@ public final class HandoffServer: Sendable {
     }
 
     /// Stops waiting for successors and removes the socket file (unless a handoff already
-    /// did). A handoff under way finishes or fails on its own.
-    public func stop() {
-        guard !stopping.exchange(true, ordering: .relaxed) else { return }
-        removePath()
-        // Wakes the blocked accept (close alone would not); the thread closes the socket.
-        shutdown(listenFD, Int32(SHUT_RDWR))
+    /// did). A handoff under way is finished first, so that a shutdown never closes sessions
+    /// a successor is taking: returns whether one has taken everything (then the process
+    /// must exit without touching the sessions).
+    @discardableResult
+    public func stop() -> Bool {
+        if !stopping.exchange(true, ordering: .relaxed) {
+            // Wakes the blocked accept (close alone would not); the thread closes the socket.
+            shutdown(listenFD, Int32(SHUT_RDWR))
+            finished.wait()
+            removePath()
+        }
+        return succeeded.load(ordering: .relaxed)
     }
 
     private func removePath() {
@@ -67,7 +77,10 @@ public final class HandoffServer: Sendable {
     }
 
     private func run() {
-        defer { close(listenFD) }
+        defer {
+            close(listenFD)
+            finished.signal()
+        }
         while !stopping.load(ordering: .relaxed) {
             let fd = splice_unix_accept(listenFD)
             if fd < 0 {
@@ -75,6 +88,7 @@ public final class HandoffServer: Sendable {
                 return
             }
             if serve(HandoffChannel(fd: fd)) {
+                succeeded.store(true, ordering: .relaxed)
                 handedOff()
                 return
             }

@@ -131,16 +131,16 @@ struct Runtime {
         fflush(nil)
 
         let signal = signals.next()
-        if signal == SignalWaiter.handedOff {
+        // A handoff under way finishes before anything else; if it succeeded, the sessions
+        // are the successor's whatever the signal was.
+        if handoff?.stop() == true {
             // The successor has every session and socket: our copies are closed already, and
             // nothing may be shut down or reset (the connections live on over there).
-            handoff?.stop()
             server.stop()
             try? group.syncShutdownGracefully()
             logger.notice("stopped after handing off to a new process")
             return
         }
-        handoff?.stop()
         drain(gateway, signals: signals, after: signal)
         // After the drain (until then this node's sessions are still the cluster's to see),
         // and before the admin API stops: peers must not list a node whose API is gone.

@@ -197,3 +197,6 @@ public final class HandoffChannel {
 
     deinit { close() }
 }
+
+@available(*, unavailable)
+extension HandoffChannel: Sendable {}

@@ -99,3 +99,6 @@ public final class HandoffTakeOver {
         sessions = []
     }
 }
+
+@available(*, unavailable)
+extension HandoffTakeOver: Sendable {}

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
-from test_early_events import relay_fds
+from test_early_events import SlowUpstream, relay_fds
 from test_mediation_http import splice
 
 DEADLINE_S = 30.0
@@ -414,3 +414,27 @@ def test_open_event_stream_refuses_handoff(start_gateway, upstream, tmp_path):
         event = next(json.loads(line[len(b"data: "):]) for line in lines if line.startswith(b"data: "))
         assert event["type"] == "listener.added" and event["listener"]["id"] == listener["id"]
     old.assert_alive()
+
+
+def test_session_still_dialing_refuses_after_waiting(start_gateway, tmp_path):
+    """A session whose server does not answer yet is waited for (listeners paused); one that
+    is still dialing when the wait ends refuses the handoff, and then connects as usual."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    upstream = SlowUpstream()
+    try:
+        listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address, connect_timeout_ms=60000)
+        with connect(listener["listen"]) as client:
+            client.sendall(b"early")
+            dialing = session_of(old, client)
+            assert dialing["state"] == "connecting"
+            refused = start_gateway("--take-over", path, wait=False)
+            assert refused.proc.wait(timeout=DEADLINE_S) == 2
+            expected = f"session {dialing['id']} is still connecting to its server"
+            assert expected in refused.stderr_text(), refused.output()
+            upstream.open()
+            assert recv_exactly(client, 5) == b"early"
+            assert roundtrip(client, b"later") == b"later"
+        old.assert_alive()
+    finally:
+        upstream.close()

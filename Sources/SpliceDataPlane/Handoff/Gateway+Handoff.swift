@@ -23,15 +23,32 @@ extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
     public var handoffUnderway: Bool { handoffHold.withLock { $0 != nil } }
 
+    /// How long a handoff waits, listeners paused, for sessions still dialing their server.
+    static let handoffDialWait: Duration = .seconds(5)
+
     /// Why the gateway cannot be handed over now, or nil if it can (nothing is stopped).
+    /// A session still dialing does not count here: it is waited for (`handoffDialWait`).
     public func handoffBlocker() -> String? {
         guard accepting.load(ordering: .relaxed) else { return "the gateway is shutting down" }
-        let checks = registry.records().map { record in
-            record.withSession { session in session.eventLoop.makeSucceededFuture(session.handoffBlocker()) }
-                .recover { _ in nil }
+        return onEachSession(default: nil) { $0.handoffBlocker(allowDialing: true) }.lazy.compactMap { $0 }.first
+    }
+
+    /// Waits until no session is dialing its server, or `deadline` passes (the listeners are
+    /// paused, so no new one starts).
+    private func waitForDials(until deadline: ContinuousClock.Instant) {
+        while onEachSession(default: false, \.isDialing).contains(true), ContinuousClock.now < deadline {
+            usleep(10_000)
         }
-        let reasons = (try? wait(EventLoopFuture.whenAllSucceed(checks, on: group.any()))) ?? []
-        return reasons.lazy.compactMap { $0 }.first
+    }
+
+    /// `body`'s answer for every live session, each asked on its loop (`absent` for one
+    /// that ended meanwhile).
+    private func onEachSession<T: Sendable>(default absent: T, _ body: @escaping @Sendable (Session) -> T) -> [T] {
+        let asks = registry.records().map { record in
+            record.withSession { session in session.eventLoop.makeSucceededFuture(body(session)) }
+                .recover { _ in absent }
+        }
+        return (try? wait(EventLoopFuture.whenAllSucceed(asks, on: group.any()))) ?? []
     }
 
     /// Stops accepting, freezes every session (nothing read, nothing written) and returns
@@ -49,6 +66,7 @@ extension Gateway {
         }
         let listeners = listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }
         try? wait(EventLoopFuture.andAllComplete(listeners.map { $0.relaySocket.pause() }, on: group.any()))
+        waitForDials(until: .now + Self.handoffDialWait)
         // Every client accepted before the pause has its session now: freeze them all.
         let records = registry.records()
         let freezes = records.map { record in

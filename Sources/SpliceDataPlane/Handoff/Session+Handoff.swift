@@ -6,10 +6,12 @@ import SpliceIO
 /// successor failed); the successor adopts them.
 extension Session {
     /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
-    func handoffBlocker() -> String? {
+    /// With `allowDialing`, a session still dialing its server passes (it is waited for
+    /// once the listeners are paused).
+    func handoffBlocker(allowDialing: Bool = false) -> String? {
         let id = record.id
         switch machine.phase {
-        case .connecting: return "session \(id) is still connecting to its server"
+        case .connecting: return allowDialing ? nil : "session \(id) is still connecting to its server"
         case .ended: return nil  // on its way out: nothing to move
         case .open: break
         }
@@ -30,6 +32,9 @@ extension Session {
         }
         return nil
     }
+
+    /// Whether the session is still dialing its server.
+    var isDialing: Bool { machine.phase == .connecting }
 
     /// Freezes the session and returns its state, the two sockets suspended (not polled,
     /// queued output kept); nil, and nothing changed, if it cannot move (`handoffBlocker`).

@@ -156,6 +156,9 @@ public final class HandoffServer: Sendable {
             ])
             return false
         }
+        // The successor serves the admin socket now: finish what this process accepted, so
+        // that no admin request is cut (answered from the state just handed over).
+        admin.stopAcceptingAndDrain(timeout: .seconds(5))
         gateway.relinquishAfterHandoff()
         // Before the connection closes: the successor binds its own socket (maybe at this
         // path) only once it sees the close.

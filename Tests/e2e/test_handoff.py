@@ -23,6 +23,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
 from test_early_events import SlowUpstream, relay_fds
@@ -438,3 +439,42 @@ def test_session_still_dialing_refuses_after_waiting(start_gateway, tmp_path):
         old.assert_alive()
     finally:
         upstream.close()
+
+
+def test_admin_answers_throughout_handoff(start_gateway, upstream, tmp_path):
+    """Admin requests that arrive during a handoff are answered by one process or the other:
+    the old one finishes the connections it accepted before it exits (none is reset)."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    fleet = Fleet(listener["listen"], 20)
+    url = old.url
+    answers: list[object] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        client = requests.Session()
+        client.trust_env = False
+        while not stop.is_set():
+            try:
+                answers.append(client.get(url + "/api/v1/sessions", timeout=DEADLINE_S).status_code)
+            except requests.RequestException as error:
+                answers.append(repr(error))
+
+    pollers = [threading.Thread(target=poll, daemon=True) for _ in range(4)]
+    for thread in pollers:
+        thread.start()
+    try:
+        fleet.wait_progress(64 * 1024)
+        wait_until(lambda: len(answers) >= 20, message="the pollers to get going")
+        take_over(start_gateway, old, path)
+        fleet.wait_progress(64 * 1024)
+        before = len(answers)
+        wait_until(lambda: len(answers) >= before + 20, message="answers from the new process")
+    finally:
+        stop.set()
+        for thread in pollers:
+            thread.join(timeout=DEADLINE_S)
+        fleet.close()
+    failed = [answer for answer in answers if answer != 200]
+    assert not failed, f"{len(failed)} of {len(answers)} admin requests failed: {failed[:5]}"

@@ -3,6 +3,7 @@ import CMicroHTTPD
 import Glibc
 #endif
 import Logging
+import Synchronization
 
 /// Accepts admin connections on its own thread, reads each request head
 /// (peeking, so the bytes stay in the socket) under a deadline, answers bad
@@ -19,6 +20,8 @@ import Logging
 /// Threading: everything but `stop` runs on the acceptor thread; `stop`
 /// wakes it through an eventfd and joins it.
 final class AdminAcceptor: @unchecked Sendable {
+    // @unchecked: besides the acceptor thread's own state, only `acceptingStopped` and
+    // `pendingCount` (atomics) are touched from other threads.
     /// Hands an accepted, screened socket to MHD; false if MHD refused it
     /// (MHD has closed it either way).
     typealias HandOff = (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
@@ -46,6 +49,12 @@ final class AdminAcceptor: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
     private var thread: pthread_t?
     private var socketsClosed = false
+    /// Set by `stopAcceptingForHandoff`: the listening socket belongs to a successor now.
+    private let acceptingStopped = Atomic<Bool>(false)
+    /// Set by `stop` before it wakes the thread.
+    private let stopRequested = Atomic<Bool>(false)
+    /// Connections not handed to MHD yet, as of the loop's last turn (read by other threads).
+    let pendingCount = Atomic<Int>(0)
 
     /// Sets up the loop around the listening socket `listenFD` (which it
     /// now owns); call `start` to run it.
@@ -74,6 +83,15 @@ final class AdminAcceptor: @unchecked Sendable {
         }
     }
 
+    /// Accepts no more connections, leaving them to the other process that listens on the
+    /// same socket (a handoff's successor); those accepted already are served. Any thread.
+    func stopAcceptingForHandoff() {
+        acceptingStopped.store(true, ordering: .relaxed)
+        _ = sg_epoll_ctl(epollFD, 2, listenFD, 0)
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
     /// Starts the acceptor thread.
     func start() throws(HTTPServerError) {
         var handle = pthread_t()
@@ -93,6 +111,7 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Stops accepting, closes every connection not yet handed to MHD and
     /// the listening socket, and waits for the thread. Call once.
     func stop() {
+        stopRequested.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
         if let thread { pthread_join(thread, nil) }
@@ -132,7 +151,11 @@ final class AdminAcceptor: @unchecked Sendable {
                 let fd = Int32(truncatingIfNeeded: tags[index])
                 let tagged = UInt32(truncatingIfNeeded: tags[index] >> 32)
                 switch fd {
-                case wakeFD where tagged == 0: return
+                case wakeFD where tagged == 0:
+                    // A handoff's wake-up only says "stop accepting"; `stop` says stop.
+                    guard !stopRequested.load(ordering: .relaxed) else { return }
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
                 case listenFD where tagged == 0: acceptAll()
                 default:
                     // An event for a connection closed earlier in this batch
@@ -142,6 +165,7 @@ final class AdminAcceptor: @unchecked Sendable {
                 }
             }
             expire(now: .now)
+            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .relaxed)
         }
     }
 
@@ -156,7 +180,7 @@ final class AdminAcceptor: @unchecked Sendable {
     }
 
     private func acceptAll() {
-        for _ in 0..<64 {
+        for _ in 0..<64 where !acceptingStopped.load(ordering: .relaxed) {
             var address = sockaddr_storage()
             var length = socklen_t(0)
             let fd = sg_accept(listenFD, &address, &length)

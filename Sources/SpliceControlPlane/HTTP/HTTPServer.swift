@@ -158,6 +158,19 @@ public final class HTTPServer: Sendable {
         }
     }
 
+    /// Stops accepting admin connections, leaving the listening socket to a successor process
+    /// that shares it (a handoff), and waits (at most `timeout`) until every connection
+    /// accepted already has been answered and closed, so that none is cut by this process's exit.
+    public func stopAcceptingAndDrain(timeout: Duration) {
+        acceptor.stopAcceptingForHandoff()
+        let deadline = ContinuousClock.now + timeout
+        while acceptor.pendingCount.load(ordering: .relaxed) + context.gauge.count
+                + context.liveRequests.load(ordering: .relaxed) > 0,
+              ContinuousClock.now < deadline {
+            usleep(5000)
+        }
+    }
+
     /// Responses in flight that outlive their request's handler: event streams, captures,
     /// answers waiting on the data plane (a handoff does not move them yet).
     public var parkedResponses: Int { context.liveParked }

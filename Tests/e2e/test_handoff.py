@@ -436,6 +436,9 @@ def test_session_still_dialing_refuses_after_waiting(start_gateway, tmp_path):
             upstream.open()
             assert recv_exactly(client, 5) == b"early"
             assert roundtrip(client, b"later") == b"later"
+            # The listeners paused for the wait accept again.
+            with connect(listener["listen"]) as late:
+                assert roundtrip(late, b"late") == b"late"
         old.assert_alive()
     finally:
         upstream.close()

@@ -100,12 +100,16 @@ struct Runtime {
             alone?.rename(name, adminURL: advertise)
             // The predecessor closes the connection once it has let go (and removed its socket,
             // which may be at the path this process is to bind).
-            predecessor?.waitForPredecessor(milliseconds: 10_000)
+            predecessor?.waitForPredecessor(milliseconds: 30_000)
             if let path = settings.handoffSocket {
                 do {
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger) {
                         signals.post(SignalWaiter.handedOff)
                     }
+                } catch where predecessor != nil {
+                    // The sessions are ours already: better no next handoff than none of them.
+                    logger.error("--handoff-socket: cannot listen; no successor can take over from this process",
+                                 metadata: ["reason": "\(error)"])
                 } catch {
                     server.stop()
                     throw StartupError("--handoff-socket: \(error)")

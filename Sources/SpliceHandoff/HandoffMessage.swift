@@ -3,22 +3,26 @@ import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
 
-/// The handoff protocol, version 1 (issue 15, first slice).
+/// The handoff protocol, version 2 (issue 15; version 1 carried plain sessions only and is
+/// refused now).
 ///
 /// Over the predecessor's `--handoff-socket` (a Unix stream socket, mode 0600), in frames
 /// (`HandoffFrame`):
 ///
 /// 1. successor → `hello` {version, pid}
 /// 2. predecessor → `refused` {reason} and closes, when the version differs or something
-///    cannot move yet (a hop, a split, a capture, a session still dialing or half-closed,
-///    an admin response in flight); it then serves on as before. Otherwise it stops
+///    cannot move yet (an exec hop, a hop being spliced or removed, a split, a capture, a
+///    session still dialing or half-closed, an admin response in flight); it then serves on as before. Otherwise it stops
 ///    accepting and reading, and sends:
 /// 3. `admin` (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
 ///    registered mediator, one `listener` {id, spec, created_at_us, total_sessions,
 ///    upstream_failures, rejected_sessions} (1 descriptor) per listener, one `session`
 ///    {id, listener, client, server, opened_at_us, bytes_to_server, bytes_to_client,
-///    client_pending, server_pending} (2 descriptors: client, server; the payload is the
-///    bytes queued for the client then those queued for the server) per session, and
+///    client_pending, server_pending, hops, offsets} per session: `hops` in stack order,
+///    each {id, mediator, target, request, legs: [{direction, spliced_at, fed, emitted,
+///    pending}]}, `offsets` each direction's link offsets; descriptors client, server,
+///    then one per hop leg in that order; the payload the bytes queued for the client, for
+///    the server, then for each leg in that order. Then
 ///    `end` {next_session, next_hop, next_split, next_listener, next_capture, sessions,
 ///    listeners, pid}.
 /// 4. successor → `ack` {sessions, listeners} once it holds everything (it reads, writes
@@ -29,7 +33,7 @@ import SpliceDataPlane
 /// A new version is a new number: a predecessor refuses a `hello` it does not speak.
 public enum HandoffProtocol {
     /// The version this build speaks.
-    public static let version: Int64 = 1
+    public static let version: Int64 = 2
 }
 
 /// One message of the protocol.
@@ -75,9 +79,11 @@ public enum HandoffMessage: Sendable {
                 "bytes_to_client": .int(Int64(bitPattern: state.bytes.serverToClient)),
                 "client_pending": .int(Int64(state.clientPending.count)),
                 "server_pending": .int(Int64(state.serverPending.count)),
+                "hops": .array(state.hops.map(\.json)), "offsets": HandoffHopState.json(offsets: state.linkOffsets),
             ]
-            return HandoffFrame(type: "session", fields, payload: state.clientPending + state.serverPending,
-                                fds: [session.clientFD, session.serverFD])
+            return HandoffFrame(type: "session", fields,
+                                payload: state.legs.reduce(state.clientPending + state.serverPending) { $0 + $1.pending },
+                                fds: session.fds)
         case .end(let counters, let sessions, let listeners, let pid):
             let fields: KeyValuePairs<String, JSON> = [
                 "next_session": .int(Int64(bitPattern: counters.nextSession)),
@@ -130,8 +136,19 @@ public enum HandoffMessage: Sendable {
         case "session":
             let clientPending = Int(try fields.count("client_pending"))
             let serverPending = Int(try fields.count("server_pending"))
-            guard clientPending + serverPending == frame.payload.count else {
-                throw HandoffError("session: pending counts \(clientPending) + \(serverPending) differ from the payload's \(frame.payload.count) bytes")
+            var hops = try HandoffHopState.hops(try fields.value("hops"))
+            let legPending = hops.flatMap(\.legs).map(\.pending.count)
+            guard clientPending + serverPending + legPending.reduce(0, +) == frame.payload.count else {
+                throw HandoffError("session: pending counts \(clientPending) + \(serverPending) + \(legPending) differ from the payload's \(frame.payload.count) bytes")
+            }
+            // The legs' queued bytes follow the endpoints', in leg order.
+            var at = clientPending + serverPending
+            for hop in hops.indices {
+                for leg in hops[hop].legs.indices {
+                    let count = hops[hop].legs[leg].pending.count
+                    hops[hop].legs[leg].pending = Array(frame.payload[at..<(at + count)])
+                    at += count
+                }
             }
             guard let id = SessionID(try fields.string("id")) else { throw HandoffError("session: bad id") }
             let state = HandoffSessionState(
@@ -140,8 +157,14 @@ public enum HandoffMessage: Sendable {
                 bytes: ByteCounts(clientToServer: try fields.count("bytes_to_server"),
                                   serverToClient: try fields.count("bytes_to_client")),
                 clientPending: Array(frame.payload[0..<clientPending]),
-                serverPending: Array(frame.payload[clientPending...]))
-            self = .session(HandoffSession(state: state, clientFD: try fields.fd(0), serverFD: try fields.fd(1)))
+                serverPending: Array(frame.payload[clientPending..<(clientPending + serverPending)]),
+                hops: hops, linkOffsets: try HandoffHopState.offsets(try fields.value("offsets")))
+            let legs = state.legs.count
+            guard frame.fds.count == 2 + legs else {
+                throw HandoffError("session: \(frame.fds.count) descriptors for 2 endpoints and \(legs) mediator legs")
+            }
+            self = .session(HandoffSession(state: state, clientFD: try fields.fd(0), serverFD: try fields.fd(1),
+                                           legFDs: Array(frame.fds[2...])))
         case "end":
             self = .end(HandoffCounters(
                 nextSession: try fields.count("next_session"), nextHop: try fields.count("next_hop"),

@@ -115,7 +115,9 @@ public final class HandoffServer: Sendable {
             logger.warning("handoff: no valid hello from the successor", metadata: ["reason": "\(error)"])
             return false
         }
-        if let reason = adminBlocker() ?? gateway.handoffBlocker() {
+        // The data plane's reason first: a removal in flight also holds its DELETE's answer,
+        // and what to wait for is the removal.
+        if let reason = gateway.handoffBlocker() ?? adminBlocker() {
             refuse(channel, reason, successor: successor)
             return false
         }

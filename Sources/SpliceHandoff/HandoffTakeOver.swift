@@ -91,7 +91,7 @@ public final class HandoffTakeOver {
     }
 
     private func closeReceived() {
-        var fds = listeners.map(\.fd) + sessions.flatMap { [$0.clientFD, $0.serverFD] }
+        var fds = listeners.map(\.fd) + sessions.flatMap(\.fds)
         if adminFD >= 0 { fds.append(adminFD) }
         fds.forEach { close($0) }
         adminFD = -1

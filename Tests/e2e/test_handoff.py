@@ -1,5 +1,6 @@
-"""Handing live sessions to a new process (issue 15, first slice): `--handoff-socket` on the
-running gateway, `--take-over` on the new one.
+"""Handing live sessions to a new process (issue 15): `--handoff-socket` on the running
+gateway, `--take-over` on the new one. Plain sessions and sessions with TCP-mediator hops
+move; splits, exec hops, captures and half-closed sessions refuse.
 
 Everything is real: gateway processes, TCP clients streaming known bytes both ways through
 them to an upstream that hashes what it receives, the Unix handoff socket, a successor
@@ -27,7 +28,7 @@ import requests
 
 from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
 from test_early_events import SlowUpstream, relay_fds
-from test_mediation_http import splice
+from test_mediation_http import remove, splice
 
 DEADLINE_S = 30.0
 HEADER = struct.Struct(">Q")
@@ -301,16 +302,18 @@ def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-    mediator = StreamServer(lambda conn: _echo(conn))
+    recipient = StreamServer(lambda conn: _echo(conn))
     try:
         with connect(listener["listen"]) as plain, connect(listener["listen"]) as mediated:
             for index, sock in enumerate((plain, mediated)):
                 assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
             hopped = session_of(old, mediated)["id"]
-            splice(old, hopped, address=mediator.address, direction="both")
+            answer = old.post(f"/api/v1/sessions/{hopped}/splits", json={"address": recipient.address,
+                                                                         "direction": "both"})
+            assert answer.status_code == 201, answer.text
             refused = start_gateway("--take-over", path, wait=False)
             assert refused.proc.wait(timeout=DEADLINE_S) == 2
-            expected = f"session {hopped} has a hop; handing off mediated sessions is not supported yet"
+            expected = f"session {hopped} has a split; handing off split sessions is not supported yet"
             assert expected in refused.stderr_text()
             wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
             old.assert_alive()
@@ -322,7 +325,7 @@ def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
             assert old.delete(f"/api/v1/sessions/{hopped}").status_code in (200, 204)
             assert os.path.exists(path)
     finally:
-        mediator.close()
+        recipient.close()
 
 
 def _echo(conn: socket.socket) -> None:
@@ -344,7 +347,9 @@ def _read_frame(sock: socket.socket) -> dict:
     return header
 
 
-def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path):
+@pytest.mark.parametrize("version", [1, 99])
+def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path, version):
+    """Version 1 (plain sessions only) and unknown versions are refused; nothing stops."""
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
@@ -353,12 +358,13 @@ def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as successor:
             successor.settimeout(DEADLINE_S)
             successor.connect(path)
-            successor.sendall(_frame({"type": "hello", "fds": 0, "version": 99, "pid": os.getpid()}))
+            successor.sendall(_frame({"type": "hello", "fds": 0, "version": version, "pid": os.getpid()}))
             answer = _read_frame(successor)
             assert answer["type"] == "refused", answer
-            assert "handoff protocol version 99 is not supported; this gateway speaks version 1" in answer["reason"]
+            expected = f"handoff protocol version {version} is not supported; this gateway speaks version 2"
+            assert expected in answer["reason"]
             assert successor.recv(1) == b""
-        wait_until(lambda: "version 99 is not supported" in old.stderr_text(), message="the refusal logged")
+        wait_until(lambda: f"version {version} is not supported" in old.stderr_text(), message="the refusal logged")
         assert roundtrip(client, b"after") == b"after"
         old.assert_alive()
 
@@ -481,3 +487,133 @@ def test_admin_answers_throughout_handoff(start_gateway, upstream, tmp_path):
         fleet.close()
     failed = [answer for answer in answers if answer != 200]
     assert not failed, f"{len(failed)} of {len(answers)} admin requests failed: {failed[:5]}"
+
+
+def _hops(gateway) -> dict[str, list[dict]]:
+    """Each session's hops by client address, without the byte counters."""
+    return {s["client"]: [{k: v for k, v in hop.items() if k != "bytes"} for hop in s["mediators"]]
+            for s in gateway.sessions()}
+
+
+def _hop_bytes(gateway) -> dict[str, dict]:
+    """Each hop's byte counters by hop id."""
+    return {hop["id"]: hop["bytes"] for s in gateway.sessions() for hop in s["mediators"]}
+
+
+def test_handoff_moves_mediated_sessions_twice(start_gateway, upstream, tmp_path):
+    """Sessions with TCP-mediator hops (registered and ad hoc, one way and both, two stacked)
+    move twice while they stream; hop ids, positions and offsets stay, counters go on, the
+    mediators' use counts follow, a removal works on the new process, and every byte arrives
+    exactly once at both ends."""
+    first_path, second_path = socket_path(tmp_path, "h1.sock"), socket_path(tmp_path, "h2.sock")
+    old = start_gateway("--handoff-socket", first_path, "--event-loops", "2")
+    mediator = StreamServer(lambda conn: _echo(conn))
+    registered = old.post("/api/v1/mediators", json={"name": "ident", "kind": "tcp", "address": mediator.address})
+    assert registered.status_code == 201, registered.text
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
+    count = 12
+    fleet = Fleet(listener["listen"], count)
+    try:
+        fleet.wait_progress(32 * 1024)
+        ids = {s["client"]: s["id"] for s in old.sessions()}
+        by_index = sorted(ids.values(), key=lambda sid: int(sid[1:]))
+        legs = 0
+        for index, sid in enumerate(by_index):
+            if index < 4:
+                splice(old, sid, mediator="ident", direction="both")
+                legs += 2
+            elif index < 6:
+                splice(old, sid, address=mediator.address, direction="client_to_server", on_failure="bypass")
+                legs += 1
+            elif index < 8:
+                splice(old, sid, mediator="ident", direction="both")
+                splice(old, sid, address=mediator.address, direction="server_to_client", position=0)
+                legs += 3
+        fleet.wait_progress(64 * 1024)
+        hops = _hops(old)
+        assert sum(len(h) for h in hops.values()) == 10
+        before = _hop_bytes(old)
+        assert old.get("/api/v1/mediators/ident").json()["in_use"] == 6
+
+        new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
+        fleet.wait_progress(128 * 1024)
+        assert {s["client"]: s["id"] for s in new.sessions()} == ids
+        assert _hops(new) == hops
+        after = _hop_bytes(new)
+        for hop, counters in before.items():
+            for direction, figures in counters.items():
+                assert after[hop][direction]["in"] >= figures["in"] + 64 * 1024, (hop, counters, after[hop])
+                assert after[hop][direction]["out"] >= figures["out"], (hop, counters, after[hop])
+        assert new.get("/api/v1/mediators/ident").json()["in_use"] == 6
+        # Exactly the descriptors its sessions need beyond an idle gateway's: two per session,
+        # one per mediator leg.
+        wait_until(lambda: len(relay_fds(new)) == len(baseline) + 2 * count + legs, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + 2 x {count} + {legs} descriptors (now {len(relay_fds(new))})")
+
+        # Hop ids continue, and a removal works on the moved hop.
+        hopped = by_index[0]
+        late = splice(new, by_index[8], mediator="ident", direction="client_to_server")
+        assert int(late["id"][1:]) > max(int(h["id"][1:]) for hs in hops.values() for h in hs)
+        third = take_over(start_gateway, new, second_path)
+        fleet.wait_progress(128 * 1024)
+        assert {s["client"]: s["id"] for s in third.sessions()} == ids
+        moved = next(h for hs in _hops(third).values() for h in hs if h["id"] == late["id"])
+        assert moved["spliced_at"] == late["spliced_at"]
+        first_hop = hops[next(c for c, sid in ids.items() if sid == hopped)][0]
+        report = remove(third, hopped, first_hop["id"])
+        assert set(report["removed_at"]) == {"client_to_server", "server_to_client"}
+        for direction, offset in report["removed_at"].items():
+            assert offset >= first_hop["spliced_at"][direction] + 128 * 1024, report
+        fleet.wait_progress(64 * 1024)
+        assert next(s for s in third.sessions() if s["id"] == hopped)["mediators"] == []
+        assert third.get("/api/v1/mediators/ident").json()["in_use"] == 6
+        fleet.finish(upstream)
+        wait_until(lambda: third.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+        assert third.get("/api/v1/mediators/ident").json()["in_use"] == 0
+    finally:
+        fleet.close()
+        mediator.close()
+
+
+def test_hop_being_removed_refuses_handoff(start_gateway, upstream, tmp_path):
+    """A removal in flight (the mediator has not drained yet) refuses, saying why; the
+    removal then finishes in the old process."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    release = threading.Event()
+
+    def lingering_echo(conn: socket.socket) -> None:
+        # Echoes, and holds its output open after the gateway's EOF until released.
+        while data := conn.recv(65536):
+            conn.sendall(data)
+        release.wait(DEADLINE_S)
+        conn.shutdown(socket.SHUT_WR)
+
+    mediator = StreamServer(lingering_echo)
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    try:
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(1) + b"one") == HEADER.pack(1) + b"one"
+            sid = session_of(old, client)["id"]
+            hop = splice(old, sid, address=mediator.address, direction="client_to_server",
+                         drain_timeout_ms=60000)
+            assert roundtrip(client, b"two") == b"two"
+            removal: list[requests.Response] = []
+            remover = threading.Thread(target=lambda: removal.append(
+                old.delete(f"/api/v1/sessions/{sid}/mediators/{hop['id']}", timeout=DEADLINE_S)), daemon=True)
+            remover.start()
+            wait_until(lambda: session_of(old, client)["mediators"][0]["state"] == "draining",
+                       message="the hop to drain")
+            refused = start_gateway("--take-over", path, wait=False)
+            assert refused.proc.wait(timeout=DEADLINE_S) == 2
+            expected = f"session {sid} has a reconfiguration under way (a hop being spliced or removed)"
+            assert expected in refused.stderr_text(), refused.output()
+            release.set()
+            remover.join(timeout=DEADLINE_S)
+            assert removal and removal[0].status_code == 200, removal
+            assert roundtrip(client, b"three") == b"three"
+            old.assert_alive()
+    finally:
+        release.set()
+        mediator.close()

@@ -10,15 +10,15 @@ public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// The data plane's side of a handoff (issue 15, first slice). The predecessor checks
+/// The data plane's side of a handoff (issue 15). The predecessor checks
 /// (`handoffBlocker`), freezes (`freezeForHandoff`) and then either lets go
 /// (`relinquishAfterHandoff`) or resumes (`resumeAfterHandoff`); the successor adopts
 /// (`adoptHandoff`). Blocking calls: for the handoff's own thread, never an event loop.
 ///
 /// What moves: listeners (their sockets, ids, specs and figures), registered mediators,
-/// the id sources, and plain sessions (client and server connected, no hop, split or
-/// capture, neither side half-closed). Anything else refuses the handoff before anything
-/// is stopped (`Session.handoffBlocker`).
+/// the id sources, and sessions with client and server connected and any TCP-mediator hops
+/// (no exec hop, split or capture, nothing half-closed, no reconfiguration under way).
+/// Anything else refuses the handoff before anything is stopped (`Session.handoffBlocker`).
 extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
     public var handoffUnderway: Bool { handoffHold.withLock { $0 != nil } }
@@ -72,10 +72,12 @@ extension Gateway {
         let freezes = records.map { record in
             record.withSession { session -> EventLoopFuture<FreezeOutcome> in
                 if let frozen = session.freezeForHandoff() {
-                    guard let clientFD = frozen.client.handoffDescriptor, let serverFD = frozen.server.handoffDescriptor
+                    let fds = frozen.sockets.compactMap(\.handoffDescriptor)
+                    guard fds.count == frozen.sockets.count, fds.count >= 2
                     else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }
                     return session.eventLoop.makeSucceededFuture(
-                        .frozen(HandoffSession(state: frozen.state, clientFD: clientFD, serverFD: serverFD)))
+                        .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
+                                               legFDs: Array(fds[2...]))))
                 }
                 return session.eventLoop.makeSucceededFuture(session.handoffBlocker().map { .blocked($0) } ?? .gone)
             }.recover { _ in .gone }
@@ -161,19 +163,17 @@ extension Gateway {
         }
         let adoptions = sessions.map { handed -> EventLoopFuture<Adoption> in
             guard let listener = listenerTable.withLock({ $0[handed.state.listener] }) else {
-                close(handed.clientFD)
-                close(handed.serverFD)
+                handed.fds.forEach { close($0) }
                 return group.any().makeSucceededFuture(.failed("session \(handed.state.id): its listener did not come over"))
             }
             let loop = group.nextLoop()
             return loop.submit { () -> Adoption in
-                let client = RelaySocket(tcp: handed.clientFD, loop: loop)
-                let server = RelaySocket(tcp: handed.serverFD, loop: loop)
-                guard let client, let server else {
-                    // Quietly: the predecessor still serves the connection (a reset's
+                let sockets = handed.fds.map { RelaySocket(tcp: $0, loop: loop) }
+                let polled = sockets.compactMap { $0 }
+                guard polled.count == sockets.count, polled.count == 2 + handed.state.legs.count else {
+                    // Quietly: the predecessor still serves the connections (a reset's
                     // SO_LINGER would stay on the shared socket).
-                    client?.relinquish()
-                    server?.relinquish()
+                    polled.forEach { $0.relinquish() }
                     return .failed("session \(handed.state.id): its sockets could not be polled")
                 }
                 let state = handed.state
@@ -182,7 +182,13 @@ extension Gateway {
                                            delivered: state.bytes)
                 let session = Session(record: record, context: listener.context, loop: loop)
                 record.attach(session)
-                session.adopt(client: client, server: server, state: state)
+                do throws(APIError) {
+                    try session.adopt(client: polled[0], server: polled[1], legs: Array(polled[2...]), state: state)
+                } catch {
+                    record.release()
+                    polled.forEach { $0.relinquish() }
+                    return .failed("session \(state.id): \(error.detail)")
+                }
                 if let idle = listener.spec.idleTimeoutMs {
                     IdleWatch.start(session, timeout: .milliseconds(Int64(idle)))
                 }

@@ -1,9 +1,9 @@
 import SpliceCore
 import SpliceIO
 
-/// A session's part in a handoff (issue 15, first slice): only plain sessions move, frozen
-/// on their loop while their sockets travel, then let go of (acknowledged) or thawed (the
-/// successor failed); the successor adopts them.
+/// A session's part in a handoff (issue 15): plain sessions and those with TCP-mediator
+/// hops move (protocol version 2), frozen on their loop while their sockets travel, then
+/// let go of (acknowledged) or thawed (the successor failed); the successor adopts them.
 extension Session {
     /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
     /// With `allowDialing`, a session still dialing its server passes (it is waited for
@@ -15,20 +15,45 @@ extension Session {
         case .ended: return nil  // on its way out: nothing to move
         case .open: break
         }
-        if !hops.isEmpty { return "session \(id) has a hop; handing off mediated sessions is not supported yet" }
         if !splits.isEmpty { return "session \(id) has a split; handing off split sessions is not supported yet" }
         if capture != nil { return "session \(id) is being captured; handing off a live capture is not supported yet" }
         if !machine.readsEnabled { return "session \(id) is still applying its listener's templates" }
-        if !machine.reconfiguring.isEmpty { return "session \(id) has a reconfiguration under way" }
-        if machine.halfClosed || client?.eofReceived == true || server?.eofReceived == true
-            || client?.outputClosing == true || server?.outputClosing == true {
+        if !machine.reconfiguring.isEmpty {
+            return "session \(id) has a reconfiguration under way (a hop being spliced or removed); "
+                + "it can be handed off once that finishes"
+        }
+        if machine.halfClosed || allPorts.contains(where: { $0.eofReceived || $0.outputClosing }) {
             return "session \(id) is half-closed; handing off half-closed sessions is not supported yet"
         }
-        if (client?.skip ?? 0) > 0 || (server?.skip ?? 0) > 0 || allPaths.contains(where: { $0.links.count != 1 }) {
-            return "session \(id) is not a direct client-server session"
-        }
-        guard client?.socket is RelaySocket, server?.socket is RelaySocket else {
+        if let reason = hopsBlocker() { return reason }
+        guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptor != nil }) else {
             return "session \(id) has a connection the handoff cannot pass on"
+        }
+        return nil
+    }
+
+    /// Why the hops keep the session from moving, or nil: only TCP mediators move, active,
+    /// with every link of the chain where it belongs and nothing held.
+    private func hopsBlocker() -> String? {
+        let id = record.id
+        for hop in hops {
+            if hop.state != .active || hop.removal != nil {
+                return "session \(id): hop \(hop.id) is being removed; it can be handed off once the removal finishes"
+            }
+            if hop.legs.values.contains(where: { $0.process != nil }) {
+                return "session \(id): hop \(hop.id) is an exec mediator; handing off exec mediators is not supported yet"
+            }
+        }
+        let legs = hops.reduce(0) { $0 + $1.legs.count }
+        if 2 + legs > Self.handoffMaxDescriptors {
+            return "session \(id) has \(legs) mediator legs; a handoff carries at most \(Self.handoffMaxDescriptors - 2)"
+        }
+        if (client?.skip ?? 0) > 0 || (server?.skip ?? 0) > 0 { return "session \(id) is not a direct client-server session" }
+        for path in allPaths {
+            let expected = 1 + hops.filter { $0.legs[path.direction] != nil }.count
+            if path.links.count != expected || path.links.contains(where: { $0.paused || !$0.held.isEmpty }) {
+                return "session \(id) has a \(path.direction.rawValue) chain under reconfiguration"
+            }
         }
         return nil
     }
@@ -36,26 +61,45 @@ extension Session {
     /// Whether the session is still dialing its server.
     var isDialing: Bool { machine.phase == .connecting }
 
-    /// Freezes the session and returns its state, the two sockets suspended (not polled,
-    /// queued output kept); nil, and nothing changed, if it cannot move (`handoffBlocker`).
-    func freezeForHandoff() -> (state: HandoffSessionState, client: RelaySocket, server: RelaySocket)? {
-        guard handoffBlocker() == nil, case .open = machine.phase,
-              let clientSocket = client?.socket as? RelaySocket, let serverSocket = server?.socket as? RelaySocket,
-              clientSocket.handoffDescriptor != nil, serverSocket.handoffDescriptor != nil else { return nil }
+    /// Descriptors one session may take in a handoff frame (client, server, hop legs).
+    static let handoffMaxDescriptors = 16
+
+    /// Freezes the session and returns its state and sockets (client, server, then each hop
+    /// leg in `HandoffSessionState.legs` order), every socket suspended (not polled, queued
+    /// output kept); nil, and nothing changed, if it cannot move (`handoffBlocker`).
+    func freezeForHandoff() -> (state: HandoffSessionState, sockets: [RelaySocket])? {
+        guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
+        let legs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
+        let ports = [client, server] + legs.map(\.port)
+        let sockets = ports.compactMap { $0.socket as? RelaySocket }
+        guard sockets.count == ports.count else { return nil }
         handoffFrozen = true
-        guard let toClient = clientSocket.suspendForHandoff() else {
-            handoffFrozen = false
-            return nil
+        var queued: [[UInt8]] = []
+        for socket in sockets {
+            guard let bytes = socket.suspendForHandoff() else {
+                sockets.prefix(queued.count).forEach { $0.resumeAfterHandoff() }
+                handoffFrozen = false
+                return nil
+            }
+            queued.append(bytes)
         }
-        guard let toServer = serverSocket.suspendForHandoff() else {
-            clientSocket.resumeAfterHandoff()
-            handoffFrozen = false
-            return nil
+        var legIndex = 2
+        let handedHops = hops.map { hop in
+            HandoffHopState(id: hop.id, mediator: hop.mediator, target: hop.target, request: hop.request,
+                            legs: Direction.allCases.compactMap { direction in
+                guard let leg = hop.legs[direction] else { return nil }
+                defer { legIndex += 1 }
+                return HandoffHopLegState(direction: direction, splicedAt: leg.stats.splicedAt, fed: leg.stats.fed.value,
+                                          emitted: leg.stats.emitted.value, pending: queued[legIndex])
+            })
         }
+        var offsets: [Direction: [UInt64]] = [:]
+        for path in allPaths { offsets[path.direction] = path.links.map(\.offset) }
         let state = HandoffSessionState(
             id: record.id, listener: record.listener, client: record.client, server: serverAddress,
-            openedAt: record.openedAt, bytes: record.bytes, clientPending: toClient, serverPending: toServer)
-        return (state, clientSocket, serverSocket)
+            openedAt: record.openedAt, bytes: record.bytes, clientPending: queued[0], serverPending: queued[1],
+            hops: handedHops, linkOffsets: offsets)
+        return (state, sockets)
     }
 
     /// Reads and writes again: in the predecessor after the successor failed (the sockets are
@@ -64,12 +108,12 @@ extension Session {
     func thawAfterHandoff() {
         guard handoffFrozen else { return }
         handoffFrozen = false
-        if let queued = handoffQueued {
-            handoffQueued = nil
-            queued.toServer.withUnsafeBytes { server?.socket.write($0) }
-            queued.toClient.withUnsafeBytes { client?.socket.write($0) }
+        let queued = handoffQueued
+        handoffQueued = []
+        for (port, bytes) in queued {
+            bytes.withUnsafeBytes { port.socket.write($0) }
         }
-        for port in [client, server].compactMap({ $0 }) {
+        for port in allPorts {
             guard let socket = port.socket as? RelaySocket else { continue }
             socket.resumeAfterHandoff()
             socket.resumeRead()
@@ -81,9 +125,11 @@ extension Session {
     func relinquishAfterHandoff() {
         guard handoffFrozen, !ending else { return }
         _ = machine.end(.shutdown)
-        for port in [client, server].compactMap({ $0 }) {
+        for port in allPorts {
             (port.socket as? RelaySocket)?.relinquish()
         }
+        // The mediators' uses go with the hops (the successor counts them).
+        hops.forEach { $0.lease?.release() }
         allPaths.forEach { $0.detachAll() }
         for port in allPorts { port.session = nil }
         registry.remove(record.id)
@@ -93,30 +139,67 @@ extension Session {
     }
 
     /// Takes over a session a predecessor handed on, frozen until the handoff is acknowledged
-    /// (`thawAfterHandoff`): both sockets connected and polled, the counters going on from
-    /// the record's, the bytes it had queued kept to be written first. Runs on the loop.
-    func adopt(client clientSocket: RelaySocket, server serverSocket: RelaySocket, state: HandoffSessionState) {
+    /// (`thawAfterHandoff`): every socket connected and polled, hops spliced back in stack
+    /// order with their leases, the counters and link offsets going on from the handed ones,
+    /// the bytes it had queued kept to be written first. Runs on the loop. Throws, with
+    /// nothing wired, if a hop's mediator is not registered here.
+    func adopt(client clientSocket: RelaySocket, server serverSocket: RelaySocket, legs legSockets: [RelaySocket],
+               state: HandoffSessionState) throws(APIError) {
+        var leases: [MediatorLease?] = []
+        for hop in state.hops {
+            do {
+                leases.append(try hop.mediator.map { name throws(APIError) in
+                    try mediators.resolve(.registered(name), allowAdHoc: true).1
+                } ?? nil)
+            } catch {
+                leases.forEach { $0?.release() }
+                throw error
+            }
+        }
         let client = Port(role: .client, socket: clientSocket, session: self, written: record.toClient,
-                          read: ByteCounter(state.bytes.clientToServer))
+                          read: ByteCounter(state.linkOffsets[.clientToServer]?.first ?? state.bytes.clientToServer))
         let server = Port(role: .server, socket: serverSocket, session: self, written: record.toServer,
-                          read: ByteCounter(state.bytes.serverToClient))
+                          read: ByteCounter(state.linkOffsets[.serverToClient]?.first ?? state.bytes.serverToClient))
         adoptPorts(client: client, server: server)
         machine.adopted()
+        var queued: [(Port, [UInt8])] = [(client, state.clientPending), (server, state.serverPending)]
+        var sockets = legSockets.makeIterator()
+        for (handed, lease) in zip(state.hops, leases) {
+            let hop = Hop(id: handed.id, mediator: handed.mediator, target: handed.target, request: handed.request,
+                          lease: lease)
+            let position = hops.count
+            hops.append(hop)
+            for handedLeg in handed.legs {
+                guard let socket = sockets.next() else { break }
+                let direction = handedLeg.direction
+                // As a splice appends: past the hops below going out, before them coming back.
+                let before = direction == .clientToServer ? hops[..<position].filter { $0.covers(direction) }.count : 0
+                let stats = HopLegCounters(splicedAt: handedLeg.splicedAt, fed: handedLeg.fed, emitted: handedLeg.emitted)
+                let port = Port(role: .hop(hop.id, direction), socket: socket, session: self,
+                                written: stats.fed, read: stats.emitted)
+                path(direction).splice(port, atLink: before)
+                hop.legs[direction] = HopLeg(direction: direction, port: port, process: nil, stats: stats)
+                queued.append((port, handedLeg.pending))
+            }
+        }
         // Offsets go on counting the same streams (splices report positions in them).
-        let toServer = path(.clientToServer).links[0]
-        toServer.offset = state.bytes.clientToServer
-        let toClient = path(.serverToClient).links[0]
-        toClient.offset = state.bytes.serverToClient
+        for path in allPaths {
+            guard let offsets = state.linkOffsets[path.direction], offsets.count == path.links.count else {
+                path.links[0].offset = path.direction == .clientToServer ? state.bytes.clientToServer
+                    : state.bytes.serverToClient
+                continue
+            }
+            zip(path.links, offsets).forEach { $0.offset = $1 }
+        }
         // Already counted as delivered by the predecessor: written at the thaw, not counted again.
         handoffFrozen = true
-        if !state.clientPending.isEmpty || !state.serverPending.isEmpty {
-            handoffQueued = (state.clientPending, state.serverPending)
-        }
+        handoffQueued = queued.filter { !$0.1.isEmpty }
         registry.insert(record)
         context.stats.sessionAdopted()
         publish()
         logger.debug("session taken over", metadata: [
             "pending_to_client": "\(state.clientPending.count)", "pending_to_server": "\(state.serverPending.count)",
+            "hops": "\(state.hops.count)",
         ])
     }
 }

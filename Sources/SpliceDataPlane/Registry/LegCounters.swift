@@ -7,12 +7,15 @@ final class HopLegCounters: Sendable {
     /// Offset in the stream entering the hop where it was spliced.
     let splicedAt: UInt64
     /// Bytes written into the mediator.
-    let fed = ByteCounter()
+    let fed: ByteCounter
     /// Bytes read back from the mediator.
-    let emitted = ByteCounter()
+    let emitted: ByteCounter
 
-    init(splicedAt: UInt64) {
+    /// Counters from zero, or going on from a predecessor's (a handoff).
+    init(splicedAt: UInt64, fed: UInt64 = 0, emitted: UInt64 = 0) {
         self.splicedAt = splicedAt
+        self.fed = ByteCounter(fed)
+        self.emitted = ByteCounter(emitted)
     }
 
     /// The figures as of now.

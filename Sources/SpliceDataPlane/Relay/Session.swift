@@ -50,9 +50,9 @@ final class Session {
     /// Set while the session is being handed to a successor process: nothing is read, and
     /// its sockets are not polled (see Session+Handoff).
     var handoffFrozen = false
-    /// A session taken over from a predecessor: the bytes it had queued for each side,
-    /// written when the handoff is acknowledged.
-    var handoffQueued: (toClient: [UInt8], toServer: [UInt8])?
+    /// A session taken over from a predecessor: the bytes it had queued for each socket
+    /// (endpoints and mediator legs), written when the handoff is acknowledged.
+    var handoffQueued: [(port: Port, bytes: [UInt8])] = []
 
     /// Publishes the session's shape for the API: called once after every change to it.
     func publish() {

@@ -11,18 +11,21 @@ import SpliceDataPlane
 ///
 /// 1. successor → `hello` {version, pid}
 /// 2. predecessor → `refused` {reason} and closes, when the version differs or something
-///    cannot move yet (an exec hop, a hop being spliced or removed, a split, a capture, a
-///    session still dialing or half-closed, an admin response in flight); it then serves on as before. Otherwise it stops
+///    cannot move yet (an exec hop, a hop being spliced or removed, a capture, a session
+///    still dialing or half-closed, an admin response in flight); it then serves on as before. Otherwise it stops
 ///    accepting and reading, and sends:
 /// 3. `admin` (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
 ///    registered mediator, one `listener` {id, spec, created_at_us, total_sessions,
 ///    upstream_failures, rejected_sessions} (1 descriptor) per listener, one `session`
 ///    {id, listener, client, server, opened_at_us, bytes_to_server, bytes_to_client,
-///    client_pending, server_pending, hops, offsets} per session: `hops` in stack order,
-///    each {id, mediator, target, request, legs: [{direction, spliced_at, fed, emitted,
-///    pending}]}, `offsets` each direction's link offsets; descriptors client, server,
-///    then one per hop leg in that order; the payload the bytes queued for the client, for
-///    the server, then for each leg in that order. Then
+///    client_pending, server_pending, client_read, server_read, hops, splits, offsets} per
+///    session: `hops` in stack order, each {id, mediator, target, request, legs:
+///    [{direction, spliced_at, fed, emitted, pending}]}; `splits` in order, dropped ones
+///    too, each {id, request, state, reason, replica, legs: [{direction, from_offset, sent,
+///    discarded, unsent_at_drop, pending, backlog, backlog_start}]}; `offsets` each
+///    direction's link offsets. Descriptors: client, server, one per hop leg, one per leg
+///    of a split not dropped. Payload: the bytes queued for the client, for the server, for
+///    each hop leg, for each split leg, then each split leg's held replica output. Then
 ///    `end` {next_session, next_hop, next_split, next_listener, next_capture, sessions,
 ///    listeners, pid}.
 /// 4. successor → `ack` {sessions, listeners} once it holds everything (it reads, writes
@@ -79,10 +82,12 @@ public enum HandoffMessage: Sendable {
                 "bytes_to_client": .int(Int64(bitPattern: state.bytes.serverToClient)),
                 "client_pending": .int(Int64(state.clientPending.count)),
                 "server_pending": .int(Int64(state.serverPending.count)),
-                "hops": .array(state.hops.map(\.json)), "offsets": HandoffHopState.json(offsets: state.linkOffsets),
+                "client_read": .int(Int64(bitPattern: state.reads.clientToServer)),
+                "server_read": .int(Int64(bitPattern: state.reads.serverToClient)),
+                "hops": .array(state.hops.map(\.json)), "splits": .array(state.splits.map(\.json)),
+                "offsets": HandoffHopState.json(offsets: state.linkOffsets),
             ]
-            return HandoffFrame(type: "session", fields,
-                                payload: state.legs.reduce(state.clientPending + state.serverPending) { $0 + $1.pending },
+            return HandoffFrame(type: "session", fields, payload: state.clientPending + state.serverPending + state.legBytes,
                                 fds: session.fds)
         case .end(let counters, let sessions, let listeners, let pid):
             let fields: KeyValuePairs<String, JSON> = [
@@ -136,32 +141,28 @@ public enum HandoffMessage: Sendable {
         case "session":
             let clientPending = Int(try fields.count("client_pending"))
             let serverPending = Int(try fields.count("server_pending"))
-            var hops = try HandoffHopState.hops(try fields.value("hops"))
-            let legPending = hops.flatMap(\.legs).map(\.pending.count)
-            guard clientPending + serverPending + legPending.reduce(0, +) == frame.payload.count else {
-                throw HandoffError("session: pending counts \(clientPending) + \(serverPending) + \(legPending) differ from the payload's \(frame.payload.count) bytes")
-            }
-            // The legs' queued bytes follow the endpoints', in leg order.
-            var at = clientPending + serverPending
-            for hop in hops.indices {
-                for leg in hops[hop].legs.indices {
-                    let count = hops[hop].legs[leg].pending.count
-                    hops[hop].legs[leg].pending = Array(frame.payload[at..<(at + count)])
-                    at += count
-                }
+            guard clientPending + serverPending <= frame.payload.count else {
+                throw HandoffError("session: pending counts \(clientPending) + \(serverPending) exceed the payload's \(frame.payload.count) bytes")
             }
             guard let id = SessionID(try fields.string("id")) else { throw HandoffError("session: bad id") }
-            let state = HandoffSessionState(
+            var state = HandoffSessionState(
                 id: id, listener: try fields.listenerID("listener"), client: try fields.string("client"),
                 server: try fields.string("server"), openedAt: try fields.date("opened_at_us"),
                 bytes: ByteCounts(clientToServer: try fields.count("bytes_to_server"),
                                   serverToClient: try fields.count("bytes_to_client")),
                 clientPending: Array(frame.payload[0..<clientPending]),
                 serverPending: Array(frame.payload[clientPending..<(clientPending + serverPending)]),
-                hops: hops, linkOffsets: try HandoffHopState.offsets(try fields.value("offsets")))
-            let legs = state.legs.count
+                reads: ByteCounts(clientToServer: try fields.count("client_read"),
+                                  serverToClient: try fields.count("server_read")),
+                hops: try HandoffHopState.hops(try fields.value("hops")),
+                splits: try HandoffSplitState.splits(try fields.value("splits")),
+                linkOffsets: try HandoffHopState.offsets(try fields.value("offsets")))
+            guard state.fillLegBytes(from: frame.payload[(clientPending + serverPending)...]) else {
+                throw HandoffError("session: the legs' byte counts differ from the payload's \(frame.payload.count) bytes")
+            }
+            let legs = state.legs.count + state.liveSplitLegs.count
             guard frame.fds.count == 2 + legs else {
-                throw HandoffError("session: \(frame.fds.count) descriptors for 2 endpoints and \(legs) mediator legs")
+                throw HandoffError("session: \(frame.fds.count) descriptors for 2 endpoints and \(legs) legs")
             }
             self = .session(HandoffSession(state: state, clientFD: try fields.fd(0), serverFD: try fields.fd(1),
                                            legFDs: Array(frame.fds[2...])))

@@ -69,9 +69,10 @@ class Fleet:
 
     CHUNK = 4096
 
-    def __init__(self, address: str, count: int, window: int = 128 * 1024, slow: int = 0) -> None:
+    def __init__(self, address: str, count: int, window: int = 128 * 1024, slow: int = 0, base: int = 0) -> None:
         """The first `slow` clients have a tiny receive buffer and may be held (`hold`), so
-        that the gateway has bytes queued for them, and for the server behind them."""
+        that the gateway has bytes queued for them, and for the server behind them. Clients
+        are numbered from `base` (their first 8 bytes)."""
         self.window = window
         self.lock = threading.Lock()
         self.errors: list[str] = []
@@ -84,10 +85,10 @@ class Fleet:
             sock.settimeout(DEADLINE_S)
             sock.connect(split_address(address))
             sock.setblocking(False)
-            rng = random.Random(index)
+            rng = random.Random(base + index)
             self.clients.append({
-                "index": index, "sock": sock, "rng": rng, "outbox": bytearray(HEADER.pack(index)),
-                "unverified": bytearray(HEADER.pack(index)), "sent": 0, "received": 0,
+                "index": base + index, "sock": sock, "rng": rng, "outbox": bytearray(HEADER.pack(base + index)),
+                "unverified": bytearray(HEADER.pack(base + index)), "sent": 0, "received": 0,
                 "digest": hashlib.sha256(), "payload": 0, "eof": False,
                 "window": 12 * 1024 * 1024 if index < slow else window,
             })
@@ -175,8 +176,9 @@ class Fleet:
                    timeout=timeout, message=f"every client to get {at_least} more bytes back")
         assert not self.errors, self.errors[:5]
 
-    def finish(self, upstream: HashingEcho) -> None:
-        """Stops sending, waits for every echo, half-closes, and checks both ends' hashes."""
+    def finish(self, upstream: HashingEcho, indices: set[int] | None = None) -> None:
+        """Stops sending, waits for every echo, half-closes, and checks both ends' hashes
+        (the upstream's for these clients only, when given)."""
         self.sending = False
         wait_until(lambda: self.errors or all(not c["outbox"] and c["received"] == c["sent"] for c in self.clients),
                    timeout=DEADLINE_S, message="every echo back")
@@ -189,12 +191,18 @@ class Fleet:
             client["sock"].shutdown(socket.SHUT_WR)
             assert client["sock"].recv(1) == b"", f"client {client['index']}: bytes after the last echo"
             client["sock"].close()
-        wait_until(lambda: all(c["index"] in upstream.received for c in self.clients), timeout=DEADLINE_S,
-                   message="the upstream to see every client's EOF")
-        for client in self.clients:
-            digest, count = upstream.received[client["index"]]
-            assert count == client["payload"], f"client {client['index']}: upstream got {count} of {client['payload']} bytes"
-            assert digest == client["digest"].hexdigest(), f"client {client['index']}: upstream's SHA-256 differs"
+        self.check(upstream, indices)
+
+    def check(self, server: HashingEcho, indices: set[int] | None = None, what: str = "upstream") -> None:
+        """Waits for `server` (an upstream, a recipient) to see the EOF of these clients (all
+        by default), and checks it got each one's bytes exactly."""
+        clients = [c for c in self.clients if indices is None or c["index"] in indices]
+        wait_until(lambda: all(c["index"] in server.received for c in clients), timeout=DEADLINE_S,
+                   message=f"the {what} to see every client's EOF")
+        for client in clients:
+            digest, count = server.received[client["index"]]
+            assert count == client["payload"], f"client {client['index']}: {what} got {count} of {client['payload']} bytes"
+            assert digest == client["digest"].hexdigest(), f"client {client['index']}: {what}'s SHA-256 differs"
 
     def close(self) -> None:
         self.stop_flag = True
@@ -299,33 +307,33 @@ def test_handoff_moves_streaming_sessions_twice(start_gateway, upstream, tmp_pat
 
 
 def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
+    """A session with an exec-mediator hop does not move yet: refused before anything stops,
+    and everything serves on."""
     path = socket_path(tmp_path, "h.sock")
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}]}))
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2", "--config", str(config))
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-    recipient = StreamServer(lambda conn: _echo(conn))
-    try:
-        with connect(listener["listen"]) as plain, connect(listener["listen"]) as mediated:
-            for index, sock in enumerate((plain, mediated)):
-                assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
-            hopped = session_of(old, mediated)["id"]
-            answer = old.post(f"/api/v1/sessions/{hopped}/splits", json={"address": recipient.address,
-                                                                         "direction": "both"})
-            assert answer.status_code == 201, answer.text
-            refused = start_gateway("--take-over", path, wait=False)
-            assert refused.proc.wait(timeout=DEADLINE_S) == 2
-            expected = f"session {hopped} has a split; handing off split sessions is not supported yet"
-            assert expected in refused.stderr_text()
-            wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
-            old.assert_alive()
-            # Everything serves on: both sessions, the listener, the admin API's changes.
-            for sock in (plain, mediated):
-                assert roundtrip(sock, b"two") == b"two"
-            with connect(listener["listen"]) as late:
-                assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
-            assert old.delete(f"/api/v1/sessions/{hopped}").status_code in (200, 204)
-            assert os.path.exists(path)
-    finally:
-        recipient.close()
+    with connect(listener["listen"]) as plain, connect(listener["listen"]) as mediated:
+        for index, sock in enumerate((plain, mediated)):
+            assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
+        hopped = session_of(old, mediated)["id"]
+        hop = splice(old, hopped, mediator="cat", direction="both")
+        assert roundtrip(mediated, b"cat") == b"cat"
+        refused = start_gateway("--take-over", path, wait=False)
+        assert refused.proc.wait(timeout=DEADLINE_S) == 2
+        expected = (f"session {hopped}: hop {hop['id']} is an exec mediator; "
+                    "handing off exec mediators is not supported yet")
+        assert expected in refused.stderr_text(), refused.output()
+        wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
+        old.assert_alive()
+        # Everything serves on: both sessions, the listener, the admin API's changes.
+        for sock in (plain, mediated):
+            assert roundtrip(sock, b"two") == b"two"
+        with connect(listener["listen"]) as late:
+            assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
+        assert old.delete(f"/api/v1/sessions/{hopped}").status_code in (200, 204)
+        assert os.path.exists(path)
 
 
 def _echo(conn: socket.socket) -> None:
@@ -617,3 +625,139 @@ def test_hop_being_removed_refuses_handoff(start_gateway, upstream, tmp_path):
     finally:
         release.set()
         mediator.close()
+
+
+def _splits(gateway) -> dict[str, list[dict]]:
+    """Each session's splits by session id, without the byte counters."""
+    return {s["id"]: [{k: v for k, v in split.items() if k != "bytes"} for split in s["splits"]]
+            for s in gateway.sessions()}
+
+
+def _split_bytes(gateway) -> dict[str, dict]:
+    return {split["id"]: split["bytes"] for s in gateway.sessions() for split in s["splits"]}
+
+
+def _failover(gateway, session: str, split: str) -> dict:
+    answer = gateway.post(f"/api/v1/sessions/{session}/failover", json={"split": split})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_handoff_moves_split_sessions_twice(start_gateway, upstream, tmp_path):
+    """Sessions with splits move twice while they stream: recorders of both directions and
+    a failover replica (listener templates, from offset 0), a mediator hop beside them, and a
+    dropped split that stays listed. Split ids and counters go on; a failover asked of each
+    new process switches to the replica with no byte lost; every recorder, replica and
+    upstream gets each client's stream exactly."""
+    first_path, second_path = socket_path(tmp_path, "h1.sock"), socket_path(tmp_path, "h2.sock")
+    old = start_gateway("--handoff-socket", first_path, "--event-loops", "2")
+    recorders = {"c2s": HashingEcho(), "s2c": HashingEcho()}
+    replica = HashingEcho()
+    mediator = StreamServer(lambda conn: _echo(conn))
+    stalled = threading.Event()
+    # A recipient that never reads: its split is dropped once its buffer is full.
+    deaf = StreamServer(lambda conn: stalled.wait(DEADLINE_S))
+    recorded = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": recorders["c2s"].address, "direction": "client_to_server", "on_slow": "block"},
+        {"address": recorders["s2c"].address, "direction": "server_to_client", "on_slow": "block"},
+    ])
+    replicated = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True},
+    ])
+    baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
+    recording = Fleet(recorded["listen"], 4)
+    mirrored = Fleet(replicated["listen"], 4, base=100)
+    fleets = (recording, mirrored)
+    try:
+        for fleet in fleets:
+            fleet.wait_progress(32 * 1024)
+        sessions = {s["client"]: s for s in old.sessions()}
+        assert len(sessions) == 8 and all(len(s["splits"]) in (1, 2) for s in sessions.values())
+        by_id = sorted(sessions.values(), key=lambda s: int(s["id"][1:]))
+        mirrored_ids = [s["id"] for s in by_id if len(s["splits"]) == 1]
+        recorded_ids = [s["id"] for s in by_id if len(s["splits"]) == 2]
+        # One recorded session also gets a mediator hop; another a split that will drop.
+        splice(old, recorded_ids[0], address=mediator.address, direction="both")
+        dropping = old.post(f"/api/v1/sessions/{recorded_ids[1]}/splits", json={
+            "address": deaf.address, "direction": "server_to_client", "on_slow": "drop", "buffer_bytes": 65536})
+        assert dropping.status_code == 201, dropping.text
+        dropped_id = dropping.json()["id"]
+        wait_until(lambda: next(sp for sp in session_of_id(old, recorded_ids[1])["splits"]
+                                if sp["id"] == dropped_id)["state"] == "dropped", timeout=DEADLINE_S,
+                   message="the deaf recipient's split to drop")
+        for fleet in fleets:
+            fleet.wait_progress(32 * 1024)
+        splits = _splits(old)
+        before = _split_bytes(old)
+        live_legs = sum(1 for ss in splits.values() for sp in ss if sp["state"] == "active")
+        assert live_legs == 2 * 4 + 4
+
+        new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
+        for fleet in fleets:
+            fleet.wait_progress(64 * 1024)
+        assert _splits(new) == splits
+        after = _split_bytes(new)
+        for split, counters in before.items():
+            if split == dropped_id:
+                # What it missed goes on growing with the stream; what it was sent stays.
+                figures, now = counters["server_to_client"], after[split]["server_to_client"]
+                assert now["sent"] == figures["sent"] and now["dropped"] > figures["dropped"], (counters, now)
+                continue
+            for direction, figures in counters.items():
+                assert after[split][direction]["sent"] >= figures["sent"] + 64 * 1024, (split, counters, after[split])
+        # Descriptors: two per session, one per attached split leg, one per mediator leg.
+        wait_until(lambda: len(relay_fds(new)) == len(baseline) + 2 * 8 + live_legs + 2, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + 16 + {live_legs} + 2 descriptors (now {len(relay_fds(new))})")
+
+        # A failover asked of the new process switches to the replica; the client's stream
+        # (a running compare) goes on unbroken.
+        failed_over = [mirrored_ids[0]]
+        moved = _failover(new, mirrored_ids[0], splits[mirrored_ids[0]][0]["id"])
+        assert moved["server"] == replica.address and moved["splits"] == []
+        mirrored.wait_progress(64 * 1024)
+        recording.wait_progress(64 * 1024)
+
+        third = take_over(start_gateway, new, second_path)
+        for fleet in fleets:
+            fleet.wait_progress(64 * 1024)
+        assert {s["id"] for s in third.sessions()} == {s["id"] for s in by_id}
+        failed_over.append(mirrored_ids[1])
+        moved = _failover(third, mirrored_ids[1], splits[mirrored_ids[1]][0]["id"])
+        assert moved["server"] == replica.address
+        assert session_of_id(third, mirrored_ids[0])["server"] == replica.address
+        # Split ids continue.
+        extra = third.post(f"/api/v1/sessions/{recorded_ids[2]}/splits", json={
+            "address": deaf.address, "direction": "client_to_server", "on_slow": "drop"})
+        assert extra.status_code == 201, extra.text
+        assert int(extra.json()["id"][1:]) > max(int(sp["id"][1:]) for ss in splits.values() for sp in ss)
+        assert third.delete(f"/api/v1/sessions/{recorded_ids[2]}/splits/{extra.json()['id']}").status_code == 204
+        for fleet in fleets:
+            fleet.wait_progress(64 * 1024)
+
+        by_index = {c["index"]: c for fleet in fleets for c in fleet.clients}
+        client_of = {s["id"]: s["client"] for s in by_id}
+        index_of = {}
+        for index, client in by_index.items():
+            local = "%s:%d" % client["sock"].getsockname()
+            index_of[next(sid for sid, address in client_of.items() if address == local)] = index
+        over = {index_of[sid] for sid in failed_over}
+        recording.finish(upstream)
+        mirrored.finish(upstream, {c["index"] for c in mirrored.clients} - over)
+        recording.check(recorders["c2s"], what="client-to-server recorder")
+        recording.check(recorders["s2c"], what="server-to-client recorder")
+        mirrored.check(replica, what="replica")
+        wait_until(lambda: third.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+    finally:
+        stalled.set()
+        for fleet in fleets:
+            fleet.close()
+        for server in (*recorders.values(), replica):
+            server.close()
+        mediator.close()
+        deaf.close()
+
+
+def session_of_id(gateway, sid: str) -> dict:
+    answer = gateway.get(f"/api/v1/sessions/{sid}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()

@@ -170,7 +170,8 @@ extension Gateway {
             return loop.submit { () -> Adoption in
                 let sockets = handed.fds.map { RelaySocket(tcp: $0, loop: loop) }
                 let polled = sockets.compactMap { $0 }
-                guard polled.count == sockets.count, polled.count == 2 + handed.state.legs.count else {
+                guard polled.count == sockets.count,
+                      polled.count == 2 + handed.state.legs.count + handed.state.liveSplitLegs.count else {
                     // Quietly: the predecessor still serves the connections (a reset's
                     // SO_LINGER would stay on the shared socket).
                     polled.forEach { $0.relinquish() }

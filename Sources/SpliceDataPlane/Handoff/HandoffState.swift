@@ -4,8 +4,8 @@ import SpliceCore
 /// What a handoff moves to a successor process (issue 15, first slice), as values: the
 /// protocol (SpliceHandoff) encodes them, the descriptors travel beside them.
 
-/// One session: client and server connected, its TCP-mediator hops (protocol version 2),
-/// no split or capture.
+/// One session: client and server connected, its TCP-mediator hops and its splits
+/// (protocol version 2), no capture.
 public struct HandoffSessionState: Sendable, Equatable {
     public var id: SessionID
     public var listener: ListenerID
@@ -20,14 +20,20 @@ public struct HandoffSessionState: Sendable, Equatable {
     public var clientPending: [UInt8]
     /// Bytes read from the client and not yet written to the server.
     public var serverPending: [UInt8]
+    /// Bytes read from the client and from the server (after a failover the server is the
+    /// promoted replica, whose count differs from the stream's offsets).
+    public var reads: ByteCounts
     /// Spliced hops in stack order, client side first.
     public var hops: [HandoffHopState]
+    /// Splits in the order they were added, dropped ones included.
+    public var splits: [HandoffSplitState]
     /// Each direction's link offsets in stream order (one more than the hops covering it),
     /// so that splice and removal offsets go on counting the same streams.
     public var linkOffsets: [Direction: [UInt64]]
 
     public init(id: SessionID, listener: ListenerID, client: String, server: String, openedAt: Date,
-                bytes: ByteCounts, clientPending: [UInt8], serverPending: [UInt8], hops: [HandoffHopState] = [],
+                bytes: ByteCounts, clientPending: [UInt8], serverPending: [UInt8], reads: ByteCounts? = nil,
+                hops: [HandoffHopState] = [], splits: [HandoffSplitState] = [],
                 linkOffsets: [Direction: [UInt64]] = [:]) {
         self.id = id
         self.listener = listener
@@ -37,13 +43,75 @@ public struct HandoffSessionState: Sendable, Equatable {
         self.bytes = bytes
         self.clientPending = clientPending
         self.serverPending = serverPending
+        self.reads = reads ?? bytes
         self.hops = hops
+        self.splits = splits
         self.linkOffsets = linkOffsets
     }
 
     /// Every leg of every hop in the order their descriptors travel: hops in stack order,
     /// each hop's legs client-to-server first.
     public var legs: [HandoffHopLegState] { hops.flatMap(\.legs) }
+
+    /// The legs of splits still attached (dropped ones have no connection), in the order
+    /// their descriptors travel after the hop legs': splits in order, client-to-server first.
+    public var liveSplitLegs: [HandoffSplitLegState] {
+        splits.filter { $0.state != .dropped }.flatMap(\.legs)
+    }
+}
+
+/// One split, as it moves: the recipients' sockets of a split still attached travel beside
+/// it; a dropped one moves as its figures only (it stays listed).
+public struct HandoffSplitState: Sendable, Equatable {
+    public var id: SplitID
+    public var request: SplitRequest
+    public var state: SplitSnapshot.State
+    /// Why it was dropped, if it was.
+    public var reason: String?
+    /// A lossless client-to-server copy from offset 0: it can take over as the server.
+    public var isReplica: Bool
+    /// One leg per copied direction, client-to-server first.
+    public var legs: [HandoffSplitLegState]
+
+    public init(id: SplitID, request: SplitRequest, state: SplitSnapshot.State, reason: String?, isReplica: Bool,
+                legs: [HandoffSplitLegState]) {
+        self.id = id
+        self.request = request
+        self.state = state
+        self.reason = reason
+        self.isReplica = isReplica
+        self.legs = legs
+    }
+}
+
+/// One direction of a split: offsets, counters, the bytes queued for the recipient and, for
+/// a replica, its output held for a failover.
+public struct HandoffSplitLegState: Sendable, Equatable {
+    public var direction: Direction
+    public var fromOffset: UInt64
+    /// Bytes queued to the recipient (queued ones included).
+    public var sent: UInt64
+    /// Bytes the recipient sent back.
+    public var discarded: UInt64
+    /// For a dropped split: bytes that were still queued when it was dropped.
+    public var unsentAtDrop: UInt64
+    /// Bytes written to the recipient that its socket had not taken yet.
+    public var pending: [UInt8]
+    /// A replica's output held for a failover, and where it starts in that output.
+    public var backlog: [UInt8]
+    public var backlogStart: UInt64
+
+    public init(direction: Direction, fromOffset: UInt64, sent: UInt64, discarded: UInt64, unsentAtDrop: UInt64,
+                pending: [UInt8], backlog: [UInt8], backlogStart: UInt64) {
+        self.direction = direction
+        self.fromOffset = fromOffset
+        self.sent = sent
+        self.discarded = discarded
+        self.unsentAtDrop = unsentAtDrop
+        self.pending = pending
+        self.backlog = backlog
+        self.backlogStart = backlogStart
+    }
 }
 
 /// One spliced hop of a TCP mediator, as it moves (its legs' sockets travel beside it).
@@ -87,12 +155,13 @@ public struct HandoffHopLegState: Sendable, Equatable {
     }
 }
 
-/// A session and its connections' descriptors: client, server, then one per hop leg
-/// (in `HandoffSessionState.legs` order).
+/// A session and its connections' descriptors: client, server, one per hop leg (in
+/// `HandoffSessionState.legs` order), then one per attached split leg (`liveSplitLegs`).
 public struct HandoffSession: Sendable {
     public var state: HandoffSessionState
     public var clientFD: Int32
     public var serverFD: Int32
+    /// Hop legs' descriptors, then split legs'.
     public var legFDs: [Int32]
 
     public init(state: HandoffSessionState, clientFD: Int32, serverFD: Int32, legFDs: [Int32] = []) {

@@ -15,7 +15,6 @@ extension Session {
         case .ended: return nil  // on its way out: nothing to move
         case .open: break
         }
-        if !splits.isEmpty { return "session \(id) has a split; handing off split sessions is not supported yet" }
         if capture != nil { return "session \(id) is being captured; handing off a live capture is not supported yet" }
         if !machine.readsEnabled { return "session \(id) is still applying its listener's templates" }
         if !machine.reconfiguring.isEmpty {
@@ -33,7 +32,8 @@ extension Session {
     }
 
     /// Why the hops keep the session from moving, or nil: only TCP mediators move, active,
-    /// with every link of the chain where it belongs and nothing held.
+    /// with every link of the chain where it belongs and nothing held. (Splits move as they
+    /// are; one that closed its copy has a half-closed session, refused before.)
     private func hopsBlocker() -> String? {
         let id = record.id
         for hop in hops {
@@ -44,9 +44,9 @@ extension Session {
                 return "session \(id): hop \(hop.id) is an exec mediator; handing off exec mediators is not supported yet"
             }
         }
-        let legs = hops.reduce(0) { $0 + $1.legs.count }
+        let legs = hops.reduce(0) { $0 + $1.legs.count } + liveSplitLegs.count
         if 2 + legs > Self.handoffMaxDescriptors {
-            return "session \(id) has \(legs) mediator legs; a handoff carries at most \(Self.handoffMaxDescriptors - 2)"
+            return "session \(id) has \(legs) mediator and split legs; a handoff carries at most \(Self.handoffMaxDescriptors - 2)"
         }
         if (client?.skip ?? 0) > 0 || (server?.skip ?? 0) > 0 { return "session \(id) is not a direct client-server session" }
         for path in allPaths {
@@ -64,13 +64,19 @@ extension Session {
     /// Descriptors one session may take in a handoff frame (client, server, hop legs).
     static let handoffMaxDescriptors = 16
 
-    /// Freezes the session and returns its state and sockets (client, server, then each hop
-    /// leg in `HandoffSessionState.legs` order), every socket suspended (not polled, queued
-    /// output kept); nil, and nothing changed, if it cannot move (`handoffBlocker`).
+    /// The legs of splits still attached, in split order, client-to-server first.
+    private var liveSplitLegs: [SplitLeg] {
+        splits.filter { $0.state != .dropped }.flatMap { split in Direction.allCases.compactMap { split.legs[$0] } }
+    }
+
+    /// Freezes the session and returns its state and sockets (client, server, each hop leg
+    /// in `HandoffSessionState.legs` order, then each attached split leg), every socket
+    /// suspended (not polled, queued output kept); nil, and nothing changed, if it cannot
+    /// move (`handoffBlocker`).
     func freezeForHandoff() -> (state: HandoffSessionState, sockets: [RelaySocket])? {
         guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
-        let legs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
-        let ports = [client, server] + legs.map(\.port)
+        let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
+        let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
         let sockets = ports.compactMap { $0.socket as? RelaySocket }
         guard sockets.count == ports.count else { return nil }
         handoffFrozen = true
@@ -83,14 +89,25 @@ extension Session {
             }
             queued.append(bytes)
         }
-        var legIndex = 2
+        var next = queued[2...].makeIterator()
         let handedHops = hops.map { hop in
             HandoffHopState(id: hop.id, mediator: hop.mediator, target: hop.target, request: hop.request,
-                            legs: Direction.allCases.compactMap { direction in
+                            legs: Direction.allCases.compactMap { direction -> HandoffHopLegState? in
                 guard let leg = hop.legs[direction] else { return nil }
-                defer { legIndex += 1 }
                 return HandoffHopLegState(direction: direction, splicedAt: leg.stats.splicedAt, fed: leg.stats.fed.value,
-                                          emitted: leg.stats.emitted.value, pending: queued[legIndex])
+                                          emitted: leg.stats.emitted.value, pending: next.next() ?? [])
+            })
+        }
+        let handedSplits = splits.map { split in
+            HandoffSplitState(id: split.id, request: split.request, state: split.state, reason: split.dropReason,
+                              isReplica: split.isReplica, legs: Direction.allCases.compactMap { direction -> HandoffSplitLegState? in
+                guard let stats = split.legs[direction]?.stats ?? split.handedStats[direction] else { return nil }
+                let backlog = split.legs[direction]?.backlog.bytes ?? (start: 0, bytes: [])
+                return HandoffSplitLegState(
+                    direction: direction, fromOffset: stats.fromOffset, sent: stats.sent.value,
+                    discarded: stats.discarded.value, unsentAtDrop: stats.unsentAtDrop.load(ordering: .relaxed),
+                    pending: split.state == .dropped ? [] : next.next() ?? [], backlog: backlog.bytes,
+                    backlogStart: backlog.start)
             })
         }
         var offsets: [Direction: [UInt64]] = [:]
@@ -98,7 +115,8 @@ extension Session {
         let state = HandoffSessionState(
             id: record.id, listener: record.listener, client: record.client, server: serverAddress,
             openedAt: record.openedAt, bytes: record.bytes, clientPending: queued[0], serverPending: queued[1],
-            hops: handedHops, linkOffsets: offsets)
+            reads: ByteCounts(clientToServer: client.read.value, serverToClient: server.read.value),
+            hops: handedHops, splits: handedSplits, linkOffsets: offsets)
         return (state, sockets)
     }
 
@@ -145,6 +163,9 @@ extension Session {
     /// nothing wired, if a hop's mediator is not registered here.
     func adopt(client clientSocket: RelaySocket, server serverSocket: RelaySocket, legs legSockets: [RelaySocket],
                state: HandoffSessionState) throws(APIError) {
+        guard legSockets.count == state.legs.count + state.liveSplitLegs.count else {
+            throw .invalid("\(legSockets.count) leg sockets for \(state.legs.count) hop and \(state.liveSplitLegs.count) split legs")
+        }
         var leases: [MediatorLease?] = []
         for hop in state.hops {
             do {
@@ -157,9 +178,9 @@ extension Session {
             }
         }
         let client = Port(role: .client, socket: clientSocket, session: self, written: record.toClient,
-                          read: ByteCounter(state.linkOffsets[.clientToServer]?.first ?? state.bytes.clientToServer))
+                          read: ByteCounter(state.reads.clientToServer))
         let server = Port(role: .server, socket: serverSocket, session: self, written: record.toServer,
-                          read: ByteCounter(state.linkOffsets[.serverToClient]?.first ?? state.bytes.serverToClient))
+                          read: ByteCounter(state.reads.serverToClient))
         adoptPorts(client: client, server: server)
         machine.adopted()
         var queued: [(Port, [UInt8])] = [(client, state.clientPending), (server, state.serverPending)]
@@ -182,6 +203,9 @@ extension Session {
                 queued.append((port, handedLeg.pending))
             }
         }
+        for handed in state.splits {
+            queued += adoptSplit(handed, sockets: &sockets)
+        }
         // Offsets go on counting the same streams (splices report positions in them).
         for path in allPaths {
             guard let offsets = state.linkOffsets[path.direction], offsets.count == path.links.count else {
@@ -199,7 +223,42 @@ extension Session {
         publish()
         logger.debug("session taken over", metadata: [
             "pending_to_client": "\(state.clientPending.count)", "pending_to_server": "\(state.serverPending.count)",
-            "hops": "\(state.hops.count)",
+            "hops": "\(state.hops.count)", "splits": "\(state.splits.count)",
         ])
+    }
+
+    /// Takes over one split: an attached one taps its direction's endpoint again (after the
+    /// splits before it), its counters, replica flag and held replica output going on; a
+    /// dropped one stays listed with its figures. Returns its sockets' queued bytes.
+    private func adoptSplit(_ handed: HandoffSplitState,
+                            sockets: inout IndexingIterator<[RelaySocket]>) -> [(Port, [UInt8])] {
+        let split = Split(id: handed.id, request: handed.request)
+        split.state = handed.state
+        split.dropReason = handed.reason
+        split.isReplica = handed.isReplica
+        splits.append(split)
+        var queued: [(Port, [UInt8])] = []
+        for handedLeg in handed.legs {
+            let direction = handedLeg.direction
+            let delivered = direction == .clientToServer ? record.toServer : record.toClient
+            let stats = SplitLegCounters(fromOffset: handedLeg.fromOffset, delivered: delivered, sent: handedLeg.sent,
+                                         discarded: handedLeg.discarded, unsentAtDrop: handedLeg.unsentAtDrop)
+            guard handed.state != .dropped else {
+                split.handedStats[direction] = stats
+                continue
+            }
+            guard let socket = sockets.next(), let sink = path(direction).sink else { continue }
+            let port = Port(role: .split(split.id, direction), socket: socket, session: self,
+                            written: stats.sent, read: stats.discarded)
+            port.tapped = sink
+            let leg = SplitLeg(direction: direction, port: port, stats: stats, policy: split.request.onSlow)
+            if !handedLeg.backlog.isEmpty {
+                handedLeg.backlog.withUnsafeBytes { leg.backlog.append($0, at: handedLeg.backlogStart) }
+            }
+            sink.taps.append(leg)
+            split.legs[direction] = leg
+            queued.append((port, handedLeg.pending))
+        }
+        return queued
     }
 }

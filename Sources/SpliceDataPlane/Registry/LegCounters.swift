@@ -29,17 +29,21 @@ final class SplitLegCounters: Sendable {
     /// Offset in the delivered stream where the copy starts.
     let fromOffset: UInt64
     /// Bytes queued to the recipient.
-    let sent = ByteCounter()
+    let sent: ByteCounter
     /// Bytes the recipient sent back.
-    let discarded = ByteCounter()
+    let discarded: ByteCounter
     /// The copied endpoint's delivered-bytes counter, to tell how much a dropped split missed.
     let delivered: ByteCounter
     /// Bytes still queued when the split was dropped (never reached the recipient).
     let unsentAtDrop = Atomic<UInt64>(0)
 
-    init(fromOffset: UInt64, delivered: ByteCounter) {
+    /// Counters from zero, or going on from a predecessor's (a handoff).
+    init(fromOffset: UInt64, delivered: ByteCounter, sent: UInt64 = 0, discarded: UInt64 = 0, unsentAtDrop: UInt64 = 0) {
         self.fromOffset = fromOffset
         self.delivered = delivered
+        self.sent = ByteCounter(sent)
+        self.discarded = ByteCounter(discarded)
+        self.unsentAtDrop.store(unsentAtDrop, ordering: .relaxed)
     }
 
     /// The figures as of now, for a split in `state`.

@@ -18,6 +18,7 @@ extension HandoffHopState {
                 "fed": .int(Int64(bitPattern: leg.fed)),
                 "emitted": .int(Int64(bitPattern: leg.emitted)),
                 "pending": .int(Int64(leg.pending.count)),
+                "pid": leg.pid.map { .int(Int64($0)) } ?? .null,
             ]
         })
         return .object(object)
@@ -56,11 +57,21 @@ extension HandoffHopState {
                 else { throw HandoffError("session: hop \(id) has a malformed leg") }
                 legs.append(HandoffHopLegState(
                     direction: direction, splicedAt: UInt64(bitPattern: splicedAt), fed: UInt64(bitPattern: fed),
-                    emitted: UInt64(bitPattern: emitted), pending: [UInt8](repeating: 0, count: Int(pending))))
+                    emitted: UInt64(bitPattern: emitted), pending: [UInt8](repeating: 0, count: Int(pending)),
+                    pid: try pid(leg["pid"], hop: id)))
             }
             hops.append(HandoffHopState(id: id, mediator: mediator, target: target, request: request, legs: legs))
         }
         return hops
+    }
+
+    /// A leg's `pid`: null for a TCP mediator, a process id for an exec one.
+    private static func pid(_ value: JSON?, hop: HopID) throws(HandoffError) -> Int32? {
+        guard let value, !value.isNull else { return nil }
+        guard let pid = value.int, pid > 0, pid <= Int64(Int32.max) else {
+            throw HandoffError("session: hop \(hop) has a leg whose 'pid' is not a process id")
+        }
+        return Int32(pid)
     }
 
     /// The `offsets` field.

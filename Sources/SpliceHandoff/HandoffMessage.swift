@@ -20,11 +20,13 @@ import SpliceDataPlane
 ///    {id, listener, client, server, opened_at_us, bytes_to_server, bytes_to_client,
 ///    client_pending, server_pending, client_read, server_read, hops, splits, offsets} per
 ///    session: `hops` in stack order, each {id, mediator, target, request, legs:
-///    [{direction, spliced_at, fed, emitted, pending}]}; `splits` in order, dropped ones
+///    [{direction, spliced_at, fed, emitted, pending, pid}]} (`pid` for an exec
+///    mediator, else null); `splits` in order, dropped ones
 ///    too, each {id, request, state, reason, replica, legs: [{direction, from_offset, sent,
 ///    discarded, unsent_at_drop, pending, backlog, backlog_start}]}; `offsets` each
-///    direction's link offsets. Descriptors: client, server, one per hop leg, one per leg
-///    of a split not dropped. Payload: the bytes queued for the client, for the server, for
+///    direction's link offsets. Descriptors: client, server, each hop leg's (a TCP
+///    mediator's socket; an exec mediator's stdout, stdin and pidfd), one per leg of a
+///    split not dropped. Payload: the bytes queued for the client, for the server, for
 ///    each hop leg, for each split leg, then each split leg's held replica output. Then
 ///    `end` {next_session, next_hop, next_split, next_listener, next_capture, sessions,
 ///    listeners, pid}.
@@ -160,9 +162,8 @@ public enum HandoffMessage: Sendable {
             guard state.fillLegBytes(from: frame.payload[(clientPending + serverPending)...]) else {
                 throw HandoffError("session: the legs' byte counts differ from the payload's \(frame.payload.count) bytes")
             }
-            let legs = state.legs.count + state.liveSplitLegs.count
-            guard frame.fds.count == 2 + legs else {
-                throw HandoffError("session: \(frame.fds.count) descriptors for 2 endpoints and \(legs) legs")
+            guard frame.fds.count == state.descriptorCount else {
+                throw HandoffError("session: \(frame.fds.count) descriptors where its legs need \(state.descriptorCount)")
             }
             self = .session(HandoffSession(state: state, clientFD: try fields.fd(0), serverFD: try fields.fd(1),
                                            legFDs: Array(frame.fds[2...])))

@@ -40,6 +40,39 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
         }
     }
 
+    /// Watches a process this one did not start, handed on by a predecessor process with
+    /// its pidfd (a handoff): it cannot be reaped from here (its parent's parent reaps it
+    /// once the predecessor has exited), so the pidfd only tells when it has exited and
+    /// carries signals while it has not. Nil (the pidfd closed) if the loop cannot take it.
+    public init?(adopting pid: Int32, pidfd fd: Int32, loop: RelayLoop) {
+        self.pid = pid
+        self.loop = loop
+        adopted = true
+        guard let token = loop.register(fd, events: splice_epoll_in, target: self) else {
+            Glibc.close(fd)
+            return nil
+        }
+        pidfd = fd
+        self.token = token
+    }
+
+    /// Whether the process was handed on by a predecessor (not a child of this process).
+    private var adopted = false
+
+    /// The pidfd to pass to a successor process, nil if the child is watched by a thread
+    /// (no pidfd) or has exited.
+    public var handoffDescriptor: Int32? { exited || pidfd < 0 ? nil : pidfd }
+
+    /// Stops watching without signalling or reaping: a successor process watches the child
+    /// now (its pidfd went with the handoff).
+    public func relinquish() {
+        if let token { loop.deregister(token) }
+        token = nil
+        if pidfd >= 0 { Glibc.close(pidfd) }
+        pidfd = -1
+        exited = true
+    }
+
     /// Sends `signal` unless the child has been reaped.
     public func signal(_ signal: Int32) {
         guard !exited else { return }
@@ -63,6 +96,7 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
     func ready(_ events: UInt32, slot: Int) {
         // A readable pidfd: the child has exited and is a zombie until reaped here, so its
         // pid still names it.
+        guard !adopted else { return reaped() }
         var status: Int32 = 0
         let rc = waitpid(pid, &status, WNOHANG)
         guard rc != 0 else { return }

@@ -349,15 +349,26 @@ public final class RelaySocket: RelayPollable {
     /// process. The socket keeps it.
     public var handoffDescriptor: Int32? { isPipe || !isOpen ? nil : inputFD }
 
+    /// The descriptors to pass to a successor process: a TCP socket's one, or a process's
+    /// stdout and stdin pipes (nil once closed). The socket keeps them.
+    public var handoffDescriptors: [Int32]? {
+        guard isOpen else { return nil }
+        return isPipe ? [inputFD, outputFD] : [inputFD]
+    }
+
     /// Stops polling the socket and returns the output the kernel has not taken yet, leaving
-    /// the descriptor, the queue and the state as they are: while a handoff is under way no
-    /// event may move a byte. Nil for pipes, a socket closed or still connecting, or one
-    /// whose output is shut or shutting (those do not move yet).
+    /// the descriptors, the queue and the state as they are: while a handoff is under way no
+    /// event may move a byte. Nil for a socket closed or still connecting, or one whose
+    /// output is shut or shutting (those do not move yet).
     public func suspendForHandoff() -> [UInt8]? {
-        guard !isPipe, isOpen, connecting == nil, !outputShut, !shutdownRequested, !closeAfterFlushRequested,
-              !writeFailed, let inputToken else { return nil }
+        guard isOpen, connecting == nil, !outputShut, !shutdownRequested, !closeAfterFlushRequested,
+              !writeFailed, let inputToken, !isPipe || outputToken != nil else { return nil }
         loop.deregister(inputToken, fd: inputFD)
         self.inputToken = nil
+        if isPipe, let outputToken {
+            loop.deregister(outputToken, fd: outputFD)
+            self.outputToken = nil
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(pendingBytes)
         for buffer in pending[pendingHead...] {
@@ -371,13 +382,22 @@ public final class RelaySocket: RelayPollable {
     /// closed) if the loop cannot take it back.
     @discardableResult
     public func resumeAfterHandoff() -> Bool {
-        guard isOpen, inputToken == nil, !isPipe else { return isOpen }
-        let events = splice_epoll_in | splice_epoll_out | splice_epoll_rdhup | splice_epoll_et
+        guard isOpen, inputToken == nil else { return isOpen }
+        let events = isPipe ? splice_epoll_in | splice_epoll_rdhup | splice_epoll_et
+            : splice_epoll_in | splice_epoll_out | splice_epoll_rdhup | splice_epoll_et
         guard let token = loop.register(inputFD, events: events, target: self) else {
             fail(.system("epoll_ctl", errno))
             return false
         }
         inputToken = token
+        if isPipe {
+            guard let outToken = loop.register(outputFD, events: splice_epoll_out | splice_epoll_et, target: self,
+                                               slot: 1) else {
+                fail(.system("epoll_ctl", errno))
+                return false
+            }
+            outputToken = outToken
+        }
         return true
     }
 
@@ -388,6 +408,8 @@ public final class RelaySocket: RelayPollable {
         guard isOpen else { return }
         if let inputToken { loop.deregister(inputToken, fd: inputFD) }
         inputToken = nil
+        if let outputToken { loop.deregister(outputToken, fd: outputFD) }
+        outputToken = nil
         releaseDescriptors()
         connecting = nil
         shutdownCallbacks = []

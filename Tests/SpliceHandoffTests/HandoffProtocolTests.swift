@@ -63,6 +63,69 @@ struct HandoffProtocolTests {
         #expect(isSameFile(got.serverFD, writingTo: server.write))
     }
 
+    @Test("hops (TCP and exec legs) and splits (attached with a replica's backlog, dropped) survive the trip")
+    func hopsAndSplitsRoundTrip() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        // client, server, a TCP leg, an exec leg's stdout, stdin and pidfd, a split leg
+        let pipes = (0..<7).map { _ in pipePair() }
+        defer { pipes.forEach { _ = close($0.read); _ = close($0.write) } }
+        let request = HopRequest(target: .registered(MediatorName("upper")), directions: .both, position: 0,
+                                 onFailure: .bypass, drainTimeoutMs: 750)
+        let hop = HandoffHopState(id: HopID(number: 7), mediator: MediatorName("upper"), target: "127.0.0.1:9100",
+                                  request: request, legs: [
+            HandoffHopLegState(direction: .clientToServer, splicedAt: 10, fed: 1 << 33, emitted: 99, pending: [9, 9]),
+            HandoffHopLegState(direction: .serverToClient, splicedAt: 0, fed: 5, emitted: 4, pending: [], pid: 4242),
+        ])
+        let replica = SplitRequest(address: HostPort(host: "127.0.0.1", port: 9200), directions: .clientToServer,
+                                   onSlow: .block, failover: true)
+        let live = HandoffSplitState(id: SplitID(number: 3), request: replica, state: .active, reason: nil, isReplica: true,
+                                     legs: [HandoffSplitLegState(direction: .clientToServer, fromOffset: 0, sent: 500,
+                                                                 discarded: 480, unsentAtDrop: 0, pending: [1, 2, 3],
+                                                                 backlog: [4, 5], backlogStart: 478)])
+        let dropped = HandoffSplitState(
+            id: SplitID(number: 4), request: SplitRequest(address: HostPort(host: "127.0.0.1", port: 9300),
+                                                          directions: .serverToClient),
+            state: .dropped, reason: "slow: more than 1048576 bytes behind", isReplica: false,
+            legs: [HandoffSplitLegState(direction: .serverToClient, fromOffset: 12, sent: 40, discarded: 0,
+                                        unsentAtDrop: 8, pending: [], backlog: [], backlogStart: 0)])
+        let state = HandoffSessionState(
+            id: SessionID(number: 9), listener: ListenerID(number: 1), client: "127.0.0.1:50000", server: "127.0.0.1:9200",
+            openedAt: Date(timeIntervalSince1970: 1_700_000_000), bytes: ByteCounts(clientToServer: 500, serverToClient: 480),
+            clientPending: [7], serverPending: [8, 8], reads: ByteCounts(clientToServer: 501, serverToClient: 470),
+            hops: [hop], splits: [live, dropped],
+            linkOffsets: [.clientToServer: [500, 490], .serverToClient: [470, 480]])
+        #expect(state.descriptorCount == 7)
+        let sent = HandoffSession(state: state, clientFD: pipes[0].read, serverFD: pipes[1].read,
+                                  legFDs: pipes[2...].map(\.read))
+        try a.send(HandoffMessage.session(sent).frame)
+        guard case .session(let got) = try HandoffMessage(b.receive()) else {
+            Issue.record("not a session")
+            return
+        }
+        defer { got.fds.forEach { _ = close($0) } }
+        #expect(got.state == state)
+        #expect(got.fds.count == 7)
+        for (received, original) in zip(got.fds, pipes) {
+            #expect(isSameFile(received, writingTo: original.write))
+        }
+    }
+
+    @Test("a session whose descriptors do not match its legs is refused")
+    func legDescriptorsMismatch() throws {
+        let hop = HandoffHopState(
+            id: HopID(number: 1), mediator: nil, target: "127.0.0.1:1",
+            request: HopRequest(target: .address(HostPort(host: "127.0.0.1", port: 1)), directions: .clientToServer),
+            legs: [HandoffHopLegState(direction: .clientToServer, splicedAt: 0, fed: 0, emitted: 0, pending: [], pid: 77)])
+        let state = HandoffSessionState(
+            id: SessionID(number: 1), listener: ListenerID(number: 1), client: "a", server: "b", openedAt: Date(),
+            bytes: ByteCounts(clientToServer: 0, serverToClient: 0), clientPending: [], serverPending: [], hops: [hop],
+            linkOffsets: [.clientToServer: [0, 0], .serverToClient: [0]])
+        var frame = HandoffMessage.session(HandoffSession(state: state, clientFD: 0, serverFD: 1, legFDs: [2])).frame
+        frame.fds = [0, 1, 2]  // an exec leg needs three
+        #expect(throws: HandoffError.self) { try HandoffMessage(frame) }
+    }
+
     @Test("listener, end, hello, ack and refusal round-trip")
     func controlMessages() throws {
         let (a, b) = pair()

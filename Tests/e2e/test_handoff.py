@@ -26,8 +26,10 @@ import time
 import pytest
 import requests
 
+from capture_tools import CaptureStream
 from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
 from test_early_events import SlowUpstream, relay_fds
+from test_hop_failure_once import children
 from test_mediation_http import remove, splice
 
 DEADLINE_S = 30.0
@@ -307,33 +309,35 @@ def test_handoff_moves_streaming_sessions_twice(start_gateway, upstream, tmp_pat
 
 
 def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
-    """A session with an exec-mediator hop does not move yet: refused before anything stops,
-    and everything serves on."""
+    """A session being captured does not move (the capture is an HTTP stream of the old
+    process): refused before anything stops, and everything serves on."""
     path = socket_path(tmp_path, "h.sock")
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}]}))
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2", "--config", str(config))
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-    with connect(listener["listen"]) as plain, connect(listener["listen"]) as mediated:
-        for index, sock in enumerate((plain, mediated)):
+    with connect(listener["listen"]) as plain, connect(listener["listen"]) as captured:
+        for index, sock in enumerate((plain, captured)):
             assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
-        hopped = session_of(old, mediated)["id"]
-        hop = splice(old, hopped, mediator="cat", direction="both")
-        assert roundtrip(mediated, b"cat") == b"cat"
-        refused = start_gateway("--take-over", path, wait=False)
-        assert refused.proc.wait(timeout=DEADLINE_S) == 2
-        expected = (f"session {hopped}: hop {hop['id']} is an exec mediator; "
-                    "handing off exec mediators is not supported yet")
-        assert expected in refused.stderr_text(), refused.output()
-        wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
-        old.assert_alive()
-        # Everything serves on: both sessions, the listener, the admin API's changes.
-        for sock in (plain, mediated):
-            assert roundtrip(sock, b"two") == b"two"
-        with connect(listener["listen"]) as late:
-            assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
-        assert old.delete(f"/api/v1/sessions/{hopped}").status_code in (200, 204)
-        assert os.path.exists(path)
+        sid = session_of(old, captured)["id"]
+        capture = CaptureStream(old.url + f"/api/v1/sessions/{sid}/capture", tmp_path / "c.pcapng",
+                                headers=old.headers())
+        try:
+            wait_until(lambda: session_of(old, captured)["captures"], message="the capture listed")
+            refused = start_gateway("--take-over", path, wait=False)
+            assert refused.proc.wait(timeout=DEADLINE_S) == 2
+            expected = f"session {sid} is being captured; handing off a live capture is not supported yet"
+            assert expected in refused.stderr_text(), refused.output()
+            wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
+            old.assert_alive()
+            # Everything serves on: both sessions, the listener, the admin API's changes.
+            for sock in (plain, captured):
+                assert roundtrip(sock, b"two") == b"two"
+            with connect(listener["listen"]) as late:
+                assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
+            assert old.delete(f"/api/v1/sessions/{sid}").status_code in (200, 204)
+            capture.wait(timeout=DEADLINE_S)
+            assert os.path.exists(path)
+        finally:
+            capture.close()
 
 
 def _echo(conn: socket.socket) -> None:
@@ -761,3 +765,65 @@ def session_of_id(gateway, sid: str) -> dict:
     answer = gateway.get(f"/api/v1/sessions/{sid}")
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (not exited: gone, or a zombie waiting for its new parent)."""
+    try:
+        return _state(pid) not in ("", "Z")
+    except OSError:
+        return False
+
+
+def test_handoff_moves_exec_mediator_hops_twice(start_gateway, upstream, tmp_path):
+    """Exec-mediator hops (`cat`, one per leg) move twice while they stream: the processes
+    stay the same and keep running, their pipes and pidfds go to the new process, which
+    removes one hop (the drain ends when `cat` exits) and sees the process gone; every byte
+    arrives exactly once at both ends."""
+    first_path, second_path = socket_path(tmp_path, "h1.sock"), socket_path(tmp_path, "h2.sock")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}]}))
+    old = start_gateway("--handoff-socket", first_path, "--event-loops", "2", "--config", str(config))
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
+    fleet = Fleet(listener["listen"], 4)
+    try:
+        fleet.wait_progress(32 * 1024)
+        ids = sorted((s["id"] for s in old.sessions()), key=lambda sid: int(sid[1:]))
+        hops = {ids[0]: splice(old, ids[0], mediator="cat", direction="both"),
+                ids[1]: splice(old, ids[1], mediator="cat", direction="client_to_server")}
+        cats = children(old.proc.pid, "cat")
+        assert len(cats) == 3, cats
+        fleet.wait_progress(64 * 1024)
+        listed = {sid: session_of_id(old, sid)["mediators"] for sid in hops}
+
+        new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
+        fleet.wait_progress(64 * 1024)
+        assert all(_alive(pid) for pid in cats), [_state(pid) for pid in cats]
+        for sid, hop in hops.items():
+            [moved] = session_of_id(new, sid)["mediators"]
+            assert moved["id"] == hop["id"] and moved["spliced_at"] == hop["spliced_at"]
+            for direction, figures in listed[sid][0]["bytes"].items():
+                assert moved["bytes"][direction]["in"] >= figures["in"] + 64 * 1024, (moved, figures)
+        # Two per session, and per exec leg its stdout, stdin and pidfd.
+        wait_until(lambda: len(relay_fds(new)) == len(baseline) + 2 * 4 + 3 * 3, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + 8 + 9 descriptors (now {len(relay_fds(new))})")
+
+        third = take_over(start_gateway, new, second_path)
+        fleet.wait_progress(64 * 1024)
+        assert all(_alive(pid) for pid in cats)
+        assert third.get("/api/v1/mediators/cat").json()["in_use"] == 2
+        report = remove(third, ids[0], hops[ids[0]]["id"])
+        assert set(report["removed_at"]) == {"client_to_server", "server_to_client"}
+        fleet.wait_progress(64 * 1024)
+        wait_until(lambda: sum(_alive(pid) for pid in cats) == 1, timeout=DEADLINE_S,
+                   message="the removed hop's two cat processes to exit")
+        assert session_of_id(third, ids[0])["mediators"] == []
+        assert third.get("/api/v1/mediators/cat").json()["in_use"] == 1
+        fleet.finish(upstream)
+        wait_until(lambda: third.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+        # The last hop ended with its session: its process is told to stop through its pidfd.
+        wait_until(lambda: not any(_alive(pid) for pid in cats), timeout=DEADLINE_S,
+                   message="every cat process to exit")
+    finally:
+        fleet.close()

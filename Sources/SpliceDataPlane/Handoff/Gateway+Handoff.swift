@@ -16,8 +16,8 @@ public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
 /// (`adoptHandoff`). Blocking calls: for the handoff's own thread, never an event loop.
 ///
 /// What moves: listeners (their sockets, ids, specs and figures), registered mediators,
-/// the id sources, and sessions with client and server connected and any TCP-mediator hops
-/// (no exec hop, split or capture, nothing half-closed, no reconfiguration under way).
+/// the id sources, and sessions with client and server connected, with their hops (TCP and
+/// exec mediators) and splits (no capture, nothing half-closed, no reconfiguration under way).
 /// Anything else refuses the handoff before anything is stopped (`Session.handoffBlocker`).
 extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
@@ -72,8 +72,8 @@ extension Gateway {
         let freezes = records.map { record in
             record.withSession { session -> EventLoopFuture<FreezeOutcome> in
                 if let frozen = session.freezeForHandoff() {
-                    let fds = frozen.sockets.compactMap(\.handoffDescriptor)
-                    guard fds.count == frozen.sockets.count, fds.count >= 2
+                    let fds = frozen.fds
+                    guard fds.count == frozen.state.descriptorCount
                     else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }
                     return session.eventLoop.makeSucceededFuture(
                         .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
@@ -168,13 +168,14 @@ extension Gateway {
             }
             let loop = group.nextLoop()
             return loop.submit { () -> Adoption in
-                let sockets = handed.fds.map { RelaySocket(tcp: $0, loop: loop) }
-                let polled = sockets.compactMap { $0 }
-                guard polled.count == sockets.count,
-                      polled.count == 2 + handed.state.legs.count + handed.state.liveSplitLegs.count else {
+                let client = RelaySocket(tcp: handed.clientFD, loop: loop)
+                let server = RelaySocket(tcp: handed.serverFD, loop: loop)
+                guard let client, let server else {
                     // Quietly: the predecessor still serves the connections (a reset's
                     // SO_LINGER would stay on the shared socket).
-                    polled.forEach { $0.relinquish() }
+                    client?.relinquish()
+                    server?.relinquish()
+                    handed.legFDs.forEach { close($0) }
                     return .failed("session \(handed.state.id): its sockets could not be polled")
                 }
                 let state = handed.state
@@ -184,10 +185,11 @@ extension Gateway {
                 let session = Session(record: record, context: listener.context, loop: loop)
                 record.attach(session)
                 do throws(APIError) {
-                    try session.adopt(client: polled[0], server: polled[1], legs: Array(polled[2...]), state: state)
+                    try session.adopt(client: client, server: server, legFDs: handed.legFDs, state: state)
                 } catch {
                     record.release()
-                    polled.forEach { $0.relinquish() }
+                    client.relinquish()
+                    server.relinquish()
                     return .failed("session \(state.id): \(error.detail)")
                 }
                 if let idle = listener.spec.idleTimeoutMs {

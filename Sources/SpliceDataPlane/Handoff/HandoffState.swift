@@ -4,8 +4,8 @@ import SpliceCore
 /// What a handoff moves to a successor process (issue 15, first slice), as values: the
 /// protocol (SpliceHandoff) encodes them, the descriptors travel beside them.
 
-/// One session: client and server connected, its TCP-mediator hops and its splits
-/// (protocol version 2), no capture.
+/// One session: client and server connected, its hops and its splits (protocol version 2),
+/// no capture.
 public struct HandoffSessionState: Sendable, Equatable {
     public var id: SessionID
     public var listener: ListenerID
@@ -52,6 +52,11 @@ public struct HandoffSessionState: Sendable, Equatable {
     /// Every leg of every hop in the order their descriptors travel: hops in stack order,
     /// each hop's legs client-to-server first.
     public var legs: [HandoffHopLegState] { hops.flatMap(\.legs) }
+
+    /// How many descriptors the session travels with (`HandoffSession.fds`).
+    public var descriptorCount: Int {
+        2 + legs.reduce(0) { $0 + $1.descriptorCount } + liveSplitLegs.count
+    }
 
     /// The legs of splits still attached (dropped ones have no connection), in the order
     /// their descriptors travel after the hop legs': splits in order, client-to-server first.
@@ -114,7 +119,7 @@ public struct HandoffSplitLegState: Sendable, Equatable {
     }
 }
 
-/// One spliced hop of a TCP mediator, as it moves (its legs' sockets travel beside it).
+/// One spliced hop, as it moves (its legs' sockets or pipes travel beside it).
 public struct HandoffHopState: Sendable, Equatable {
     public var id: HopID
     /// The registered mediator's name, nil for an ad-hoc address.
@@ -145,18 +150,27 @@ public struct HandoffHopLegState: Sendable, Equatable {
     public var emitted: UInt64
     /// Bytes written to the mediator that its socket had not taken yet.
     public var pending: [UInt8]
+    /// An exec mediator's process id (its stdout, stdin and pidfd travel as the leg's three
+    /// descriptors); nil for a TCP mediator (one descriptor, its socket).
+    public var pid: Int32?
 
-    public init(direction: Direction, splicedAt: UInt64, fed: UInt64, emitted: UInt64, pending: [UInt8]) {
+    public init(direction: Direction, splicedAt: UInt64, fed: UInt64, emitted: UInt64, pending: [UInt8],
+                pid: Int32? = nil) {
         self.direction = direction
         self.splicedAt = splicedAt
         self.fed = fed
         self.emitted = emitted
         self.pending = pending
+        self.pid = pid
     }
+
+    /// How many descriptors the leg travels with.
+    public var descriptorCount: Int { pid == nil ? 1 : 3 }
 }
 
-/// A session and its connections' descriptors: client, server, one per hop leg (in
-/// `HandoffSessionState.legs` order), then one per attached split leg (`liveSplitLegs`).
+/// A session and its connections' descriptors: client, server, each hop leg's (in
+/// `HandoffSessionState.legs` order: a TCP mediator's socket, or an exec mediator's stdout,
+/// stdin and pidfd), then one per attached split leg (`liveSplitLegs`).
 public struct HandoffSession: Sendable {
     public var state: HandoffSessionState
     public var clientFD: Int32

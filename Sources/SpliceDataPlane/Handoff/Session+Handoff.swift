@@ -1,9 +1,13 @@
 import SpliceCore
 import SpliceIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// A session's part in a handoff (issue 15): plain sessions and those with TCP-mediator
-/// hops move (protocol version 2), frozen on their loop while their sockets travel, then
-/// let go of (acknowledged) or thawed (the successor failed); the successor adopts them.
+/// A session's part in a handoff (issue 15): sessions with their hops (TCP and exec
+/// mediators) and splits move (protocol version 2), frozen on their loop while their
+/// descriptors travel, then let go of (acknowledged) or thawed (the successor failed); the
+/// successor adopts them.
 extension Session {
     /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
     /// With `allowDialing`, a session still dialing its server passes (it is waited for
@@ -25,7 +29,7 @@ extension Session {
             return "session \(id) is half-closed; handing off half-closed sessions is not supported yet"
         }
         if let reason = hopsBlocker() { return reason }
-        guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptor != nil }) else {
+        guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptors != nil }) else {
             return "session \(id) has a connection the handoff cannot pass on"
         }
         return nil
@@ -40,13 +44,16 @@ extension Session {
             if hop.state != .active || hop.removal != nil {
                 return "session \(id): hop \(hop.id) is being removed; it can be handed off once the removal finishes"
             }
-            if hop.legs.values.contains(where: { $0.process != nil }) {
-                return "session \(id): hop \(hop.id) is an exec mediator; handing off exec mediators is not supported yet"
+            if hop.legs.values.contains(where: { $0.process != nil && $0.process?.handoffDescriptor == nil }) {
+                return "session \(id): hop \(hop.id) is an exec mediator watched without a pidfd (a kernel before "
+                    + "5.3, or no descriptor left); its process cannot be handed on"
             }
         }
-        let legs = hops.reduce(0) { $0 + $1.legs.count } + liveSplitLegs.count
-        if 2 + legs > Self.handoffMaxDescriptors {
-            return "session \(id) has \(legs) mediator and split legs; a handoff carries at most \(Self.handoffMaxDescriptors - 2)"
+        let descriptors = 2 + liveSplitLegs.count
+            + hops.flatMap(\.legs.values).reduce(0) { $0 + ($1.process == nil ? 1 : 3) }
+        if descriptors > Self.handoffMaxDescriptors {
+            return "session \(id) needs \(descriptors) descriptors for its connections, mediators and recipients; "
+                + "a handoff carries at most \(Self.handoffMaxDescriptors) per session"
         }
         if (client?.skip ?? 0) > 0 || (server?.skip ?? 0) > 0 { return "session \(id) is not a direct client-server session" }
         for path in allPaths {
@@ -69,11 +76,10 @@ extension Session {
         splits.filter { $0.state != .dropped }.flatMap { split in Direction.allCases.compactMap { split.legs[$0] } }
     }
 
-    /// Freezes the session and returns its state and sockets (client, server, each hop leg
-    /// in `HandoffSessionState.legs` order, then each attached split leg), every socket
-    /// suspended (not polled, queued output kept); nil, and nothing changed, if it cannot
-    /// move (`handoffBlocker`).
-    func freezeForHandoff() -> (state: HandoffSessionState, sockets: [RelaySocket])? {
+    /// Freezes the session and returns its state and descriptors (`HandoffSession.fds`),
+    /// every socket suspended (not polled, queued output kept); nil, and nothing changed, if
+    /// it cannot move (`handoffBlocker`).
+    func freezeForHandoff() -> (state: HandoffSessionState, fds: [Int32])? {
         guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
@@ -95,7 +101,8 @@ extension Session {
                             legs: Direction.allCases.compactMap { direction -> HandoffHopLegState? in
                 guard let leg = hop.legs[direction] else { return nil }
                 return HandoffHopLegState(direction: direction, splicedAt: leg.stats.splicedAt, fed: leg.stats.fed.value,
-                                          emitted: leg.stats.emitted.value, pending: next.next() ?? [])
+                                          emitted: leg.stats.emitted.value, pending: next.next() ?? [],
+                                          pid: leg.process?.pid)
             })
         }
         let handedSplits = splits.map { split in
@@ -117,7 +124,15 @@ extension Session {
             openedAt: record.openedAt, bytes: record.bytes, clientPending: queued[0], serverPending: queued[1],
             reads: ByteCounts(clientToServer: client.read.value, serverToClient: server.read.value),
             hops: handedHops, splits: handedSplits, linkOffsets: offsets)
-        return (state, sockets)
+        var fds: [Int32] = []
+        for (index, socket) in sockets.enumerated() {
+            fds += socket.handoffDescriptors ?? []
+            if index >= 2, index - 2 < hopLegs.count, let process = hopLegs[index - 2].process,
+               let pidfd = process.handoffDescriptor {
+                fds.append(pidfd)
+            }
+        }
+        return (state, fds)
     }
 
     /// Reads and writes again: in the predecessor after the successor failed (the sockets are
@@ -146,6 +161,8 @@ extension Session {
         for port in allPorts {
             (port.socket as? RelaySocket)?.relinquish()
         }
+        // The successor watches the exec mediators now; they run on.
+        hops.flatMap(\.legs.values).forEach { $0.process?.relinquish() }
         // The mediators' uses go with the hops (the successor counts them).
         hops.forEach { $0.lease?.release() }
         allPaths.forEach { $0.detachAll() }
@@ -157,15 +174,15 @@ extension Session {
     }
 
     /// Takes over a session a predecessor handed on, frozen until the handoff is acknowledged
-    /// (`thawAfterHandoff`): every socket connected and polled, hops spliced back in stack
-    /// order with their leases, the counters and link offsets going on from the handed ones,
+    /// (`thawAfterHandoff`): every socket and pipe polled, exec mediators watched through
+    /// their pidfds, hops spliced back in stack order with their leases, splits tapping
+    /// their endpoints again, the counters and link offsets going on from the handed ones,
     /// the bytes it had queued kept to be written first. Runs on the loop. Throws, with
-    /// nothing wired, if a hop's mediator is not registered here.
-    func adopt(client clientSocket: RelaySocket, server serverSocket: RelaySocket, legs legSockets: [RelaySocket],
+    /// nothing wired and the leg descriptors closed quietly, if a hop's mediator is not
+    /// registered here or a descriptor cannot be polled.
+    func adopt(client clientSocket: RelaySocket, server serverSocket: RelaySocket, legFDs: [Int32],
                state: HandoffSessionState) throws(APIError) {
-        guard legSockets.count == state.legs.count + state.liveSplitLegs.count else {
-            throw .invalid("\(legSockets.count) leg sockets for \(state.legs.count) hop and \(state.liveSplitLegs.count) split legs")
-        }
+        let legs = try adoptLegs(legFDs, state: state)
         var leases: [MediatorLease?] = []
         for hop in state.hops {
             do {
@@ -174,6 +191,8 @@ extension Session {
                 } ?? nil)
             } catch {
                 leases.forEach { $0?.release() }
+                legs.sockets.forEach { $0.relinquish() }
+                legs.processes.forEach { $0?.relinquish() }
                 throw error
             }
         }
@@ -184,14 +203,15 @@ extension Session {
         adoptPorts(client: client, server: server)
         machine.adopted()
         var queued: [(Port, [UInt8])] = [(client, state.clientPending), (server, state.serverPending)]
-        var sockets = legSockets.makeIterator()
+        var sockets = legs.sockets.makeIterator()
+        var processes = legs.processes.makeIterator()
         for (handed, lease) in zip(state.hops, leases) {
             let hop = Hop(id: handed.id, mediator: handed.mediator, target: handed.target, request: handed.request,
                           lease: lease)
             let position = hops.count
             hops.append(hop)
             for handedLeg in handed.legs {
-                guard let socket = sockets.next() else { break }
+                guard let socket = sockets.next(), let process = processes.next() else { break }
                 let direction = handedLeg.direction
                 // As a splice appends: past the hops below going out, before them coming back.
                 let before = direction == .clientToServer ? hops[..<position].filter { $0.covers(direction) }.count : 0
@@ -199,7 +219,7 @@ extension Session {
                 let port = Port(role: .hop(hop.id, direction), socket: socket, session: self,
                                 written: stats.fed, read: stats.emitted)
                 path(direction).splice(port, atLink: before)
-                hop.legs[direction] = HopLeg(direction: direction, port: port, process: nil, stats: stats)
+                hop.legs[direction] = HopLeg(direction: direction, port: port, process: process, stats: stats)
                 queued.append((port, handedLeg.pending))
             }
         }
@@ -225,6 +245,49 @@ extension Session {
             "pending_to_client": "\(state.clientPending.count)", "pending_to_server": "\(state.serverPending.count)",
             "hops": "\(state.hops.count)", "splits": "\(state.splits.count)",
         ])
+    }
+
+    /// Polls the legs' descriptors (`HandoffSession.legFDs`): one socket per hop leg (with
+    /// its process, for exec), then one per attached split leg. On failure every descriptor
+    /// is closed quietly (the predecessor still serves the connections) and nothing is left
+    /// watched.
+    private func adoptLegs(_ fds: [Int32], state: HandoffSessionState)
+        throws(APIError) -> (sockets: [RelaySocket], processes: [ExecProcess?]) {
+        var rest = fds[...]
+        var sockets: [RelaySocket] = []
+        var processes: [ExecProcess?] = []
+        func fail(_ why: String) -> APIError {
+            sockets.forEach { $0.relinquish() }
+            processes.forEach { $0?.relinquish() }
+            rest.forEach { close($0) }
+            return .badGateway(why)
+        }
+        guard fds.count == state.descriptorCount - 2 else {
+            throw fail("\(fds.count) leg descriptors where \(state.descriptorCount - 2) were announced")
+        }
+        let hopLegs: [HandoffHopLegState?] = state.legs
+        for leg in hopLegs + Array(repeating: nil, count: state.liveSplitLegs.count) {
+            if let pid = leg?.pid {
+                let (output, input, pidfd) = (rest.removeFirst(), rest.removeFirst(), rest.removeFirst())
+                guard let process = ExecProcess.adopt(pid: pid, output: output, input: input, pidfd: pidfd, on: loop)
+                else {
+                    [output, input].forEach { close($0) }
+                    throw fail("exec mediator \(pid) cannot be watched")
+                }
+                processes.append(process)
+                guard let socket = RelaySocket(pipesReading: output, writing: input, loop: loop) else {
+                    throw fail("exec mediator \(pid): its pipes cannot be polled")
+                }
+                sockets.append(socket)
+            } else {
+                guard let socket = RelaySocket(tcp: rest.removeFirst(), loop: loop) else {
+                    throw fail("a mediator or recipient socket cannot be polled")
+                }
+                if leg != nil { processes.append(nil) }
+                sockets.append(socket)
+            }
+        }
+        return (sockets, processes)
     }
 
     /// Takes over one split: an attached one taps its direction's endpoint again (after the

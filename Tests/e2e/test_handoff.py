@@ -382,14 +382,27 @@ def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path, version)
 
 
 def test_successor_killed_midway_leaves_everything_served(start_gateway, upstream, tmp_path):
+    """Sessions frozen for a successor that dies resume in the old process, their hops (TCP
+    and exec) and splits included, with every byte."""
     path = socket_path(tmp_path, "h.sock")
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}]}))
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2", "--config", str(config))
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    mediator = StreamServer(lambda conn: _echo(conn))
+    recipient = HashingEcho()
     count = 20
     fleet = Fleet(listener["listen"], count)
     try:
         fleet.wait_progress(64 * 1024)
         ids = {s["client"]: s["id"] for s in old.sessions()}
+        ordered = sorted(ids.values(), key=lambda sid: int(sid[1:]))
+        splice(old, ordered[0], mediator="cat", direction="both")
+        splice(old, ordered[1], address=mediator.address, direction="both")
+        split = old.post(f"/api/v1/sessions/{ordered[2]}/splits", json={"address": recipient.address,
+                                                                          "direction": "both", "on_slow": "block"})
+        assert split.status_code == 201, split.text
+        fleet.wait_progress(64 * 1024)
         successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
                                   env={"SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS": "10"})
         wait_until(lambda: _state(successor.proc.pid) == "T", timeout=DEADLINE_S,
@@ -405,9 +418,13 @@ def test_successor_killed_midway_leaves_everything_served(start_gateway, upstrea
             assert roundtrip(late, HEADER.pack(99) + b"late") == HEADER.pack(99) + b"late"
         # Changes are taken again once the handoff is over (404 for no such session, not 409).
         assert old.delete("/api/v1/sessions/s999999").status_code == 404
+        assert [len(session_of_id(old, sid)["mediators"]) for sid in ordered[:2]] == [1, 1]
+        assert session_of_id(old, ordered[2])["splits"][0]["state"] == "active"
         fleet.finish(upstream)
     finally:
         fleet.close()
+        mediator.close()
+        recipient.close()
 
 
 def _state(pid: int) -> str:

@@ -844,3 +844,87 @@ def test_handoff_moves_exec_mediator_hops_twice(start_gateway, upstream, tmp_pat
                    message="every cat process to exit")
     finally:
         fleet.close()
+
+
+def test_five_handoffs_of_a_mixed_fleet(start_gateway, upstream, tmp_path):
+    """Issue 15's picture: 200 sessions streaming both ways, some with a TCP or exec hop,
+    some recorded by splits of both directions, some mirrored by a failover replica (one of
+    which fails over midway), through five handoffs in a row: every byte exact at clients,
+    upstream, recorders and replica; ids, hops and splits unchanged; each old process exits
+    0; the last one holds exactly the descriptors its sessions need."""
+    paths = [socket_path(tmp_path, f"h{n}.sock") for n in range(6)]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mediators": [{"name": "cat", "kind": "exec", "command": ["cat"]}]}))
+    gateway = start_gateway("--handoff-socket", paths[0], "--event-loops", "2", "--config", str(config))
+    mediator = StreamServer(lambda conn: _echo(conn))
+    recorders = {"c2s": HashingEcho(), "s2c": HashingEcho()}
+    replica = HashingEcho()
+    assert gateway.post("/api/v1/mediators", json={"name": "ident", "kind": "tcp",
+                                                   "address": mediator.address}).status_code == 201
+    plain = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    recorded = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": recorders["c2s"].address, "direction": "client_to_server", "on_slow": "block"},
+        {"address": recorders["s2c"].address, "direction": "server_to_client", "on_slow": "block"},
+    ])
+    replicated = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True},
+    ])
+    baseline = wait_until(lambda: relay_fds(gateway), message="the idle gateway's descriptors")
+    fleets = (Fleet(plain["listen"], 192, window=64 * 1024), Fleet(recorded["listen"], 4, base=1000),
+              Fleet(replicated["listen"], 4, base=2000))
+    try:
+        for fleet in fleets:
+            fleet.wait_progress(16 * 1024)
+        sessions = gateway.sessions()
+        assert len(sessions) == 200
+        plain_ids = sorted((s["id"] for s in sessions if not s["splits"]), key=lambda sid: int(sid[1:]))
+        for sid in plain_ids[:12]:
+            splice(gateway, sid, mediator="ident", direction="both")
+        splice(gateway, plain_ids[12], mediator="cat", direction="both")
+        shape = {s["id"]: ([h["id"] for h in s["mediators"]], [sp["id"] for sp in s["splits"]])
+                 for s in gateway.sessions()}
+        failed_over = None
+        for n in range(5):
+            # Each process listens for the next (as the idle one did: the same descriptors).
+            gateway = take_over(start_gateway, gateway, paths[n], "--handoff-socket", paths[n + 1])
+            for fleet in fleets:
+                fleet.wait_progress(16 * 1024)
+            now = {s["id"]: ([h["id"] for h in s["mediators"]], [sp["id"] for sp in s["splits"]])
+                   for s in gateway.sessions()}
+            assert now == shape, f"handoff {n + 1} changed the sessions' hops or splits"
+            if n == 2:
+                mirrored = next(s for s in gateway.sessions()
+                                if len(s["splits"]) == 1 and s["splits"][0]["address"] == replica.address)
+                failed_over = mirrored["id"]
+                assert _failover(gateway, failed_over, mirrored["splits"][0]["id"])["server"] == replica.address
+                shape[failed_over] = (shape[failed_over][0], [])
+        # Two per session, one per TCP hop leg, three per exec hop leg, one per split leg.
+        needed = 2 * 200 + 12 * 2 + 2 * 3 + 4 * 2 + 3
+        wait_until(lambda: len(relay_fds(gateway)) == len(baseline) + needed, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + {needed} descriptors (now {_kinds(relay_fds(gateway))}, "
+                           f"idle {_kinds(baseline)})")
+        local = {"%s:%d" % c["sock"].getsockname(): c["index"] for fleet in fleets for c in fleet.clients}
+        over = {local[s["client"]] for s in gateway.sessions() if s["id"] == failed_over}
+        assert len(over) == 1
+        fleets[0].finish(upstream)
+        fleets[1].finish(upstream)
+        fleets[2].finish(upstream, {c["index"] for c in fleets[2].clients} - over)
+        fleets[1].check(recorders["c2s"], what="client-to-server recorder")
+        fleets[1].check(recorders["s2c"], what="server-to-client recorder")
+        fleets[2].check(replica, what="replica")
+        wait_until(lambda: gateway.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+    finally:
+        for fleet in fleets:
+            fleet.close()
+        for server in (*recorders.values(), replica):
+            server.close()
+        mediator.close()
+
+
+def _kinds(fds: list[str]) -> dict[str, int]:
+    """How many descriptors of each kind (socket, pipe, pidfd, …)."""
+    kinds: dict[str, int] = {}
+    for target in fds:
+        kind = target.split(":[")[0].split("[")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds

@@ -11,9 +11,9 @@ import SpliceDataPlane
 ///
 /// 1. successor → `hello` {version, pid}
 /// 2. predecessor → `refused` {reason} and closes, when the version differs or something
-///    cannot move yet (an exec hop, a hop being spliced or removed, a capture, a session
-///    still dialing or half-closed, an admin response in flight); it then serves on as before. Otherwise it stops
-///    accepting and reading, and sends:
+///    cannot move yet (a hop being spliced or removed, a capture, a session still dialing
+///    or with an EOF being passed on, an admin response in flight); it then serves on as
+///    before. Otherwise it stops accepting and reading, and sends:
 /// 3. `admin` (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
 ///    registered mediator, one `listener` {id, spec, created_at_us, total_sessions,
 ///    upstream_failures, rejected_sessions} (1 descriptor) per listener, one `session`
@@ -24,7 +24,9 @@ import SpliceDataPlane
 ///    mediator, else null); `splits` in order, dropped ones
 ///    too, each {id, request, state, reason, replica, legs: [{direction, from_offset, sent,
 ///    discarded, unsent_at_drop, pending, backlog, backlog_start}]}; `offsets` each
-///    direction's link offsets. Descriptors: client, server, each hop leg's (a TCP
+///    direction's link offsets; `input_ended`, `output_shut` (per descriptor's socket: the
+///    peer sent EOF, its output was shut; empty when neither) and `finished` (directions
+///    whose EOF reached the endpoint) for a half-closed session. Descriptors: client, server, each hop leg's (a TCP
 ///    mediator's socket; an exec mediator's stdout, stdin and pidfd), one per leg of a
 ///    split not dropped. Payload: the bytes queued for the client, for the server, for
 ///    each hop leg, for each split leg, then each split leg's held replica output. Then
@@ -88,6 +90,9 @@ public enum HandoffMessage: Sendable {
                 "server_read": .int(Int64(bitPattern: state.reads.serverToClient)),
                 "hops": .array(state.hops.map(\.json)), "splits": .array(state.splits.map(\.json)),
                 "offsets": HandoffHopState.json(offsets: state.linkOffsets),
+                "input_ended": .array(state.inputEnded.map { .bool($0) }),
+                "output_shut": .array(state.outputShut.map { .bool($0) }),
+                "finished": .array(Direction.allCases.filter(state.finished.contains).map { .string($0.rawValue) }),
             ]
             return HandoffFrame(type: "session", fields, payload: state.clientPending + state.serverPending + state.legBytes,
                                 fds: session.fds)
@@ -159,6 +164,14 @@ public enum HandoffMessage: Sendable {
                 hops: try HandoffHopState.hops(try fields.value("hops")),
                 splits: try HandoffSplitState.splits(try fields.value("splits")),
                 linkOffsets: try HandoffHopState.offsets(try fields.value("offsets")))
+            state.inputEnded = try fields.flags("input_ended")
+            state.outputShut = try fields.flags("output_shut")
+            for name in try fields.value("finished").array ?? [] {
+                guard let direction = name.string.flatMap(Direction.init(rawValue:)) else {
+                    throw HandoffError("session: field 'finished' must list directions")
+                }
+                state.finished.insert(direction)
+            }
             guard state.fillLegBytes(from: frame.payload[(clientPending + serverPending)...]) else {
                 throw HandoffError("session: the legs' byte counts differ from the payload's \(frame.payload.count) bytes")
             }
@@ -216,6 +229,13 @@ private struct Fields {
 
     func date(_ key: String) throws(HandoffError) -> Date {
         Date(timeIntervalSince1970: Double(try int(key)) / 1_000_000)
+    }
+
+    /// An array of booleans.
+    func flags(_ key: String) throws(HandoffError) -> [Bool] {
+        guard let items = try value(key).array, let flags = Optional(items.compactMap(\.bool)), flags.count == items.count
+        else { throw HandoffError("\(frame.type): field '\(key)' must be an array of booleans") }
+        return flags
     }
 
     func listenerID(_ key: String) throws(HandoffError) -> ListenerID {

@@ -361,7 +361,7 @@ public final class RelaySocket: RelayPollable {
     /// event may move a byte. Nil for a socket closed or still connecting, or one whose
     /// output is shut or shutting (those do not move yet).
     public func suspendForHandoff() -> [UInt8]? {
-        guard isOpen, connecting == nil, !outputShut, !shutdownRequested, !closeAfterFlushRequested,
+        guard isOpen, connecting == nil, !isHalfClosing, !(isPipe && outputShut), !closeAfterFlushRequested,
               !writeFailed, let inputToken, !isPipe || outputToken != nil else { return nil }
         loop.deregister(inputToken, fd: inputFD)
         self.inputToken = nil
@@ -375,6 +375,22 @@ public final class RelaySocket: RelayPollable {
             buffer.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
         }
         return bytes
+    }
+
+    /// A half-close of the output asked for and not done yet (output still queued).
+    public var isHalfClosing: Bool { shutdownRequested && !outputShut }
+
+    /// Takes over a TCP socket's half-closed state from a predecessor process: its peer had
+    /// sent EOF (`inputEnded`: nothing more is read), or its output was shut (`outputShut`:
+    /// nothing more is written; the kernel's socket is shut already). Call before it is
+    /// polled for the first time.
+    public func adoptHalfClose(inputEnded: Bool, outputShut: Bool) {
+        guard !isPipe else { return }
+        if inputEnded { self.inputEnded = true }
+        if outputShut {
+            self.outputShut = true
+            shutdownRequested = true
+        }
     }
 
     /// Polls a suspended socket again (the handoff failed): registering it reports what is

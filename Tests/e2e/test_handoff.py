@@ -928,3 +928,98 @@ def _kinds(fds: list[str]) -> dict[str, int]:
         kind = target.split(":[")[0].split("[")[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
+
+
+class HalfCloser:
+    """An upstream for half-closed sessions, by the index a client sends first: an odd one
+    reads the client's stream to its EOF, then (once `go` is set) answers `answer(index)`
+    and closes; an even one sends `answer(index)` and shuts its side at once, then reads
+    the client's stream to its EOF. It keeps the SHA-256 and count of what it read."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: dict[int, tuple[str, int]] = {}
+        self.go = threading.Event()
+        self.server = StreamServer(self._handle)
+        self.address = self.server.address
+
+    @staticmethod
+    def answer(index: int) -> bytes:
+        return random.Random(10_000 + index).randbytes(512 * 1024)
+
+    def _read_all(self, conn: socket.socket, index: int) -> None:
+        digest, count = hashlib.sha256(), 0
+        while data := conn.recv(65536):
+            digest.update(data)
+            count += len(data)
+        with self.lock:
+            self.received[index] = (digest.hexdigest(), count)
+
+    def _handle(self, conn: socket.socket) -> None:
+        index = HEADER.unpack(recv_exactly(conn, HEADER.size))[0]
+        if index % 2:
+            self._read_all(conn, index)
+            self.go.wait(DEADLINE_S)
+            conn.sendall(self.answer(index))
+            conn.shutdown(socket.SHUT_WR)
+        else:
+            conn.sendall(self.answer(index))
+            conn.shutdown(socket.SHUT_WR)
+            self._read_all(conn, index)
+
+    def close(self) -> None:
+        self.go.set()
+        self.server.close()
+
+
+def test_half_closed_sessions_move_twice(start_gateway, tmp_path):
+    """Sessions with one direction finished move, which side is shut with them: a client that
+    has sent its EOF (plain, and through a mediator hop both ways) still gets the server's
+    whole answer and its EOF from the new process; a client whose server has finished still
+    sends, and the server gets every byte and the EOF."""
+    first_path, second_path = socket_path(tmp_path, "h1.sock"), socket_path(tmp_path, "h2.sock")
+    old = start_gateway("--handoff-socket", first_path, "--event-loops", "2")
+    upstream = HalfCloser()
+    mediator = StreamServer(lambda conn: _echo(conn))
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    clients: dict[int, socket.socket] = {}
+    sent: dict[int, bytes] = {}
+    try:
+        for index in (1, 2, 3):
+            clients[index] = connect(listener["listen"])
+            clients[index].settimeout(DEADLINE_S)
+            clients[index].sendall(HEADER.pack(index))
+        ids = {index: session_of(old, sock)["id"] for index, sock in clients.items()}
+        splice(old, ids[3], address=mediator.address, direction="both")
+        for index in (1, 3):
+            sent[index] = random.Random(index).randbytes(256 * 1024)
+            clients[index].sendall(sent[index])
+            clients[index].shutdown(socket.SHUT_WR)
+        answer = upstream.answer(2)
+        assert recv_exactly(clients[2], len(answer)) == answer and clients[2].recv(1) == b""
+        wait_until(lambda: 1 in upstream.received and 3 in upstream.received, timeout=DEADLINE_S,
+                   message="the upstream to read the clients' EOFs")
+        wait_until(lambda: all(session_of_id(old, sid)["state"] == "half_closed" for sid in ids.values()),
+                   timeout=DEADLINE_S, message="every session half-closed")
+
+        new = take_over(start_gateway, old, first_path, "--handoff-socket", second_path)
+        assert {s["id"]: s["state"] for s in new.sessions()} == {sid: "half_closed" for sid in ids.values()}
+        sent[2] = random.Random(2).randbytes(256 * 1024)
+        clients[2].sendall(sent[2][:128 * 1024])
+        third = take_over(start_gateway, new, second_path)
+        clients[2].sendall(sent[2][128 * 1024:])
+        clients[2].shutdown(socket.SHUT_WR)
+        upstream.go.set()
+        for index in (1, 3):
+            answer = upstream.answer(index)
+            assert recv_exactly(clients[index], len(answer)) == answer
+            assert clients[index].recv(1) == b"", f"client {index}: bytes after the answer"
+        wait_until(lambda: 2 in upstream.received, timeout=DEADLINE_S, message="the upstream to read client 2's EOF")
+        for index, payload in sent.items():
+            assert upstream.received[index] == (hashlib.sha256(payload).hexdigest(), len(payload)), index
+        wait_until(lambda: third.sessions() == [], timeout=DEADLINE_S, message="every session to complete")
+    finally:
+        for sock in clients.values():
+            sock.close()
+        upstream.close()
+        mediator.close()

@@ -17,26 +17,28 @@ public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
 ///
 /// What moves: listeners (their sockets, ids, specs and figures), registered mediators,
 /// the id sources, and sessions with client and server connected, with their hops (TCP and
-/// exec mediators) and splits (no capture, nothing half-closed, no reconfiguration under way).
+/// exec mediators) and splits (no capture, no EOF half passed on, no reconfiguration under way).
 /// Anything else refuses the handoff before anything is stopped (`Session.handoffBlocker`).
 extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
     public var handoffUnderway: Bool { handoffHold.withLock { $0 != nil } }
 
-    /// How long a handoff waits, listeners paused, for sessions still dialing their server.
-    static let handoffDialWait: Duration = .seconds(5)
+    /// How long a handoff waits, listeners paused, for sessions still dialing their server
+    /// or passing an EOF on.
+    static let handoffSettleWait: Duration = .seconds(5)
 
     /// Why the gateway cannot be handed over now, or nil if it can (nothing is stopped).
-    /// A session still dialing does not count here: it is waited for (`handoffDialWait`).
+    /// A session still dialing or passing an EOF on does not count here: it is waited for
+    /// (`handoffSettleWait`).
     public func handoffBlocker() -> String? {
         guard accepting.load(ordering: .relaxed) else { return "the gateway is shutting down" }
-        return onEachSession(default: nil) { $0.handoffBlocker(allowDialing: true) }.lazy.compactMap { $0 }.first
+        return onEachSession(default: nil) { $0.handoffBlocker(allowSettling: true) }.lazy.compactMap { $0 }.first
     }
 
-    /// Waits until no session is dialing its server, or `deadline` passes (the listeners are
-    /// paused, so no new one starts).
-    private func waitForDials(until deadline: ContinuousClock.Instant) {
-        while onEachSession(default: false, \.isDialing).contains(true), ContinuousClock.now < deadline {
+    /// Waits until no session is dialing its server or passing an EOF on, or `deadline`
+    /// passes (the listeners are paused, so no new one starts).
+    private func waitForSettling(until deadline: ContinuousClock.Instant) {
+        while onEachSession(default: false, \.isSettling).contains(true), ContinuousClock.now < deadline {
             usleep(10_000)
         }
     }
@@ -66,7 +68,7 @@ extension Gateway {
         }
         let listeners = listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }
         try? wait(EventLoopFuture.andAllComplete(listeners.map { $0.relaySocket.pause() }, on: group.any()))
-        waitForDials(until: .now + Self.handoffDialWait)
+        waitForSettling(until: .now + Self.handoffSettleWait)
         // Every client accepted before the pause has its session now: freeze them all.
         let records = registry.records()
         let freezes = records.map { record in

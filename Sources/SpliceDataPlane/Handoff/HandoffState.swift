@@ -30,6 +30,13 @@ public struct HandoffSessionState: Sendable, Equatable {
     /// Each direction's link offsets in stream order (one more than the hops covering it),
     /// so that splice and removal offsets go on counting the same streams.
     public var linkOffsets: [Direction: [UInt64]]
+    /// A half-closed session's EOFs, per socket in `HandoffSession.fds` order (client,
+    /// server, hop legs, attached split legs): the peer sent EOF, and we shut its output.
+    /// Empty for a session with none.
+    public var inputEnded: [Bool] = []
+    public var outputShut: [Bool] = []
+    /// Directions whose EOF reached the receiving endpoint after every byte.
+    public var finished: Set<Direction> = []
 
     public init(id: SessionID, listener: ListenerID, client: String, server: String, openedAt: Date,
                 bytes: ByteCounts, clientPending: [UInt8], serverPending: [UInt8], reads: ByteCounts? = nil,

@@ -10,12 +10,12 @@ import Glibc
 /// successor adopts them.
 extension Session {
     /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
-    /// With `allowDialing`, a session still dialing its server passes (it is waited for
-    /// once the listeners are paused).
-    func handoffBlocker(allowDialing: Bool = false) -> String? {
+    /// With `allowSettling`, a session still dialing its server or passing an EOF on passes
+    /// (it is waited for once the listeners are paused).
+    func handoffBlocker(allowSettling: Bool = false) -> String? {
         let id = record.id
         switch machine.phase {
-        case .connecting: return allowDialing ? nil : "session \(id) is still connecting to its server"
+        case .connecting: return allowSettling ? nil : "session \(id) is still connecting to its server"
         case .ended: return nil  // on its way out: nothing to move
         case .open: break
         }
@@ -25,13 +25,31 @@ extension Session {
             return "session \(id) has a reconfiguration under way (a hop being spliced or removed); "
                 + "it can be handed off once that finishes"
         }
-        if machine.halfClosed || allPorts.contains(where: { $0.eofReceived || $0.outputClosing }) {
-            return "session \(id) is half-closed; handing off half-closed sessions is not supported yet"
-        }
+        if !allowSettling, let reason = halfCloseBlocker() { return reason }
         if let reason = hopsBlocker() { return reason }
         guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptors != nil }) else {
             return "session \(id) has a connection the handoff cannot pass on"
         }
+        return nil
+    }
+
+    /// Why an EOF keeps the session from moving, or nil: a half-close moves once it has
+    /// taken effect (the output shut after its last byte, the direction finished at the
+    /// endpoint, a recipient's copy closed), not while it is being passed on.
+    private func halfCloseBlocker() -> String? {
+        let halfClosing = "session \(record.id) is half-closing (an EOF is being passed on); it can be handed off once that finishes"
+        for port in allPorts where port.outputClosing {
+            guard let socket = port.socket as? RelaySocket, socket.outputShut, !socket.isHalfClosing else { return halfClosing }
+        }
+        if hops.flatMap(\.legs.values).contains(where: { $0.process != nil && $0.port.outputClosing }) {
+            return "session \(record.id): an exec mediator's input was closed; handing that off is not supported yet"
+        }
+        if server?.outputClosing == true, !machine.finished.contains(.clientToServer) { return halfClosing }
+        if client?.outputClosing == true, !machine.finished.contains(.serverToClient) { return halfClosing }
+        if splits.contains(where: { $0.state == .active && $0.legs.values.contains(where: \.port.outputClosing) }) {
+            return halfClosing
+        }
+        if machine.halfClosed, machine.finished.isEmpty { return halfClosing }
         return nil
     }
 
@@ -65,8 +83,11 @@ extension Session {
         return nil
     }
 
-    /// Whether the session is still dialing its server.
-    var isDialing: Bool { machine.phase == .connecting }
+    /// Whether the session is still dialing its server or passing an EOF on: a handoff
+    /// waits for it to settle.
+    var isSettling: Bool {
+        machine.phase == .connecting || (machine.phase == .open && halfCloseBlocker() != nil)
+    }
 
     /// Descriptors one session may take in a handoff frame (client, server, hop legs).
     static let handoffMaxDescriptors = 16
@@ -119,11 +140,16 @@ extension Session {
         }
         var offsets: [Direction: [UInt64]] = [:]
         for path in allPaths { offsets[path.direction] = path.links.map(\.offset) }
-        let state = HandoffSessionState(
+        var state = HandoffSessionState(
             id: record.id, listener: record.listener, client: record.client, server: serverAddress,
             openedAt: record.openedAt, bytes: record.bytes, clientPending: queued[0], serverPending: queued[1],
             reads: ByteCounts(clientToServer: client.read.value, serverToClient: server.read.value),
             hops: handedHops, splits: handedSplits, linkOffsets: offsets)
+        if ports.contains(where: { $0.eofReceived || $0.outputClosing }) {
+            state.inputEnded = ports.map(\.eofReceived)
+            state.outputShut = ports.map(\.outputClosing)
+            state.finished = machine.finished
+        }
         var fds: [Int32] = []
         for (index, socket) in sockets.enumerated() {
             fds += socket.handoffDescriptors ?? []
@@ -201,7 +227,7 @@ extension Session {
         let server = Port(role: .server, socket: serverSocket, session: self, written: record.toServer,
                           read: ByteCounter(state.reads.serverToClient))
         adoptPorts(client: client, server: server)
-        machine.adopted()
+        machine.adopted(finished: state.finished)
         var queued: [(Port, [UInt8])] = [(client, state.clientPending), (server, state.serverPending)]
         var sockets = legs.sockets.makeIterator()
         var processes = legs.processes.makeIterator()
@@ -235,6 +261,7 @@ extension Session {
             }
             zip(path.links, offsets).forEach { $0.offset = $1 }
         }
+        adoptHalfClose(queued.map(\.0), state: state)
         // Already counted as delivered by the predecessor: written at the thaw, not counted again.
         handoffFrozen = true
         handoffQueued = queued.filter { !$0.1.isEmpty }
@@ -245,6 +272,21 @@ extension Session {
             "pending_to_client": "\(state.clientPending.count)", "pending_to_server": "\(state.serverPending.count)",
             "hops": "\(state.hops.count)", "splits": "\(state.splits.count)",
         ])
+    }
+
+    /// Marks the EOFs a half-closed session had seen and passed on, per port in descriptor
+    /// order (the sockets' kernel state came with them): nothing more is read from a port
+    /// whose peer sent EOF, nor written to one whose output was shut.
+    private func adoptHalfClose(_ ports: [Port], state: HandoffSessionState) {
+        guard !state.inputEnded.isEmpty || !state.outputShut.isEmpty else { return }
+        for (index, port) in ports.enumerated() {
+            let ended = index < state.inputEnded.count && state.inputEnded[index]
+            let shut = index < state.outputShut.count && state.outputShut[index]
+            port.eofReceived = ended
+            port.outputClosing = shut
+            (port.socket as? RelaySocket)?.adoptHalfClose(inputEnded: ended, outputShut: shut)
+        }
+        if client?.outputClosing == true || server?.outputClosing == true { machine.eofSentToEndpoint() }
     }
 
     /// Polls the legs' descriptors (`HandoffSession.legFDs`): one socket per hop leg (with

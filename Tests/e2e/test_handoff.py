@@ -340,6 +340,11 @@ def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
             capture.close()
 
 
+def _in_order(ids) -> list[str]:
+    """Session ids in the order they were opened."""
+    return sorted(ids, key=lambda sid: int(sid[1:]))
+
+
 def _echo(conn: socket.socket) -> None:
     while data := conn.recv(65536):
         conn.sendall(data)
@@ -396,7 +401,7 @@ def test_successor_killed_midway_leaves_everything_served(start_gateway, upstrea
     try:
         fleet.wait_progress(64 * 1024)
         ids = {s["client"]: s["id"] for s in old.sessions()}
-        ordered = sorted(ids.values(), key=lambda sid: int(sid[1:]))
+        ordered = _in_order(ids.values())
         splice(old, ordered[0], mediator="cat", direction="both")
         splice(old, ordered[1], address=mediator.address, direction="both")
         split = old.post(f"/api/v1/sessions/{ordered[2]}/splits", json={"address": recipient.address,
@@ -546,7 +551,7 @@ def test_handoff_moves_mediated_sessions_twice(start_gateway, upstream, tmp_path
     try:
         fleet.wait_progress(32 * 1024)
         ids = {s["client"]: s["id"] for s in old.sessions()}
-        by_index = sorted(ids.values(), key=lambda sid: int(sid[1:]))
+        by_index = _in_order(ids.values())
         legs = 0
         for index, sid in enumerate(by_index):
             if index < 4:
@@ -648,6 +653,20 @@ def test_hop_being_removed_refuses_handoff(start_gateway, upstream, tmp_path):
         mediator.close()
 
 
+def _split_listeners(gateway, upstream: HashingEcho, recorders: dict[str, HashingEcho],
+                     replica: HashingEcho) -> tuple[dict, dict]:
+    """Two listeners to `upstream`: one whose sessions the recorders copy from offset 0
+    (`c2s` and `s2c`, lossless), one whose sessions `replica` mirrors as a failover replica."""
+    recorded = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": recorders["c2s"].address, "direction": "client_to_server", "on_slow": "block"},
+        {"address": recorders["s2c"].address, "direction": "server_to_client", "on_slow": "block"},
+    ])
+    replicated = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
+        {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True},
+    ])
+    return recorded, replicated
+
+
 def _splits(gateway) -> dict[str, list[dict]]:
     """Each session's splits by session id, without the byte counters."""
     return {s["id"]: [{k: v for k, v in split.items() if k != "bytes"} for split in s["splits"]]
@@ -678,13 +697,7 @@ def test_handoff_moves_split_sessions_twice(start_gateway, upstream, tmp_path):
     stalled = threading.Event()
     # A recipient that never reads: its split is dropped once its buffer is full.
     deaf = StreamServer(lambda conn: stalled.wait(DEADLINE_S))
-    recorded = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
-        {"address": recorders["c2s"].address, "direction": "client_to_server", "on_slow": "block"},
-        {"address": recorders["s2c"].address, "direction": "server_to_client", "on_slow": "block"},
-    ])
-    replicated = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
-        {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True},
-    ])
+    recorded, replicated = _split_listeners(old, upstream, recorders, replica)
     baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
     recording = Fleet(recorded["listen"], 4)
     mirrored = Fleet(replicated["listen"], 4, base=100)
@@ -806,7 +819,7 @@ def test_handoff_moves_exec_mediator_hops_twice(start_gateway, upstream, tmp_pat
     fleet = Fleet(listener["listen"], 4)
     try:
         fleet.wait_progress(32 * 1024)
-        ids = sorted((s["id"] for s in old.sessions()), key=lambda sid: int(sid[1:]))
+        ids = _in_order(s["id"] for s in old.sessions())
         hops = {ids[0]: splice(old, ids[0], mediator="cat", direction="both"),
                 ids[1]: splice(old, ids[1], mediator="cat", direction="client_to_server")}
         cats = children(old.proc.pid, "cat")
@@ -862,13 +875,7 @@ def test_five_handoffs_of_a_mixed_fleet(start_gateway, upstream, tmp_path):
     assert gateway.post("/api/v1/mediators", json={"name": "ident", "kind": "tcp",
                                                    "address": mediator.address}).status_code == 201
     plain = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-    recorded = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
-        {"address": recorders["c2s"].address, "direction": "client_to_server", "on_slow": "block"},
-        {"address": recorders["s2c"].address, "direction": "server_to_client", "on_slow": "block"},
-    ])
-    replicated = gateway.create_listener(listen="127.0.0.1:0", upstream=upstream.address, splits=[
-        {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True},
-    ])
+    recorded, replicated = _split_listeners(gateway, upstream, recorders, replica)
     baseline = wait_until(lambda: relay_fds(gateway), message="the idle gateway's descriptors")
     fleets = (Fleet(plain["listen"], 192, window=64 * 1024), Fleet(recorded["listen"], 4, base=1000),
               Fleet(replicated["listen"], 4, base=2000))
@@ -877,7 +884,7 @@ def test_five_handoffs_of_a_mixed_fleet(start_gateway, upstream, tmp_path):
             fleet.wait_progress(16 * 1024)
         sessions = gateway.sessions()
         assert len(sessions) == 200
-        plain_ids = sorted((s["id"] for s in sessions if not s["splits"]), key=lambda sid: int(sid[1:]))
+        plain_ids = _in_order(s["id"] for s in sessions if not s["splits"])
         for sid in plain_ids[:12]:
             splice(gateway, sid, mediator="ident", direction="both")
         splice(gateway, plain_ids[12], mediator="cat", direction="both")

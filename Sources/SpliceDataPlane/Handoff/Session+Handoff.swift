@@ -41,9 +41,6 @@ extension Session {
         for port in allPorts where port.outputClosing {
             guard let socket = port.socket as? RelaySocket, socket.outputShut, !socket.isHalfClosing else { return halfClosing }
         }
-        if hops.flatMap(\.legs.values).contains(where: { $0.process != nil && $0.port.outputClosing }) {
-            return "session \(record.id): an exec mediator's input was closed; handing that off is not supported yet"
-        }
         if server?.outputClosing == true, !machine.finished.contains(.clientToServer) { return halfClosing }
         if client?.outputClosing == true, !machine.finished.contains(.serverToClient) { return halfClosing }
         if splits.contains(where: { $0.state == .active && $0.legs.values.contains(where: \.port.outputClosing) }) {
@@ -53,14 +50,19 @@ extension Session {
         return nil
     }
 
-    /// Why the hops keep the session from moving, or nil: only TCP mediators move, active,
-    /// with every link of the chain where it belongs and nothing held. (Splits move as they
-    /// are; one that closed its copy has a half-closed session, refused before.)
+    /// Why the hops keep the session from moving, or nil: hops move when active, with every
+    /// link of the chain where it belongs and nothing held, an exec mediator's process
+    /// watched through a pidfd and its input still open (a closed pipe has no descriptor
+    /// left to pass), and all of the session's descriptors fitting in one frame.
     private func hopsBlocker() -> String? {
         let id = record.id
         for hop in hops {
             if hop.state != .active || hop.removal != nil {
                 return "session \(id): hop \(hop.id) is being removed; it can be handed off once the removal finishes"
+            }
+            if hop.legs.values.contains(where: { $0.process != nil && $0.port.outputClosing }) {
+                return "session \(id): hop \(hop.id) is an exec mediator whose input was closed; "
+                    + "handing that off is not supported yet"
             }
             if hop.legs.values.contains(where: { $0.process != nil && $0.process?.handoffDescriptor == nil }) {
                 return "session \(id): hop \(hop.id) is an exec mediator watched without a pidfd (a kernel before "
@@ -89,7 +91,8 @@ extension Session {
         machine.phase == .connecting || (machine.phase == .open && halfCloseBlocker() != nil)
     }
 
-    /// Descriptors one session may take in a handoff frame (client, server, hop legs).
+    /// Descriptors one session may take in a handoff frame (client, server, hop and split
+    /// legs).
     static let handoffMaxDescriptors = 16
 
     /// The legs of splits still attached, in split order, client-to-server first.

@@ -3,8 +3,8 @@ import SpliceControlPlane
 import SpliceCore
 import SpliceDataPlane
 
-/// The handoff protocol, version 2 (issue 15; version 1 carried plain sessions only and is
-/// refused now).
+/// The handoff protocol, version 3 (issue 15; version 1 carried plain sessions only,
+/// version 2 had no `released`: both are refused now).
 ///
 /// Over the predecessor's `--handoff-socket` (a Unix stream socket, mode 0600), in frames
 /// (`HandoffFrame`):
@@ -32,15 +32,22 @@ import SpliceDataPlane
 ///    each hop leg, for each split leg, then each split leg's held replica output. Then
 ///    `end` {next_session, next_hop, next_split, next_listener, next_capture, sessions,
 ///    listeners, pid}.
-/// 4. successor → `ack` {sessions, listeners} once it holds everything (it reads, writes
-///    and accepts only after sending it), or `abort` {reason}. On `ack` the predecessor
-///    closes its copies quietly and exits 0; on anything else (abort, EOF, a timeout) it
-///    resumes every session and listener and logs why.
+/// 4. successor → `ack` {sessions, listeners} once it holds everything, or `abort` {reason}.
+/// 5. predecessor → `released` once it has let go of everything (admin connections
+///    finished, its copies of the descriptors closed quietly, its socket file removed); it
+///    then closes the connection and exits 0. On anything but a valid `ack` (abort, EOF, a
+///    bad count, the deadline) it closes the connection FIRST and then resumes every
+///    session and listener, logging why.
+///
+/// The successor reads, writes, accepts and serves the admin socket only after `released`:
+/// never do two processes serve the same sockets. A connection that closes without
+/// `released` means the predecessor resumed, unless it is dead (the `end` frame's pid):
+/// then nobody else holds the sockets and the successor takes over.
 ///
 /// A new version is a new number: a predecessor refuses a `hello` it does not speak.
 public enum HandoffProtocol {
     /// The version this build speaks.
-    public static let version: Int64 = 2
+    public static let version: Int64 = 3
 }
 
 /// One message of the protocol.
@@ -54,6 +61,7 @@ public enum HandoffMessage: Sendable {
     case end(HandoffCounters, sessions: Int, listeners: Int, pid: Int32)
     case ack(sessions: Int, listeners: Int)
     case abort(reason: String)
+    case released
 
     /// The message as a frame.
     public var frame: HandoffFrame {
@@ -110,6 +118,8 @@ public enum HandoffMessage: Sendable {
             return HandoffFrame(type: "ack", ["sessions": .int(Int64(sessions)), "listeners": .int(Int64(listeners))])
         case .abort(let reason):
             return HandoffFrame(type: "abort", ["reason": .string(reason)])
+        case .released:
+            return HandoffFrame(type: "released")
         }
     }
 
@@ -191,6 +201,8 @@ public enum HandoffMessage: Sendable {
             self = .ack(sessions: Int(try fields.count("sessions")), listeners: Int(try fields.count("listeners")))
         case "abort":
             self = .abort(reason: try fields.string("reason"))
+        case "released":
+            self = .released
         default:
             throw HandoffError("unknown message type '\(frame.type)'")
         }

@@ -130,8 +130,9 @@ public final class HandoffServer: Sendable {
         }
         // A stream opened while freezing would be cut: refuse now rather than later.
         if let reason = adminBlocker() {
-            gateway.resumeAfterHandoff()
             refuse(channel, reason, successor: successor)
+            channel.close()
+            gateway.resumeAfterHandoff()
             return false
         }
         logger.notice("handoff: handing over", metadata: [
@@ -152,19 +153,30 @@ public final class HandoffServer: Sendable {
                 throw HandoffError("the successor answered something other than ack")
             }
         } catch {
+            // Closed before anything resumes: a successor still on its way sees the connection
+            // end without `released` and never touches the sockets (see `HandoffProtocol`).
+            channel.close()
             gateway.resumeAfterHandoff()
             logger.error("handoff failed before the successor acknowledged; serving every session on", metadata: [
                 "successor_pid": "\(successor)", "reason": "\(error)", "sessions": "\(export.sessions.count)",
             ])
             return false
         }
-        // The successor serves the admin socket now: finish what this process accepted, so
-        // that no admin request is cut (answered from the state just handed over).
+        // The successor serves the admin socket only after `released`: finish what this
+        // process accepted, so that no admin request is cut (answered from the state just
+        // handed over).
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
         gateway.relinquishAfterHandoff()
-        // Before the connection closes: the successor binds its own socket (maybe at this
-        // path) only once it sees the close.
+        // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
+        do throws(HandoffError) {
+            try channel.send(HandoffMessage.released.frame)
+        } catch {
+            // Everything is let go of: a successor that cannot hear it finds this process gone.
+            logger.warning("handoff: could not tell the successor everything is released", metadata: [
+                "successor_pid": "\(successor)", "reason": "\(error)",
+            ])
+        }
         logger.notice("handoff: the successor acknowledged; exiting", metadata: [
             "successor_pid": "\(successor)", "sessions": "\(export.sessions.count)",
         ])

@@ -58,7 +58,7 @@ public final class HandoffTakeOver {
                     self.counters = counters
                     predecessor = pid
                     return
-                case .hello, .ack, .abort:
+                case .hello, .ack, .abort, .released:
                     throw HandoffError("unexpected message from the predecessor")
                 }
             }
@@ -83,11 +83,22 @@ public final class HandoffTakeOver {
         channel.close()
     }
 
-    /// Waits (at most `milliseconds`) for the predecessor to close the connection, which it
-    /// does after removing its handoff socket, then closes ours.
-    public func waitForPredecessor(milliseconds: Int) {
-        channel.waitForClose(milliseconds: milliseconds)
-        channel.close()
+    /// Waits (at most `milliseconds`) for the predecessor's `released`, then closes the
+    /// connection. Until this returns `.released` or `.predecessorGone`, the sockets must
+    /// not be touched: the predecessor may still serve them.
+    public func awaitRelease(milliseconds: Int) -> HandoffRelease {
+        defer { channel.close() }
+        channel.setReceiveTimeout(milliseconds: milliseconds)
+        let why: String
+        do throws(HandoffError) {
+            if case .released = try HandoffMessage(channel.receive()) { return .released }
+            why = "the predecessor answered something other than released"
+        } catch {
+            why = error.description
+        }
+        // No `released`: the predecessor closes the connection before it resumes, so if it
+        // lives on it serves the sockets again; if it is gone, nobody else holds them.
+        return PredecessorProcess.isAlive(predecessor) ? .predecessorResumed(why) : .predecessorGone(why)
     }
 
     private func closeReceived() {
@@ -102,3 +113,15 @@ public final class HandoffTakeOver {
 
 @available(*, unavailable)
 extension HandoffTakeOver: Sendable {}
+
+/// How the predecessor ended its part of a handoff, as the successor sees it.
+public enum HandoffRelease: Sendable, Equatable {
+    /// It let go of everything: the sockets are the successor's alone.
+    case released
+    /// The connection ended without `released` and the predecessor is gone (why, for the log).
+    case predecessorGone(String)
+    /// The connection ended without `released` and the predecessor lives: it serves
+    /// everything again, and the successor must let go without touching anything.
+    case predecessorResumed(String)
+}
+

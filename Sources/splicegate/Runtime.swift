@@ -98,9 +98,6 @@ struct Runtime {
             let name = settings.cluster?.node ?? "\(ProcessInfo.processInfo.hostName):\(server.boundPort)"
             let advertise = settings.cluster?.advertise ?? server.baseURL
             alone?.rename(name, adminURL: advertise)
-            // The predecessor closes the connection once it has let go (and removed its socket,
-            // which may be at the path this process is to bind).
-            predecessor?.waitForPredecessor(milliseconds: 30_000)
             if let path = settings.handoffSocket {
                 do {
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger) {
@@ -186,9 +183,25 @@ struct Runtime {
             received.abort("\(error)")
             throw StartupError("--take-over \(path): could not acknowledge: \(error)")
         }
+        // Nothing is touched until the predecessor says it let go (see `HandoffProtocol`).
+        switch received.awaitRelease(milliseconds: Self.releaseWaitMilliseconds) {
+        case .released:
+            break
+        case .predecessorGone(let why):
+            logger.warning("handoff: the predecessor ended without releasing; nobody else holds the sockets, taking over",
+                           metadata: ["reason": "\(why)", "from_pid": "\(received.predecessor)"])
+        case .predecessorResumed(let why):
+            // It serves everything again: let go of our copies without touching a connection.
+            gateway.relinquishAfterHandoff()
+            throw StartupError("--take-over \(path): the running gateway resumed instead of releasing (\(why)); it serves everything on")
+        }
         gateway.startAdopted(from: received.predecessor)
         return received
     }
+
+    /// How long a successor waits, after acknowledging, for the predecessor to let go: longer
+    /// than the predecessor may take (admin connections finished in 5 s, descriptors closed).
+    static let releaseWaitMilliseconds = 60_000
 
     /// The state file's listeners and mediators when it exists, else the config file's.
     private func restore(into gateway: Gateway, from state: StateFile?) throws {

@@ -20,6 +20,7 @@ import signal
 import socket
 import stat
 import struct
+import subprocess
 import threading
 import time
 
@@ -364,9 +365,10 @@ def _read_frame(sock: socket.socket) -> dict:
     return header
 
 
-@pytest.mark.parametrize("version", [1, 99])
+@pytest.mark.parametrize("version", [1, 2, 99])
 def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path, version):
-    """Version 1 (plain sessions only) and unknown versions are refused; nothing stops."""
+    """Version 1 (plain sessions only), 2 (no `released`) and unknown versions are refused;
+    nothing stops."""
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
@@ -378,7 +380,7 @@ def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path, version)
             successor.sendall(_frame({"type": "hello", "fds": 0, "version": version, "pid": os.getpid()}))
             answer = _read_frame(successor)
             assert answer["type"] == "refused", answer
-            expected = f"handoff protocol version {version} is not supported; this gateway speaks version 2"
+            expected = f"handoff protocol version {version} is not supported; this gateway speaks version 3"
             assert expected in answer["reason"]
             assert successor.recv(1) == b""
         wait_until(lambda: f"version {version} is not supported" in old.stderr_text(), message="the refusal logged")
@@ -1030,3 +1032,89 @@ def test_half_closed_sessions_move_twice(start_gateway, tmp_path):
             sock.close()
         upstream.close()
         mediator.close()
+
+
+class FakePredecessor:
+    """The running gateway's side of a handoff played by the test (protocol version 3): a
+    real Unix socket, a real admin listening socket and a real listener socket handed over
+    with `SCM_RIGHTS`, no sessions. It decides what a successor sees after its `ack`."""
+
+    def __init__(self, path: str, upstream: str, pid: int) -> None:
+        self.pid = pid
+        self.upstream = upstream
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind(path)
+        self.unix.listen(1)
+        self.unix.settimeout(DEADLINE_S)
+        self.admin = socket.create_server(("127.0.0.1", 0))
+        # As the admin server's own socket is (libmicrohttpd polls it).
+        self.admin.setblocking(False)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listen = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.conn: socket.socket | None = None
+
+    def hand_over(self) -> dict:
+        """Accepts the successor, sends everything and returns its answer (the ack)."""
+        self.conn, _ = self.unix.accept()
+        self.conn.settimeout(DEADLINE_S)
+        hello = _read_frame(self.conn)
+        assert hello["type"] == "hello" and hello["version"] == 3, hello
+        socket.send_fds(self.conn, [_frame({"type": "admin", "fds": 1})], [self.admin.fileno()])
+        spec = {"listen": self.listen, "upstream": self.upstream}
+        listener = {"type": "listener", "fds": 1, "id": "l1", "spec": spec, "created_at_us": 0,
+                    "total_sessions": 0, "upstream_failures": 0, "rejected_sessions": 0}
+        socket.send_fds(self.conn, [_frame(listener)], [self.listener.fileno()])
+        self.conn.sendall(_frame({"type": "end", "fds": 0, "next_session": 1, "next_hop": 1, "next_split": 1,
+                                  "next_listener": 2, "next_capture": 1, "sessions": 0, "listeners": 1,
+                                  "pid": self.pid}))
+        return _read_frame(self.conn)
+
+    def close(self) -> None:
+        for sock in (self.conn, self.unix, self.admin, self.listener):
+            if sock is not None:
+                sock.close()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("predecessor", ["resumed", "dead"])
+def test_successor_serves_only_after_release(start_gateway, upstream, tmp_path, predecessor):
+    """A successor that has acknowledged touches nothing until the predecessor sends
+    `released`. The connection ending without it while the predecessor lives means that it
+    resumed (an ack too late, a bad ack): the successor exits and never serves a socket, so
+    a client waiting in the listener's queue is the predecessor's alone, every byte. Ended
+    because the predecessor died: nobody else holds the sockets, and the successor serves."""
+    path = socket_path(tmp_path, "h.sock")
+    fake = FakePredecessor(path, upstream.address, os.getpid() if predecessor == "resumed" else _dead_pid())
+    try:
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        ack = fake.hand_over()
+        assert ack == {"type": "ack", "fds": 0, "sessions": 0, "listeners": 1}, ack
+        # A client arrives while the successor holds the listener but may not serve it.
+        with connect(fake.listen) as client:
+            client.sendall(HEADER.pack(5) + b"queued")
+            fake.conn.close()
+            if predecessor == "resumed":
+                assert successor.proc.wait(timeout=DEADLINE_S) == 2, successor.output()
+                assert "the running gateway resumed instead of releasing" in successor.stderr_text()
+                # The client is still queued: the test (the resumed predecessor) accepts it.
+                fake.listener.settimeout(DEADLINE_S)
+                served, _ = fake.listener.accept()
+                with served:
+                    assert recv_exactly(served, HEADER.size + 6) == HEADER.pack(5) + b"queued"
+                    served.sendall(b"from the predecessor")
+                    assert recv_exactly(client, 20) == b"from the predecessor"
+            else:
+                successor.wait_ready(timeout=DEADLINE_S)
+                fake.close()
+                assert "the predecessor ended without releasing" in successor.stderr_text()
+                client.sendall(b"more")
+                assert recv_exactly(client, HEADER.size + 10) == HEADER.pack(5) + b"queuedmore"
+                assert [l["listen"] for l in successor.listeners()] == [fake.listen]
+    finally:
+        fake.close()

@@ -107,6 +107,8 @@ public final class HandoffChannel {
 
     /// Sends a frame, its descriptors on the first byte.
     public func send(_ frame: HandoffFrame) throws(HandoffError) {
+        // The number may be someone else's once closed.
+        guard !closed else { throw HandoffError("the handoff connection is closed") }
         guard frame.fds.count <= 16 else { throw HandoffError("at most 16 descriptors per frame") }
         let bytes = frame.encoded()
         var offset = 0
@@ -130,6 +132,7 @@ public final class HandoffChannel {
     /// Receives the next frame with the descriptors it announced; throws on EOF, a timeout,
     /// a malformed frame, or descriptors that did not arrive.
     public func receive() throws(HandoffError) -> HandoffFrame {
+        guard !closed else { throw HandoffError("the handoff connection is closed") }
         let (headerCount, payloadCount) = try HandoffFrame.lengths(read(8))
         let text = try read(headerCount)
         let json: JSON

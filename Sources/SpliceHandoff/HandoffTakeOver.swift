@@ -70,6 +70,12 @@ public final class HandoffTakeOver {
         }
     }
 
+    /// The admin socket, now the caller's to close (an abort no longer closes it).
+    public func takeAdminFD() -> Int32 {
+        defer { adminFD = -1 }
+        return adminFD
+    }
+
     /// Tells the predecessor that everything arrived: from here on the sessions are this
     /// process's (the predecessor exits). Throws if it cannot be told.
     public func acknowledge() throws(HandoffError) {

@@ -57,6 +57,8 @@ struct Runtime {
         let server: HTTPServer
         var handoff: HandoffServer?
         var predecessor: HandoffTakeOver?
+        // Set once a take-over is complete: the sessions are this process's from then on.
+        var taken = false
         do {
             if let path = settings.takeOver {
                 predecessor = try takeOver(from: path, into: gateway)
@@ -88,7 +90,11 @@ struct Runtime {
                 alone: alone), logger: logger)
             var http = settings.http
             http.logger = logger
-            http.inheritedListenFD = predecessor?.adminFD
+            if let predecessor {
+                // Served only once the predecessor has let go of it (`completeTakeOver`).
+                http.inheritedListenFD = predecessor.takeAdminFD()
+                http.acceptsAtStart = false
+            }
             http.screenHead = { request in api.screenHead(request) }
             do {
                 server = try HTTPServer(configuration: http) { request in api.handle(request) }
@@ -98,6 +104,15 @@ struct Runtime {
             let name = settings.cluster?.node ?? "\(ProcessInfo.processInfo.hostName):\(server.boundPort)"
             let advertise = settings.cluster?.advertise ?? server.baseURL
             alone?.rename(name, adminURL: advertise)
+            if let predecessor, let path = settings.takeOver {
+                do {
+                    try completeTakeOver(predecessor, from: path, into: gateway, admin: server)
+                } catch {
+                    server.stop()
+                    throw error
+                }
+                taken = true
+            }
             if let path = settings.handoffSocket {
                 do {
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger) {
@@ -119,6 +134,11 @@ struct Runtime {
                 throw StartupError(error.description)
             }
         } catch {
+            if let predecessor, !taken {
+                // Not acknowledged: the predecessor keeps everything (our copies closed quietly).
+                gateway.relinquishAfterHandoff()
+                predecessor.abort("\(error)")
+            }
             cluster?.stop()
             peers?.shutdown()
             gateway.shutdown()
@@ -175,12 +195,18 @@ struct Runtime {
             received.abort(problems.joined(separator: "; "))
             throw StartupError("--take-over \(path): \(problems[0])")
         }
+        return received
+    }
+
+    /// Acknowledges what `received` holds (everything that can fail is set up by now), waits
+    /// for the predecessor to let go, and starts the sessions, the listeners and the admin
+    /// server: from here on they are this process's, and nothing may tear them down.
+    private func completeTakeOver(_ received: HandoffTakeOver, from path: String, into gateway: Gateway,
+                                  admin server: HTTPServer) throws {
+        // On a throw, `run` lets go of everything quietly and aborts (the predecessor keeps it).
         do {
             try received.acknowledge()
         } catch {
-            // The predecessor resumes everything once it sees the connection gone.
-            gateway.relinquishAfterHandoff()
-            received.abort("\(error)")
             throw StartupError("--take-over \(path): could not acknowledge: \(error)")
         }
         // Nothing is touched until the predecessor says it let go (see `HandoffProtocol`).
@@ -191,12 +217,16 @@ struct Runtime {
             logger.warning("handoff: the predecessor ended without releasing; nobody else holds the sockets, taking over",
                            metadata: ["reason": "\(why)", "from_pid": "\(received.predecessor)"])
         case .predecessorResumed(let why):
-            // It serves everything again: let go of our copies without touching a connection.
-            gateway.relinquishAfterHandoff()
+            // It serves everything again: our copies go without touching a connection.
             throw StartupError("--take-over \(path): the running gateway resumed instead of releasing (\(why)); it serves everything on")
         }
         gateway.startAdopted(from: received.predecessor)
-        return received
+        do {
+            try server.startAccepting()
+        } catch {
+            // The sessions are ours and serve on; only the admin API is missing.
+            logger.error("handoff: the admin socket handed over cannot be served", metadata: ["reason": "\(error)"])
+        }
     }
 
     /// How long a successor waits, after acknowledging, for the predecessor to let go: longer

@@ -1039,14 +1039,14 @@ class FakePredecessor:
     real Unix socket, a real admin listening socket and a real listener socket handed over
     with `SCM_RIGHTS`, no sessions. It decides what a successor sees after its `ack`."""
 
-    def __init__(self, path: str, upstream: str, pid: int) -> None:
+    def __init__(self, path: str, upstream: str, pid: int, admin: socket.socket | None = None) -> None:
         self.pid = pid
         self.upstream = upstream
         self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.unix.bind(path)
         self.unix.listen(1)
         self.unix.settimeout(DEADLINE_S)
-        self.admin = socket.create_server(("127.0.0.1", 0))
+        self.admin = admin or socket.create_server(("127.0.0.1", 0))
         # As the admin server's own socket is (libmicrohttpd polls it).
         self.admin.setblocking(False)
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -1116,5 +1116,28 @@ def test_successor_serves_only_after_release(start_gateway, upstream, tmp_path, 
                 client.sendall(b"more")
                 assert recv_exactly(client, HEADER.size + 10) == HEADER.pack(5) + b"queuedmore"
                 assert [l["listen"] for l in successor.listeners()] == [fake.listen]
+    finally:
+        fake.close()
+
+
+def test_successor_that_cannot_serve_the_admin_socket_aborts_before_acknowledging(start_gateway, upstream, tmp_path):
+    """Everything that can fail (here the admin server on the socket handed over, which is no
+    IP socket) is set up before the successor acknowledges: it aborts, so the predecessor
+    keeps every socket and a client queued meanwhile is served by it alone."""
+    path = socket_path(tmp_path, "h.sock")
+    fake = FakePredecessor(path, upstream.address, os.getpid(), admin=socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    try:
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        with connect(fake.listen) as client:
+            client.sendall(HEADER.pack(6) + b"queued")
+            answer = fake.hand_over()
+            assert answer["type"] == "abort" and "not a bound IP socket" in answer["reason"], answer
+            assert successor.proc.wait(timeout=DEADLINE_S) == 2, successor.output()
+            fake.listener.settimeout(DEADLINE_S)
+            served, _ = fake.listener.accept()
+            with served:
+                assert recv_exactly(served, HEADER.size + 6) == HEADER.pack(6) + b"queued"
+                served.sendall(b"from the predecessor")
+                assert recv_exactly(client, 20) == b"from the predecessor"
     finally:
         fake.close()

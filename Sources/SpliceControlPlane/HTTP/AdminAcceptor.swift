@@ -57,10 +57,11 @@ final class AdminAcceptor: @unchecked Sendable {
     let pendingCount = Atomic<Int>(0)
 
     /// Sets up the loop around the listening socket `listenFD` (which it
-    /// now owns); call `start` to run it.
+    /// now owns); call `start` to run it. Unless `accepting`, connections are accepted only
+    /// after `startAccepting`.
     init(
         listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration, gauge: ConnectionGauge,
-        logger: Logger, handOff: @escaping HandOff
+        logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
     ) throws(HTTPServerError) {
         self.listenFD = listenFD
         self.screen = screen
@@ -72,8 +73,9 @@ final class AdminAcceptor: @unchecked Sendable {
         self.buffer = .allocate(byteCount: screen.maxHeadBytes + 1, alignment: 8)
         epollFD = sg_epoll_create()
         wakeFD = sg_eventfd()
+        acceptingStopped.store(!accepting, ordering: .relaxed)
         guard epollFD >= 0, wakeFD >= 0,
-              sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
+              !accepting || sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
               sg_epoll_ctl(epollFD, 1, wakeFD, SG_EPOLL_IN) == 0
         else {
             // Every stored property is set, so deinit runs after this throw
@@ -90,6 +92,15 @@ final class AdminAcceptor: @unchecked Sendable {
         _ = sg_epoll_ctl(epollFD, 2, listenFD, 0)
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
+    }
+
+    /// Starts accepting on a server made with `accepting` false. Any thread; once.
+    func startAccepting() throws(HTTPServerError) {
+        acceptingStopped.store(false, ordering: .relaxed)
+        // epoll_wait sees a descriptor added while it waits.
+        guard sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0 else {
+            throw .startFailed("cannot accept admin connections: \(String(cString: strerror(sg_errno())))")
+        }
     }
 
     /// Starts the acceptor thread.

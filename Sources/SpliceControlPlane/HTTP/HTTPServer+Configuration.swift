@@ -42,6 +42,9 @@ extension HTTPServer {
         /// A listening socket to serve on instead of binding `host:port` (a predecessor's,
         /// handed over with its sessions); the server takes ownership of it.
         public var inheritedListenFD: Int32?
+        /// Whether connections are accepted from the start; when false (a handoff's successor,
+        /// whose predecessor still serves the socket), only after `startAccepting()`.
+        public var acceptsAtStart = true
 
         /// Listens on `host:port` with default limits.
         public init(host: String, port: Int) {

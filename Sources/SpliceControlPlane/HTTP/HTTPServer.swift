@@ -85,7 +85,8 @@ public final class HTTPServer: Sendable {
         do throws(HTTPServerError) {
             acceptor = try AdminAcceptor(
                 listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
-                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger
+                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger,
+                accepting: configuration.acceptsAtStart
             ) { fd, peer, length in
                 MHD_add_connection(started[Int(fd) % started.count].pointer, fd, peer, length) == .YES
             }
@@ -131,6 +132,11 @@ public final class HTTPServer: Sendable {
             started.append(OpaqueHandle(daemon))
         }
         return started
+    }
+
+    /// Accepts connections on a server configured not to at start (`acceptsAtStart`).
+    public func startAccepting() throws(HTTPServerError) {
+        try acceptor.startAccepting()
     }
 
     /// Stops the daemon: ends open streams, waits for in-flight handlers,

@@ -260,6 +260,12 @@ static inline ssize_t splice_recv_fds(int fd, void *bytes, size_t length, int *f
     return n;
 }
 
+/* A send timeout on a blocking socket (0: none). */
+static inline int splice_set_send_timeout(int fd, int milliseconds) {
+    struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };
+    return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 /* A receive timeout on a blocking socket (0: none). */
 static inline int splice_set_receive_timeout(int fd, int milliseconds) {
     struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };

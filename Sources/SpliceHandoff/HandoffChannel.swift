@@ -87,6 +87,9 @@ public final class HandoffChannel {
     public let fd: Int32
     private var arrived: [Int32] = []
     private var closed = false
+    /// When every send and receive gives up, however the other process paces its bytes
+    /// (nil: only the receive timeout). Each call's socket timeouts are set to what is left.
+    public var deadline: ContinuousClock.Instant?
 
     /// Takes ownership of a connected Unix stream socket.
     public init(fd: Int32) {
@@ -114,6 +117,7 @@ public final class HandoffChannel {
         var offset = 0
         var fds = frame.fds
         while offset < bytes.count {
+            try applyDeadline()
             let sent = bytes.withUnsafeBytes { raw in
                 fds.withUnsafeMutableBufferPointer { descriptors in
                     splice_send_fds(fd, raw.baseAddress! + offset, raw.count - offset, descriptors.baseAddress,
@@ -122,6 +126,7 @@ public final class HandoffChannel {
             }
             if sent < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw HandoffError("the other process took no bytes in time") }
                 throw .system("send")
             }
             fds = []
@@ -157,6 +162,7 @@ public final class HandoffChannel {
         var done = 0
         var fds = [Int32](repeating: -1, count: 16)
         while done < count {
+            try applyDeadline()
             var received: Int32 = 0
             let n = bytes.withUnsafeMutableBytes { raw in
                 splice_recv_fds(fd, raw.baseAddress! + done, count - done, &fds, &received)
@@ -174,19 +180,15 @@ public final class HandoffChannel {
         return bytes
     }
 
-    /// Waits until the other side closes the connection (or `milliseconds` pass); any
-    /// descriptors that still arrive are closed.
-    public func waitForClose(milliseconds: Int) {
-        setReceiveTimeout(milliseconds: milliseconds)
-        var byte: [UInt8] = [0]
-        var fds = [Int32](repeating: -1, count: 16)
-        while true {
-            var received: Int32 = 0
-            let n = splice_recv_fds(fd, &byte, 1, &fds, &received)
-            fds.prefix(Int(received)).forEach { _ = Glibc.close($0) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { return }
-        }
+    /// Sets both socket timeouts to the time left before `deadline`; throws once it passed.
+    private func applyDeadline() throws(HandoffError) {
+        guard let deadline else { return }
+        let left = deadline - .now
+        guard left > .zero else { throw HandoffError("the handoff took longer than allowed") }
+        let (seconds, attoseconds) = left.components
+        let milliseconds = max(1, Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        _ = splice_set_send_timeout(fd, milliseconds)
+        _ = splice_set_receive_timeout(fd, milliseconds)
     }
 
     /// Closes the connection and every descriptor received but not taken.

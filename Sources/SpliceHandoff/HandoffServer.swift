@@ -11,8 +11,10 @@ import Synchronization
 public final class HandoffServer: Sendable {
     /// How long a successor has to say hello.
     static let helloTimeoutMilliseconds = 10_000
-    /// How long a successor has, once it has everything, to acknowledge.
-    static let ackTimeoutMilliseconds = 30_000
+    /// How long a successor has to take the frames of `released` (after the ack).
+    static let releaseTimeout: Duration = .seconds(5)
+    /// The default of `timeout`.
+    public static let defaultTimeout: Duration = .seconds(30)
 
     /// The socket's path.
     public let path: String
@@ -21,6 +23,9 @@ public final class HandoffServer: Sendable {
     private let admin: HTTPServer
     private let logger: Logger
     private let handedOff: @Sendable () -> Void
+    /// From the hello to the ack, the whole exchange: past it, whatever the successor does
+    /// (stopped, taking bytes slowly, trickling its answer), everything resumes.
+    private let timeout: Duration
     /// Set once the path is gone (removed after a handoff, or at stop): removing it again
     /// could remove a successor's socket bound at the same path since.
     private let pathRemoved = Atomic<Bool>(false)
@@ -32,7 +37,7 @@ public final class HandoffServer: Sendable {
 
     /// Binds `path` and starts waiting for a successor; `handedOff` runs (on the handoff
     /// thread) once a successor has acknowledged, and the process should then exit 0.
-    public init(path: String, gateway: Gateway, admin: HTTPServer, logger: Logger,
+    public init(path: String, gateway: Gateway, admin: HTTPServer, logger: Logger, timeout: Duration = defaultTimeout,
                 handedOff: @escaping @Sendable () -> Void) throws(HandoffError) {
         // A socket file left by a process that is gone would make bind fail; one that a live
         // gateway still serves must not be taken over from under it.
@@ -50,6 +55,7 @@ public final class HandoffServer: Sendable {
         self.admin = admin
         self.logger = logger
         self.handedOff = handedOff
+        self.timeout = timeout
         let thread = Thread { [self] in self.run() }
         thread.name = "handoff"
         thread.start()
@@ -98,7 +104,7 @@ public final class HandoffServer: Sendable {
     /// Runs one handoff; true once the successor has acknowledged everything.
     private func serve(_ channel: HandoffChannel) -> Bool {
         defer { channel.close() }
-        channel.setReceiveTimeout(milliseconds: Self.helloTimeoutMilliseconds)
+        channel.deadline = .now + .milliseconds(Self.helloTimeoutMilliseconds)
         let successor: Int32
         do throws(HandoffError) {
             guard case .hello(let version, let pid) = try HandoffMessage(channel.receive()) else {
@@ -106,6 +112,8 @@ public final class HandoffServer: Sendable {
                 return false
             }
             successor = pid
+            // One deadline for everything from here to the ack (the freeze included).
+            channel.deadline = .now + timeout
             guard version == HandoffProtocol.version else {
                 refuse(channel, "handoff protocol version \(version) is not supported; this gateway speaks version \(HandoffProtocol.version)",
                        successor: pid)
@@ -141,7 +149,6 @@ public final class HandoffServer: Sendable {
         ])
         do throws(HandoffError) {
             try send(export, over: channel)
-            channel.setReceiveTimeout(milliseconds: Self.ackTimeoutMilliseconds)
             switch try HandoffMessage(channel.receive()) {
             case .ack(let sessions, let listeners):
                 guard sessions == export.sessions.count, listeners == export.listeners.count else {
@@ -169,6 +176,7 @@ public final class HandoffServer: Sendable {
         gateway.relinquishAfterHandoff()
         // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
+        channel.deadline = .now + Self.releaseTimeout
         do throws(HandoffError) {
             try channel.send(HandoffMessage.released.frame)
         } catch {

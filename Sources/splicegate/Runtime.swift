@@ -115,7 +115,8 @@ struct Runtime {
             }
             if let path = settings.handoffSocket {
                 do {
-                    handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger) {
+                    handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger,
+                                            timeout: settings.handoffTimeout) {
                         signals.post(SignalWaiter.handedOff)
                     }
                 } catch where predecessor != nil {

@@ -27,6 +27,8 @@ struct Settings {
     var cluster: ClusterSettings?
     /// Where a successor may connect to take the live sessions over (`--handoff-socket`).
     var handoffSocket: String?
+    /// How long a handoff may take from the successor's hello to its ack (`--handoff-timeout`).
+    var handoffTimeout: Duration = .seconds(30)
     /// The running gateway to take over from (`--take-over`).
     var takeOver: String?
     /// The config file's `cluster` object, resolved with the flags into `cluster`.
@@ -103,6 +105,13 @@ extension Settings {
         if let path = command.handoffSocket {
             guard !path.isEmpty else { throw StartupError("--handoff-socket needs a path") }
             settings.handoffSocket = path
+        }
+        if let seconds = command.handoffTimeout {
+            guard command.handoffSocket != nil else { throw StartupError("--handoff-timeout needs --handoff-socket") }
+            guard seconds.isFinite, seconds > 0, seconds <= 600 else {
+                throw StartupError("--handoff-timeout must be more than 0 and at most 600 seconds")
+            }
+            settings.handoffTimeout = .milliseconds(Int64((seconds * 1000).rounded(.up)))
         }
         if let path = command.takeOver {
             guard !path.isEmpty else { throw StartupError("--take-over needs a path") }

@@ -1141,3 +1141,43 @@ def test_successor_that_cannot_serve_the_admin_socket_aborts_before_acknowledgin
                 assert recv_exactly(client, 20) == b"from the predecessor"
     finally:
         fake.close()
+
+
+def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp_path):
+    """A successor stopped (SIGSTOP, not killed) midway, with megabytes still to take:
+    the old process's sends block on the full socket, and its handoff deadline
+    (`--handoff-timeout`) covers them, so it resumes and serves every byte while the
+    successor stays stopped."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2", "--handoff-timeout", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    count, slow = 10, 5
+    fleet = Fleet(listener["listen"], count, slow=slow)
+    successor = None
+    try:
+        fleet.wait_progress(64 * 1024)
+        ids = {s["client"]: s["id"] for s in old.sessions()}
+        # Megabytes queued in the gateway for the held clients: more than the handoff
+        # socket buffers, so the old process blocks sending them.
+        fleet.hold(set(range(slow)))
+        wait_until(lambda: all(fleet.in_flight(i) >= 6 * 1024 * 1024 for i in range(slow)), timeout=DEADLINE_S,
+                   message="the held clients' streams to back up into the gateway")
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
+                                  env={"SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS": "1"})
+        wait_until(lambda: _state(successor.proc.pid) == "T", timeout=DEADLINE_S,
+                   message="the successor to stop after one session")
+        wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
+                   in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to give up and resume")
+        assert _state(successor.proc.pid) == "T"
+        fleet.release()
+        fleet.wait_progress(256 * 1024)
+        old.assert_alive()
+        assert {s["client"]: s["id"] for s in old.sessions()} == ids
+        with connect(listener["listen"]) as late:
+            assert roundtrip(late, HEADER.pack(99) + b"late") == HEADER.pack(99) + b"late"
+        fleet.finish(upstream)
+    finally:
+        fleet.close()
+        if successor is not None:
+            os.kill(successor.proc.pid, signal.SIGKILL)
+            successor.proc.wait(timeout=DEADLINE_S)

@@ -158,6 +158,7 @@ struct Runtime {
         if handoff?.stop() == true {
             // The successor has every session and socket: our copies are closed already, and
             // nothing may be shut down or reset (the connections live on over there).
+            finishFlushing(group)
             server.stop()
             try? group.syncShutdownGracefully()
             logger.notice("stopped after handing off to a new process")
@@ -233,6 +234,24 @@ struct Runtime {
     /// How long a successor waits, after acknowledging, for the predecessor to let go: longer
     /// than the predecessor may take (admin connections finished in 5 s, descriptors closed).
     static let releaseWaitMilliseconds = 60_000
+
+    /// After a handoff: sessions that ended before it may still be writing their last bytes
+    /// (they were not handed over); they are given `flushLimit` to finish before the process
+    /// exits, so that none is cut short.
+    private func finishFlushing(_ group: RelayLoopGroup) {
+        let deadline = ContinuousClock.now + Self.flushLimit
+        var left = group.registeredDescriptors()
+        while left > 0, ContinuousClock.now < deadline {
+            usleep(20_000)
+            left = group.registeredDescriptors()
+        }
+        if left > 0 {
+            logger.warning("exiting with connections still writing their last bytes", metadata: ["descriptors": "\(left)"])
+        }
+    }
+
+    /// How long a process that handed everything off waits for ended sessions' last bytes.
+    static let flushLimit: Duration = .seconds(10)
 
     /// The state file's listeners and mediators when it exists, else the config file's.
     private func restore(into gateway: Gateway, from state: StateFile?) throws {

@@ -1181,3 +1181,57 @@ def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp
         if successor is not None:
             os.kill(successor.proc.pid, signal.SIGKILL)
             successor.proc.wait(timeout=DEADLINE_S)
+
+
+def test_ended_session_still_writing_is_finished_by_the_old_process(start_gateway, tmp_path):
+    """A session that completed just before the handoff is not handed over, but its split
+    recipient (lossless, slow) may still be getting the last bytes of its copy from the
+    gateway: the old process writes them out before it exits."""
+    size = 8 * 1024 * 1024
+    reply = random.Random(7).randbytes(size)
+    copy = bytearray()
+    reading = threading.Event()
+    reading.set()
+    copied = threading.Event()
+
+    def burst(conn: socket.socket) -> None:
+        conn.sendall(reply)
+        conn.close()
+
+    def slow_recipient(conn: socket.socket) -> None:
+        while reading.wait(DEADLINE_S) and (data := conn.recv(4096)):
+            copy.extend(data)
+            # A slow reader (a load shape, not a wait): the buffers toward it fill, so the
+            # gateway holds bytes of its own for it when the session completes.
+            time.sleep(0.001)
+        copied.set()
+
+    server, recipient = StreamServer(burst), StreamServer(slow_recipient)
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=server.address, splits=[
+        {"address": recipient.address, "direction": "server_to_client", "on_slow": "drop", "buffer_bytes": 16 * 1024 * 1024}])
+    try:
+        with connect(listener["listen"]) as client:
+            client.shutdown(socket.SHUT_WR)
+            got = bytearray()
+            while data := client.recv(65536):
+                got += data
+            assert got == reply
+        wait_until(lambda: old.sessions() == [], timeout=DEADLINE_S, message="the session to complete")
+        reading.clear()
+        at_end = len(copy)
+        print("the recipient had", at_end, "of", size, "bytes when the session completed")
+        assert at_end < size, "the copy was through before the session completed"
+        new = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        new.wait_ready(timeout=DEADLINE_S)
+        assert new.sessions() == []
+        reading.set()
+        assert copied.wait(DEADLINE_S), f"the recipient never saw the copy end ({len(copy)} bytes)"
+        assert len(copy) == size and copy == reply, f"the recipient got {len(copy)} of {size} bytes"
+        assert old.proc.wait(timeout=DEADLINE_S) == 0, old.output()
+        old.url = ""
+    finally:
+        reading.set()
+        server.close()
+        recipient.close()

@@ -121,9 +121,14 @@ public final class Gateway: Sendable {
 
     /// Starts stopping a listener, as `removeListener`; 404 at once for an unknown one.
     public func removingListener(_ id: ListenerID, closeSessions: Bool) throws(APIError) -> GatewayFuture<Void> {
-        guard let listener = listenerTable.withLock({ $0.removeValue(forKey: id) }) else {
-            throw .notFound("no listener \(id)")
+        // Checked under the handoff's lock: a handoff takes the listeners it found, and their
+        // sockets must not close under it.
+        let (underway, removed) = handoffHold.withLock { hold -> (Bool, Listener?) in
+            guard hold == nil else { return (true, nil) }
+            return (false, listenerTable.withLock { $0.removeValue(forKey: id) })
         }
+        if underway { throw .conflict("a handoff to a new process is under way; try again once it is over") }
+        guard let listener = removed else { throw .notFound("no listener \(id)") }
         let stop = listener.stop()
         let stopped = stop.flatMap { [self] () -> EventLoopFuture<Void> in
             templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)

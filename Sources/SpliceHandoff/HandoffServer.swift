@@ -136,6 +136,10 @@ public final class HandoffServer: Sendable {
             refuse(channel, error.reason, successor: successor)
             return false
         }
+        // Sent or not, the duplicates are closed once the exchange is over (before
+        // `released`: a pipe's copy here would keep an exec mediator's input open).
+        var duplicatesOpen = true
+        defer { if duplicatesOpen { export.closeDescriptors() } }
         // A stream opened while freezing would be cut: refuse now rather than later.
         if let reason = adminBlocker() {
             refuse(channel, reason, successor: successor)
@@ -174,6 +178,8 @@ public final class HandoffServer: Sendable {
         // handed over).
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
         gateway.relinquishAfterHandoff()
+        export.closeDescriptors()
+        duplicatesOpen = false
         // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
         channel.deadline = .now + Self.releaseTimeout

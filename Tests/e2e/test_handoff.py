@@ -1151,6 +1151,7 @@ def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2", "--handoff-timeout", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    baseline = wait_until(lambda: relay_fds(old), message="the idle gateway's descriptors")
     count, slow = 10, 5
     fleet = Fleet(listener["listen"], count, slow=slow)
     successor = None
@@ -1173,6 +1174,9 @@ def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp
         fleet.wait_progress(256 * 1024)
         old.assert_alive()
         assert {s["client"]: s["id"] for s in old.sessions()} == ids
+        # The descriptors duplicated for the handoff are closed again: its sessions' own only.
+        wait_until(lambda: len(relay_fds(old)) == len(baseline) + 2 * count, timeout=DEADLINE_S,
+                   message=f"{len(baseline)} + 2 x {count} descriptors (now {len(relay_fds(old))})")
         with connect(listener["listen"]) as late:
             assert roundtrip(late, HEADER.pack(99) + b"late") == HEADER.pack(99) + b"late"
         fleet.finish(upstream)

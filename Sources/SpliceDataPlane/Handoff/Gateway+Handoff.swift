@@ -54,7 +54,9 @@ extension Gateway {
     }
 
     /// Stops accepting, freezes every session (nothing read, nothing written) and returns
-    /// what to hand over. Throws, with everything resumed, if something cannot move.
+    /// what to hand over, its descriptors duplicates the caller closes once they are sent
+    /// (`HandoffExport.closeDescriptors`). Throws, with everything resumed, if something
+    /// cannot move.
     public func freezeForHandoff() throws(HandoffRefused) -> HandoffExport {
         let started = handoffHold.withLock { hold -> Bool in
             guard hold == nil else { return false }
@@ -98,19 +100,23 @@ extension Gateway {
             }
         }
         handoffHold.withLock { $0 = HandoffHold(records: frozenRecords, listeners: listeners) }
-        if outcomes.count != records.count || !blockers.isEmpty {
+        // The listeners are paused: their duplicates, as the sessions' (pinned numbers).
+        let listenerFDs = listeners.map { fcntl($0.relaySocket.descriptor, F_DUPFD_CLOEXEC, 0) }
+        if outcomes.count != records.count || !blockers.isEmpty || listenerFDs.contains(where: { $0 < 0 }) {
+            sessions.flatMap(\.fds).forEach { close($0) }
+            listenerFDs.filter { $0 >= 0 }.forEach { close($0) }
             resumeAfterHandoff()
-            throw HandoffRefused(blockers.first ?? "a session could not be frozen")
+            throw HandoffRefused(blockers.first ?? "a session or listener could not be frozen")
         }
         let numbers = registry.nextNumbers
         let counters = HandoffCounters(
             nextSession: numbers.session, nextHop: numbers.hop, nextSplit: numbers.split,
             nextListener: nextListenerNumber, nextCapture: nextCaptureNumberPeek)
-        let handed = listeners.map { listener in
+        let handed = zip(listeners, listenerFDs).map { listener, fd in
             HandoffListener(state: HandoffListenerState(
                 id: listener.id, spec: listener.spec, createdAt: listener.createdAt,
                 totalSessions: listener.stats.totalSessions, upstreamFailures: listener.stats.failedDials,
-                rejectedSessions: listener.stats.rejectedSessions), fd: listener.relaySocket.descriptor)
+                rejectedSessions: listener.stats.rejectedSessions), fd: fd)
         }
         return HandoffExport(mediators: registeredMediators().map(\.spec), listeners: handed, sessions: sessions,
                              counters: counters)

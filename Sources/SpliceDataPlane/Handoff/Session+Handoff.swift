@@ -161,7 +161,20 @@ extension Session {
                 fds.append(pidfd)
             }
         }
-        return (state, fds)
+        // Duplicates, made here on the loop while nothing can close the originals: their
+        // numbers stay this handoff's until it closes them (`HandoffExport.closeDescriptors`).
+        var duplicates: [Int32] = []
+        for fd in fds {
+            let duplicate = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            guard duplicate >= 0 else {
+                duplicates.forEach { close($0) }
+                sockets.forEach { $0.resumeAfterHandoff() }
+                handoffFrozen = false
+                return nil
+            }
+            duplicates.append(duplicate)
+        }
+        return (state, duplicates)
     }
 
     /// Reads and writes again: in the predecessor after the successor failed (the sockets are
@@ -170,6 +183,12 @@ extension Session {
     func thawAfterHandoff() {
         guard handoffFrozen else { return }
         handoffFrozen = false
+        defer {
+            if let reason = handoffDeferredEnd {
+                handoffDeferredEnd = nil
+                end(reason)
+            }
+        }
         let queued = handoffQueued
         handoffQueued = []
         for (port, bytes) in queued {

@@ -50,6 +50,9 @@ final class Session {
     /// Set while the session is being handed to a successor process: nothing is read, and
     /// its sockets are not polled (see Session+Handoff).
     var handoffFrozen = false
+    /// Why the session was to end while frozen (a timer): it ends so once thawed; a
+    /// successor that took it decides for itself.
+    var handoffDeferredEnd: CloseReason?
     /// A session taken over from a predecessor: the bytes it had queued for each socket
     /// (endpoints and mediator legs), written when the handoff is acknowledged.
     var handoffQueued: [(port: Port, bytes: [UInt8])] = []
@@ -277,12 +280,20 @@ final class Session {
     /// Ends the session at once; completes when its channels are closed.
     @discardableResult
     func kill(_ reason: CloseReason) -> EventLoopFuture<Void> {
+        // Its descriptors are on their way to a successor: not ours to close now.
+        guard !handoffFrozen else {
+            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is being handed to a new process; try again once the handoff is over"))
+        }
         end(reason)
         return closedChannels ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
     func end(_ reason: CloseReason) {
+        if handoffFrozen {
+            if handoffDeferredEnd == nil { handoffDeferredEnd = reason }
+            return
+        }
         guard machine.end(reason) else { return }
         captureEnded(reason)
         let ports = allPorts

@@ -129,7 +129,7 @@ public enum HandoffMessage: Sendable {
         let fields = Fields(frame)
         switch frame.type {
         case "hello":
-            self = .hello(version: try fields.int("version"), pid: Int32(clamping: try fields.int("pid")))
+            self = .hello(version: try fields.int("version"), pid: try fields.pid("pid"))
         case "refused":
             self = .refused(reason: try fields.string("reason"))
         case "admin":
@@ -156,8 +156,9 @@ public enum HandoffMessage: Sendable {
                 totalSessions: try fields.count("total_sessions"), upstreamFailures: try fields.count("upstream_failures"),
                 rejectedSessions: try fields.count("rejected_sessions")), fd: try fields.fd(0)))
         case "session":
-            let clientPending = Int(try fields.count("client_pending"))
-            let serverPending = Int(try fields.count("server_pending"))
+            // Each at most the payload's limit, so the sum cannot overflow.
+            let clientPending = try fields.size("client_pending", max: HandoffFrame.maxPayloadBytes)
+            let serverPending = try fields.size("server_pending", max: HandoffFrame.maxPayloadBytes)
             guard clientPending + serverPending <= frame.payload.count else {
                 throw HandoffError("session: pending counts \(clientPending) + \(serverPending) exceed the payload's \(frame.payload.count) bytes")
             }
@@ -195,10 +196,11 @@ public enum HandoffMessage: Sendable {
                 nextSession: try fields.count("next_session"), nextHop: try fields.count("next_hop"),
                 nextSplit: try fields.count("next_split"), nextListener: try fields.count("next_listener"),
                 nextCapture: try fields.count("next_capture")),
-                sessions: Int(try fields.count("sessions")), listeners: Int(try fields.count("listeners")),
-                pid: Int32(clamping: try fields.int("pid")))
+                sessions: try fields.size("sessions", max: Int(Int32.max)),
+                listeners: try fields.size("listeners", max: Int(Int32.max)), pid: try fields.pid("pid"))
         case "ack":
-            self = .ack(sessions: Int(try fields.count("sessions")), listeners: Int(try fields.count("listeners")))
+            self = .ack(sessions: try fields.size("sessions", max: Int(Int32.max)),
+                        listeners: try fields.size("listeners", max: Int(Int32.max)))
         case "abort":
             self = .abort(reason: try fields.string("reason"))
         case "released":
@@ -232,6 +234,23 @@ private struct Fields {
     /// An unsigned counter (sent as its bit pattern).
     func count(_ key: String) throws(HandoffError) -> UInt64 {
         UInt64(bitPattern: try int(key))
+    }
+
+    /// A count of things or bytes: an integer from 0 to `max` (never trapping on one that
+    /// does not fit).
+    func size(_ key: String, max: Int) throws(HandoffError) -> Int {
+        guard let value = Int(exactly: try int(key)), (0...max).contains(value) else {
+            throw HandoffError("\(frame.type): field '\(key)' must be an integer from 0 to \(max)")
+        }
+        return value
+    }
+
+    /// A process id (positive, a pid_t).
+    func pid(_ key: String) throws(HandoffError) -> Int32 {
+        guard let value = Int32(exactly: try int(key)), value > 0 else {
+            throw HandoffError("\(frame.type): field '\(key)' must be a process id")
+        }
+        return value
     }
 
     func string(_ key: String) throws(HandoffError) -> String {

@@ -177,6 +177,34 @@ struct HandoffProtocolTests {
         #expect(throws: HandoffError.self) { try HandoffMessage(badPending) }
     }
 
+    @Test("integers out of range are refused, never trapped on: negative or huge counts, sums, pids")
+    func integersOutOfRange() throws {
+        func session(_ clientPending: JSON, _ serverPending: JSON) -> HandoffFrame {
+            HandoffFrame(type: "session", [
+                "id": "s1", "listener": "l1", "client": "a", "server": "b", "opened_at_us": 0, "bytes_to_server": 0,
+                "bytes_to_client": 0, "client_pending": clientPending, "server_pending": serverPending,
+            ], payload: [1, 2])
+        }
+        // Sent over a real socket, as a predecessor would.
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        for frame in [
+            session(.int(-1), .int(0)), session(.int(0), .int(Int64.min)), session(.int(Int64.max), .int(Int64.max)),
+            session(.int(1 << 62), .int(1 << 62)),
+            HandoffFrame(type: "ack", ["sessions": .int(-1), "listeners": .int(0)]),
+            HandoffFrame(type: "ack", ["sessions": .int(0), "listeners": .int(Int64.min)]),
+            HandoffFrame(type: "end", ["next_session": 1, "next_hop": 1, "next_split": 1, "next_listener": 1,
+                                       "next_capture": 1, "sessions": .int(-5), "listeners": 0, "pid": 1]),
+            HandoffFrame(type: "end", ["next_session": 1, "next_hop": 1, "next_split": 1, "next_listener": 1,
+                                       "next_capture": 1, "sessions": 0, "listeners": 0, "pid": .int(-1)]),
+            HandoffFrame(type: "hello", ["version": 3, "pid": .int(Int64(Int32.max) + 1)]),
+        ] {
+            try a.send(frame)
+            let received = try b.receive()
+            #expect(throws: HandoffError.self) { try HandoffMessage(received) }
+        }
+    }
+
     @Test("the other side closing mid-frame is an error, not a hang")
     func closedMidFrame() throws {
         let (a, b) = pair()

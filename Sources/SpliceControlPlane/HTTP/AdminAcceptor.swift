@@ -55,6 +55,11 @@ final class AdminAcceptor: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     /// Connections not handed to MHD yet, as of the loop's last turn (read by other threads).
     let pendingCount = Atomic<Int>(0)
+    /// How many times `stopAcceptingForHandoff` was called.
+    private let stopGeneration = Atomic<Int>(0)
+    /// The `stopGeneration` the thread saw, with accepting stopped, at the end of a turn:
+    /// from then on nothing more is accepted and `pendingCount` counts every connection it took.
+    let stopGenerationSeen = Atomic<Int>(0)
 
     /// Sets up the loop around the listening socket `listenFD` (which it
     /// now owns); call `start` to run it. Unless `accepting`, connections are accepted only
@@ -87,11 +92,15 @@ final class AdminAcceptor: @unchecked Sendable {
 
     /// Accepts no more connections, leaving them to the other process that listens on the
     /// same socket (a handoff's successor); those accepted already are served. Any thread.
-    func stopAcceptingForHandoff() {
-        acceptingStopped.store(true, ordering: .relaxed)
+    /// Returns the generation `stopGenerationSeen` reaches once the thread has seen it.
+    @discardableResult
+    func stopAcceptingForHandoff() -> Int {
+        acceptingStopped.store(true, ordering: .releasing)
         _ = sg_epoll_ctl(epollFD, 2, listenFD, 0)
+        let generation = stopGeneration.add(1, ordering: .acquiringAndReleasing).newValue
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
+        return generation
     }
 
     /// Starts accepting on a server made with `accepting` false. Any thread; once.
@@ -176,7 +185,11 @@ final class AdminAcceptor: @unchecked Sendable {
                 }
             }
             expire(now: .now)
-            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .relaxed)
+            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .releasing)
+            let generation = stopGeneration.load(ordering: .acquiring)
+            if acceptingStopped.load(ordering: .acquiring) {
+                stopGenerationSeen.store(generation, ordering: .releasing)
+            }
         }
     }
 

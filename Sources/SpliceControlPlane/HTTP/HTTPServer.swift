@@ -168,9 +168,14 @@ public final class HTTPServer: Sendable {
     /// that shares it (a handoff), and waits (at most `timeout`) until every connection
     /// accepted already has been answered and closed, so that none is cut by this process's exit.
     public func stopAcceptingAndDrain(timeout: Duration) {
-        acceptor.stopAcceptingForHandoff()
+        let generation = acceptor.stopAcceptingForHandoff()
         let deadline = ContinuousClock.now + timeout
-        while acceptor.pendingCount.load(ordering: .relaxed) + context.gauge.count
+        // Until the acceptor thread has finished its turn, a connection it took may not be
+        // counted anywhere yet.
+        while acceptor.stopGenerationSeen.load(ordering: .acquiring) < generation, ContinuousClock.now < deadline {
+            usleep(1000)
+        }
+        while acceptor.pendingCount.load(ordering: .acquiring) + context.gauge.count
                 + context.liveRequests.load(ordering: .relaxed) > 0,
               ContinuousClock.now < deadline {
             usleep(5000)

@@ -75,7 +75,13 @@ extension Gateway {
         let records = registry.records()
         let freezes = records.map { record in
             record.withSession { session -> EventLoopFuture<FreezeOutcome> in
-                if let frozen = session.freezeForHandoff() {
+                let freeze: (state: HandoffSessionState, fds: [Int32])?
+                do throws(HandoffRefused) {
+                    freeze = try session.freezeForHandoff()
+                } catch {
+                    return session.eventLoop.makeSucceededFuture(.blocked(error.reason))
+                }
+                if let frozen = freeze {
                     let fds = frozen.fds
                     guard fds.count == frozen.state.descriptorCount
                     else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }

@@ -103,7 +103,8 @@ extension Session {
     /// Freezes the session and returns its state and descriptors (`HandoffSession.fds`),
     /// every socket suspended (not polled, queued output kept); nil, and nothing changed, if
     /// it cannot move (`handoffBlocker`).
-    func freezeForHandoff() -> (state: HandoffSessionState, fds: [Int32])? {
+    /// Throws (nothing changed) if its descriptors cannot be duplicated.
+    func freezeForHandoff() throws(HandoffRefused) -> (state: HandoffSessionState, fds: [Int32])? {
         guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
@@ -167,10 +168,11 @@ extension Session {
         for fd in fds {
             let duplicate = fcntl(fd, F_DUPFD_CLOEXEC, 0)
             guard duplicate >= 0 else {
+                let reason = String(cString: strerror(errno))
                 duplicates.forEach { close($0) }
                 sockets.forEach { $0.resumeAfterHandoff() }
                 handoffFrozen = false
-                return nil
+                throw HandoffRefused("session \(record.id): cannot duplicate its descriptors: \(reason)")
             }
             duplicates.append(duplicate)
         }

@@ -69,9 +69,11 @@ public final class HandoffServer: Sendable {
     @discardableResult
     public func stop() -> Bool {
         if !stopping.exchange(true, ordering: .relaxed) {
-            // Wakes the blocked accept (close alone would not); the thread closes the socket.
+            // Wakes the blocked accept (close alone would not); closed here once the thread
+            // has ended, so that its number is never someone else's while the thread uses it.
             shutdown(listenFD, Int32(SHUT_RDWR))
             finished.wait()
+            close(listenFD)
             removePath()
         }
         return succeeded.load(ordering: .relaxed)
@@ -83,15 +85,20 @@ public final class HandoffServer: Sendable {
     }
 
     private func run() {
-        defer {
-            close(listenFD)
-            finished.signal()
-        }
+        defer { finished.signal() }
         while !stopping.load(ordering: .relaxed) {
             let fd = splice_unix_accept(listenFD)
             if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
+                let error = errno
+                if error == EINTR || error == ECONNABORTED { continue }
+                if stopping.load(ordering: .relaxed) { return }
+                // Out of descriptors (EMFILE, ENFILE) or memory, or worse: said, then tried
+                // again after a pause, rather than no successor ever being accepted again.
+                logger.error("handoff socket: accept failed; trying again in 1 s", metadata: [
+                    "path": "\(path)", "reason": "\(String(cString: strerror(error)))",
+                ])
+                sleep(1)
+                continue
             }
             if serve(HandoffChannel(fd: fd)) {
                 succeeded.store(true, ordering: .relaxed)

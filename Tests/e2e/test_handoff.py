@@ -1239,3 +1239,35 @@ def test_ended_session_still_writing_is_finished_by_the_old_process(start_gatewa
         reading.set()
         server.close()
         recipient.close()
+
+
+def test_handoff_socket_survives_running_out_of_descriptors(start_gateway, upstream, tmp_path):
+    """Accepting a successor while the gateway is out of descriptors (EMFILE) is logged and
+    tried again, not the end of the handoff socket: once descriptors are free again, the
+    successor that waited takes everything over."""
+    import resource
+
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    soft, hard = resource.prlimit(old.proc.pid, resource.RLIMIT_NOFILE)
+    with connect(listener["listen"]) as client:
+        assert roundtrip(client, HEADER.pack(3) + b"before") == HEADER.pack(3) + b"before"
+        # No new descriptor at all (the open ones stay open); nothing else in the gateway
+        # needs one meanwhile: no client, no admin request until the limit is back.
+        resource.prlimit(old.proc.pid, resource.RLIMIT_NOFILE, (3, hard))
+        try:
+            # A blocked accept holds a descriptor number already: one connection that says
+            # nothing takes it, and the next accept finds none.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+                silent.connect(path)
+            wait_until(lambda: "handoff socket: accept failed" in old.stderr_text(), timeout=DEADLINE_S,
+                       message="the old gateway to log the failed accept")
+        finally:
+            resource.prlimit(old.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        new = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        new.wait_ready(timeout=DEADLINE_S)
+        assert old.proc.wait(timeout=DEADLINE_S) == 0, old.output()
+        old.url = ""
+        assert roundtrip(client, b"after") == b"after"
+        assert [s["client"] for s in new.sessions()] == ["%s:%d" % client.getsockname()[:2]]

@@ -157,6 +157,22 @@ public final class HandoffChannel {
         return HandoffFrame(header: header, payload: payload, fds: fds)
     }
 
+    /// Receives the next frame as a message. Descriptors it does not take (a frame refused,
+    /// or one carrying more than its message uses) are closed here: the caller owns exactly
+    /// the message's (`HandoffMessage.descriptors`).
+    public func receiveMessage() throws(HandoffError) -> HandoffMessage {
+        let frame = try receive()
+        do {
+            let message = try HandoffMessage(frame)
+            let taken = Set(message.descriptors)
+            frame.fds.filter { !taken.contains($0) }.forEach { _ = Glibc.close($0) }
+            return message
+        } catch {
+            frame.fds.forEach { _ = Glibc.close($0) }
+            throw error
+        }
+    }
+
     private func read(_ count: Int) throws(HandoffError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0

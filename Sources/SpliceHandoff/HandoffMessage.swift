@@ -63,6 +63,16 @@ public enum HandoffMessage: Sendable {
     case abort(reason: String)
     case released
 
+    /// The descriptors the message owns.
+    public var descriptors: [Int32] {
+        switch self {
+        case .admin(let fd): [fd]
+        case .listener(let listener): [listener.fd]
+        case .session(let session): session.fds
+        default: []
+        }
+    }
+
     /// The message as a frame.
     public var frame: HandoffFrame {
         switch self {

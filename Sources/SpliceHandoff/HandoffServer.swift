@@ -114,7 +114,7 @@ public final class HandoffServer: Sendable {
         channel.deadline = .now + .milliseconds(Self.helloTimeoutMilliseconds)
         let successor: Int32
         do throws(HandoffError) {
-            guard case .hello(let version, let pid) = try HandoffMessage(channel.receive()) else {
+            guard case .hello(let version, let pid) = try channel.receiveMessage() else {
                 refuse(channel, "the first message must be hello", successor: nil)
                 return false
             }
@@ -160,7 +160,7 @@ public final class HandoffServer: Sendable {
         ])
         do throws(HandoffError) {
             try send(export, over: channel)
-            switch try HandoffMessage(channel.receive()) {
+            switch try channel.receiveMessage() {
             case .ack(let sessions, let listeners):
                 guard sessions == export.sessions.count, listeners == export.listeners.count else {
                     throw HandoffError("the successor acknowledged \(sessions) sessions and \(listeners) listeners of \(export.sessions.count) and \(export.listeners.count)")

@@ -22,6 +22,8 @@ public final class HandoffTakeOver {
     /// The predecessor's process id.
     public private(set) var predecessor: Int32 = 0
     private let channel: HandoffChannel
+    /// Set once `takeDescriptors` gave the listeners' and sessions' descriptors away.
+    private var descriptorsTaken = false
     private let logger: Logger
 
     /// Connects to `path`, says hello and receives everything; throws (every descriptor
@@ -37,7 +39,7 @@ public final class HandoffTakeOver {
         do throws(HandoffError) {
             try channel.send(HandoffMessage.hello(version: HandoffProtocol.version, pid: getpid()).frame)
             while true {
-                switch try HandoffMessage(channel.receive()) {
+                switch try channel.receiveMessage() {
                 case .refused(let reason):
                     throw HandoffError("the running gateway refused the handoff: \(reason)")
                 case .admin(let fd):
@@ -70,6 +72,13 @@ public final class HandoffTakeOver {
         }
     }
 
+    /// The listeners' and sessions' descriptors are the caller's from now on (a gateway
+    /// adopting them closes those it cannot take): an abort no longer closes them.
+    public func takeDescriptors() -> (listeners: [HandoffListener], sessions: [HandoffSession]) {
+        defer { descriptorsTaken = true }
+        return (listeners, sessions)
+    }
+
     /// The admin socket, now the caller's to close (an abort no longer closes it).
     public func takeAdminFD() -> Int32 {
         defer { adminFD = -1 }
@@ -97,7 +106,7 @@ public final class HandoffTakeOver {
         channel.setReceiveTimeout(milliseconds: milliseconds)
         let why: String
         do throws(HandoffError) {
-            if case .released = try HandoffMessage(channel.receive()) { return .released }
+            if case .released = try channel.receiveMessage() { return .released }
             why = "the predecessor answered something other than released"
         } catch {
             why = error.description
@@ -108,7 +117,7 @@ public final class HandoffTakeOver {
     }
 
     private func closeReceived() {
-        var fds = listeners.map(\.fd) + sessions.flatMap(\.fds)
+        var fds = descriptorsTaken ? [] : listeners.map(\.fd) + sessions.flatMap(\.fds)
         if adminFD >= 0 { fds.append(adminFD) }
         fds.forEach { close($0) }
         adminFD = -1

@@ -186,8 +186,10 @@ struct Runtime {
         } catch {
             throw StartupError("--take-over \(path): \(error)")
         }
-        let problems = gateway.adoptHandoff(mediators: received.mediators, listeners: received.listeners,
-                                            sessions: received.sessions, counters: received.counters)
+        // The gateway owns the descriptors from here (it closes those it cannot adopt).
+        let handed = received.takeDescriptors()
+        let problems = gateway.adoptHandoff(mediators: received.mediators, listeners: handed.listeners,
+                                            sessions: handed.sessions, counters: received.counters)
         guard problems.isEmpty else {
             // Better the predecessor keeps everything than this process takes part of it.
             for problem in problems {

@@ -205,6 +205,32 @@ struct HandoffProtocolTests {
         }
     }
 
+    @Test("descriptors a message does not take are closed: a refused frame's, extras on a hello")
+    func untakenDescriptorsClosed() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        let first = pipePair(), second = pipePair()
+        defer { [first.write, second.write].forEach { _ = close($0) } }
+        // A hello carrying a descriptor it has no use for, then a frame refused outright.
+        var hello = HandoffMessage.hello(version: HandoffProtocol.version, pid: 77).frame
+        hello.header["fds"] = 1
+        hello.fds = [first.read]
+        try a.send(hello)
+        try a.send(HandoffFrame(type: "teleport", fds: [second.read]))
+        close(first.read)
+        close(second.read)
+        guard case .hello = try b.receiveMessage() else {
+            Issue.record("not a hello")
+            return
+        }
+        #expect(throws: HandoffError.self) { try b.receiveMessage() }
+        // With every copy of a read end closed, its write end reports an error.
+        for end in [first.write, second.write] {
+            var poll = pollfd(fd: end, events: Int16(POLLOUT), revents: 0)
+            #expect(Glibc.poll(&poll, 1, 0) == 1 && poll.revents & Int16(POLLERR) != 0)
+        }
+    }
+
     @Test("the other side closing mid-frame is an error, not a hang")
     func closedMidFrame() throws {
         let (a, b) = pair()

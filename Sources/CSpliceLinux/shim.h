@@ -165,14 +165,28 @@ static inline int splice_unix_listen(const char *path, int backlog) {
     struct sockaddr_un address;
     int fd = splice_unix_socket(path, &address);
     if (fd < 0) return -1;
+    /* fchmodat without following a symlink: a path swapped for one between bind and here
+       must not make some other file 0600. The peer's uid is checked on every connection
+       anyway (splice_peer_uid); keep the socket in a directory only its owner can write. */
     if (fchmod(fd, 0600) != 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0
-        || chmod(path, 0600) != 0 || listen(fd, backlog) != 0) {
+        || fchmodat(AT_FDCWD, path, 0600, AT_SYMLINK_NOFOLLOW) != 0 || listen(fd, backlog) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;
         return -1;
     }
     return fd;
+}
+
+/* The uid of the process at the other end of a connected Unix socket (SO_PEERCRED), or
+   -1 with errno set. */
+struct splice_ucred { pid_t pid; uid_t uid; gid_t gid; };  /* struct ucred, a GNU name */
+
+static inline long long splice_peer_uid(int fd) {
+    struct splice_ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return (long long)credentials.uid;
 }
 
 /* Connects to the Unix stream socket at `path` (blocking); -1 with errno set on failure. */

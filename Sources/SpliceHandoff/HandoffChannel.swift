@@ -96,11 +96,27 @@ public final class HandoffChannel {
         self.fd = fd
     }
 
-    /// Connects to the handoff socket at `path`.
+    /// Connects to the handoff socket at `path`; throws unless the process listening there
+    /// runs as this process's user.
     public static func connect(to path: String) throws(HandoffError) -> HandoffChannel {
         let fd = splice_unix_connect(path)
         guard fd >= 0 else { throw .system("connect \(path)") }
-        return HandoffChannel(fd: fd)
+        let channel = HandoffChannel(fd: fd)
+        if let problem = channel.peerProblem() {
+            channel.close()
+            throw HandoffError("\(path): \(problem)")
+        }
+        return channel
+    }
+
+    /// Why the process at the other end may not take part (it runs as another user), or nil.
+    public func peerProblem() -> String? {
+        let uid = splice_peer_uid(fd)
+        guard uid >= 0 else { return "cannot read the other process's credentials: \(String(cString: strerror(errno)))" }
+        guard uid == Int64(geteuid()) else {
+            return "the other process runs as uid \(uid), this one as uid \(geteuid()); a handoff stays with one user"
+        }
+        return nil
     }
 
     /// Makes a blocked receive give up after `milliseconds` (0: wait for ever).

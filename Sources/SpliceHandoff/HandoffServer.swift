@@ -39,14 +39,16 @@ public final class HandoffServer: Sendable {
     /// thread) once a successor has acknowledged, and the process should then exit 0.
     public init(path: String, gateway: Gateway, admin: HTTPServer, logger: Logger, timeout: Duration = defaultTimeout,
                 handedOff: @escaping @Sendable () -> Void) throws(HandoffError) {
-        // A socket file left by a process that is gone would make bind fail; one that a live
-        // gateway still serves must not be taken over from under it.
-        if let probe = try? HandoffChannel.connect(to: path) {
-            probe.close()
+        // A socket file left by a process that is gone (connection refused) would make bind
+        // fail and is removed; one that a live gateway serves, or that this user may not
+        // even connect to, is left alone (bind then fails, saying so).
+        let probe = splice_unix_connect(path)
+        if probe >= 0 {
+            close(probe)
             throw HandoffError("\(path): another gateway is listening there")
         }
         var status = stat()
-        if lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        if errno == ECONNREFUSED, lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
         let fd = splice_unix_listen(path, 4)
         guard fd >= 0 else { throw .system("listen on \(path)") }
         self.path = path
@@ -111,6 +113,11 @@ public final class HandoffServer: Sendable {
     /// Runs one handoff; true once the successor has acknowledged everything.
     private func serve(_ channel: HandoffChannel) -> Bool {
         defer { channel.close() }
+        if let problem = channel.peerProblem() {
+            // Nothing is said to it: a stranger learns nothing.
+            logger.warning("handoff: refused a connection on the handoff socket", metadata: ["reason": "\(problem)"])
+            return false
+        }
         channel.deadline = .now + .milliseconds(Self.helloTimeoutMilliseconds)
         let successor: Int32
         do throws(HandoffError) {

@@ -16,11 +16,13 @@ import os
 import random
 import re
 import selectors
+import shutil
 import signal
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -1271,3 +1273,40 @@ def test_handoff_socket_survives_running_out_of_descriptors(start_gateway, upstr
         old.url = ""
         assert roundtrip(client, b"after") == b"after"
         assert [s["client"] for s in new.sessions()] == ["%s:%d" % client.getsockname()[:2]]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_successor_of_another_user_is_refused(start_gateway, upstream, tmp_path):
+    """The handoff socket is 0600, but the gateway does not rely on it: a process of another
+    user that gets to connect (here the socket made 0666 on purpose) is told nothing, and
+    nothing stops."""
+    # pytest's own temp directories are root's alone (0700): one the other user can reach.
+    directory = tempfile.mkdtemp(prefix="splicegate-handoff-")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "h.sock")
+    try:
+        old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+        listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+        os.chmod(path, 0o666)
+        hello = _frame({"type": "hello", "fds": 0, "version": 3, "pid": 1})
+        script = ("import socket, sys\n"
+                  "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])\n"
+                  "data = b''\n"
+                  "try:\n"
+                  "    s.sendall(bytes.fromhex(sys.argv[2]))\n"
+                  "    while chunk := s.recv(65536): data += chunk\n"
+                  "except (BrokenPipeError, ConnectionResetError): pass  # closed at once, unread\n"
+                  "print(len(data))\n")
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(4) + b"before") == HEADER.pack(4) + b"before"
+            stranger = subprocess.run(["/usr/bin/python3", "-c", script, path, hello.hex()], user=65534,
+                                      capture_output=True, text=True, timeout=DEADLINE_S)
+            assert stranger.returncode == 0 and stranger.stdout.strip() == "0", stranger
+            wait_until(lambda: "the other process runs as uid 65534" in old.stderr_text(),
+                       message="the refusal logged")
+            assert "handing over" not in old.stderr_text()
+            assert roundtrip(client, b"after") == b"after"
+            old.assert_alive()
+    finally:
+        # The gateway (stopped by the fixture) finds its socket file gone: nothing to remove.
+        shutil.rmtree(directory, ignore_errors=True)

@@ -28,14 +28,10 @@ public final class HandoffTakeOver {
 
     /// Connects to `path`, says hello and receives everything; throws (every descriptor
     /// received closed) if the predecessor refuses or the exchange breaks off.
-    ///
-    /// `SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS=N` stops the process (SIGSTOP) once it
-    /// has received N sessions, so that a test can kill it at that point for real.
     public init(path: String, logger: Logger) throws(HandoffError) {
         self.logger = logger
         channel = try HandoffChannel.connect(to: path)
         channel.setReceiveTimeout(milliseconds: Self.frameTimeoutMilliseconds)
-        let stopAfter = ProcessInfo.processInfo.environment["SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS"].flatMap(Int.init)
         do throws(HandoffError) {
             try channel.send(HandoffMessage.hello(version: HandoffProtocol.version, pid: getpid()).frame)
             while true {
@@ -51,7 +47,6 @@ public final class HandoffTakeOver {
                     listeners.append(listener)
                 case .session(let session):
                     sessions.append(session)
-                    if sessions.count == stopAfter { raise(SIGSTOP) }
                 case .end(let counters, let sessionCount, let listenerCount, let pid):
                     guard sessionCount == sessions.count, listenerCount == listeners.count else {
                         throw HandoffError("the predecessor announced \(sessionCount) sessions and \(listenerCount) listeners, \(sessions.count) and \(listeners.count) arrived")

@@ -390,6 +390,40 @@ def test_version_mismatch_is_refused(start_gateway, upstream, tmp_path, version)
         old.assert_alive()
 
 
+class FakeSuccessor:
+    """The new process's side of a handoff played by the test, over the real socket: says
+    hello and takes frames (closing the descriptors they bring) until `sessions` sessions
+    have arrived; then it reads no more, like a successor stopped there, until closed,
+    like one killed there."""
+
+    def __init__(self, path: str, sessions: int) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(DEADLINE_S)
+        self.sock.connect(path)
+        self.sock.sendall(_frame({"type": "hello", "fds": 0, "version": 3, "pid": os.getpid()}))
+        taken = 0
+        while taken < sessions:
+            lengths = self._take(8)
+            header_length, payload_length = struct.unpack(">II", lengths)
+            header = json.loads(self._take(header_length))
+            self._take(payload_length)
+            assert header["type"] != "refused", header
+            taken += header["type"] == "session"
+
+    def _take(self, count: int) -> bytes:
+        data = bytearray()
+        while len(data) < count:
+            chunk, fds, _, _ = socket.recv_fds(self.sock, count - len(data), 16)
+            for fd in fds:
+                os.close(fd)
+            assert chunk, "the running gateway closed the handoff connection"
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def test_successor_killed_midway_leaves_everything_served(start_gateway, upstream, tmp_path):
     """Sessions frozen for a successor that dies resume in the old process, their hops (TCP
     and exec) and splits included, with every byte."""
@@ -412,12 +446,8 @@ def test_successor_killed_midway_leaves_everything_served(start_gateway, upstrea
                                                                           "direction": "both", "on_slow": "block"})
         assert split.status_code == 201, split.text
         fleet.wait_progress(64 * 1024)
-        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
-                                  env={"SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS": "10"})
-        wait_until(lambda: _state(successor.proc.pid) == "T", timeout=DEADLINE_S,
-                   message="the successor to hold after 10 sessions")
-        os.kill(successor.proc.pid, signal.SIGKILL)
-        assert successor.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+        # Killed after taking 10 sessions: its end of the connection closes.
+        FakeSuccessor(path, sessions=10).close()
         wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
                    in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to log the failure")
         fleet.wait_progress(256 * 1024)
@@ -1071,6 +1101,16 @@ class FakePredecessor:
                                   "pid": self.pid}))
         return _read_frame(self.conn)
 
+    def serve_queued(self, client: socket.socket, sent: bytes) -> None:
+        """Accepts the client waiting on the listener (nobody else took it), checks that
+        `sent` is all it had sent, and answers it."""
+        self.listener.settimeout(DEADLINE_S)
+        served, _ = self.listener.accept()
+        with served:
+            assert recv_exactly(served, len(sent)) == sent
+            served.sendall(b"from the predecessor")
+            assert recv_exactly(client, 20) == b"from the predecessor"
+
     def close(self) -> None:
         for sock in (self.conn, self.unix, self.admin, self.listener):
             if sock is not None:
@@ -1105,12 +1145,7 @@ def test_successor_serves_only_after_release(start_gateway, upstream, tmp_path, 
                 assert successor.proc.wait(timeout=DEADLINE_S) == 2, successor.output()
                 assert "the running gateway resumed instead of releasing" in successor.stderr_text()
                 # The client is still queued: the test (the resumed predecessor) accepts it.
-                fake.listener.settimeout(DEADLINE_S)
-                served, _ = fake.listener.accept()
-                with served:
-                    assert recv_exactly(served, HEADER.size + 6) == HEADER.pack(5) + b"queued"
-                    served.sendall(b"from the predecessor")
-                    assert recv_exactly(client, 20) == b"from the predecessor"
+                fake.serve_queued(client, HEADER.pack(5) + b"queued")
             else:
                 successor.wait_ready(timeout=DEADLINE_S)
                 fake.close()
@@ -1135,18 +1170,13 @@ def test_successor_that_cannot_serve_the_admin_socket_aborts_before_acknowledgin
             answer = fake.hand_over()
             assert answer["type"] == "abort" and "not a bound IP socket" in answer["reason"], answer
             assert successor.proc.wait(timeout=DEADLINE_S) == 2, successor.output()
-            fake.listener.settimeout(DEADLINE_S)
-            served, _ = fake.listener.accept()
-            with served:
-                assert recv_exactly(served, HEADER.size + 6) == HEADER.pack(6) + b"queued"
-                served.sendall(b"from the predecessor")
-                assert recv_exactly(client, 20) == b"from the predecessor"
+            fake.serve_queued(client, HEADER.pack(6) + b"queued")
     finally:
         fake.close()
 
 
 def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp_path):
-    """A successor stopped (SIGSTOP, not killed) midway, with megabytes still to take:
+    """A successor stopped (not killed) midway, with megabytes still to take:
     the old process's sends block on the full socket, and its handoff deadline
     (`--handoff-timeout`) covers them, so it resumes and serves every byte while the
     successor stays stopped."""
@@ -1165,13 +1195,10 @@ def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp
         fleet.hold(set(range(slow)))
         wait_until(lambda: all(fleet.in_flight(i) >= 6 * 1024 * 1024 for i in range(slow)), timeout=DEADLINE_S,
                    message="the held clients' streams to back up into the gateway")
-        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
-                                  env={"SPLICEGATE_TEST_HANDOFF_STOP_AFTER_SESSIONS": "1"})
-        wait_until(lambda: _state(successor.proc.pid) == "T", timeout=DEADLINE_S,
-                   message="the successor to stop after one session")
+        # Stopped after taking one session: it reads no more.
+        successor = FakeSuccessor(path, sessions=1)
         wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
                    in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to give up and resume")
-        assert _state(successor.proc.pid) == "T"
         fleet.release()
         fleet.wait_progress(256 * 1024)
         old.assert_alive()
@@ -1185,8 +1212,7 @@ def test_stopped_successor_leaves_everything_served(start_gateway, upstream, tmp
     finally:
         fleet.close()
         if successor is not None:
-            os.kill(successor.proc.pid, signal.SIGKILL)
-            successor.proc.wait(timeout=DEADLINE_S)
+            successor.close()
 
 
 def test_ended_session_still_writing_is_finished_by_the_old_process(start_gateway, tmp_path):

@@ -5,9 +5,11 @@ import SpliceDataPlane
 
 extension ConfigSync {
     /// Makes the gateway hold what the database holds. The local state is read before the
-    /// database's, so a listener this node's API creates meanwhile is never taken for a
-    /// deleted one.
+    /// database's, and what this node's API changes at any moment of the round is left for
+    /// the next one (`InFlight`), so a listener or mediator the API creates meanwhile is
+    /// never taken for a deleted one.
     func reconcile() async {
+        inFlight.withLock { $0.beginRound() }
         let localListeners = Set(gateway.listeners().map(\.id))
         let localMediators = Dictionary(gateway.registeredMediators().map { ($0.spec.name, $0) },
                                         uniquingKeysWith: { first, _ in first })
@@ -21,7 +23,7 @@ extension ConfigSync {
         }
         reconciledVersion.withLock { $0 = wanted.version }
         bindRetries.withLock { $0.keep(only: Set(wanted.listeners.keys)) }
-        let busy = inFlight.withLock { $0 }
+        let busy = inFlight.withLock { $0.touched }
         known.withLock { known in
             known = wanted.listeners.reduce(into: [:]) { known, entry in
                 known[entry.key] = (local(entry.value), wanted.created[entry.key] ?? Date())
@@ -73,7 +75,7 @@ extension ConfigSync {
     /// Binds a listener of the database here and records the outcome either way.
     private func bind(_ id: ListenerID, _ spec: ListenerSpec) async {
         // This node's API may have begun changing it since the reconciliation began.
-        guard !inFlight.withLock({ $0.listeners.contains(id) }) else { return }
+        guard !inFlight.withLock({ $0.touched.listeners.contains(id) }) else { return }
         let spec = local(spec)
         let bind: ListenerBind
         do {
@@ -98,7 +100,7 @@ extension ConfigSync {
         do {
             if try await store.writeBind(bind, listener: id) {
                 recorded(bind, listener: id)
-            } else if !inFlight.withLock({ $0.listeners.contains(id) }) {
+            } else if !inFlight.withLock({ $0.touched.listeners.contains(id) }) {
                 // Deleted since this reconciliation read it (a DELETE that answered 204
                 // meanwhile): not held here either.
                 forget(listener: id)

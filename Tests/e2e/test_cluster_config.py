@@ -8,6 +8,7 @@ listener port serves all three.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -186,6 +187,39 @@ def test_mediators_are_registered_and_unregistered_everywhere(pg: Postgres, star
         wait_until(lambda: mediator_names(node) == [], timeout=PROPAGATION_S, message="mediator gone everywhere")
     assert db_count(pg, "mediators") == 0
     assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 404)
+
+
+def test_changes_made_on_two_nodes_at_once_are_kept_on_both(pg: Postgres, start_gateway) -> None:
+    """Each node's API changes its own gateway while that gateway reconciles with the
+    database (every change from the other node starts a reconciliation): a listener or
+    mediator this node has bound or registered, and not yet committed, must not be taken
+    for one deleted from the database (regression: it was, now and then)."""
+    nodes = start_cluster(start_gateway, pg, count=2)
+    rounds = 40
+
+    def create(index: int) -> tuple[list[str], list[str]]:
+        node, mediators, listeners = nodes[index], [], []
+        for round in range(rounds):
+            name = f"n{index + 1}-{round}"
+            response = node.post("/api/v1/mediators", json={"name": name, "address": "127.0.0.1:9"})
+            assert response.status_code == 201, response.text
+            assert node.get(f"/api/v1/mediators/{name}").status_code == 200, f"{name} lost on its own node"
+            listener = node.create_listener(listen=f"127.0.0.1:{free_port()}", upstream="127.0.0.1:9")
+            assert node.get(f"/api/v1/listeners/{listener['id']}").status_code == 200, \
+                f"listener {listener['id']} lost on its own node"
+            mediators.append(name)
+            listeners.append(listener["id"])
+        return mediators, listeners
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        made = list(pool.map(create, range(2)))
+    mediators = sorted(made[0][0] + made[1][0])
+    listeners = sorted(made[0][1] + made[1][1])
+    for node in nodes:
+        wait_until(lambda: mediator_names(node) == mediators, timeout=PROPAGATION_S, message="every mediator")
+        wait_until(lambda: sorted(listener["id"] for listener in node.listeners()) == listeners,
+                   timeout=PROPAGATION_S, message="every listener")
+    assert db_count(pg, "mediators") == 2 * rounds and db_count(pg, "listeners") == 2 * rounds
 
 
 def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,

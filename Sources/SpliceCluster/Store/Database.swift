@@ -38,19 +38,24 @@ final class Database: Sendable {
     /// connect timeout covers TCP only: a server, or a network, that accepts and then says
     /// nothing would hold the start-up exchange forever.
     func connect() async throws -> PostgresConnection {
-        let opened = Mutex<PostgresConnection?>(nil)
+        let hold = Mutex(Hold.none)
         do {
-            return try await withDeadline(Self.operationLimit, abandon: {}) { [self] in
+            return try await withDeadline(Self.operationLimit, abandon: {
+                hold.withLock { $0.abandon() }?.closeNow()
+            }) { [self] in
                 // Cancelled by the deadline, postgres-nio closes the half-open channel.
                 let connection = try await PostgresConnection.connect(
                     on: group.next(), configuration: url.configuration,
                     id: Self.nextID.add(1, ordering: .relaxed).newValue, logger: logger)
-                opened.withLock { $0 = connection }
+                // Opened just as the deadline passed: not handed out, so closed here.
+                guard hold.withLock({ $0.take(connection) }) else {
+                    connection.closeNow()
+                    throw DeadlineExceeded()
+                }
                 return connection
             }
         } catch {
-            // Opened just as the deadline passed: not handed out, so closed here.
-            opened.withLock { $0 }?.closeNow()
+            hold.withLock { $0.abandon() }?.closeNow()
             throw error
         }
     }
@@ -61,41 +66,81 @@ final class Database: Sendable {
     /// cannot be reached or does not answer in time, else `body`'s own error.
     func run<T: Sendable>(limit: Duration = Database.operationLimit,
                           _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let taken = Mutex<PostgresConnection?>(nil)
+        let hold = Mutex(Hold.none)
         do {
             return try await withDeadline(limit, abandon: {
-                taken.withLock { $0 }?.closeNow()
+                hold.withLock { $0.abandon() }?.closeNow()
             }) { [self] in
                 let connection = try await checkOut()
-                taken.withLock { $0 = connection }
+                // Taken just as the deadline passed: nothing would close it, and a query on
+                // it could wait on a lock for as long as another transaction holds it.
+                guard hold.withLock({ $0.take(connection) }) else {
+                    logger.debug("database connection came after the deadline, closed")
+                    connection.closeNow()
+                    throw DeadlineExceeded()
+                }
                 let value = try await body(connection)
-                checkIn(connection)
+                // Done just as the deadline passed: the caller was told it failed, and the
+                // connection it closed is not for reuse.
+                if hold.withLock({ $0.release() }) { checkIn(connection) }
                 return value
             }
         } catch {
-            taken.withLock { $0 }?.closeNow()
+            hold.withLock { $0.abandon() }?.closeNow()
             throw Self.classify(error)
+        }
+    }
+
+    /// The connection an operation holds, and whether its deadline has passed: whichever
+    /// of the operation and its deadline comes second knows what to close.
+    private enum Hold {
+        case none
+        case holding(PostgresConnection)
+        /// The operation is done with its connection (handed out or back to the pool).
+        case released
+        case abandoned
+
+        /// Records `connection` as held; false once abandoned.
+        mutating func take(_ connection: PostgresConnection) -> Bool {
+            if case .abandoned = self { return false }
+            self = .holding(connection)
+            return true
+        }
+
+        /// The operation is done with the connection; false if abandoned meanwhile (the
+        /// deadline closed it).
+        mutating func release() -> Bool {
+            if case .abandoned = self { return false }
+            self = .released
+            return true
+        }
+
+        /// Marks the operation abandoned; the connection to close, if one is still held.
+        mutating func abandon() -> PostgresConnection? {
+            defer { self = .abandoned }
+            if case .holding(let connection) = self { return connection }
+            return nil
         }
     }
 
     /// Runs `body` in a transaction, within `limit`. A failure once COMMIT has been sent
     /// (the deadline, a lost link, a backend ended while it waits for a synchronous standby)
     /// leaves the outcome unknown: it throws `ClusterError` with `outcomeUnknown`.
+    ///
+    /// Not postgres-nio's `withTransaction`: after a failed statement it sends ROLLBACK, and
+    /// on a connection the deadline has just closed that query is never answered (1.33
+    /// writes it to the closed channel without a promise). No ROLLBACK is needed: a
+    /// connection that saw an error is closed, and the server rolls back what it had open.
     func transaction<T: Sendable>(limit: Duration = Database.operationLimit,
                                   _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let committing = Atomic<Bool>(false)
         do {
             return try await run(limit: limit) { [logger] connection in
-                do {
-                    return try await connection.withTransaction(logger: logger) { connection in
-                        let value = try await body(connection)
-                        committing.store(true, ordering: .relaxed)
-                        return value
-                    }
-                } catch let error as PostgresTransactionError {
-                    // The closure's own error says what went wrong; BEGIN/COMMIT failures are the link's.
-                    throw error.closureError ?? error.beginError ?? error.commitError ?? error
-                }
+                try await connection.query("BEGIN", logger: logger)
+                let value = try await body(connection)
+                committing.store(true, ordering: .relaxed)
+                try await connection.query("COMMIT", logger: logger)
+                return value
             }
         } catch where committing.load(ordering: .relaxed) && !Self.refusedCommit(error) {
             throw ClusterError(Self.reason(error), outcomeUnknown: true)

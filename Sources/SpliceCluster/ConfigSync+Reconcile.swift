@@ -74,8 +74,12 @@ extension ConfigSync {
 
     /// Binds a listener of the database here and records the outcome either way.
     private func bind(_ id: ListenerID, _ spec: ListenerSpec) async {
-        // This node's API may have begun changing it since the reconciliation began.
-        guard !inFlight.withLock({ $0.touched.listeners.contains(id) }) else { return }
+        // This node's API may have begun changing it since the reconciliation began: looked
+        // at again at the next round.
+        guard !inFlight.withLock({ $0.touched.listeners.contains(id) }) else {
+            dirty.store(true, ordering: .relaxed)
+            return
+        }
         let spec = local(spec)
         let bind: ListenerBind
         do {
@@ -105,6 +109,8 @@ extension ConfigSync {
                 // meanwhile): not held here either.
                 forget(listener: id)
                 try? await gateway.removingListener(id, closeSessions: false).value
+            } else {
+                dirty.store(true, ordering: .relaxed)
             }
         } catch {
             logger.debug("bind state not recorded yet", metadata: ["listener": "\(id)", "reason": "\(Database.reason(error))"])

@@ -288,8 +288,10 @@ _PICK_RANGE = (20000, 32000)
 _reserved: list[socket.socket] = []
 
 
-# Ports handed out lately: two picks made before either is bound must differ.
+# Ports handed out lately: two picks made before either is bound must differ (also when
+# two threads of one test pick at once).
 _recent: collections.deque[int] = collections.deque(maxlen=2000)
+_picking = threading.Lock()
 
 
 def free_port() -> int:
@@ -300,17 +302,18 @@ def free_port() -> int:
     the wildcard address: cluster nodes bind the same port on 127.0.0.2-4, where a check of
     127.0.0.1 alone would not see them. Not one of the ports handed out lately.
     """
-    for _ in range(1000):
-        port = random.randrange(*_PICK_RANGE)
-        if port in _recent:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
+    with _picking:
+        for _ in range(1000):
+            port = random.randrange(*_PICK_RANGE)
+            if port in _recent:
                 continue
-            _recent.append(port)
-            return port
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+                _recent.append(port)
+                return port
     raise AssertionError(f"no free port in {_PICK_RANGE}")
 
 

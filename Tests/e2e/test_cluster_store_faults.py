@@ -41,6 +41,12 @@ def waiting_commits(pg: Postgres, query: str) -> int:
                         f"AND query LIKE '{query}'")[0][0])
 
 
+def lock_waiters(pg: Postgres, query: str) -> int:
+    """Backends waiting on a lock whose last statement is like `query`."""
+    return int(pg.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        f"AND query LIKE '{query}'")[0][0])
+
+
 def test_a_change_whose_commit_is_not_confirmed_says_so_and_every_node_converges(
         pg: Postgres, start_gateway, echo: StreamServer) -> None:
     nodes = start_cluster(start_gateway, pg, count=2)
@@ -62,6 +68,13 @@ def test_a_change_whose_commit_is_not_confirmed_says_so_and_every_node_converges
             "name": "upper", "address": "127.0.0.1:9"}), 503)
         print(f"second change: 503 after {time.monotonic() - started:.2f} s")
         assert problem["type"] == UNAVAILABLE and "nothing was changed" in problem["detail"], problem
+        # What a deadline abandoned does not stay in the database while the standby is still
+        # missing: the second change's backend, left waiting on the first change's lock,
+        # ends once the server sees its client gone (as does each heartbeat queued behind an
+        # unconfirmed one: else one more would pile up every round, until the server had no
+        # connection left to give).
+        wait_until(lambda: lock_waiters(pg, "UPDATE config_version%") == 0, timeout=PROPAGATION_S,
+                   message="the abandoned change's backend ended")
     finally:
         ghost_standby(pg, False)
     released = time.monotonic()

@@ -52,6 +52,7 @@ final class Database: Sendable {
                     connection.closeNow()
                     throw DeadlineExceeded()
                 }
+                try await Self.endWhenAbandoned(connection, logger: logger)
                 return connection
             }
         } catch {
@@ -61,6 +62,18 @@ final class Database: Sendable {
     }
 
     private static let nextID = Atomic<Int>(0)
+
+    /// Asks the server to end this connection's backend within a second once the connection
+    /// is gone while a statement runs (PostgreSQL 14 and later; older ones answer 42704 and
+    /// go without). A connection the deadline closed may have left its backend waiting on a
+    /// lock, holding its own: without this it stays, and one more piles up each round
+    /// until the server has no connection left to give.
+    private static func endWhenAbandoned(_ connection: PostgresConnection, logger: Logger) async throws {
+        do {
+            try await connection.query("SET client_connection_check_interval = 1000", logger: logger)
+        } catch let error as PSQLError where error.sqlState == "42704" {
+        }
+    }
 
     /// Runs `body` on a connection within `limit`; throws `ClusterError` when the database
     /// cannot be reached or does not answer in time, else `body`'s own error.
@@ -125,25 +138,53 @@ final class Database: Sendable {
 
     /// Runs `body` in a transaction, within `limit`. A failure once COMMIT has been sent
     /// (the deadline, a lost link, a backend ended while it waits for a synchronous standby)
-    /// leaves the outcome unknown: it throws `ClusterError` with `outcomeUnknown`.
+    /// leaves the outcome unknown: it throws `ClusterError` with `outcomeUnknown`. Whether
+    /// COMMIT was sent is decided once, under a lock: a caller told "not committed" (the
+    /// deadline passed first) is never contradicted by a COMMIT its body sends later.
     ///
     /// Not postgres-nio's `withTransaction`: after a failed statement it sends ROLLBACK, and
     /// on a connection the deadline has just closed that query is never answered (1.33
     /// writes it to the closed channel without a promise). No ROLLBACK is needed: a
     /// connection that saw an error is closed, and the server rolls back what it had open.
+    /// So `body` must not catch a statement's error and go on: the transaction is aborted
+    /// then, and its COMMIT would roll back without a word.
     func transaction<T: Sendable>(limit: Duration = Database.operationLimit,
                                   _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let committing = Atomic<Bool>(false)
+        let commit = Mutex(CommitState.notYet)
         do {
             return try await run(limit: limit) { [logger] connection in
                 try await connection.query("BEGIN", logger: logger)
                 let value = try await body(connection)
-                committing.store(true, ordering: .relaxed)
+                guard commit.withLock({ $0.send() }), !connection.isClosed else { throw DeadlineExceeded() }
                 try await connection.query("COMMIT", logger: logger)
                 return value
             }
-        } catch where committing.load(ordering: .relaxed) && !Self.refusedCommit(error) {
+        } catch {
+            guard commit.withLock({ $0.settle() }), !Self.refusedCommit(error) else { throw error }
             throw ClusterError(Self.reason(error), outcomeUnknown: true)
+        }
+    }
+
+    /// Whether a transaction's COMMIT has been sent, decided once between its body and its
+    /// caller.
+    private enum CommitState {
+        case notYet
+        case sent
+        /// The caller has answered that nothing was committed: COMMIT is never sent.
+        case withheld
+
+        /// The body is about to send COMMIT; false if the caller has answered already.
+        mutating func send() -> Bool {
+            guard case .notYet = self else { return false }
+            self = .sent
+            return true
+        }
+
+        /// The caller answers a failure: whether COMMIT was sent (outcome unknown).
+        mutating func settle() -> Bool {
+            if case .sent = self { return true }
+            self = .withheld
+            return false
         }
     }
 

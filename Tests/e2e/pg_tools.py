@@ -39,8 +39,9 @@ def pg_bin_dir() -> pathlib.Path:
 class Postgres:
     """One PostgreSQL server in its own temp dir, trust auth, superuser `postgres`."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 200) -> None:
         self.bin = pg_bin_dir()
+        self.max_connections = max_connections
         self.as_root = os.geteuid() == 0
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="splicegate-pg-"))
         self.data = self.dir / "data"
@@ -79,7 +80,7 @@ class Postgres:
     def start(self) -> None:
         """Starts the server (again) and waits until it accepts connections."""
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c max_connections=200")
+                   f"-c max_connections={self.max_connections}")
         self._run("pg_ctl", "start", "-w", "-t", str(int(PG_TIMEOUT_S)), "-D", str(self.data),
                   "-l", str(self.log), "-o", options)
         self.running = True
@@ -96,6 +97,14 @@ class Postgres:
                         "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql)
         return [line.split("\t") for line in out.splitlines() if line]
 
+    def background(self, sql: str) -> subprocess.Popen[str]:
+        """`sql` through psql in a process of its own, while the test goes on."""
+        return subprocess.Popen(self._command("psql", "-X", "-q", "-At", "-h", str(self.dir), "-p", str(self.port),
+                                              "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                                              "-c", sql),
+                                cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
     def close(self) -> None:
         """Stops the server and removes its directory."""
         try:
@@ -105,9 +114,9 @@ class Postgres:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[Postgres]:
+def running_postgres(max_connections: int = 200) -> Iterator[Postgres]:
     """A started throwaway server, stopped and removed on exit."""
-    server = Postgres()
+    server = Postgres(max_connections)
     try:
         server.start()
         yield server

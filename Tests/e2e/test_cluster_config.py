@@ -17,6 +17,7 @@ import time
 from typing import Callable, Iterator
 
 import pytest
+import requests
 
 from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
                       session_of, transform_handler, wait_until)
@@ -220,6 +221,42 @@ def test_changes_made_on_two_nodes_at_once_are_kept_on_both(pg: Postgres, start_
         wait_until(lambda: sorted(listener["id"] for listener in node.listeners()) == listeners,
                    timeout=PROPAGATION_S, message="every listener")
     assert db_count(pg, "mediators") == 2 * rounds and db_count(pg, "listeners") == 2 * rounds
+
+
+@pytest.fixture
+def small_pg() -> Iterator[Postgres]:
+    """A database that takes 12 connections: one node's LISTEN link and its 8 others,
+    the test's own psql sessions, and no more."""
+    with running_postgres(max_connections=12) as server:
+        yield server
+
+
+def test_a_burst_of_changes_waits_for_the_nodes_connections_rather_than_open_more(
+        small_pg: Postgres, start_gateway) -> None:
+    """A node holds at most 8 database connections besides its LISTEN one, so a burst of
+    admin requests cannot take every connection the server has (others use it too)."""
+    node = start_node(start_gateway, small_pg, 0)
+    burst = 60
+    # Every change's transaction waits on this lock while the burst arrives, so all of them
+    # want a connection at once; each is answered within its 2.5 s once the lock is gone.
+    locker = small_pg.background("BEGIN; LOCK TABLE config_version IN EXCLUSIVE MODE; SELECT pg_sleep(1); COMMIT;")
+    try:
+        wait_until(lambda: small_pg.query("SELECT count(*) FROM pg_locks WHERE relation = "
+                                          "'config_version'::regclass AND mode = 'ExclusiveLock' AND granted")
+                   == [["1"]], timeout=10.0, message="config_version locked")
+
+        def register(index: int) -> int:
+            response = requests.post(f"{node.url}/api/v1/mediators", headers=node.headers(), timeout=30,
+                                     json={"name": f"burst-{index}", "address": "127.0.0.1:9"})
+            return response.status_code
+
+        with concurrent.futures.ThreadPoolExecutor(burst) as pool:
+            codes = list(pool.map(register, range(burst)))
+    finally:
+        locker.wait(timeout=30)
+    assert codes == [201] * burst, codes
+    assert db_count(small_pg, "mediators") == burst
+    assert len(mediator_names(node)) == burst
 
 
 def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,

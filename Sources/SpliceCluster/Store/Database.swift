@@ -16,6 +16,9 @@ final class Database: Sendable {
     static let operationLimit: Duration = .milliseconds(2500)
     /// Idle connections kept for reuse.
     private static let idleLimit = 4
+    /// Operations at once: the most connections a node holds besides its LISTEN one, so
+    /// that a burst of admin requests cannot take every connection the server has.
+    static let concurrencyLimit = 8
     /// An idle connection older than this is closed rather than reused: a NAT or a load
     /// balancer may have dropped it silently meanwhile, and a query on it would wait out
     /// the whole deadline.
@@ -25,6 +28,7 @@ final class Database: Sendable {
     let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let idle = Mutex<[(connection: PostgresConnection, since: ContinuousClock.Instant)]>([])
+    private let slots = Slots(Database.concurrencyLimit)
     private let closed = Atomic<Bool>(false)
 
     /// Connections to `url`, on a thread of their own (the relay's loops stay the relay's).
@@ -75,13 +79,21 @@ final class Database: Sendable {
         }
     }
 
-    /// Runs `body` on a connection within `limit`; throws `ClusterError` when the database
-    /// cannot be reached or does not answer in time, else `body`'s own error.
+    /// Runs `body` on a connection within `limit`, the wait for a turn (`concurrencyLimit`)
+    /// included; throws `ClusterError` when the database cannot be reached or does not
+    /// answer in time, else `body`'s own error.
     func run<T: Sendable>(limit: Duration = Database.operationLimit,
                           _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + limit
+        guard await slots.acquire(until: deadline) else {
+            throw ClusterError("this node's \(Self.concurrencyLimit) database connections stayed busy")
+        }
+        // Given back when the caller is answered: a body the deadline abandoned holds no
+        // open connection any more (abandoning closes it).
+        defer { slots.release() }
         let hold = Mutex(Hold.none)
         do {
-            return try await withDeadline(limit, abandon: {
+            return try await withDeadline(deadline - ContinuousClock.now, abandon: {
                 hold.withLock { $0.abandon() }?.closeNow()
             }) { [self] in
                 let connection = try await checkOut()

@@ -22,7 +22,7 @@ import requests
 from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
                       session_of, transform_handler, wait_until)
 from freeze_proxy import FreezeProxy
-from pg_tools import Postgres, running_postgres
+from pg_tools import Postgres, make_ca, running_postgres
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 # How long a change may take to reach every node before the test fails. The contract is
@@ -257,6 +257,50 @@ def test_a_burst_of_changes_waits_for_the_nodes_connections_rather_than_open_mor
     assert codes == [201] * burst, codes
     assert db_count(small_pg, "mediators") == burst
     assert len(mediator_names(node)) == burst
+
+
+@pytest.fixture
+def tls_pg() -> Iterator[Postgres]:
+    """A database that speaks TLS, with a certificate for 127.0.0.1 signed by its `ca_file`."""
+    with running_postgres(tls=True) as server:
+        yield server
+
+
+def tcp_clients_on_tls(pg: Postgres) -> list[str]:
+    """For each backend of a TCP client (the nodes: psql here uses the Unix socket), whether
+    it speaks TLS ('t' or 'f')."""
+    return [row[0] for row in pg.query("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                                       "WHERE a.client_addr IS NOT NULL")]
+
+
+def test_tls_to_the_database_is_used_verified_and_refused_when_it_cannot_be(
+        tls_pg: Postgres, start_gateway, tmp_path) -> None:
+    verified = f"{tls_pg.url}?sslmode=verify-full&sslrootcert={tls_pg.ca_file}"
+    node = start_node(start_gateway, tls_pg, 0, url=verified)
+    assert node.post("/api/v1/mediators", json={"name": "upper", "address": "127.0.0.1:9"}).status_code == 201
+    wait_until(lambda: tcp_clients_on_tls(tls_pg) != [], timeout=PROPAGATION_S, message="the node's connections")
+    assert set(tcp_clients_on_tls(tls_pg)) == {"t"}, "every connection of the node speaks TLS"
+
+    # A certificate signed by a CA the node was not told to trust: refused, and said why.
+    stranger, _ = make_ca(tmp_path, "stranger-ca")
+    refused = start_node(start_gateway, tls_pg, 1, url=f"{tls_pg.url}?sslmode=verify-full&sslrootcert={stranger}",
+                         wait=False)
+    assert refused.proc.wait(timeout=30) == 2, refused.output()
+    assert "cannot use the cluster database" in refused.stderr_text(), refused.output()
+    assert "certificate" in refused.stderr_text().lower(), refused.output()
+    refused.url = ""
+    # Nor does `require` talk in plain text to a server that has no TLS (see below), and
+    # `disable` does not use it where it is offered.
+    plain = start_node(start_gateway, tls_pg, 1, url=f"{tls_pg.url}?sslmode=disable")
+    assert plain.get("/api/v1/mediators/upper").status_code == 200
+    assert "f" in tcp_clients_on_tls(tls_pg)
+
+
+def test_sslmode_require_refuses_a_server_without_tls(pg: Postgres, start_gateway) -> None:
+    gateway = start_node(start_gateway, pg, 0, url=f"{pg.url}?sslmode=require", wait=False)
+    assert gateway.proc.wait(timeout=30) == 2, gateway.output()
+    assert "cannot use the cluster database" in gateway.stderr_text(), gateway.output()
+    gateway.url = ""
 
 
 def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,

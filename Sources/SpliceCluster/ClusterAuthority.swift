@@ -70,7 +70,9 @@ struct ClusterAuthority: ConfigAuthority {
             try? gateway.unregisterMediator(spec.name)
             throw unavailable(error, "mediator not registered", "registering mediator '\(spec.name)'")
         }
-        return try gateway.registeredMediator(spec.name)
+        // As registered: another node may delete it as soon as it is committed, and this
+        // answer is about the registration, not what is left of it by then.
+        return MediatorSnapshot(spec: spec, inUse: 0)
     }
 
     /// 409 while a session here uses it; else deleted in the database, then unregistered

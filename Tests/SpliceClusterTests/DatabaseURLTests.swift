@@ -26,6 +26,7 @@ struct DatabaseURLTests {
         "", "localhost:5432", "mysql://u@h/db", "postgres://h:5432/db", "postgres://u@h:70000/db",
         "postgres://u@h/db?sslmode=allow", "postgres://u@h/db?sslmode=verify", "postgres://u@/db",
         "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "postgres://u@h/db?sslcert=c.pem",
+        "postgres://u@h/db?sslmode=require&sslmode=disable",
     ])
     func refusesWhatItCannotUse(_ text: String) {
         #expect(throws: ClusterError.self) { try DatabaseURL(parsing: text) }

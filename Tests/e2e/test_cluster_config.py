@@ -8,6 +8,7 @@ listener port serves all three.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import os
@@ -19,8 +20,8 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
-                      session_of, transform_handler, wait_until)
+from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, recv_exactly,
+                      roundtrip, session_of, transform_handler, wait_until)
 from freeze_proxy import FreezeProxy
 from pg_tools import Postgres, make_ca, running_postgres
 
@@ -130,7 +131,7 @@ def kill_hard(node: Gateway) -> None:
 
 def test_three_nodes_starting_together_create_the_schema_once(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
-    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"], ["2"]]
+    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"], ["2"], ["3"]]
     rows = pg.query("SELECT name, number FROM nodes ORDER BY name")
     assert [row[0] for row in rows] == ["n1", "n2", "n3"]
     assert len({row[1] for row in rows}) == 3, f"node numbers not unique: {rows}"
@@ -231,6 +232,31 @@ def small_pg() -> Iterator[Postgres]:
         yield server
 
 
+def test_a_mediator_created_while_another_node_deletes_it_is_answered_as_created(
+        pg: Postgres, start_gateway) -> None:
+    """A POST answers with what it registered, even when a DELETE through the same node or
+    another removes it the moment it is committed (regression: 404 "no mediator", after a
+    201's work was done)."""
+    nodes = start_cluster(start_gateway, pg, count=2)
+    rounds, threads = 100, 4
+
+    def create(_: int) -> list[int]:
+        return [nodes[0].post("/api/v1/mediators", json={"name": "flip", "address": "127.0.0.1:9"}).status_code
+                for _ in range(rounds)]
+
+    def delete(index: int) -> list[int]:
+        return [nodes[index % 2].delete("/api/v1/mediators/flip").status_code for _ in range(rounds)]
+
+    with concurrent.futures.ThreadPoolExecutor(2 * threads) as pool:
+        creators = [pool.submit(create, index) for index in range(threads)]
+        deleters = [pool.submit(delete, index) for index in range(threads)]
+        created_codes = [code for future in creators for code in future.result()]
+        deleted_codes = [code for future in deleters for code in future.result()]
+    assert set(created_codes) <= {201, 409}, collections.Counter(created_codes)
+    assert set(deleted_codes) <= {204, 404}, collections.Counter(deleted_codes)
+    assert 201 in created_codes and 204 in deleted_codes
+
+
 def test_a_burst_of_changes_waits_for_the_nodes_connections_rather_than_open_more(
         small_pg: Postgres, start_gateway) -> None:
     """A node holds at most 8 database connections besides its LISTEN one, so a burst of
@@ -301,6 +327,44 @@ def test_sslmode_require_refuses_a_server_without_tls(pg: Postgres, start_gatewa
     assert gateway.proc.wait(timeout=30) == 2, gateway.output()
     assert "cannot use the cluster database" in gateway.stderr_text(), gateway.output()
     gateway.url = ""
+
+
+def test_one_listen_address_created_through_three_nodes_at_once_gets_one_listener(
+        pg: Postgres, start_gateway) -> None:
+    """Each node binds its new listener before it commits; the database keeps one listener
+    per listen address, so the others are refused (409) and unbound, and every node ends up
+    relaying to the one upstream that won (regression: two got 201, and the nodes split the
+    clients between two upstreams)."""
+    nodes = start_cluster(start_gateway, pg)
+    upstreams = [StreamServer(transform_handler(lambda data, tag=tag: tag + data)) for tag in (b"1:", b"2:", b"3:")]
+    try:
+        port = free_port()
+
+        def create(index: int) -> requests.Response:
+            return requests.post(f"{nodes[index].url}/api/v1/listeners", headers=nodes[index].headers(), timeout=30,
+                                 json={"listen": f"127.0.0.1:{port}", "upstream": upstreams[index].address})
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(create, range(3)))
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [201, 409, 409], [answer.text for answer in answers]
+        winner = next(index for index, answer in enumerate(answers) if answer.status_code == 201)
+        assert "is taken by another listener of the cluster" in next(
+            answer.json()["detail"] for answer in answers if answer.status_code == 409)
+        assert db_count(pg, "listeners") == 1
+        tag = b"%d:" % (winner + 1)
+        for index, node in enumerate(nodes):
+            def answered_by_winner() -> bool:
+                try:
+                    with socket.create_connection((HOSTS[index], port), timeout=2) as client:
+                        client.sendall(b"who\n")
+                        return recv_exactly(client, len(tag) + 4) == tag + b"who\n"
+                except OSError:
+                    return False
+            wait_until(answered_by_winner, timeout=PROPAGATION_S, message=f"{HOSTS[index]}:{port} relaying to the winner")
+    finally:
+        for upstream in upstreams:
+            upstream.close()
 
 
 def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,

@@ -171,6 +171,9 @@ def test_a_mediator_spliced_on_another_node_cannot_be_unregistered(pg: Postgres,
 
         problem = assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 409)
         assert "on node 'n3'" in problem["detail"], problem
+        # A client that claims to be a peer does not skip the question (regression: it did).
+        forged = nodes[0].delete("/api/v1/mediators/upper", headers={"X-Splicegate-Forwarded": "n2"})
+        assert "on node 'n3'" in assert_problem(forged, 409)["detail"]
         assert pg.query("SELECT name FROM mediators") == [["upper"]]
         assert [mediator_names(node) for node in nodes] == [["upper"]] * 3
         assert roundtrip(client, b"still\n") == b"STILL\n"

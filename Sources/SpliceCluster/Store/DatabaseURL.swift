@@ -29,7 +29,11 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         var socketDirectory: String?
         var mode = SSLMode.prefer
         var rootCertificate: String?
+        var seen = Set<String>()
         for item in url.queryItems ?? [] {
+            guard seen.insert(item.name).inserted else {
+                throw ClusterError("--cluster-db: parameter '\(item.name)' is given more than once")
+            }
             switch (item.name, item.value) {
             case ("host", let value?) where value.hasPrefix("/"): socketDirectory = value
             case ("sslmode", let value?):

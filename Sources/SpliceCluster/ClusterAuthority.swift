@@ -67,7 +67,7 @@ struct ClusterAuthority: ConfigAuthority {
         do {
             try await store.insertMediator(spec, origin: sync.origin)
         } catch {
-            try? gateway.unregisterMediator(spec.name)
+            gateway.retireMediator(spec.name)
             throw unavailable(error, "mediator not registered", "registering mediator '\(spec.name)'")
         }
         // As registered: another node may delete it as soon as it is committed, and this
@@ -97,13 +97,8 @@ struct ClusterAuthority: ConfigAuthority {
             throw unavailable(error, "mediator '\(name)' not unregistered", "unregistering mediator '\(name)'")
         }
         guard held != nil || deleted else { throw .notFound("no mediator '\(name)'") }
-        do {
-            try gateway.unregisterMediator(name)
-        } catch where error.status == 404 {
-        } catch {
-            // Spliced in since the check: deleted in the cluster, unregistered here once free.
-            sync.dirty.store(true, ordering: .relaxed)
-        }
+        // Spliced in since the check, it stays with those hops only.
+        gateway.retireMediator(name)
     }
 
     func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] {

@@ -36,7 +36,8 @@ extension ConfigSync {
             do throws(APIError) {
                 if let held = localMediators[name] {
                     guard held.spec != spec else { continue }
-                    try gateway.unregisterMediator(name)
+                    // Re-registered with another spec: hops here keep the one they have.
+                    gateway.retireMediator(name)
                 }
                 try gateway.registerMediator(spec)
             } catch {
@@ -61,13 +62,10 @@ extension ConfigSync {
                 complete = false
             }
         }
+        // Deleted in the cluster: gone here too, but for hops that hold it (a splice here
+        // may have raced the deletion); they keep it until they end.
         for name in localMediators.keys.sorted() where wanted.mediators[name] == nil && !busy.mediators.contains(name) {
-            do {
-                try gateway.unregisterMediator(name)
-            } catch where error.status == 404 {
-            } catch {
-                complete = false
-            }
+            gateway.retireMediator(name)
         }
         if !complete { dirty.store(true, ordering: .relaxed) }
     }

@@ -264,15 +264,9 @@ final class ConfigSync: Sendable {
             }
         case .mediatorRemoved(let name):
             guard !isInFlight(mediator: name) else { return }
-            do {
-                try gateway.unregisterMediator(name)
-            } catch where error.status == 404 {
-            } catch {
-                // In use by a session here: unregistered once it is free (at a later round).
-                logger.notice("cluster mediator still in use here, unregistered later",
-                              metadata: ["mediator": "\(name)", "reason": "\(error.detail)"])
-                dirty.store(true, ordering: .relaxed)
-            }
+            // A hop here that holds it (its splice raced the deletion) keeps it until it
+            // ends; nothing new can splice it.
+            gateway.retireMediator(name)
         case .listenerAdded, .mediatorAdded:
             await reconcile()
         }

@@ -623,6 +623,50 @@ def test_a_mediator_in_use_on_any_node_cannot_be_unregistered_until_its_session_
         upper.close()
 
 
+def test_a_mediator_deleted_while_a_hop_here_holds_it_stays_with_that_hop_only(
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
+    """What a splice that raced the mediator's deletion through another node leaves: the
+    database has no `upper`, a hop here holds it. The node lists no `upper`, refuses new
+    splices of it, a new `upper` registers beside it, and the hop keeps the one it has
+    until it is removed (regression: the node kept `upper` registered and spliceable,
+    out of step with the database, for as long as the hop lived)."""
+    upper = StreamServer(transform_handler(bytes.upper))
+    shout = StreamServer(transform_handler(lambda data: data.upper() + b"!"))
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2)
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": upper.address}).status_code == 201
+        port = free_port()
+        nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"] and relays(HOSTS[1], port), timeout=PROPAGATION_S,
+                   message="upper and the listener on n2")
+        client = client_spliced_into_upper(nodes[1], f"{HOSTS[1]}:{port}")
+        session = session_of(nodes[1], client)
+        # The race's outcome, made directly: deleted in the database, as a node that
+        # asked n2 just before the splice would have deleted it.
+        pg.query("BEGIN; DELETE FROM mediators WHERE name = 'upper'; UPDATE config_version SET version = version + 1; "
+                 "SELECT pg_notify('splicegate_config', '{\"change\": \"mediator_removed\", \"name\": \"upper\", "
+                 "\"origin\": \"0\"}'); COMMIT;")
+        wait_until(lambda: mediator_names(nodes[1]) == [], timeout=PROPAGATION_S, message="upper gone from n2's list")
+        other = connect(f"{HOSTS[1]}:{port}")
+        refused = nodes[1].post(f"/api/v1/sessions/{session_of(nodes[1], other)['id']}/mediators",
+                                json={"mediator": "upper", "direction": "client_to_server"})
+        assert_problem(refused, 409)
+        assert roundtrip(client, b"held\n") == b"HELD\n"
+        # Registered anew (another address): new splices get it, the old hop keeps its own.
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": shout.address}).status_code == 201
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="the new upper on n2")
+        assert roundtrip(client, b"old\n") == b"OLD\n"
+        hop = nodes[1].get(f"/api/v1/sessions/{session['id']}").json()["mediators"][0]["id"]
+        assert nodes[1].delete(f"/api/v1/sessions/{session['id']}/mediators/{hop}").status_code == 200
+        assert roundtrip(client, b"plain\n") == b"plain\n"
+        assert nodes[1].get("/api/v1/mediators/upper").json()["in_use"] == 0
+        other.close()
+        client.close()
+    finally:
+        upper.close()
+        shout.close()
+
+
 def test_the_config_file_seeds_a_new_cluster_database_once(pg: Postgres, start_gateway, echo: StreamServer,
                                                            tmp_path) -> None:
     port = free_port()

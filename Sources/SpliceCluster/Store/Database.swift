@@ -249,17 +249,35 @@ final class Database: Sendable {
     private static func classify(_ error: any Error) -> any Error {
         if let error = error as? PSQLError, error.code == .server { return error }
         if error is ClusterError || error is NodeIdentityError { return error }
-        return ClusterError(reason(error))
+        return ClusterError(reason(error), permanent: tlsFailure(error) != nil)
     }
 
     /// What went wrong, in words (PSQLError hides its details from `description`).
     static func reason(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
+            if let tls = tlsFailure(error) { return tls }
             if let underlying = error.underlying { return "\(error.code): \(underlying)" }
             return "\(error.code)"
         }
+        if let error = error as? ClusterError { return error.description }
         return "\(error)"
+    }
+
+    /// A TLS set-up the server refused or whose certificate did not pass, in words; nil
+    /// for any other failure. Waiting does not cure these.
+    static func tlsFailure(_ error: any Error) -> String? {
+        guard let error = error as? PSQLError else { return nil }
+        if error.code == .sslUnsupported {
+            return "the server does not offer TLS, which sslmode asks for (sslmode=prefer or disable to go without)"
+        }
+        guard let underlying = error.underlying, "\(type(of: underlying))".hasPrefix("NIOSSL") else { return nil }
+        let text = "\(underlying)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "TLS: the server's certificate is not signed by a CA this node trusts (sslrootcert), "
+                + "or does not name the URL's host (CERTIFICATE_VERIFY_FAILED)"
+        }
+        return "TLS handshake failed (\(text.split(separator: " at ").first ?? Substring(text)))"
     }
 }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -167,7 +168,8 @@ final class Database: Sendable {
             return try await run(limit: limit) { [logger] connection in
                 try await connection.query("BEGIN", logger: logger)
                 let value = try await body(connection)
-                guard commit.withLock({ $0.send() }), !connection.isClosed else { throw DeadlineExceeded() }
+                // Closed by the deadline: COMMIT is not sent, and the caller must not hear it was.
+                guard !connection.isClosed, commit.withLock({ $0.send() }) else { throw DeadlineExceeded() }
                 try await connection.query("COMMIT", logger: logger)
                 return value
             }
@@ -260,7 +262,6 @@ final class Database: Sendable {
             if let underlying = error.underlying { return "\(error.code): \(underlying)" }
             return "\(error.code)"
         }
-        if let error = error as? ClusterError { return error.description }
         return "\(error)"
     }
 
@@ -271,7 +272,9 @@ final class Database: Sendable {
         if error.code == .sslUnsupported {
             return "the server does not offer TLS, which sslmode asks for (sslmode=prefer or disable to go without)"
         }
-        guard let underlying = error.underlying, "\(type(of: underlying))".hasPrefix("NIOSSL") else { return nil }
+        guard let underlying = error.underlying, underlying is NIOSSLError || underlying is BoringSSLError else {
+            return nil
+        }
         let text = "\(underlying)"
         if text.contains("CERTIFICATE_VERIFY_FAILED") {
             return "TLS: the server's certificate is not signed by a CA this node trusts (sslrootcert), "

@@ -85,11 +85,13 @@ function filterListener(id) {
 // -- loading and polling -------------------------------------------------------------
 
 async function loadStatic() {
-  const [health, listeners, mediators] = await Promise.all([
-    api.get("/api/v1/health"), api.get("/api/v1/listeners"), api.get("/api/v1/mediators")]);
+  const [health, listeners, mediators, nodes] = await Promise.all([
+    api.get("/api/v1/health"), api.get("/api/v1/listeners"), api.get("/api/v1/mediators"), api.get("/api/v1/nodes")]);
   state.health = health;
   state.listeners = new Map(listeners.listeners.map((l) => [l.id, l]));
   state.mediators = new Map(mediators.mediators.map((m) => [m.name, m]));
+  state.nodes = nodes.nodes;
+  state.nodesAt = Date.now();
   changed();
 }
 

@@ -1,8 +1,9 @@
-// The sidebar: listeners (with add and remove), registered mediators, the event log.
+// The sidebar: listeners (with add and remove), the cluster's nodes, registered mediators,
+// the event log.
 
 import { isCapturing } from "./capture.js";
 import { h, live, patch } from "./dom.js";
-import { clock, idNumber } from "./format.js";
+import { age, clock, idNumber } from "./format.js";
 
 let confirming = null;
 
@@ -12,6 +13,13 @@ export function renderSidebar(state, actions) {
   document.getElementById("listener-count").textContent = String(listeners.length);
   patch(document.getElementById("listeners"), h("ul", { class: "items", id: "listener-list" },
     listeners.length ? listeners.map((l) => listenerItem(l, state, actions)) : h("li", { class: "empty" }, "No listeners.")));
+
+  // A gateway on its own lists only itself: the panel is for clusters.
+  const nodes = [...state.nodes].sort((a, b) => a.name.localeCompare(b.name));
+  document.getElementById("nodes-panel").hidden = nodes.length < 2;
+  document.getElementById("node-count").textContent = String(nodes.length);
+  patch(document.getElementById("nodes"), h("ul", { class: "items compact", id: "node-list" },
+    nodes.map((node) => nodeItem(node, state.nodesAt))));
 
   const mediators = [...state.mediators.values()].sort((a, b) => a.name.localeCompare(b.name));
   document.getElementById("mediator-count").textContent = String(mediators.length);
@@ -40,6 +48,7 @@ function listenerItem(listener, state, actions) {
     h("div", { class: "small muted" },
       templates ? `${listener.mediators.length} mediator and ${listener.splits.length} split templates · ` : "",
       live(`lf-n-${id}`, `${listener.upstream_failures} upstream failures`)),
+    bindStates(listener),
     confirming === id
       ? h("div", { class: "confirm", role: "group", "aria-label": `Remove listener ${id}` },
         h("button", { type: "button", class: "danger small-button", "data-focus": `lr1-${id}`, onclick: () => { confirming = null; actions.removeListener(id, false); } }, "Stop accepting"),
@@ -67,4 +76,26 @@ function mediatorItem(mediator) {
       h("span", { class: "mono small muted ellipsis" }, where), h("span", { class: "spacer" }),
       live(`mu-${mediator.name}`, mediator.in_use ? `${mediator.in_use} in use` : "idle",
         { class: mediator.in_use ? "pill on" : "pill" })));
+}
+
+/** In a cluster, where the listener is bound, and where its bind failed and why. */
+function bindStates(listener) {
+  const binds = listener.nodes || [];
+  if (binds.length < 2 && !binds.some((bind) => bind.state !== "bound")) return null;
+  const bound = binds.filter((bind) => bind.state === "bound").map((bind) => bind.node);
+  const failed = binds.filter((bind) => bind.state !== "bound");
+  return h("div", { class: "small", dataset: { binds: listener.id } },
+    bound.length ? h("span", { class: "muted" }, `bound on ${bound.join(", ")}`) : null,
+    ...failed.map((bind) => h("span", { class: "bind-failed", title: bind.error || "" },
+      `${bound.length ? " · " : ""}failed on ${bind.node}${bind.error ? `: ${bind.error}` : ""}`)));
+}
+
+function nodeItem(node, readAt) {
+  const heard = (readAt - Date.parse(node.last_heartbeat)) / 1000;
+  return h("li", { class: "item", dataset: { node: node.name }, title: `${node.admin_url} · ${node.version}` },
+    h("div", { class: "item-head" }, h("b", {}, node.name),
+      node.self ? h("span", { class: "muted small" }, " (this node)") : null,
+      h("span", { class: "spacer" }),
+      h("span", { class: "pill", title: "live sessions at its last heartbeat" }, `${node.sessions} sessions`)),
+    h("div", { class: "small muted" }, `heard ${age(heard)} ago · up ${age((readAt - Date.parse(node.started_at)) / 1000)}`));
 }

@@ -10,6 +10,9 @@ export const state = {
   health: null,
   listeners: new Map(),
   mediators: new Map(),
+  /** The cluster's live nodes (`GET /api/v1/nodes`), and when they were read. */
+  nodes: [],
+  nodesAt: 0,
   sessions: new Map(),
   /** Sessions that ended, id → {session, reason, at}, kept for the detail view. */
   closed: new Map(),

@@ -71,7 +71,7 @@ public final class Cluster: Sendable {
                                 + "ids (at most \(most)): reset the sequence node_numbers")
                         }
                         return number
-                    } catch let error as ClusterError where ContinuousClock.now < deadline {
+                    } catch let error as ClusterError where ContinuousClock.now < deadline && !error.permanent {
                         logger.notice("waiting for the cluster database", metadata: ["reason": "\(error)"])
                         try await Task.sleep(for: .milliseconds(250))
                     }

@@ -67,10 +67,12 @@ struct ClusterAuthority: ConfigAuthority {
         do {
             try await store.insertMediator(spec, origin: sync.origin)
         } catch {
-            try? gateway.unregisterMediator(spec.name)
+            gateway.retireMediator(spec.name)
             throw unavailable(error, "mediator not registered", "registering mediator '\(spec.name)'")
         }
-        return try gateway.registeredMediator(spec.name)
+        // As registered: another node may delete it as soon as it is committed, and this
+        // answer is about the registration, not what is left of it by then.
+        return MediatorSnapshot(spec: spec, inUse: 0)
     }
 
     /// 409 while a session here uses it; else deleted in the database, then unregistered
@@ -95,13 +97,8 @@ struct ClusterAuthority: ConfigAuthority {
             throw unavailable(error, "mediator '\(name)' not unregistered", "unregistering mediator '\(name)'")
         }
         guard held != nil || deleted else { throw .notFound("no mediator '\(name)'") }
-        do {
-            try gateway.unregisterMediator(name)
-        } catch where error.status == 404 {
-        } catch {
-            // Spliced in since the check: deleted in the cluster, unregistered here once free.
-            sync.dirty.store(true, ordering: .relaxed)
-        }
+        // Spliced in since the check, it stays with those hops only.
+        gateway.retireMediator(name)
     }
 
     func listenersNotHeld(besides held: Set<ListenerID>) -> [ListenerSnapshot] {

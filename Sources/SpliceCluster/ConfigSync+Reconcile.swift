@@ -5,9 +5,11 @@ import SpliceDataPlane
 
 extension ConfigSync {
     /// Makes the gateway hold what the database holds. The local state is read before the
-    /// database's, so a listener this node's API creates meanwhile is never taken for a
-    /// deleted one.
+    /// database's, and what this node's API changes at any moment of the round is left for
+    /// the next one (`InFlight`), so a listener or mediator the API creates meanwhile is
+    /// never taken for a deleted one.
     func reconcile() async {
+        inFlight.withLock { $0.beginRound() }
         let localListeners = Set(gateway.listeners().map(\.id))
         let localMediators = Dictionary(gateway.registeredMediators().map { ($0.spec.name, $0) },
                                         uniquingKeysWith: { first, _ in first })
@@ -21,7 +23,7 @@ extension ConfigSync {
         }
         reconciledVersion.withLock { $0 = wanted.version }
         bindRetries.withLock { $0.keep(only: Set(wanted.listeners.keys)) }
-        let busy = inFlight.withLock { $0 }
+        let busy = inFlight.withLock { $0.touched }
         known.withLock { known in
             known = wanted.listeners.reduce(into: [:]) { known, entry in
                 known[entry.key] = (local(entry.value), wanted.created[entry.key] ?? Date())
@@ -34,7 +36,8 @@ extension ConfigSync {
             do throws(APIError) {
                 if let held = localMediators[name] {
                     guard held.spec != spec else { continue }
-                    try gateway.unregisterMediator(name)
+                    // Re-registered with another spec: hops here keep the one they have.
+                    gateway.retireMediator(name)
                 }
                 try gateway.registerMediator(spec)
             } catch {
@@ -59,21 +62,22 @@ extension ConfigSync {
                 complete = false
             }
         }
+        // Deleted in the cluster: gone here too, but for hops that hold it (a splice here
+        // may have raced the deletion); they keep it until they end.
         for name in localMediators.keys.sorted() where wanted.mediators[name] == nil && !busy.mediators.contains(name) {
-            do {
-                try gateway.unregisterMediator(name)
-            } catch where error.status == 404 {
-            } catch {
-                complete = false
-            }
+            gateway.retireMediator(name)
         }
         if !complete { dirty.store(true, ordering: .relaxed) }
     }
 
     /// Binds a listener of the database here and records the outcome either way.
     private func bind(_ id: ListenerID, _ spec: ListenerSpec) async {
-        // This node's API may have begun changing it since the reconciliation began.
-        guard !inFlight.withLock({ $0.listeners.contains(id) }) else { return }
+        // This node's API may have begun changing it since the reconciliation began: looked
+        // at again at the next round.
+        guard !inFlight.withLock({ $0.touched.listeners.contains(id) }) else {
+            dirty.store(true, ordering: .relaxed)
+            return
+        }
         let spec = local(spec)
         let bind: ListenerBind
         do {
@@ -98,11 +102,13 @@ extension ConfigSync {
         do {
             if try await store.writeBind(bind, listener: id) {
                 recorded(bind, listener: id)
-            } else if !inFlight.withLock({ $0.listeners.contains(id) }) {
+            } else if !inFlight.withLock({ $0.touched.listeners.contains(id) }) {
                 // Deleted since this reconciliation read it (a DELETE that answered 204
                 // meanwhile): not held here either.
                 forget(listener: id)
                 try? await gateway.removingListener(id, closeSessions: false).value
+            } else {
+                dirty.store(true, ordering: .relaxed)
             }
         } catch {
             logger.debug("bind state not recorded yet", metadata: ["listener": "\(id)", "reason": "\(Database.reason(error))"])

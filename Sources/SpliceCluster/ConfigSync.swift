@@ -20,11 +20,43 @@ final class ConfigSync: Sendable {
         case reconcile
     }
 
-    /// Listener ids and mediator names the API of this node is changing right now: a
-    /// reconciliation leaves them alone until the change is committed or undone.
+    /// Listener ids and mediator names the API of this node is changing: a reconciliation
+    /// leaves them alone until the change is committed or undone.
+    ///
+    /// The API changes the gateway before it commits (it binds a new listener, registers a
+    /// new mediator, and undoes that if the commit fails), so a reconciliation that read the
+    /// gateway after such a change and the database before its commit must not act on it
+    /// even when the change has ended by the time it compares: it leaves alone everything
+    /// changed at any moment of its round (`touched`), and looks again at the next round.
     struct InFlight: Sendable {
-        var listeners = CountedSet<ListenerID>()
-        var mediators = CountedSet<MediatorName>()
+        private(set) var listeners = CountedSet<ListenerID>()
+        private(set) var mediators = CountedSet<MediatorName>()
+        /// Changing now, or at some moment since the current round began.
+        private(set) var touched: (listeners: Set<ListenerID>, mediators: Set<MediatorName>) = ([], [])
+
+        mutating func begin(listener id: ListenerID) {
+            listeners.insert(id)
+            touched.listeners.insert(id)
+        }
+
+        mutating func end(listener id: ListenerID) {
+            listeners.remove(id)
+        }
+
+        mutating func begin(mediator name: MediatorName) {
+            mediators.insert(name)
+            touched.mediators.insert(name)
+        }
+
+        mutating func end(mediator name: MediatorName) {
+            mediators.remove(name)
+        }
+
+        /// A reconciliation round begins: from now on `touched` is what is changing now and
+        /// what begins later.
+        mutating func beginRound() {
+            touched = (listeners.members, mediators.members)
+        }
     }
 
     let gateway: Gateway
@@ -70,20 +102,20 @@ final class ConfigSync: Sendable {
 
     /// Marks a listener as being changed by this node's API until `end(listener:)`.
     func begin(listener id: ListenerID) {
-        inFlight.withLock { $0.listeners.insert(id) }
+        inFlight.withLock { $0.begin(listener: id) }
     }
 
     func end(listener id: ListenerID) {
-        inFlight.withLock { $0.listeners.remove(id) }
+        inFlight.withLock { $0.end(listener: id) }
     }
 
     /// Marks a mediator as being changed by this node's API until `end(mediator:)`.
     func begin(mediator name: MediatorName) {
-        inFlight.withLock { $0.mediators.insert(name) }
+        inFlight.withLock { $0.begin(mediator: name) }
     }
 
     func end(mediator name: MediatorName) {
-        inFlight.withLock { $0.mediators.remove(name) }
+        inFlight.withLock { $0.end(mediator: name) }
     }
 
     /// The spec as this node binds it: with `--bind-host`, on that host.
@@ -232,15 +264,9 @@ final class ConfigSync: Sendable {
             }
         case .mediatorRemoved(let name):
             guard !isInFlight(mediator: name) else { return }
-            do {
-                try gateway.unregisterMediator(name)
-            } catch where error.status == 404 {
-            } catch {
-                // In use by a session here: unregistered once it is free (at a later round).
-                logger.notice("cluster mediator still in use here, unregistered later",
-                              metadata: ["mediator": "\(name)", "reason": "\(error.detail)"])
-                dirty.store(true, ordering: .relaxed)
-            }
+            // A hop here that holds it (its splice raced the deletion) keeps it until it
+            // ends; nothing new can splice it.
+            gateway.retireMediator(name)
         case .listenerAdded, .mediatorAdded:
             await reconcile()
         }

@@ -20,4 +20,7 @@ struct CountedSet<Member: Hashable & Sendable>: Sendable {
 extension CountedSet {
     /// Whether no member is in.
     var isEmpty: Bool { counts.isEmpty }
+
+    /// The members, each once.
+    var members: Set<Member> { Set(counts.keys) }
 }

@@ -14,6 +14,13 @@ extension Gateway {
         logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
     }
 
+    /// Removes a mediator that was deleted elsewhere (the cluster's database), whatever
+    /// uses it here: hops that hold it keep it until they end, nothing new can splice it.
+    public func retireMediator(_ name: MediatorName) {
+        guard mediators.retire(name) else { return }
+        logger.info("mediator unregistered", metadata: ["mediator": "\(name)"])
+    }
+
     /// Every registered mediator, by name.
     public func registeredMediators() -> [MediatorSnapshot] {
         mediators.all().map { MediatorSnapshot(spec: $0.spec, inUse: $0.inUse) }

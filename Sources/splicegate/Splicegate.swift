@@ -57,7 +57,7 @@ struct Splicegate: ParsableCommand {
     @Option(help: "Event-loop threads for the relay; fewer can pay when load generators or the upstream share the cores. (default: one per core)")
     var eventLoops: Int?
 
-    @Option(name: .customLong("cluster-db"), help: "Join a cluster: keep listeners, mediators and membership in this PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (replaces --state-file; waited for 5 s at start, then start-up fails). (default: none, or cluster.database_url of --config)")
+    @Option(name: .customLong("cluster-db"), help: "Join a cluster: keep listeners, mediators and membership in this PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=verify-full&sslrootcert=CA.pem] (replaces --state-file; waited for 5 s at start, then start-up fails). (default: none, or cluster.database_url of --config)")
     var clusterDB: String?
 
     @Option(help: "This node's name in the cluster, unique among live nodes. (default: HOSTNAME:ADMINPORT)")

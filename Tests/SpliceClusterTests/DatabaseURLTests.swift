@@ -24,9 +24,23 @@ struct DatabaseURLTests {
 
     @Test(arguments: [
         "", "localhost:5432", "mysql://u@h/db", "postgres://h:5432/db", "postgres://u@h:70000/db",
-        "postgres://u@h/db?sslmode=require", "postgres://u@/db",
+        "postgres://u@h/db?sslmode=allow", "postgres://u@h/db?sslmode=verify", "postgres://u@/db",
+        "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "postgres://u@h/db?sslcert=c.pem",
+        "postgres://u@h/db?sslmode=require&sslmode=disable",
     ])
     func refusesWhatItCannotUse(_ text: String) {
         #expect(throws: ClusterError.self) { try DatabaseURL(parsing: text) }
+    }
+
+    @Test func takesLibpqsSSLModesPreferWhenAbsent() throws {
+        func tls(_ query: String) throws -> String {
+            "\(try DatabaseURL(parsing: "postgres://u@db.example/gw\(query)").configuration.tls)"
+        }
+        #expect(try tls("").contains("prefer"))
+        #expect(try tls("?sslmode=disable").contains("disable"))
+        #expect(try tls("?sslmode=prefer").contains("prefer"))
+        for mode in ["require", "verify-ca", "verify-full"] {
+            #expect(try tls("?sslmode=\(mode)").contains("require"), "\(mode)")
+        }
     }
 }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import random
 import shutil
 import signal
 import socket
@@ -29,8 +28,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import (_PICK_RANGE, HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer,
-                      echo_handler, split_address, terminate, wait_until)
+from conftest import (HTTP_TIMEOUT_S, OK_STOP_CODES, STOP_TIMEOUT_S, Gateway, StreamServer, echo_handler, free_port,
+                      split_address, terminate, wait_until)
 from pg_tools import Postgres, running_postgres
 
 HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
@@ -39,21 +38,6 @@ FRONT_HOST = "127.0.0.1"
 HAPROXY_START_TIMEOUT_S = 10.0
 # Nodes started together know each other after a heartbeat round or two.
 MEMBERS_TIMEOUT_S = 10.0
-
-
-def free_port_on(hosts: list[str]) -> int:
-    """A port free on every one of `hosts` now (a cluster listener binds it on each), picked
-    outside the ephemeral range like conftest.free_port."""
-    for port in random.sample(range(*_PICK_RANGE), 1000):
-        with contextlib.ExitStack() as stack:
-            try:
-                for host in hosts:
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no port free on {hosts} in {_PICK_RANGE}")
 
 
 def accepts(address: str) -> bool:
@@ -83,7 +67,7 @@ class HAProxy:
     def __init__(self, root: pathlib.Path, servers: dict[str, tuple[str, int, int]]) -> None:
         if not os.path.exists(HAPROXY):
             raise AssertionError(f"needs {HAPROXY}: apt-get install haproxy (scripts/deps.sh test does)")
-        self.front_port = free_port_on([FRONT_HOST])
+        self.front_port = free_port()
         self.front = f"{FRONT_HOST}:{self.front_port}"
         self.stats = root / "haproxy.sock"
         config = root / "haproxy.cfg"
@@ -185,7 +169,7 @@ class Cluster:
         self._listener: dict[str, Any] | None = None
         self.echo = StreamServer(echo_handler)
         try:
-            self.listener_port = free_port_on([*NODE_HOSTS.values()])
+            self.listener_port = free_port()
             for name in NODE_HOSTS:
                 self.nodes[name] = self._start_node(name)
             for node in self.nodes.values():

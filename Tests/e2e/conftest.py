@@ -10,6 +10,7 @@ SPLICEGATE_BIN picks the binary (default .build/debug/splicegate).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import pathlib
@@ -287,20 +288,32 @@ _PICK_RANGE = (20000, 32000)
 _reserved: list[socket.socket] = []
 
 
+# Ports handed out lately: two picks made before either is bound must differ (also when
+# two threads of one test pick at once).
+_recent: collections.deque[int] = collections.deque(maxlen=2000)
+_picking = threading.Lock()
+
+
 def free_port() -> int:
-    """A loopback port that nothing listens on now, for a test that will listen there.
+    """A port that nothing listens on now on any address, for a test that will listen there.
 
     Picked outside the ephemeral range (see `_PICK_RANGE`), so a server some other test
-    binds to port 0 cannot take it between this call and the test's own bind.
+    binds to port 0 cannot take it between this call and the test's own bind. Checked on
+    the wildcard address: cluster nodes bind the same port on 127.0.0.2-4, where a check of
+    127.0.0.1 alone would not see them. Not one of the ports handed out lately.
     """
-    for _ in range(1000):
-        port = random.randrange(*_PICK_RANGE)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
+    with _picking:
+        for _ in range(1000):
+            port = random.randrange(*_PICK_RANGE)
+            if port in _recent:
                 continue
-            return port
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("0.0.0.0", port))
+                except OSError:
+                    continue
+                _recent.append(port)
+                return port
     raise AssertionError(f"no free port in {_PICK_RANGE}")
 
 

@@ -414,14 +414,15 @@ def test_422_invalid_mediator_body(gateway: Gateway, body: Any, field: str) -> N
 @pytest.mark.parametrize("query", [
     "limit=0", "limit=1001", "limit=-1", "limit=abc", "limit=", "limit=1.5", "limit=05", "limit=%2B5",
     "cursor=x", "cursor=l1", "cursor=s0", "cursor=", "listener=x", "listener=s1", "listener=l0", "listener=",
-    "bogus=1", "limit=10&bogus=1",
+    "bogus=1", "limit=10&bogus=1", "limit=1&limit=2", "scope=local&scope=cluster", "limit=5&limit=5",
 ])
 def test_422_bad_session_query(demo_gateway: Gateway, query: str) -> None:
     with Unchanged(demo_gateway):
         assert_problem(demo_gateway.get(f"/api/v1/sessions?{query}"), 422)
 
 
-@pytest.mark.parametrize("query", ["close_sessions=maybe", "close_sessions=", "bogus=1"])
+@pytest.mark.parametrize("query", ["close_sessions=maybe", "close_sessions=", "bogus=1",
+                                   "close_sessions=true&close_sessions=false"])
 def test_422_bad_delete_listener_query(demo_gateway: Gateway, query: str) -> None:
     listener = demo_gateway.listeners()[0]["id"]
     with Unchanged(demo_gateway):

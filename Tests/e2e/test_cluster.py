@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterator
 import requests
 
 from capture_tools import CaptureStream, assert_clean, by_interface, follow, pump, sha
-from cluster_tools import Cluster, Node, accepts, cluster, free_port_on, member_names, postgres  # noqa: F401 (fixtures)
-from conftest import (Sink, StreamServer, assert_problem, connect, recv_exactly, roundtrip, session_of,
+from cluster_tools import Cluster, Node, accepts, cluster, member_names, postgres  # noqa: F401 (fixtures)
+from conftest import (Sink, StreamServer, assert_problem, connect, free_port, recv_exactly, roundtrip, session_of,
                       split_address, transform_handler, wait_until)
 from test_events import EventStream
 
@@ -170,7 +170,7 @@ def test_every_node_lists_the_three_members_with_their_admin_urls(cluster: Clust
 
 
 def test_a_listener_created_on_n1_accepts_on_every_node_within_a_second(cluster: Cluster) -> None:
-    port = free_port_on([node.bind_host for node in cluster.nodes.values()])
+    port = free_port()
     listener = cluster.create_listener(cluster.n1, port, name="spread")
     deadline = time.monotonic() + APPLY_DEADLINE_S
     for node in cluster.nodes.values():
@@ -298,7 +298,7 @@ def test_failover_sent_to_n1_moves_a_session_of_n3_to_its_replica(cluster: Clust
     after the switch shows where it came from; its first N bytes (what the primary had
     answered) are dropped by the usual alignment."""
     replica = StreamServer(transform_handler(bytes.upper))
-    port = free_port_on([node.bind_host for node in cluster.nodes.values()])
+    port = free_port()
     template = {"address": replica.address, "direction": C2S, "on_slow": "block", "failover": True}
     listener = cluster.create_listener(cluster.n1, port, name="replicated", splits=[template])
     try:
@@ -438,8 +438,7 @@ def test_postgres_down_keeps_traffic_and_refuses_changes_until_it_is_back(cluste
     cluster.front_listener()
     port = cluster.listener_port
     live = cluster.live()
-    hosts = [node.bind_host for node in cluster.nodes.values()]
-    kept_port = free_port_on(hosts)
+    kept_port = free_port()
     kept = cluster.create_listener(cluster.n1, kept_port, name="kept")
     cluster.wait_accepting(kept_port, live, timeout=APPLY_DEADLINE_S)
     listeners_before = {node.name: sorted(l["id"] for l in node.listeners()) for node in live}
@@ -452,7 +451,7 @@ def test_postgres_down_keeps_traffic_and_refuses_changes_until_it_is_back(cluste
                 assert relays(sock, payload)
             for node in live:
                 refused = assert_problem(node.post("/api/v1/listeners", json={
-                    "listen": f"127.0.0.1:{free_port_on(hosts)}", "upstream": cluster.echo.address}), 503)
+                    "listen": f"127.0.0.1:{free_port()}", "upstream": cluster.echo.address}), 503)
                 assert refused["type"].endswith(STORE_UNAVAILABLE), refused
                 refused = assert_problem(node.delete(f"/api/v1/listeners/{kept['id']}"), 503)
                 assert refused["type"].endswith(STORE_UNAVAILABLE), refused
@@ -470,7 +469,7 @@ def test_postgres_down_keeps_traffic_and_refuses_changes_until_it_is_back(cluste
             cluster.postgres.start()
 
         # Back: a change made now (once a node takes changes again) reaches every node.
-        added_port = free_port_on(hosts)
+        added_port = free_port()
         body = {"listen": f"127.0.0.1:{added_port}", "upstream": cluster.echo.address, "name": "after"}
         added = until_store_takes(lambda: cluster.n1.post("/api/v1/listeners", json=body), 201,
                                   "n1 to take listener changes again").json()

@@ -8,6 +8,8 @@ listener port serves all three.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import json
 import os
 import signal
@@ -16,11 +18,12 @@ import time
 from typing import Callable, Iterator
 
 import pytest
+import requests
 
-from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, roundtrip,
-                      session_of, transform_handler, wait_until)
+from conftest import (Gateway, StreamServer, assert_problem, connect, echo_handler, free_port, recv_exactly,
+                      roundtrip, session_of, transform_handler, wait_until)
 from freeze_proxy import FreezeProxy
-from pg_tools import Postgres, running_postgres
+from pg_tools import Postgres, make_ca, running_postgres
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 # How long a change may take to reach every node before the test fails. The contract is
@@ -128,7 +131,7 @@ def kill_hard(node: Gateway) -> None:
 
 def test_three_nodes_starting_together_create_the_schema_once(pg: Postgres, start_gateway) -> None:
     nodes = start_cluster(start_gateway, pg)
-    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"], ["2"]]
+    assert pg.query("SELECT version FROM splicegate_schema ORDER BY version") == [["1"], ["2"], ["3"]]
     rows = pg.query("SELECT name, number FROM nodes ORDER BY name")
     assert [row[0] for row in rows] == ["n1", "n2", "n3"]
     assert len({row[1] for row in rows}) == 3, f"node numbers not unique: {rows}"
@@ -186,6 +189,190 @@ def test_mediators_are_registered_and_unregistered_everywhere(pg: Postgres, star
         wait_until(lambda: mediator_names(node) == [], timeout=PROPAGATION_S, message="mediator gone everywhere")
     assert db_count(pg, "mediators") == 0
     assert_problem(nodes[0].delete("/api/v1/mediators/upper"), 404)
+
+
+def test_changes_made_on_two_nodes_at_once_are_kept_on_both(pg: Postgres, start_gateway) -> None:
+    """Each node's API changes its own gateway while that gateway reconciles with the
+    database (every change from the other node starts a reconciliation): a listener or
+    mediator this node has bound or registered, and not yet committed, must not be taken
+    for one deleted from the database (regression: it was, now and then)."""
+    nodes = start_cluster(start_gateway, pg, count=2)
+    rounds = 40
+
+    def create(index: int) -> tuple[list[str], list[str]]:
+        node, mediators, listeners = nodes[index], [], []
+        for round in range(rounds):
+            name = f"n{index + 1}-{round}"
+            response = node.post("/api/v1/mediators", json={"name": name, "address": "127.0.0.1:9"})
+            assert response.status_code == 201, response.text
+            assert node.get(f"/api/v1/mediators/{name}").status_code == 200, f"{name} lost on its own node"
+            listener = node.create_listener(listen=f"127.0.0.1:{free_port()}", upstream="127.0.0.1:9")
+            assert node.get(f"/api/v1/listeners/{listener['id']}").status_code == 200, \
+                f"listener {listener['id']} lost on its own node"
+            mediators.append(name)
+            listeners.append(listener["id"])
+        return mediators, listeners
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        made = list(pool.map(create, range(2)))
+    mediators = sorted(made[0][0] + made[1][0])
+    listeners = sorted(made[0][1] + made[1][1])
+    for node in nodes:
+        wait_until(lambda: mediator_names(node) == mediators, timeout=PROPAGATION_S, message="every mediator")
+        wait_until(lambda: sorted(listener["id"] for listener in node.listeners()) == listeners,
+                   timeout=PROPAGATION_S, message="every listener")
+    assert db_count(pg, "mediators") == 2 * rounds and db_count(pg, "listeners") == 2 * rounds
+
+
+@pytest.fixture
+def small_pg() -> Iterator[Postgres]:
+    """A database that takes 12 connections: one node's LISTEN link and its 8 others,
+    the test's own psql sessions, and no more."""
+    with running_postgres(max_connections=12) as server:
+        yield server
+
+
+def test_a_mediator_created_while_another_node_deletes_it_is_answered_as_created(
+        pg: Postgres, start_gateway) -> None:
+    """A POST answers with what it registered, even when a DELETE through the same node or
+    another removes it the moment it is committed (regression: 404 "no mediator", after a
+    201's work was done)."""
+    nodes = start_cluster(start_gateway, pg, count=2)
+    rounds, threads = 100, 4
+
+    def create(_: int) -> list[int]:
+        return [nodes[0].post("/api/v1/mediators", json={"name": "flip", "address": "127.0.0.1:9"}).status_code
+                for _ in range(rounds)]
+
+    def delete(index: int) -> list[int]:
+        return [nodes[index % 2].delete("/api/v1/mediators/flip").status_code for _ in range(rounds)]
+
+    with concurrent.futures.ThreadPoolExecutor(2 * threads) as pool:
+        creators = [pool.submit(create, index) for index in range(threads)]
+        deleters = [pool.submit(delete, index) for index in range(threads)]
+        created_codes = [code for future in creators for code in future.result()]
+        deleted_codes = [code for future in deleters for code in future.result()]
+    assert set(created_codes) <= {201, 409}, collections.Counter(created_codes)
+    assert set(deleted_codes) <= {204, 404}, collections.Counter(deleted_codes)
+    assert 201 in created_codes and 204 in deleted_codes
+
+
+def test_a_burst_of_changes_waits_for_the_nodes_connections_rather_than_open_more(
+        small_pg: Postgres, start_gateway) -> None:
+    """A node holds at most 8 database connections besides its LISTEN one, so a burst of
+    admin requests cannot take every connection the server has (others use it too)."""
+    node = start_node(start_gateway, small_pg, 0)
+    burst = 60
+    # Every change's transaction waits on this lock while the burst arrives, so all of them
+    # want a connection at once; each is answered within its 2.5 s once the lock is gone.
+    locker = small_pg.background("BEGIN; LOCK TABLE config_version IN EXCLUSIVE MODE; SELECT pg_sleep(1); COMMIT;")
+    try:
+        wait_until(lambda: small_pg.query("SELECT count(*) FROM pg_locks WHERE relation = "
+                                          "'config_version'::regclass AND mode = 'ExclusiveLock' AND granted")
+                   == [["1"]], timeout=10.0, message="config_version locked")
+
+        def register(index: int) -> int:
+            response = requests.post(f"{node.url}/api/v1/mediators", headers=node.headers(), timeout=30,
+                                     json={"name": f"burst-{index}", "address": "127.0.0.1:9"})
+            return response.status_code
+
+        with concurrent.futures.ThreadPoolExecutor(burst) as pool:
+            codes = list(pool.map(register, range(burst)))
+    finally:
+        locker.wait(timeout=30)
+    assert codes == [201] * burst, codes
+    assert db_count(small_pg, "mediators") == burst
+    assert len(mediator_names(node)) == burst
+
+
+@pytest.fixture
+def tls_pg() -> Iterator[Postgres]:
+    """A database that speaks TLS, with a certificate for 127.0.0.1 signed by its `ca_file`."""
+    with running_postgres(tls=True) as server:
+        yield server
+
+
+def tcp_clients_on_tls(pg: Postgres) -> list[str]:
+    """For each backend of a TCP client (the nodes: psql here uses the Unix socket), whether
+    it speaks TLS ('t' or 'f')."""
+    return [row[0] for row in pg.query("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                                       "WHERE a.client_addr IS NOT NULL")]
+
+
+def test_tls_to_the_database_is_used_verified_and_refused_when_it_cannot_be(
+        tls_pg: Postgres, start_gateway, tmp_path) -> None:
+    verified = f"{tls_pg.url}?sslmode=verify-full&sslrootcert={tls_pg.ca_file}"
+    node = start_node(start_gateway, tls_pg, 0, url=verified)
+    assert node.post("/api/v1/mediators", json={"name": "upper", "address": "127.0.0.1:9"}).status_code == 201
+    wait_until(lambda: tcp_clients_on_tls(tls_pg) != [], timeout=PROPAGATION_S, message="the node's connections")
+    assert set(tcp_clients_on_tls(tls_pg)) == {"t"}, "every connection of the node speaks TLS"
+
+    # A certificate signed by a CA the node was not told to trust: refused, and said why.
+    stranger, _ = make_ca(tmp_path, "stranger-ca")
+    refused = start_node(start_gateway, tls_pg, 1, url=f"{tls_pg.url}?sslmode=verify-full&sslrootcert={stranger}",
+                         wait=False)
+    assert refused.proc.wait(timeout=30) == 2, refused.output()
+    assert "cannot use the cluster database" in refused.stderr_text(), refused.output()
+    assert "certificate is not signed by a CA this node trusts" in refused.stderr_text(), refused.output()
+    # Waiting would not cure it: start-up stops at the first refusal.
+    assert "waiting for the cluster database" not in refused.stderr_text(), refused.output()
+    refused.url = ""
+    # Nor does `require` talk in plain text to a server that has no TLS (see below), and
+    # `disable` does not use it where it is offered.
+    plain = start_node(start_gateway, tls_pg, 1, url=f"{tls_pg.url}?sslmode=disable")
+    assert plain.get("/api/v1/mediators/upper").status_code == 200
+    assert "f" in tcp_clients_on_tls(tls_pg)
+
+
+def test_sslmode_require_refuses_a_server_without_tls(pg: Postgres, start_gateway) -> None:
+    gateway = start_node(start_gateway, pg, 0, url=f"{pg.url}?sslmode=require", wait=False)
+    assert gateway.proc.wait(timeout=30) == 2, gateway.output()
+    assert "cannot use the cluster database" in gateway.stderr_text(), gateway.output()
+    assert "the server does not offer TLS" in gateway.stderr_text(), gateway.output()
+    assert "waiting for the cluster database" not in gateway.stderr_text(), gateway.output()
+    gateway.url = ""
+
+
+def test_one_listen_address_created_through_three_nodes_at_once_gets_one_listener(
+        pg: Postgres, start_gateway) -> None:
+    """Each node binds its new listener before it commits; the database keeps one listener
+    per listen address, so the others are refused (409) and unbound, and every node ends up
+    relaying to the one upstream that won (regression: two got 201, and the nodes split the
+    clients between two upstreams)."""
+    nodes = start_cluster(start_gateway, pg)
+    upstreams = [StreamServer(transform_handler(lambda data, tag=tag: tag + data)) for tag in (b"1:", b"2:", b"3:")]
+    try:
+        port = free_port()
+
+        def create(index: int) -> requests.Response:
+            return requests.post(f"{nodes[index].url}/api/v1/listeners", headers=nodes[index].headers(), timeout=30,
+                                 json={"listen": f"127.0.0.1:{port}", "upstream": upstreams[index].address})
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(create, range(3)))
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [201, 409, 409], [answer.text for answer in answers]
+        winner = next(index for index, answer in enumerate(answers) if answer.status_code == 201)
+        # Refused by the database (the address is another listener's), or at once by the
+        # node's own bind when the winner's change reached that node first.
+        for answer in answers:
+            if answer.status_code == 409:
+                detail = answer.json()["detail"]
+                assert "is taken by another listener of the cluster" in detail or "is already in use" in detail, detail
+        assert db_count(pg, "listeners") == 1
+        tag = b"%d:" % (winner + 1)
+        for index, node in enumerate(nodes):
+            def answered_by_winner() -> bool:
+                try:
+                    with socket.create_connection((HOSTS[index], port), timeout=2) as client:
+                        client.sendall(b"who\n")
+                        return recv_exactly(client, len(tag) + 4) == tag + b"who\n"
+                except OSError:
+                    return False
+            wait_until(answered_by_winner, timeout=PROPAGATION_S, message=f"{HOSTS[index]}:{port} relaying to the winner")
+    finally:
+        for upstream in upstreams:
+            upstream.close()
 
 
 def test_a_node_where_the_port_is_taken_reports_a_failed_bind(pg: Postgres, start_gateway,
@@ -442,6 +629,50 @@ def test_a_mediator_in_use_on_any_node_cannot_be_unregistered_until_its_session_
             wait_until(lambda: mediator_names(node) == [], timeout=PROPAGATION_S, message="upper gone everywhere")
     finally:
         upper.close()
+
+
+def test_a_mediator_deleted_while_a_hop_here_holds_it_stays_with_that_hop_only(
+        pg: Postgres, start_gateway, echo: StreamServer) -> None:
+    """What a splice that raced the mediator's deletion through another node leaves: the
+    database has no `upper`, a hop here holds it. The node lists no `upper`, refuses new
+    splices of it, a new `upper` registers beside it, and the hop keeps the one it has
+    until it is removed (regression: the node kept `upper` registered and spliceable,
+    out of step with the database, for as long as the hop lived)."""
+    upper = StreamServer(transform_handler(bytes.upper))
+    shout = StreamServer(transform_handler(lambda data: data.upper() + b"!"))
+    try:
+        nodes = start_cluster(start_gateway, pg, count=2)
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": upper.address}).status_code == 201
+        port = free_port()
+        nodes[0].create_listener(listen=f"127.0.0.1:{port}", upstream=echo.address)
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"] and relays(HOSTS[1], port), timeout=PROPAGATION_S,
+                   message="upper and the listener on n2")
+        client = client_spliced_into_upper(nodes[1], f"{HOSTS[1]}:{port}")
+        session = session_of(nodes[1], client)
+        # The race's outcome, made directly: deleted in the database, as a node that
+        # asked n2 just before the splice would have deleted it.
+        pg.query("BEGIN; DELETE FROM mediators WHERE name = 'upper'; UPDATE config_version SET version = version + 1; "
+                 "SELECT pg_notify('splicegate_config', '{\"change\": \"mediator_removed\", \"name\": \"upper\", "
+                 "\"origin\": \"0\"}'); COMMIT;")
+        wait_until(lambda: mediator_names(nodes[1]) == [], timeout=PROPAGATION_S, message="upper gone from n2's list")
+        other = connect(f"{HOSTS[1]}:{port}")
+        refused = nodes[1].post(f"/api/v1/sessions/{session_of(nodes[1], other)['id']}/mediators",
+                                json={"mediator": "upper", "direction": "client_to_server"})
+        assert_problem(refused, 409)
+        assert roundtrip(client, b"held\n") == b"HELD\n"
+        # Registered anew (another address): new splices get it, the old hop keeps its own.
+        assert nodes[0].post("/api/v1/mediators", json={"name": "upper", "address": shout.address}).status_code == 201
+        wait_until(lambda: mediator_names(nodes[1]) == ["upper"], timeout=PROPAGATION_S, message="the new upper on n2")
+        assert roundtrip(client, b"old\n") == b"OLD\n"
+        hop = nodes[1].get(f"/api/v1/sessions/{session['id']}").json()["mediators"][0]["id"]
+        assert nodes[1].delete(f"/api/v1/sessions/{session['id']}/mediators/{hop}").status_code == 200
+        assert roundtrip(client, b"plain\n") == b"plain\n"
+        assert nodes[1].get("/api/v1/mediators/upper").json()["in_use"] == 0
+        other.close()
+        client.close()
+    finally:
+        upper.close()
+        shout.close()
 
 
 def test_the_config_file_seeds_a_new_cluster_database_once(pg: Postgres, start_gateway, echo: StreamServer,

@@ -32,15 +32,20 @@ struct ConfigStore: Sendable {
         }
     }
 
-    /// Records a listener this node has bound, with its bind, and tells every node.
+    /// Records a listener this node has bound, with its bind, and tells every node; 409 when
+    /// another listener of the cluster has its listen address.
     func insertListener(_ id: ListenerID, spec: ListenerSpec, bind: ListenerBind, origin: String) async throws {
         let text = spec.json.serialized()
         let payload = ConfigChange.listenerAdded(id).payload(origin: origin)
-        try await database.transaction { [logger = database.logger] connection in
-            try await connection.query(
-                "INSERT INTO listeners (id, spec) VALUES (\(Int64(id.number)), \(text))", logger: logger)
-            try await Self.upsert(bind, listener: id, node: nodeNumber, on: connection, logger: logger)
-            try await Self.changed(notifying: payload, on: connection, logger: logger)
+        do {
+            try await database.transaction { [logger = database.logger] connection in
+                try await connection.query(
+                    "INSERT INTO listeners (id, spec) VALUES (\(Int64(id.number)), \(text))", logger: logger)
+                try await Self.upsert(bind, listener: id, node: nodeNumber, on: connection, logger: logger)
+                try await Self.changed(notifying: payload, on: connection, logger: logger)
+            }
+        } catch let error as PSQLError where error.sqlState == "23505" {
+            throw APIError.conflict("listen address \(spec.listen) is taken by another listener of the cluster")
         }
     }
 

@@ -64,6 +64,15 @@ enum Schema {
             "ALTER TABLE listener_binds DROP CONSTRAINT listener_binds_pkey",
             "ALTER TABLE listener_binds ADD PRIMARY KEY (listener_id, node_number)",
         ],
+        [
+            // Every node binds every listener: two with one listen address (made at once
+            // through two nodes, each free to bind it before the other's change arrived)
+            // would split the clients between two upstreams. Port 0 picks a port per node.
+            """
+            CREATE UNIQUE INDEX listeners_listen ON listeners ((spec::jsonb ->> 'listen'))
+                WHERE (spec::jsonb ->> 'listen') NOT LIKE '%:0'
+            """,
+        ],
     ]
 
     /// The version this build brings the schema to.

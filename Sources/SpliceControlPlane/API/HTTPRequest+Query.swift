@@ -7,6 +7,11 @@ extension HTTPRequest {
         if let unknown = queryItems.first(where: { !names.contains($0.name) }) {
             throw .invalid("unknown query parameter '\(unknown.name)'")
         }
+        // `limit=1&limit=2` would otherwise mean whichever one the code reads.
+        var seen = Set<String>()
+        if let repeated = queryItems.first(where: { !seen.insert($0.name).inserted }) {
+            throw .invalid("query parameter '\(repeated.name)' is given more than once")
+        }
     }
 
     /// A boolean query parameter (`true`/`false`, `1`/`0`), nil when absent.

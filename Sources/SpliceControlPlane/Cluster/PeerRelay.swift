@@ -68,7 +68,13 @@ struct PeerRelay: Sendable {
                     pending.complete(response)
                 default:
                     let reason = failure?.description ?? "no answer"
-                    pending.complete(.problem(.badGateway("node \(node.name) (\(node.adminURL)) did not answer: \(reason)")))
+                    // A node that stopped answering (paused, cut off) may still read the
+                    // request once it is back, and carry it out: the caller must not take
+                    // the 502 for "not done".
+                    let outcome = request.method == .GET ? ""
+                        : "; the request may have reached it, and may still be carried out if the node comes back: read the session back"
+                    pending.complete(.problem(.badGateway(
+                        "node \(node.name) (\(node.adminURL)) did not answer: \(reason)\(outcome)")))
                 }
             }))
         pending.onRelease { [exchange] in exchange.cancel() }

@@ -10,18 +10,21 @@ import Synchronization
 final class MediatorLease: Sendable {
     /// The mediator's name.
     let name: MediatorName
+    /// The registration of `name` it was taken from.
+    private let generation: UInt64
     private let registry: MediatorRegistry
     private let released = Atomic<Bool>(false)
 
     /// Wraps a use that `registry` has already counted.
-    init(name: MediatorName, registry: MediatorRegistry) {
+    init(name: MediatorName, generation: UInt64, registry: MediatorRegistry) {
         self.name = name
+        self.generation = generation
         self.registry = registry
     }
 
     /// Gives the use back; later calls do nothing.
     func release() {
         guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        registry.giveBack(name)
+        registry.giveBack(name, generation: generation)
     }
 }

@@ -18,6 +18,7 @@ A handoff that is refused or fails (the successor exits, the old one does not ex
 nothing within the deadline) ends that count's run with the gateways' own words; so does
 a session found dead. The run of the other count still happens.
 """
+import re
 import shutil
 import tempfile
 import time
@@ -102,6 +103,8 @@ def measure(n, handoffs, k, size, gap_us, settle_s=1.0):
                                     f"(first: {problem})")
     except RuntimeError as e:  # HandoffFailed, or a process that did not start or answer
         run["failed"] = str(e)
+        if isinstance(e, HandoffFailed) and bed.idle:
+            run["failed"] += serving_on(bed.idle)
     finally:
         try:
             if bed.probes:
@@ -205,9 +208,22 @@ def hand_off(old, command, name):
     return new, figures, (started, max(ready, exited))
 
 
+def serving_on(idle):
+    """After a failed handoff: whether the gateway still serves every idle session (the probes
+    say so for theirs)."""
+    try:
+        alive, total, problem = idle.check()
+    except RuntimeError as e:
+        return f" (and the idle sessions could not be checked: {e})"
+    dead = f"; first dead: {problem}" if problem else ""
+    return f" (after it, {alive:,} of {total:,} idle sessions echo{dead})"
+
+
 def said(p, words=("handoff", "cannot", "refused", "error", "critical")):
-    """The last lines of p's log that tell about the handoff (or its whole tail)."""
-    lines = p.logfile.read_text(errors="replace").splitlines()
+    """The last lines of p's log that tell about the handoff (or its whole tail), without
+    their timestamps."""
+    lines = [re.sub(r"^\d{4}-\d\d-\d\dT\S+ ", "", line)
+             for line in p.logfile.read_text(errors="replace").splitlines()]
     hits = [line for line in lines if any(w in line for w in words)]
     # "; " and not " | ": the reason ends up in a Markdown table
     return "; ".join((hits or lines)[-3:]).replace("|", "/") or "(nothing logged)"

@@ -56,7 +56,8 @@ public final class Reloader: Sendable {
             if case .underWay(let pid) = state { return pid }
             return nil
         }
-        if let successor { notifier.mainProcess(successor) }
+        // Not if it has died meanwhile (then another process took over, started by hand).
+        if let successor, PredecessorProcess.isAlive(successor) { notifier.mainProcess(successor) }
     }
 
     private func hangUp() {

@@ -115,8 +115,11 @@ extension Settings {
         }
         if let path = command.takeOver {
             guard !path.isEmpty else { throw StartupError("--take-over needs a path") }
-            guard command.config == nil, !command.demo else {
-                throw StartupError("--take-over gets its listeners and mediators from the running gateway; it does not combine with --config or --demo")
+            // With --config the file's admin and other settings apply; its listeners and
+            // mediators do not (the running gateway's are taken over): a reload starts the
+            // successor with the same arguments as the running gateway.
+            guard !command.demo else {
+                throw StartupError("--take-over gets its listeners and mediators from the running gateway; it does not combine with --demo")
             }
             settings.takeOver = path
         }

@@ -4,9 +4,11 @@ import SpliceHandoff
 extension Runtime {
     /// With `--handoff-socket`, SIGHUP (`systemctl reload`) starts a successor that takes
     /// the sessions over; the command is fixed now, as the process was started. Without it
-    /// SIGHUP keeps its default action.
-    func startReloader(notifier: ServiceNotifier) throws -> Reloader? {
-        guard let socket = settings.handoffSocket else { return nil }
+    /// SIGHUP is refused in the log (its default action would end the process).
+    func startReloader(notifier: ServiceNotifier) throws -> Reloader {
+        guard let socket = settings.handoffSocket else {
+            return Reloader(command: nil, notifier: notifier, logger: logger)
+        }
         let environment = ProcessInfo.processInfo.environment
         guard let command = SuccessorCommand(argv: CommandLine.arguments,
                                              directory: FileManager.default.currentDirectoryPath,

@@ -119,7 +119,7 @@ struct Runtime {
                 do {
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger,
                                             timeout: settings.handoffTimeout) {
-                        reloader?.handedOff()
+                        reloader.handedOff()
                         signals.post(SignalWaiter.handedOff)
                     }
                 } catch where predecessor != nil {
@@ -153,7 +153,7 @@ struct Runtime {
             throw error as? StartupError ?? (error as? APIError).map { StartupError($0.detail) } ?? StartupError("\(error)")
         }
         // Armed first: a SIGHUP sent as soon as the line or READY=1 is seen is not ignored.
-        if handoff != nil { reloader?.serving() }
+        if handoff != nil { reloader.serving() }
         print("admin listening on \(server.baseURL)")
         fflush(nil)
         notifier.ready(succeeding: predecessor?.predecessor)

@@ -260,6 +260,35 @@ def test_sighup_hands_the_sessions_to_a_successor_the_service_manager_follows(
         notify.close()
 
 
+def test_sighup_without_a_handoff_socket_is_refused_and_the_sessions_go_on(start_gateway, tmp_path):
+    """Without --handoff-socket a reload has nowhere to put the sessions: SIGHUP is logged
+    and ignored, not its default action (the process ending, every session cut)."""
+    upstream = HashingEcho()
+    notify = NotifySocket(socket_path(tmp_path, "notify"))
+    fleet = None
+    try:
+        gateway = start_gateway(env={"NOTIFY_SOCKET": notify.address})
+        notify.wait(lambda m: m.pid == gateway.proc.pid and m.fields.get("READY") == "1", "READY=1 once serving")
+        listener = gateway.post("/api/v1/listeners", json={"listen": "127.0.0.1:0", "upstream": upstream.address}).json()
+        fleet = Fleet(listener["listen"], 4)
+        fleet.wait_progress(64 * 1024)
+        logged, start = len(gateway.stderr_text()), len(notify.snapshot())
+        os.kill(gateway.proc.pid, signal.SIGHUP)
+        log_line(gateway, "SIGHUP ignored: a reload hands the sessions to a new process, which needs --handoff-socket",
+                 after=logged)
+        assert gateway.proc.poll() is None
+        fleet.wait_progress(128 * 1024)
+        assert len(gateway.sessions()) == 4
+        assert not any("RELOADING" in m.fields for m in notify.snapshot()[start:])
+        fleet.finish(upstream)
+        wait_until(lambda: gateway.sessions() == [], timeout=DEADLINE_S, message="every session to end")
+    finally:
+        if fleet:
+            fleet.close()
+        upstream.close()
+        notify.close()
+
+
 STAND_IN = """#!/bin/sh
 # A successor that fails: says it started (with what), waits for the test, exits 1.
 echo "stand-in successor $$ started with: $*" >&2

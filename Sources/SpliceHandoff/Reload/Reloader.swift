@@ -23,7 +23,9 @@ public final class Reloader: Sendable {
     }
 
     private let state = Mutex<State>(.starting)
-    private let command: SuccessorCommand
+    /// What a reload starts; nil without `--handoff-socket` (SIGHUP is then refused in the
+    /// log: the sessions have nowhere to go, and its default action would cut them all).
+    private let command: SuccessorCommand?
     private let notifier: ServiceNotifier
     private let logger: Logger
     // Kept so the source stays installed for the process's life.
@@ -31,7 +33,7 @@ public final class Reloader: Sendable {
 
     /// Catches SIGHUP from now on (one arriving during start-up is logged and ignored,
     /// instead of ending the process as its default action would); `serving()` arms it.
-    public init(command: SuccessorCommand, notifier: ServiceNotifier, logger: Logger) {
+    public init(command: SuccessorCommand?, notifier: ServiceNotifier, logger: Logger) {
         self.command = command
         self.notifier = notifier
         self.logger = logger
@@ -61,6 +63,10 @@ public final class Reloader: Sendable {
     }
 
     private func hangUp() {
+        guard let command else {
+            logger.warning("SIGHUP ignored: a reload hands the sessions to a new process, which needs --handoff-socket; serving on")
+            return
+        }
         state.withLock { state in
             switch state {
             case .starting:
@@ -72,7 +78,7 @@ public final class Reloader: Sendable {
             case .serving:
                 notifier.reloading(status: "reloading: starting a successor to hand the sessions to")
                 do throws(HandoffError) {
-                    let pid = try spawn()
+                    let pid = try spawn(command)
                     state = .underWay(pid)
                     logger.notice("SIGHUP: started a successor to hand the sessions to", metadata: [
                         "successor_pid": "\(pid)", "executable": "\(command.executable)",
@@ -120,7 +126,7 @@ public final class Reloader: Sendable {
     /// other descriptor (closed in the child, close-on-exec or not: a session's socket
     /// held there would keep the connection open after its session closes), every signal
     /// at its default action and none blocked, as a process started afresh.
-    private func spawn() throws(HandoffError) -> pid_t {
+    private func spawn(_ command: SuccessorCommand) throws(HandoffError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -54,9 +54,10 @@ extension Gateway {
     }
 
     /// Stops accepting, freezes every session (nothing read, nothing written) and returns
-    /// what to hand over, its descriptors duplicates the caller closes once they are sent
-    /// (`HandoffExport.closeDescriptors`). Throws, with everything resumed, if something
-    /// cannot move.
+    /// what to hand over, with the sessions' and listeners' own descriptors: they stay open,
+    /// their numbers pinned, until `relinquishAfterHandoff` closes them or
+    /// `resumeAfterHandoff` serves them again (see `Session.freezeForHandoff`). Throws, with
+    /// everything resumed, if something cannot move.
     public func freezeForHandoff() throws(HandoffRefused) -> HandoffExport {
         let started = handoffHold.withLock { hold -> Bool in
             guard hold == nil else { return false }
@@ -75,21 +76,13 @@ extension Gateway {
         let records = registry.records()
         let freezes = records.map { record in
             record.withSession { session -> EventLoopFuture<FreezeOutcome> in
-                let freeze: (state: HandoffSessionState, fds: [Int32])?
-                do throws(HandoffRefused) {
-                    freeze = try session.freezeForHandoff()
-                } catch {
-                    return session.eventLoop.makeSucceededFuture(.blocked(error.reason))
+                guard let frozen = session.freezeForHandoff() else {
+                    return session.eventLoop.makeSucceededFuture(session.handoffBlocker().map { .blocked($0) } ?? .gone)
                 }
-                if let frozen = freeze {
-                    let fds = frozen.fds
-                    guard fds.count == frozen.state.descriptorCount
-                    else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }
-                    return session.eventLoop.makeSucceededFuture(
-                        .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
-                                               legFDs: Array(fds[2...]))))
-                }
-                return session.eventLoop.makeSucceededFuture(session.handoffBlocker().map { .blocked($0) } ?? .gone)
+                let fds = frozen.fds
+                return session.eventLoop.makeSucceededFuture(
+                    .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
+                                           legFDs: Array(fds[2...]))))
             }.recover { _ in .gone }
         }
         let outcomes = (try? wait(EventLoopFuture.whenAllSucceed(freezes, on: group.any()))) ?? []
@@ -106,23 +99,22 @@ extension Gateway {
             }
         }
         handoffHold.withLock { $0 = HandoffHold(records: frozenRecords, listeners: listeners) }
-        // The listeners are paused: their duplicates, as the sessions' (pinned numbers).
-        let listenerFDs = listeners.map { fcntl($0.relaySocket.descriptor, F_DUPFD_CLOEXEC, 0) }
-        if outcomes.count != records.count || !blockers.isEmpty || listenerFDs.contains(where: { $0 < 0 }) {
-            sessions.flatMap(\.fds).forEach { close($0) }
-            listenerFDs.filter { $0 >= 0 }.forEach { close($0) }
+        if outcomes.count != records.count || !blockers.isEmpty {
             resumeAfterHandoff()
-            throw HandoffRefused(blockers.first ?? "a session or listener could not be frozen")
+            throw HandoffRefused(blockers.first ?? "a session could not be frozen")
         }
         let numbers = registry.nextNumbers
         let counters = HandoffCounters(
             nextSession: numbers.session, nextHop: numbers.hop, nextSplit: numbers.split,
             nextListener: nextListenerNumber, nextCapture: nextCaptureNumberPeek)
-        let handed = zip(listeners, listenerFDs).map { listener, fd in
+        // The listeners' own descriptors, paused, as the sessions' are frozen: nothing closes
+        // a listener while the hold is set (`removingListener`), and shutdown waits for the
+        // handoff to finish.
+        let handed = listeners.map { listener in
             HandoffListener(state: HandoffListenerState(
                 id: listener.id, spec: listener.spec, createdAt: listener.createdAt,
                 totalSessions: listener.stats.totalSessions, upstreamFailures: listener.stats.failedDials,
-                rejectedSessions: listener.stats.rejectedSessions), fd: fd)
+                rejectedSessions: listener.stats.rejectedSessions), fd: listener.relaySocket.descriptor)
         }
         return HandoffExport(mediators: registeredMediators().map(\.spec), listeners: handed, sessions: sessions,
                              counters: counters)

@@ -1,3 +1,4 @@
+import NIOCore
 import SpliceCore
 import SpliceIO
 #if canImport(Glibc)
@@ -101,10 +102,17 @@ extension Session {
     }
 
     /// Freezes the session and returns its state and descriptors (`HandoffSession.fds`),
-    /// every socket suspended (not polled, queued output kept); nil, and nothing changed, if
-    /// it cannot move (`handoffBlocker`).
-    /// Throws (nothing changed) if its descriptors cannot be duplicated.
-    func freezeForHandoff() throws(HandoffRefused) -> (state: HandoffSessionState, fds: [Int32])? {
+    /// every socket suspended (not polled, queued output kept) and every exec mediator's
+    /// watch with it; nil, and nothing changed, if it cannot move (`handoffBlocker`).
+    ///
+    /// The descriptors are the session's own, not copies (a copy of each would double the
+    /// process's descriptors at the worst moment: a gateway past half its limit could never
+    /// hand off). Their numbers stay valid because nothing closes them while the session is
+    /// frozen: an end is deferred to the thaw (`end`), a change asked for over the API is
+    /// refused (`SessionRecord.changingSession`), a mediator's exit is not reaped
+    /// (`ExecProcess.suspendForHandoff`), and the gateway closes a paused listener only
+    /// once the handoff is over.
+    func freezeForHandoff() -> (state: HandoffSessionState, fds: [Int32])? {
         guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
@@ -162,21 +170,14 @@ extension Session {
                 fds.append(pidfd)
             }
         }
-        // Duplicates, made here on the loop while nothing can close the originals: their
-        // numbers stay this handoff's until it closes them (`HandoffExport.closeDescriptors`).
-        var duplicates: [Int32] = []
-        for fd in fds {
-            let duplicate = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            guard duplicate >= 0 else {
-                let reason = String(cString: strerror(errno))
-                duplicates.forEach { close($0) }
-                sockets.forEach { $0.resumeAfterHandoff() }
-                handoffFrozen = false
-                throw HandoffRefused("session \(record.id): cannot duplicate its descriptors: \(reason)")
-            }
-            duplicates.append(duplicate)
+        guard fds.count == state.descriptorCount else {
+            // Cannot happen after `handoffBlocker` in the same turn; if it did, no half-frozen
+            // session is left behind.
+            thawAfterHandoff()
+            return nil
         }
-        return (state, duplicates)
+        hopLegs.forEach { $0.process?.suspendForHandoff() }
+        return (state, fds)
     }
 
     /// Reads and writes again: in the predecessor after the successor failed (the sockets are
@@ -201,6 +202,7 @@ extension Session {
             socket.resumeAfterHandoff()
             socket.resumeRead()
         }
+        hops.flatMap(\.legs.values).forEach { $0.process?.resumeAfterHandoff() }
     }
 
     /// The successor has the session: close our descriptors without touching the
@@ -389,5 +391,29 @@ extension Session {
             queued.append((port, handedLeg.pending))
         }
         return queued
+    }
+}
+
+extension Session {
+    /// Why a change asked for over the API cannot be made now, or nil: a frozen session's
+    /// descriptors are pinned for the handoff (nothing may close, open or move them), and
+    /// if the handoff succeeds the session is the successor's to change.
+    var handoffChangeRefusal: APIError? {
+        guard handoffFrozen else { return nil }
+        return .conflict("session \(record.id) is being handed to a new process; try again once the handoff is over")
+    }
+}
+
+extension SessionRecord {
+    /// Runs a change asked for over the API (a kill, a splice, a removal, a split, a
+    /// failover, a capture) on the session's loop, or refuses it (409) while the session is
+    /// frozen for a handoff (`Session.handoffChangeRefusal`). Checked on the loop, where the
+    /// freeze happens: a change that was let in before the freeze runs before it.
+    func changingSession<T: Sendable>(_ body: @escaping @Sendable (Session) -> EventLoopFuture<T>)
+        -> EventLoopFuture<T> {
+        withSession { session in
+            if let refusal = session.handoffChangeRefusal { return session.eventLoop.makeFailedFuture(refusal) }
+            return body(session)
+        }
     }
 }

@@ -281,9 +281,7 @@ final class Session {
     @discardableResult
     func kill(_ reason: CloseReason) -> EventLoopFuture<Void> {
         // Its descriptors are on their way to a successor: not ours to close now.
-        guard !handoffFrozen else {
-            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is being handed to a new process; try again once the handoff is over"))
-        }
+        if let refusal = handoffChangeRefusal { return eventLoop.makeFailedFuture(refusal) }
         end(reason)
         return closedChannels ?? eventLoop.makeSucceededVoidFuture()
     }

@@ -10,28 +10,51 @@ import Glibc
 /// descriptors travel, then let go of (acknowledged) or thawed (the successor failed); the
 /// successor adopts them.
 extension Session {
-    /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
-    /// With `allowSettling`, a session still dialing its server or passing an EOF on passes
-    /// (it is waited for once the listeners are paused).
-    func handoffBlocker(allowSettling: Bool = false) -> String? {
+    /// Whether the session can be frozen for a handoff now. Runs on the loop.
+    ///
+    /// What settles by itself soon waits (the listeners are paused meanwhile, so no new
+    /// session starts): a dial to the server (bounded by the listener's connect timeout),
+    /// the listener's templates being applied (their dials, likewise), an EOF being passed
+    /// on, a connection closing or failing (the session ends). What an operator started, or
+    /// what the protocol cannot carry, refuses the handoff.
+    ///
+    /// A session still dialing its server does not move: the protocol carries connected
+    /// sockets only (a connect in flight has no state to hand over but the kernel's, and
+    /// its timeout and failure report belong to the process that started it). It is waited
+    /// for, up to `Gateway.handoffSettleWait`, and then refuses the handoff, saying so.
+    func handoffReadiness() -> HandoffReadiness {
         let id = record.id
         switch machine.phase {
-        case .connecting: return allowSettling ? nil : "session \(id) is still connecting to its server"
-        case .ended: return nil  // on its way out: nothing to move
+        case .connecting: return .settling("session \(id) is still connecting to its server")
+        case .ended: return .gone  // on its way out: nothing to move
         case .open: break
         }
-        if capture != nil { return "session \(id) is being captured; handing off a live capture is not supported yet" }
-        if !machine.readsEnabled { return "session \(id) is still applying its listener's templates" }
+        if capture != nil { return .blocked("session \(id) is being captured; handing off a live capture is not supported yet") }
+        if !machine.readsEnabled { return .settling("session \(id) is still applying its listener's templates") }
         if !machine.reconfiguring.isEmpty {
-            return "session \(id) has a reconfiguration under way (a hop being spliced or removed); "
-                + "it can be handed off once that finishes"
+            return .blocked("session \(id) has a reconfiguration under way (a hop being spliced or removed); "
+                + "it can be handed off once that finishes")
         }
-        if !allowSettling, let reason = halfCloseBlocker() { return reason }
-        if let reason = hopsBlocker() { return reason }
-        guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptors != nil }) else {
-            return "session \(id) has a connection the handoff cannot pass on"
+        if let reason = hopsBlocker() { return .blocked(reason) }
+        let sockets = allPorts.map { $0.socket as? RelaySocket }
+        guard !sockets.contains(where: { $0 == nil }) else {
+            return .blocked("session \(id) has a connection the handoff cannot pass on")
         }
-        return nil
+        if let reason = halfCloseBlocker() { return .settling(reason) }
+        if sockets.contains(where: { $0?.canSuspendForHandoff != true }) {
+            return .settling("session \(id) has a connection closing or failing; it ends first")
+        }
+        return .ready
+    }
+
+    /// Why this session cannot be handed over, or nil if it can (now, or once it has
+    /// settled, with `allowSettling`). Runs on the loop.
+    func handoffBlocker(allowSettling: Bool = false) -> String? {
+        switch handoffReadiness() {
+        case .ready, .gone: nil
+        case .settling(let reason): allowSettling ? nil : reason
+        case .blocked(let reason): reason
+        }
     }
 
     /// Why an EOF keeps the session from moving, or nil: a half-close moves once it has
@@ -86,12 +109,6 @@ extension Session {
         return nil
     }
 
-    /// Whether the session is still dialing its server or passing an EOF on: a handoff
-    /// waits for it to settle.
-    var isSettling: Bool {
-        machine.phase == .connecting || (machine.phase == .open && halfCloseBlocker() != nil)
-    }
-
     /// Descriptors one session may take in a handoff frame (client, server, hop and split
     /// legs).
     static let handoffMaxDescriptors = 16
@@ -113,7 +130,7 @@ extension Session {
     /// (`ExecProcess.suspendForHandoff`), and the gateway closes a paused listener only
     /// once the handoff is over.
     func freezeForHandoff() -> (state: HandoffSessionState, fds: [Int32])? {
-        guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
+        guard case .ready = handoffReadiness(), let client, let server else { return nil }
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
         let sockets = ports.compactMap { $0.socket as? RelaySocket }
@@ -416,4 +433,16 @@ extension SessionRecord {
             return body(session)
         }
     }
+}
+
+/// Whether a session can be frozen for a handoff now (`Session.handoffReadiness`).
+enum HandoffReadiness {
+    /// It can.
+    case ready
+    /// Not yet: something under way finishes by itself soon (the reason says what).
+    case settling(String)
+    /// Not while what the reason names lasts: the handoff is refused.
+    case blocked(String)
+    /// It has ended: nothing to move.
+    case gone
 }

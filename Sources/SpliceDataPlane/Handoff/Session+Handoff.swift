@@ -134,13 +134,12 @@ extension Session {
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
         let sockets = ports.compactMap { $0.socket as? RelaySocket }
-        guard sockets.count == ports.count else { return nil }
-        handoffFrozen = true
+        guard sockets.count == ports.count, handoff.freeze() else { return nil }
         var queued: [[UInt8]] = []
         for socket in sockets {
             guard let bytes = socket.suspendForHandoff() else {
                 sockets.prefix(queued.count).forEach { $0.resumeAfterHandoff() }
-                handoffFrozen = false
+                _ = handoff.thaw()  // frozen a moment ago: nothing was deferred
                 return nil
             }
             queued.append(bytes)
@@ -201,17 +200,11 @@ extension Session {
     /// polled again), in the successor once the handoff is acknowledged (the bytes the
     /// predecessor had queued are written first).
     func thawAfterHandoff() {
-        guard handoffFrozen else { return }
-        handoffFrozen = false
+        guard let thaw = handoff.thaw() else { return }
         defer {
-            if let reason = handoffDeferredEnd {
-                handoffDeferredEnd = nil
-                end(reason)
-            }
+            if let reason = thaw.deferredEnd { end(reason) }
         }
-        let queued = handoffQueued
-        handoffQueued = []
-        for (port, bytes) in queued {
+        for (port, bytes) in thaw.queued ?? [] {
             bytes.withUnsafeBytes { port.socket.write($0) }
         }
         for port in allPorts {
@@ -225,7 +218,7 @@ extension Session {
     /// The successor has the session: close our descriptors without touching the
     /// connections, and leave the registry without a `session.closed` (it did not close).
     func relinquishAfterHandoff() {
-        guard handoffFrozen, !ending else { return }
+        guard !ending, handoff.handOff() else { return }
         _ = machine.end(.shutdown)
         for port in allPorts {
             (port.socket as? RelaySocket)?.relinquish()
@@ -306,8 +299,7 @@ extension Session {
         }
         adoptHalfClose(queued.map(\.0), state: state)
         // Already counted as delivered by the predecessor: written at the thaw, not counted again.
-        handoffFrozen = true
-        handoffQueued = queued.filter { !$0.1.isEmpty }
+        handoff.adopt(queued: queued.filter { !$0.1.isEmpty })
         registry.insert(record)
         context.stats.sessionAdopted()
         publish()
@@ -416,7 +408,7 @@ extension Session {
     /// descriptors are pinned for the handoff (nothing may close, open or move them), and
     /// if the handoff succeeds the session is the successor's to change.
     var handoffChangeRefusal: APIError? {
-        guard handoffFrozen else { return nil }
+        guard handoff.isHeld else { return nil }
         return .conflict("session \(record.id) is being handed to a new process; try again once the handoff is over")
     }
 }

@@ -18,67 +18,16 @@ import time
 
 import pytest
 
-from conftest import connect, recv_exactly, wait_until
-from test_handoff import DEADLINE_S, socket_path, take_over
+from conftest import StreamServer, connect, recv_exactly, wait_until
+from test_handoff import DEADLINE_S, _echo, socket_path, take_over
 
 TAG = struct.Struct(">II")
 
 
-class ClosingEcho:
-    """An echo upstream that shuts its side once the client has (each connection on a
-    thread of its own, closed as soon as it is done, so that thousands of connections do
-    not pile up descriptors)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4096)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.live: set[socket.socket] = set()
-        self.closed = False
-        self.acceptor = threading.Thread(target=self._accept, daemon=True)
-        self.acceptor.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.closed:
-                    conn.close()
-                    return
-                self.live.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            conn.settimeout(DEADLINE_S)
-            while data := conn.recv(65536):
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                self.live.discard(conn)
-                conn.close()
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            for conn in self.live:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        # Wakes the blocked accept; the descriptor is closed once the acceptor has ended.
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.acceptor.join(timeout=DEADLINE_S)
-        self.sock.close()
+def closing_echo() -> StreamServer:
+    """An echo upstream (or mediator) that answers EOF with EOF and closes each connection
+    as soon as it is done."""
+    return StreamServer(_echo, close_when_done=True)
 
 
 class Churn:
@@ -135,8 +84,8 @@ class Churn:
 def test_handoff_under_churn_succeeds_at_the_first_attempt(start_gateway, tmp_path, template):
     """With `template`, every session first splices the listener's mediator (a TCP echo, in
     both directions) before it reads: sessions are also caught applying templates."""
-    upstream = ClosingEcho()
-    mediator = ClosingEcho()
+    upstream = closing_echo()
+    mediator = closing_echo()
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     spec = {"listen": "127.0.0.1:0", "upstream": upstream.address}

@@ -20,15 +20,26 @@ from conftest import connect, roundtrip, wait_until
 from test_handoff import DEADLINE_S, HEADER, socket_path, take_over, upstream  # noqa: F401 (fixture)
 
 
-def _open_clients(address: str, count: int, base: int = 0) -> list[socket.socket]:
-    """`count` clients, each with its 8-byte index and a first message echoed back."""
+def _gateway_with_sessions(start_gateway, upstream, tmp_path, count: int):
+    """A gateway with a handoff socket and `count` live sessions to `upstream`, each with
+    its 8-byte index and a first message echoed back; returns the gateway, the socket's
+    path and the clients (in index order)."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
     clients = []
-    for index in range(base, base + count):
-        client = connect(address, timeout=DEADLINE_S)
-        clients.append(client)
-        message = HEADER.pack(index) + b"before"
-        assert roundtrip(client, message) == message
-    return clients
+    try:
+        for index in range(count):
+            client = connect(listener["listen"], timeout=DEADLINE_S)
+            clients.append(client)
+            message = HEADER.pack(index) + b"before"
+            assert roundtrip(client, message) == message
+        wait_until(lambda: len(old.sessions()) == count, timeout=DEADLINE_S, message="every session listed")
+    except BaseException:
+        for client in clients:
+            client.close()
+        raise
+    return old, path, clients
 
 
 def _client_names(clients: list[socket.socket]) -> set[str]:
@@ -38,13 +49,9 @@ def _client_names(clients: list[socket.socket]) -> set[str]:
 def test_handoff_past_half_the_descriptor_limit(start_gateway, upstream, tmp_path):
     """200 sessions (400 descriptors) under a limit of their descriptors plus a few dozen:
     more than half the limit is sessions, and the handoff still moves every one."""
-    path = socket_path(tmp_path, "h.sock")
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
-    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
     count = 200
-    clients = _open_clients(listener["listen"], count)
+    old, path, clients = _gateway_with_sessions(start_gateway, upstream, tmp_path, count)
     try:
-        wait_until(lambda: len(old.sessions()) == count, timeout=DEADLINE_S, message="every session listed")
         in_use = len(os.listdir(f"/proc/{old.proc.pid}/fd"))
         limit = in_use + 48
         assert 2 * count > limit // 2, (in_use, limit)
@@ -66,13 +73,9 @@ def test_admin_kills_racing_the_freeze_close_only_their_own_sessions(start_gatew
     The killed clients see their connection end; every other session moves with its own
     connection (a descriptor closed under the freeze and its number reused would hand the
     successor somebody else's socket, or fail the handoff)."""
-    path = socket_path(tmp_path, "h.sock")
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
-    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
     count = 120
-    clients = _open_clients(listener["listen"], count)
+    old, path, clients = _gateway_with_sessions(start_gateway, upstream, tmp_path, count)
     try:
-        wait_until(lambda: len(old.sessions()) == count, timeout=DEADLINE_S, message="every session listed")
         by_client = {s["client"]: s["id"] for s in old.sessions()}
         doomed = clients[::2]
         survivors = clients[1::2]

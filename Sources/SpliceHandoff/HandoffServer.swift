@@ -13,6 +13,9 @@ public final class HandoffServer: Sendable {
     static let helloTimeoutMilliseconds = 10_000
     /// How long a successor has to take the frames of `released` (after the ack).
     static let releaseTimeout: Duration = .seconds(5)
+    /// How long admin answers in flight are waited for before the freeze, and after it.
+    static let adminSettleWait: Duration = .seconds(5)
+    static let adminSettleWaitFrozen: Duration = .seconds(1)
     /// The default of `timeout`.
     public static let defaultTimeout: Duration = .seconds(30)
 
@@ -139,7 +142,7 @@ public final class HandoffServer: Sendable {
         }
         // The data plane's reason first: a removal in flight also holds its DELETE's answer,
         // and what to wait for is the removal.
-        if let reason = gateway.handoffBlocker() ?? adminBlocker() {
+        if let reason = gateway.handoffBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
             refuse(channel, reason, successor: successor)
             return false
         }
@@ -150,12 +153,10 @@ public final class HandoffServer: Sendable {
             refuse(channel, error.reason, successor: successor)
             return false
         }
-        // Sent or not, the duplicates are closed once the exchange is over (before
-        // `released`: a pipe's copy here would keep an exec mediator's input open).
-        var duplicatesOpen = true
-        defer { if duplicatesOpen { export.closeDescriptors() } }
-        // A stream opened while freezing would be cut: refuse now rather than later.
-        if let reason = adminBlocker() {
+        // A stream opened while freezing would be cut: refuse now rather than later. An answer
+        // that was on its way (a kill whose session closed just before the freeze) is waited
+        // for, briefly: the sessions are frozen meanwhile.
+        if let reason = adminBlocker(waitingUpTo: Self.adminSettleWaitFrozen) {
             refuse(channel, reason, successor: successor)
             channel.close()
             gateway.resumeAfterHandoff()
@@ -191,9 +192,9 @@ public final class HandoffServer: Sendable {
         // process accepted, so that no admin request is cut (answered from the state just
         // handed over).
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
+        // Closes this process's descriptors before `released` (a pipe left open here would
+        // keep an exec mediator's input open).
         gateway.relinquishAfterHandoff()
-        export.closeDescriptors()
-        duplicatesOpen = false
         // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
         channel.deadline = .now + Self.releaseTimeout
@@ -220,9 +221,16 @@ public final class HandoffServer: Sendable {
                                             listeners: export.listeners.count, pid: getpid()).frame)
     }
 
-    /// Admin responses in flight do not move yet.
-    private func adminBlocker() -> String? {
-        let parked = admin.parkedResponses
+    /// Admin responses in flight do not move yet: an answer waiting on the data plane (a
+    /// kill, a splice) is waited for, up to `wait`; a stream (events, a capture) lasts and
+    /// refuses the handoff.
+    private func adminBlocker(waitingUpTo wait: Duration) -> String? {
+        let deadline = ContinuousClock.now + wait
+        var parked = admin.parkedResponses
+        while parked > 0, ContinuousClock.now < deadline {
+            usleep(2_000)
+            parked = admin.parkedResponses
+        }
         guard parked > 0 else { return nil }
         return "\(parked) admin response(s) in flight (an event stream, a capture, or an answer waiting on the data plane); handing those off is not supported yet"
     }

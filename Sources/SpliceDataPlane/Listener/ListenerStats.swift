@@ -72,11 +72,15 @@ final class ListenerStats: Sendable {
     }
 
     /// Goes on from a predecessor's figures (a handoff): sessions accepted, failed dials and
-    /// clients turned away so far.
+    /// clients turned away so far. The Prometheus counters go on too (a counter that falls
+    /// back to 0 reads as a restart to `rate()`), but for the rejections: the predecessor
+    /// hands over their total, not how many each limit turned away.
     func continueFrom(total accepted: UInt64, upstreamFailures failures: UInt64, rejected turnedAway: UInt64) {
         total.store(accepted, ordering: .relaxed)
         upstreamFailures.store(failures, ordering: .relaxed)
         rejected.store(turnedAway, ordering: .relaxed)
+        counters.opened.increment(by: Int64(clamping: accepted))
+        counters.upstreamFailures.increment(by: Int64(clamping: failures))
     }
 
     /// A live session taken over from a predecessor: it holds a place under the limits

@@ -107,6 +107,8 @@ let package = Package(
                 "SpliceDataPlane",
                 "SpliceControlPlane",
                 .product(name: "Logging", package: "swift-log"),
+                // SHA-256 of the admin token (`AdminTokenCheck`).
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .target(

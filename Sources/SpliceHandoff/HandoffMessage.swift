@@ -14,7 +14,8 @@ import SpliceDataPlane
 ///    cannot move yet (a hop being spliced or removed, a capture, a session still dialing
 ///    or with an EOF being passed on, an admin response in flight); it then serves on as
 ///    before. Otherwise it stops accepting and reading, and sends:
-/// 3. `admin` (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
+/// 3. `admin` {admin_token_sha256: the hex SHA-256 of the admin token, or null without one;
+///    a successor whose own differs aborts} (1 descriptor: the admin API's listening socket), one `mediator` {spec} per
 ///    registered mediator, one `listener` {id, spec, created_at_us, total_sessions,
 ///    upstream_failures, rejected_sessions} (1 descriptor) per listener, one `session`
 ///    {id, listener, client, server, opened_at_us, bytes_to_server, bytes_to_client,
@@ -54,7 +55,8 @@ public enum HandoffProtocol {
 public enum HandoffMessage: Sendable {
     case hello(version: Int64, pid: Int32)
     case refused(reason: String)
-    case admin(fd: Int32)
+    /// The admin socket, and the SHA-256 (hex) of the admin token it requires (nil: none).
+    case admin(fd: Int32, tokenDigest: String?)
     case mediator(MediatorSpec)
     case listener(HandoffListener)
     case session(HandoffSession)
@@ -66,7 +68,7 @@ public enum HandoffMessage: Sendable {
     /// The descriptors the message owns.
     public var descriptors: [Int32] {
         switch self {
-        case .admin(let fd): [fd]
+        case .admin(let fd, _): [fd]
         case .listener(let listener): [listener.fd]
         case .session(let session): session.fds
         default: []
@@ -80,8 +82,8 @@ public enum HandoffMessage: Sendable {
             return HandoffFrame(type: "hello", ["version": .int(version), "pid": .int(Int64(pid))])
         case .refused(let reason):
             return HandoffFrame(type: "refused", ["reason": .string(reason)])
-        case .admin(let fd):
-            return HandoffFrame(type: "admin", fds: [fd])
+        case .admin(let fd, let tokenDigest):
+            return HandoffFrame(type: "admin", ["admin_token_sha256": tokenDigest.map(JSON.string) ?? .null], fds: [fd])
         case .mediator(let spec):
             return HandoffFrame(type: "mediator", ["spec": spec.json])
         case .listener(let listener):
@@ -143,7 +145,13 @@ public enum HandoffMessage: Sendable {
         case "refused":
             self = .refused(reason: try fields.string("reason"))
         case "admin":
-            self = .admin(fd: try fields.fd(0))
+            // Required: a predecessor that does not say whether it requires a token could
+            // have its admin API served without one.
+            let digest = try fields.value("admin_token_sha256")
+            guard digest.isNull || digest.string != nil else {
+                throw HandoffError("admin: field 'admin_token_sha256' must be a string or null")
+            }
+            self = .admin(fd: try fields.fd(0), tokenDigest: digest.string)
         case "mediator":
             do {
                 self = .mediator(try MediatorSpec(json: try fields.value("spec"), allowExec: true))

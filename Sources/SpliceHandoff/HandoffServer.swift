@@ -24,6 +24,9 @@ public final class HandoffServer: Sendable {
     private let listenFD: Int32
     private let gateway: Gateway
     private let admin: HTTPServer
+    /// The SHA-256 of the admin token (nil: none), so that a successor can tell it must
+    /// require the same (see `AdminTokenCheck`).
+    private let adminTokenDigest: String?
     private let logger: Logger
     private let handedOff: @Sendable () -> Void
     /// From the hello to the ack, the whole exchange: past it, whatever the successor does
@@ -40,7 +43,9 @@ public final class HandoffServer: Sendable {
 
     /// Binds `path` and starts waiting for a successor; `handedOff` runs (on the handoff
     /// thread) once a successor has acknowledged, and the process should then exit 0.
-    public init(path: String, gateway: Gateway, admin: HTTPServer, logger: Logger, timeout: Duration = defaultTimeout,
+    /// `adminToken` is the token the admin API requires (nil: none).
+    public init(path: String, gateway: Gateway, admin: HTTPServer, adminToken: String?, logger: Logger,
+                timeout: Duration = defaultTimeout,
                 handedOff: @escaping @Sendable () -> Void) throws(HandoffError) {
         // A socket file left by a process that is gone (connection refused) would make bind
         // fail and is removed; one that a live gateway serves, or that this user may not
@@ -58,6 +63,7 @@ public final class HandoffServer: Sendable {
         self.listenFD = fd
         self.gateway = gateway
         self.admin = admin
+        self.adminTokenDigest = AdminTokenCheck.digest(adminToken)
         self.logger = logger
         self.handedOff = handedOff
         self.timeout = timeout
@@ -213,7 +219,7 @@ public final class HandoffServer: Sendable {
     }
 
     private func send(_ export: HandoffExport, over channel: HandoffChannel) throws(HandoffError) {
-        try channel.send(HandoffMessage.admin(fd: admin.listenDescriptor).frame)
+        try channel.send(HandoffMessage.admin(fd: admin.listenDescriptor, tokenDigest: adminTokenDigest).frame)
         for spec in export.mediators { try channel.send(HandoffMessage.mediator(spec).frame) }
         for listener in export.listeners { try channel.send(HandoffMessage.listener(listener).frame) }
         for session in export.sessions { try channel.send(HandoffMessage.session(session).frame) }

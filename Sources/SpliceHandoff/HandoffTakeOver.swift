@@ -15,6 +15,8 @@ public final class HandoffTakeOver {
 
     /// The predecessor's admin listening socket.
     public private(set) var adminFD: Int32 = -1
+    /// The SHA-256 (hex) of the admin token the predecessor requires; nil without one.
+    public private(set) var adminTokenDigest: String?
     public private(set) var mediators: [MediatorSpec] = []
     public private(set) var listeners: [HandoffListener] = []
     public private(set) var sessions: [HandoffSession] = []
@@ -38,9 +40,10 @@ public final class HandoffTakeOver {
                 switch try channel.receiveMessage() {
                 case .refused(let reason):
                     throw HandoffError("the running gateway refused the handoff: \(reason)")
-                case .admin(let fd):
+                case .admin(let fd, let tokenDigest):
                     if adminFD >= 0 { close(adminFD) }
                     adminFD = fd
+                    adminTokenDigest = tokenDigest
                 case .mediator(let spec):
                     mediators.append(spec)
                 case .listener(let listener):

@@ -117,8 +117,8 @@ struct Runtime {
             }
             if let path = settings.handoffSocket {
                 do {
-                    handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger,
-                                            timeout: settings.handoffTimeout) {
+                    handoff = try HandoffServer(path: path, gateway: gateway, admin: server, adminToken: settings.token,
+                                                logger: logger, timeout: settings.handoffTimeout) {
                         reloader.handedOff()
                         signals.post(SignalWaiter.handedOff)
                     }
@@ -191,6 +191,11 @@ struct Runtime {
             received = try HandoffTakeOver(path: path, logger: logger)
         } catch {
             throw StartupError("--take-over \(path): \(error)")
+        }
+        // Before anything is adopted: the predecessor serves on.
+        if let mismatch = AdminTokenCheck.mismatch(predecessorDigest: received.adminTokenDigest, token: settings.token) {
+            received.abort(mismatch)
+            throw StartupError("--take-over \(path): \(mismatch)")
         }
         // The gateway owns the descriptors from here (it closes those it cannot adopt).
         let handed = received.takeDescriptors()

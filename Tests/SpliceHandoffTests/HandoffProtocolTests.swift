@@ -158,7 +158,7 @@ struct HandoffProtocolTests {
     func missingDescriptors() throws {
         let (a, b) = pair()
         defer { a.close(); b.close() }
-        var frame = HandoffMessage.admin(fd: 0).frame
+        var frame = HandoffMessage.admin(fd: 0, tokenDigest: nil).frame
         frame.fds = []  // the header still says 1
         try a.send(frame)
         #expect(throws: HandoffError.self) { try b.receive() }

@@ -1091,7 +1091,8 @@ class FakePredecessor:
         self.conn.settimeout(DEADLINE_S)
         hello = _read_frame(self.conn)
         assert hello["type"] == "hello" and hello["version"] == 3, hello
-        socket.send_fds(self.conn, [_frame({"type": "admin", "fds": 1})], [self.admin.fileno()])
+        socket.send_fds(self.conn, [_frame({"type": "admin", "fds": 1, "admin_token_sha256": None})],
+                         [self.admin.fileno()])
         spec = {"listen": self.listen, "upstream": self.upstream}
         listener = {"type": "listener", "fds": 1, "id": "l1", "spec": spec, "created_at_us": 0,
                     "total_sessions": 0, "upstream_failures": 0, "rejected_sessions": 0}

@@ -60,3 +60,41 @@ def test_prometheus_session_counters_continue_after_handoff(start_gateway, upstr
         for client in clients:
             client.close()
 
+
+def test_successor_without_the_admin_token_is_refused(start_gateway, upstream, tmp_path):
+    """The admin socket moves, the token does not: a successor started without it would
+    serve the admin API to anyone. It refuses before its ack, and the predecessor serves on."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2", token="s3cret-token-value")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    with connect(listener["listen"]) as client:
+        assert roundtrip(client, HEADER.pack(1) + b"a") == HEADER.pack(1) + b"a"
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        assert successor.proc.wait(timeout=DEADLINE_S) != 0
+        successor.url = ""
+        assert "pass the same --admin-token-file" in successor.stderr_text(), successor.output()
+        wait_until(lambda: "the successor aborted" in old.stderr_text(), timeout=DEADLINE_S,
+                   message="the predecessor to log the abort")
+        old.assert_alive()
+        assert old.get("/api/v1/sessions", auth=False).status_code == 401
+        assert old.get("/api/v1/sessions").status_code == 200
+        assert roundtrip(client, b"still here") == b"still here"
+
+    # A successor with the same token takes over, and asks for it.
+    new = take_over(start_gateway, old, path, env={"SPLICEGATE_ADMIN_TOKEN": "s3cret-token-value"})
+    new.token = "s3cret-token-value"
+    assert new.get("/api/v1/listeners", auth=False).status_code == 401
+    assert [l["id"] for l in new.listeners()] == [listener["id"]]
+
+
+def test_successor_with_another_admin_token_is_refused(start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2", token="s3cret-token-value")
+    successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False,
+                              env={"SPLICEGATE_ADMIN_TOKEN": "another-token-value"})
+    assert successor.proc.wait(timeout=DEADLINE_S) != 0
+    successor.url = ""
+    assert "requires a different admin token" in successor.stderr_text(), successor.output()
+    old.assert_alive()
+    assert old.get("/api/v1/sessions").status_code == 200
+

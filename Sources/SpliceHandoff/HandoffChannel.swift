@@ -1,6 +1,7 @@
 internal import CSpliceLinux
 import SpliceControlPlane
 import SpliceCore
+import SpliceDataPlane
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,8 +25,9 @@ public struct HandoffError: Error, Sendable, CustomStringConvertible {
 public struct HandoffFrame: Sendable {
     /// The largest header accepted (a listener spec with its templates fits many times).
     public static let maxHeaderBytes = 1 << 20
-    /// The largest payload accepted (a session's queued output both ways).
-    public static let maxPayloadBytes = 64 << 20
+    /// The largest payload accepted (a session's queued output both ways); a session holding
+    /// more refuses the handoff before it freezes (`Session.handoffBlocker`).
+    public static let maxPayloadBytes = Gateway.handoffMaxSessionBytes
 
     public var header: JSONObject
     public var payload: [UInt8]
@@ -51,9 +53,13 @@ public struct HandoffFrame: Sendable {
     /// The message type (`hello`, `session`, …); empty if missing.
     public var type: String { header["type"]?.string ?? "" }
 
-    /// The bytes to send (the descriptors go beside them).
-    public func encoded() -> [UInt8] {
+    /// The bytes to send (the descriptors go beside them); throws for a frame past the
+    /// limits, which the other side would refuse (and whose lengths may not fit 4 bytes).
+    public func encoded() throws(HandoffError) -> [UInt8] {
         let json = JSON.object(header).serializedBytes()
+        guard json.count <= Self.maxHeaderBytes, payload.count <= Self.maxPayloadBytes else {
+            throw HandoffError("a \(type) frame of \(json.count) header and \(payload.count) payload bytes is past the limits (\(Self.maxHeaderBytes) and \(Self.maxPayloadBytes))")
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(8 + json.count + payload.count)
         Self.appendLength(json.count, to: &bytes)
@@ -129,7 +135,7 @@ public final class HandoffChannel {
         // The number may be someone else's once closed.
         guard !closed else { throw HandoffError("the handoff connection is closed") }
         guard frame.fds.count <= 16 else { throw HandoffError("at most 16 descriptors per frame") }
-        let bytes = frame.encoded()
+        let bytes = try frame.encoded()
         var offset = 0
         var fds = frame.fds
         while offset < bytes.count {

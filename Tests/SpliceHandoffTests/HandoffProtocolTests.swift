@@ -231,11 +231,23 @@ struct HandoffProtocolTests {
         }
     }
 
+    @Test("a frame past the payload limit is refused by its sender, not sent (nor trapped on)")
+    func oversizedFrame() throws {
+        let (a, b) = pair()
+        defer { a.close(); b.close() }
+        let frame = HandoffFrame(type: "session", payload: [UInt8](repeating: 7, count: HandoffFrame.maxPayloadBytes + 1))
+        #expect(throws: HandoffError.self) { try frame.encoded() }
+        #expect(throws: HandoffError.self) { try a.send(frame) }
+        // Nothing went out: the next frame is the first the other side reads.
+        try a.send(HandoffMessage.released.frame)
+        guard case .released = try HandoffMessage(b.receive()) else { Issue.record("released"); return }
+    }
+
     @Test("the other side closing mid-frame is an error, not a hang")
     func closedMidFrame() throws {
         let (a, b) = pair()
         defer { b.close() }
-        let bytes = HandoffMessage.refused(reason: "x").frame.encoded()
+        let bytes = try HandoffMessage.refused(reason: "x").frame.encoded()
         _ = bytes.withUnsafeBytes { write(a.fd, $0.baseAddress!, 5) }
         a.close()
         #expect(throws: HandoffError.self) { try b.receive() }

@@ -98,3 +98,53 @@ def test_successor_with_another_admin_token_is_refused(start_gateway, upstream, 
     old.assert_alive()
     assert old.get("/api/v1/sessions").status_code == 200
 
+
+def test_session_holding_more_than_a_frame_refuses_before_the_freeze(start_gateway, tmp_path):
+    """A failover replica's held output is bounded by `buffer_bytes` (up to 1 GiB), a session's
+    handoff frame by 64 MiB: such a session refuses the handoff before anything freezes,
+    saying why, and the old process serves on."""
+    flood = 100 << 20
+    flooded = threading.Event()
+    received = []
+
+    def sink(conn):
+        while data := conn.recv(65536):
+            received.append(len(data))
+
+    def replica_handler(conn):
+        # The server never answers, so the replica's output is held, all of it.
+        conn.sendall(b"r" * flood)
+        flooded.set()
+        while conn.recv(65536):
+            pass
+
+    server, replica = StreamServer(sink), StreamServer(replica_handler)
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    try:
+        listener = old.create_listener(listen="127.0.0.1:0", upstream=server.address, splits=[
+            {"address": replica.address, "direction": "client_to_server", "on_slow": "block", "failover": True,
+             "buffer_bytes": 256 << 20}])
+        with connect(listener["listen"]) as client:
+            client.sendall(b"hello")
+            # Sent in full: past what the kernel buffers (a few MiB), the gateway holds it.
+            assert flooded.wait(timeout=DEADLINE_S), "the replica's output to reach the gateway"
+            before = relay_fds(old)
+            successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+            assert successor.proc.wait(timeout=DEADLINE_S) != 0
+            successor.url = ""
+            assert "a handoff carries at most 67108864 per session" in successor.stderr_text(), successor.output()
+            log = old.stderr_text()
+            assert "handoff refused; serving on" in log and "a handoff carries at most" in log, log[-3000:]
+            # Refused before the freeze: nothing was frozen, sent, or resumed.
+            assert "handing over" not in log and "serving every session on" not in log, log[-3000:]
+            old.assert_alive()
+            assert relay_fds(old) == before
+            client.sendall(b"more")
+            wait_until(lambda: sum(received) == len(b"hellomore"), timeout=DEADLINE_S, message="bytes after the refusal")
+            [session] = old.sessions()
+            assert session["state"] == "open" and session["splits"][0]["state"] != "dropped", session
+    finally:
+        server.close()
+        replica.close()
+

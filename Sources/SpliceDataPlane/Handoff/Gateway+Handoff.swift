@@ -31,6 +31,10 @@ extension Gateway {
     /// How often a session still settling is looked at again, on its loop.
     static let handoffSettleRetry: TimeAmount = .milliseconds(2)
 
+    /// The most bytes one session may hold for a handoff (the payload of its frame: queued
+    /// output, hop and split legs' queues, held replica output).
+    public static let handoffMaxSessionBytes = 64 << 20
+
     /// Why the gateway cannot be handed over now, or nil if it can (nothing is stopped).
     /// A session that is settling does not count here: it is waited for.
     public func handoffBlocker() -> String? {

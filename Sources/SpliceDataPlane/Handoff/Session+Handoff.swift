@@ -36,6 +36,7 @@ extension Session {
                 + "it can be handed off once that finishes")
         }
         if let reason = hopsBlocker() { return .blocked(reason) }
+        if let reason = payloadBlocker() { return .blocked(reason) }
         let sockets = allPorts.map { $0.socket as? RelaySocket }
         guard !sockets.contains(where: { $0 == nil }) else {
             return .blocked("session \(id) has a connection the handoff cannot pass on")
@@ -112,6 +113,20 @@ extension Session {
     /// Descriptors one session may take in a handoff frame (client, server, hop and split
     /// legs).
     static let handoffMaxDescriptors = 16
+
+    /// Why the bytes the session holds do not fit in its handoff frame, or nil. Checked
+    /// before anything freezes (and again in the freeze's own turn, when nothing grows any
+    /// more): found by the successor, it would refuse only after every session had waited.
+    /// Queued output is bounded by the high-water marks, but a split's (and a replica's held
+    /// output) by its `buffer_bytes`, up to 1 GiB.
+    private func payloadBlocker() -> String? {
+        let queued = allPorts.reduce(0) { $0 + (($1.socket as? RelaySocket)?.pendingBytes ?? 0) }
+        let held = splits.filter { $0.state != .dropped }.flatMap(\.legs.values).reduce(0) { $0 + $1.backlog.count }
+        let limit = Gateway.handoffMaxSessionBytes
+        guard queued + held > limit else { return nil }
+        return "session \(record.id) holds \(queued + held) bytes not yet delivered (queued output and held replica output); "
+            + "a handoff carries at most \(limit) per session: it can be handed off once its peers have taken them"
+    }
 
     /// The legs of splits still attached, in split order, client-to-server first.
     private var liveSplitLegs: [SplitLeg] {

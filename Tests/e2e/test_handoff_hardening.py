@@ -148,3 +148,55 @@ def test_session_holding_more_than_a_frame_refuses_before_the_freeze(start_gatew
         server.close()
         replica.close()
 
+
+def _accepted_by(gateway, sock: socket.socket) -> bool:
+    """Whether `gateway` has accepted the admin connection `sock` (a connection still in the
+    listening socket's queue has no descriptor anywhere; whoever accepts it, has one)."""
+    client_port = sock.getsockname()[1]
+    inodes = set()
+    with open("/proc/net/tcp") as lines:
+        next(lines)
+        for line in lines:
+            fields = line.split()
+            local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+            if local == gateway.port and remote == client_port and fields[9] != "0":
+                inodes.add(f"socket:[{fields[9]}]")
+    fds = f"/proc/{gateway.proc.pid}/fd"
+    return any(_readlink(f"{fds}/{fd}") in inodes for fd in os.listdir(fds))
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def test_admin_client_with_half_a_request_does_not_hold_the_handoff(start_gateway, upstream, tmp_path):
+    """The old process waits for the admin requests it is answering before the sessions move,
+    not for a client that sent half a head: past a short grace that connection is closed
+    (the client connects again and reaches the successor), while the client still holds it."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    with connect(listener["listen"]) as client, socket.create_connection((old.host, old.port)) as half:
+        assert roundtrip(client, HEADER.pack(1) + b"a") == HEADER.pack(1) + b"a"
+        half.sendall(b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\n")
+        half.settimeout(DEADLINE_S)
+        # Held by the old process (else the successor would accept it later, and no handoff
+        # would involve it).
+        wait_until(lambda: _accepted_by(old, half), timeout=DEADLINE_S, message="the old process to accept it")
+        new = take_over(start_gateway, old, path)
+        log = old.stderr_text()
+        closed = "handoff: closed 1 admin connection(s) whose request had not arrived"
+        # Closed by the drain, before the old process let go of the sessions, not by its exit.
+        assert closed in log, log[-3000:]
+        assert log.index(closed) < log.index("handoff: the successor acknowledged; exiting")
+        # No answer: the request never arrived whole (closed with the head unread: a reset).
+        try:
+            assert half.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        # The same request, sent whole, reaches the successor; the session moved.
+        assert len(new.sessions()) == 1
+        assert roundtrip(client, b"moved") == b"moved"

@@ -43,6 +43,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Connections not handed to MHD (acceptor thread only).
     var pending = PendingConnections()
     private var acceptPausedUntil: ContinuousClock.Instant?
+    /// Until when, in a handoff, request heads still arriving are waited for (acceptor thread only).
+    var handoffGraceUntil: ContinuousClock.Instant?
     /// The last connection generation handed out (acceptor thread only).
     private var generation: UInt32 = 0
     /// Peek and drain space, one longest head plus a byte (acceptor thread only).
@@ -185,9 +187,12 @@ final class AdminAcceptor: @unchecked Sendable {
                 }
             }
             expire(now: .now)
-            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .releasing)
             let generation = stopGeneration.load(ordering: .acquiring)
-            if acceptingStopped.load(ordering: .acquiring) {
+            let stopped = acceptingStopped.load(ordering: .acquiring)
+            if stopped, generation != stopGenerationSeen.load(ordering: .relaxed) { beginHandoffGrace(now: .now) }
+            endHandoffGraceIfDue(now: .now)
+            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .releasing)
+            if stopped {
                 stopGenerationSeen.store(generation, ordering: .releasing)
             }
         }
@@ -199,6 +204,7 @@ final class AdminAcceptor: @unchecked Sendable {
         var next = now + .seconds(1)
         if let deadline = pending.nextDeadline(), deadline < next { next = deadline }
         if let paused = acceptPausedUntil, paused < next { next = paused }
+        if let grace = handoffGraceUntil, grace < next { next = grace }
         let (seconds, attoseconds) = max(.zero, next - now).components
         return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000) + 1
     }

@@ -138,8 +138,9 @@ public final class HandoffServer: Sendable {
             return false
         }
         // The data plane's reason first: a removal in flight also holds its DELETE's answer,
-        // and what to wait for is the removal.
-        if let reason = gateway.handoffBlocker() ?? adminBlocker() {
+        // and what to wait for is the removal. An answer on its way (a listener or mediator
+        // change being saved) is waited for once frozen, when no new change is taken.
+        if let reason = gateway.handoffBlocker() ?? streamBlocker() {
             refuse(channel, reason, successor: successor)
             return false
         }
@@ -154,7 +155,13 @@ public final class HandoffServer: Sendable {
         // `released`: a pipe's copy here would keep an exec mediator's input open).
         var duplicatesOpen = true
         defer { if duplicatesOpen { export.closeDescriptors() } }
-        // A stream opened while freezing would be cut: refuse now rather than later.
+        // A stream opened while freezing would be cut: refuse now rather than later. Changes
+        // are refused (409) from the freeze on, and those begun before are complete (the
+        // gateway waited for them): their answers are on their way out.
+        let answered = ContinuousClock.now + Self.answersWait
+        while admin.parkedResponses > 0, admin.parkedStreams == 0, ContinuousClock.now < answered {
+            usleep(5_000)
+        }
         if let reason = adminBlocker() {
             refuse(channel, reason, successor: successor)
             channel.close()
@@ -218,6 +225,14 @@ public final class HandoffServer: Sendable {
         for session in export.sessions { try channel.send(HandoffMessage.session(session).frame) }
         try channel.send(HandoffMessage.end(export.counters, sessions: export.sessions.count,
                                             listeners: export.listeners.count, pid: getpid()).frame)
+    }
+
+    /// How long a frozen gateway waits for admin answers on their way out.
+    static let answersWait: Duration = .seconds(2)
+
+    /// Event streams and captures do not move yet.
+    private func streamBlocker() -> String? {
+        admin.parkedStreams > 0 ? adminBlocker() : nil
     }
 
     /// Admin responses in flight do not move yet.

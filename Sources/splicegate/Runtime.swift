@@ -75,8 +75,9 @@ struct Runtime {
                 }
             }
             // Written at once: the first start turns the config into the state, and the file
-            // shows the ports actually bound.
-            try state?.save(gateway)
+            // shows the ports actually bound. Not by a successor before the predecessor let go:
+            // until then the file is the predecessor's (a failed take-over leaves it so).
+            if predecessor == nil { try state?.save(gateway) }
             let persist = state.map { state in Persistence { () throws(APIError) in try state.save(gateway) } }
             let clustered = cluster?.attach(gateway: gateway, bindHost: settings.cluster?.bindHost,
                                             version: Splicegate.version)
@@ -112,6 +113,8 @@ struct Runtime {
                     throw error
                 }
                 taken = true
+                // From the release on, this process alone writes the state file.
+                saveAfterTakeOver(state, gateway)
             }
             if let path = settings.handoffSocket {
                 do {
@@ -200,6 +203,17 @@ struct Runtime {
             throw StartupError("--take-over \(path): \(problems[0])")
         }
         return received
+    }
+
+    /// The successor's first save, once the predecessor let go: the file is this process's
+    /// from now on. A failure cannot undo the take-over; the next change's save tries again.
+    private func saveAfterTakeOver(_ state: StateFile?, _ gateway: Gateway) {
+        guard let state else { return }
+        do {
+            try state.save(gateway)
+        } catch {
+            logger.error("state file not written after the take-over", metadata: ["reason": "\(error.detail)"])
+        }
     }
 
     /// Acknowledges what `received` holds (everything that can fail is set up by now), waits

@@ -31,11 +31,14 @@ struct Runtime {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         // First of all, the cluster's database: the node number must be known before any
         // listener accepts (session ids carry it), and an unusable database stops start-up.
-        let cluster: Cluster?
+        // A successor keeps its predecessor's node number, known once it has heard from it.
+        var cluster: Cluster?
         do {
-            cluster = try settings.cluster.map { settings throws(ClusterError) in
-                try Cluster.open(url: settings.database, seedListeners: self.settings.listeners,
-                                 seedMediators: self.settings.mediators, logger: logger)
+            if settings.takeOver == nil {
+                cluster = try settings.cluster.map { settings throws(ClusterError) in
+                    try Cluster.open(url: settings.database, seedListeners: self.settings.listeners,
+                                     seedMediators: self.settings.mediators, logger: logger)
+                }
             }
         } catch {
             try? demoGroup?.syncShutdownGracefully()
@@ -46,7 +49,7 @@ struct Runtime {
                               maxSessions: settings.maxSessions, metrics: metrics,
                               firstSessionNumber: cluster.map { ClusterNode.firstSessionNumber(ofNode: $0.nodeNumber) } ?? 1)
         // Requests to the other nodes (forwarded actions, merged listings and events).
-        let peers = cluster.map { _ in PeerClient() }
+        let peers = settings.cluster.map { _ in PeerClient() }
         let state = settings.stateFile.map(StateFile.init(path:))
         if let removed = state?.removeStaleTemporaries(), !removed.isEmpty {
             logger.notice("removed temporary state files left by an earlier crash", metadata: [
@@ -61,7 +64,9 @@ struct Runtime {
         var taken = false
         do {
             if let path = settings.takeOver {
-                predecessor = try takeOver(from: path, into: gateway)
+                let received = try takeOver(from: path, into: gateway)
+                predecessor = received
+                cluster = try joinNode(of: received, from: path)
             } else if cluster == nil {
                 // In a cluster the database's listeners and mediators are applied once the node
                 // has joined (below); the config file only seeded a new database.
@@ -107,7 +112,12 @@ struct Runtime {
             alone?.rename(name, adminURL: advertise)
             if let predecessor, let path = settings.takeOver {
                 do {
+                    // The node's row must be this one's to take (same --node) before the ack.
+                    try cluster?.confirmSuccession(as: name, adminURL: advertise)
                     try completeTakeOver(predecessor, from: path, into: gateway, admin: server)
+                } catch let error as ClusterError {
+                    server.stop()
+                    throw StartupError("--take-over \(path): \(error.description)")
                 } catch {
                     server.stop()
                     throw error
@@ -118,8 +128,12 @@ struct Runtime {
             }
             if let path = settings.handoffSocket {
                 do {
+                    let node = cluster
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, logger: logger,
                                             timeout: settings.handoffTimeout) {
+                        // The successor stands in for this node from now on: no heartbeat, no
+                        // reconciliation from here, and the node's row stays.
+                        node?.handOver()
                         signals.post(SignalWaiter.handedOff)
                     }
                 } catch where predecessor != nil {
@@ -132,7 +146,7 @@ struct Runtime {
                 }
             }
             do {
-                try cluster?.start(name: name, adminURL: advertise)
+                try cluster?.start(name: name, adminURL: advertise, succeeding: taken)
             } catch {
                 server.stop()
                 throw StartupError(error.description)
@@ -203,6 +217,28 @@ struct Runtime {
             throw StartupError("--take-over \(path): \(problems[0])")
         }
         return received
+    }
+
+    /// The cluster node a successor stands in for: its predecessor's, whose number the
+    /// sessions' ids carry (so the id counter says it). A gateway not in a cluster and a
+    /// cluster node do not take over from each other.
+    private func joinNode(of received: HandoffTakeOver, from path: String) throws -> Cluster? {
+        let number = received.counters.nextSession / ClusterNode.sessionNumberStride
+        guard let clusterSettings = settings.cluster else {
+            guard number == 0 else {
+                throw StartupError("--take-over \(path): the running gateway is node number \(number) of a cluster; start its successor with the same --cluster-db and --node")
+            }
+            return nil
+        }
+        guard number > 0 else {
+            throw StartupError("--take-over \(path): the running gateway is not in a cluster; its successor cannot join one (leave out --cluster-db)")
+        }
+        do {
+            return try Cluster.open(url: clusterSettings.database, seedListeners: [], seedMediators: [],
+                                    nodeNumber: number, logger: logger)
+        } catch {
+            throw StartupError("--take-over \(path): \(error.description)")
+        }
     }
 
     /// The successor's first save, once the predecessor let go: the file is this process's

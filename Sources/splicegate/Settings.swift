@@ -99,10 +99,10 @@ struct Settings {
 }
 
 extension Settings {
-    /// `--handoff-socket` and `--take-over` (issue 15), and what they do not combine with
-    /// yet. A successor is started with its predecessor's command line plus `--take-over`:
-    /// the config file's listeners and mediators are then not applied (the running
-    /// gateway's are taken, as a state file's would be), its admin settings are.
+    /// `--handoff-socket` and `--take-over` (issue 15). A successor is started with its
+    /// predecessor's command line plus `--take-over`: the config file's listeners and
+    /// mediators are then not applied (the running gateway's are taken, as a state file's
+    /// would be), its admin settings are.
     fileprivate static func resolveHandoff(_ command: Splicegate, into settings: inout Settings) throws {
         if let path = command.handoffSocket {
             guard !path.isEmpty else { throw StartupError("--handoff-socket needs a path") }
@@ -122,9 +122,6 @@ extension Settings {
         guard settings.handoffSocket != nil || settings.takeOver != nil else { return }
         guard !command.demo else {
             throw StartupError("--demo cannot hand its sessions to a new process (--handoff-socket, --take-over): its echo upstream and sample mediators are servers inside the process, which no successor can take over")
-        }
-        guard settings.cluster == nil else {
-            throw StartupError("handing sessions to a new process does not work with --cluster-db yet")
         }
     }
 }

@@ -62,6 +62,9 @@ struct Runtime {
         var predecessor: HandoffTakeOver?
         // Set once a take-over is complete: the sessions are this process's from then on.
         var taken = false
+        // A signal before the acknowledgement abandons a take-over (see `TakeOverSignalWatch`).
+        let takeOverSignals = settings.takeOver.map { _ in TakeOverSignalWatch(signals: signals, logger: logger) }
+        defer { takeOverSignals?.stop() }
         do {
             if let path = settings.takeOver {
                 let received = try takeOver(from: path, into: gateway)
@@ -114,6 +117,9 @@ struct Runtime {
                 do {
                     // The node's row must be this one's to take (same --node) before the ack.
                     try cluster?.confirmSuccession(as: name, adminURL: advertise)
+                    if let number = takeOverSignals?.signal {
+                        throw StartupError("--take-over \(path): stopped by signal \(number) before acknowledging; the running gateway keeps everything")
+                    }
                     try completeTakeOver(predecessor, from: path, into: gateway, admin: server)
                 } catch let error as ClusterError {
                     server.stop()
@@ -169,7 +175,11 @@ struct Runtime {
         print("admin listening on \(server.baseURL)")
         fflush(nil)
 
+        takeOverSignals?.stop()
         let signal = signals.next()
+        if signal != SignalWaiter.handedOff, gateway.handoffUnderway {
+            logger.notice("signal during a handoff: finishing it first", metadata: ["signal": "\(signal)"])
+        }
         // A handoff under way finishes before anything else; if it succeeded, the sessions
         // are the successor's whatever the signal was.
         if handoff?.stop() == true {

@@ -36,18 +36,45 @@ private func eventually(_ condition: () -> Bool) async throws {
     }
 }
 
+/// A gateway with no listeners, and changes that stay under way until released.
+private final class GateHarness: Sendable {
+    let group = makeRelayGroup()
+    let gateway: Gateway
+
+    init() {
+        gateway = Gateway(group: group, logger: makeTestLogger())
+    }
+
+    /// A change that has begun (it is inside the gate) when this returns, and runs until
+    /// `release` is set; `ended` is set as it ends.
+    func heldChange(release: Flag, ended: Flag) async throws -> Task<Void, any Error> {
+        let entered = Flag()
+        let change = Task { [gateway] in
+            try await gateway.changingConfiguration { () async throws(APIError) in
+                entered.set()
+                while !release.isSet { try? await Task.sleep(for: .milliseconds(5)) }
+                ended.set()
+            }
+        }
+        try await eventually { entered.isSet }
+        return change
+    }
+
+    func close() {
+        gateway.shutdown()
+        shutdownTestGroup(group)
+    }
+}
+
 /// Listener and mediator changes against a handoff (`ConfigChangeGate`): none runs while
 /// the gateway is frozen, one under way is finished before the freeze reads anything.
 @Suite("Configuration changes and the handoff", .serialized, .timeLimit(.minutes(1)))
 struct ConfigChangeGateTests {
     @Test("a change asked for during a handoff is a 409 and changes nothing; after a failed one it runs")
     func refusedWhileFrozen() async throws {
-        let group = makeRelayGroup()
-        let gateway = Gateway(group: group, logger: makeTestLogger())
-        defer {
-            gateway.shutdown()
-            shutdownTestGroup(group)
-        }
+        let harness = GateHarness()
+        defer { harness.close() }
+        let gateway = harness.gateway
         let export = try await onThread { () throws(HandoffRefused) in try gateway.freezeForHandoff() }.get()
         export.closeDescriptors()
         let ran = Flag()
@@ -64,23 +91,12 @@ struct ConfigChangeGateTests {
 
     @Test("a change under way when a handoff begins ends before the freeze goes on")
     func freezeWaitsForAChange() async throws {
-        let group = makeRelayGroup()
-        let gateway = Gateway(group: group, logger: makeTestLogger())
-        defer {
-            gateway.shutdown()
-            shutdownTestGroup(group)
-        }
-        let entered = Flag()
+        let harness = GateHarness()
+        defer { harness.close() }
+        let gateway = harness.gateway
         let release = Flag()
         let ended = Flag()
-        let change = Task {
-            try await gateway.changingConfiguration { () async throws(APIError) in
-                entered.set()
-                while !release.isSet { try? await Task.sleep(for: .milliseconds(5)) }
-                ended.set()
-            }
-        }
-        try await eventually { entered.isSet }
+        let change = try await harness.heldChange(release: release, ended: ended)
         let freeze = Task {
             await onThread { () throws(HandoffRefused) -> Bool in
                 let export = try gateway.freezeForHandoff()
@@ -98,21 +114,11 @@ struct ConfigChangeGateTests {
 
     @Test("a change that does not end in time refuses the handoff, and changes are taken again")
     func slowChangeRefuses() async throws {
-        let group = makeRelayGroup()
-        let gateway = Gateway(group: group, logger: makeTestLogger())
-        defer {
-            gateway.shutdown()
-            shutdownTestGroup(group)
-        }
-        let entered = Flag()
+        let harness = GateHarness()
+        defer { harness.close() }
+        let gateway = harness.gateway
         let release = Flag()
-        let change = Task {
-            try await gateway.changingConfiguration { () async throws(APIError) in
-                entered.set()
-                while !release.isSet { try? await Task.sleep(for: .milliseconds(5)) }
-            }
-        }
-        try await eventually { entered.isSet }
+        let change = try await harness.heldChange(release: release, ended: Flag())
         let outcome = await onThread { () throws(HandoffRefused) in try gateway.freezeForHandoff() }
         release.set()
         try await change.value

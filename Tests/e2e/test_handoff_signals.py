@@ -13,6 +13,7 @@ certain (it holds the exchange at that step); everything else is the real gatewa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,13 +80,31 @@ class AcknowledgingSuccessor:
         self.sock.close()
 
 
-def test_sigterm_to_the_old_process_mid_handoff_lets_the_handoff_finish(start_gateway, upstream, tmp_path):
-    path = socket_path(tmp_path, "h.sock")
+@contextlib.contextmanager
+def one_session(start_gateway, upstream, path: str, index: int):
+    """A gateway accepting successors at `path`, its listener, and one client whose session
+    is open and listed."""
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
     with connect(listener["listen"]) as client:
-        assert roundtrip(client, HEADER.pack(1) + b"before") == HEADER.pack(1) + b"before"
+        assert roundtrip(client, HEADER.pack(index) + b"before") == HEADER.pack(index) + b"before"
         wait_until(lambda: len(old.sessions()) == 1, message="the session listed")
+        yield old, listener, client
+
+
+def assert_refused(address: str) -> None:
+    """Nothing accepts at `address` (a listener closed by a drain)."""
+    probe = socket.socket()
+    try:
+        probe.settimeout(DEADLINE_S)
+        assert probe.connect_ex(split_address(address)) != 0
+    finally:
+        probe.close()
+
+
+def test_sigterm_to_the_old_process_mid_handoff_lets_the_handoff_finish(start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "h.sock")
+    with one_session(start_gateway, upstream, path, 1) as (old, _, client):
         successor = AcknowledgingSuccessor(path)
         try:
             assert len(successor.sessions) == 1
@@ -106,11 +125,7 @@ def test_sigterm_to_the_old_process_mid_handoff_lets_the_handoff_finish(start_ga
 
 def test_sigterm_to_the_old_process_mid_handoff_that_fails_drains_as_usual(start_gateway, upstream, tmp_path):
     path = socket_path(tmp_path, "h.sock")
-    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
-    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-    with connect(listener["listen"]) as client:
-        assert roundtrip(client, HEADER.pack(2) + b"before") == HEADER.pack(2) + b"before"
-        wait_until(lambda: len(old.sessions()) == 1, message="the session listed")
+    with one_session(start_gateway, upstream, path, 2) as (old, listener, client):
         successor = FakeSuccessor(path, sessions=1)
         try:
             os.kill(old.proc.pid, signal.SIGTERM)
@@ -123,12 +138,7 @@ def test_sigterm_to_the_old_process_mid_handoff_that_fails_drains_as_usual(start
                    message="the drain to begin")
         # Draining: the session goes on, new clients are refused.
         assert roundtrip(client, b"draining") == b"draining"
-        refused = socket.socket()
-        try:
-            refused.settimeout(DEADLINE_S)
-            assert refused.connect_ex(split_address(listener["listen"])) != 0
-        finally:
-            refused.close()
+        assert_refused(listener["listen"])
         old.assert_alive()
         client.shutdown(socket.SHUT_WR)
         assert client.recv(1) == b""
@@ -175,12 +185,7 @@ def test_sigterm_to_the_new_process_after_taking_over_drains_the_adopted_session
                    message="the drain to begin")
         # The adopted sessions stream on through the grace period; no new client gets in.
         fleet.wait_progress(128 * 1024)
-        refused = socket.socket()
-        try:
-            refused.settimeout(DEADLINE_S)
-            assert refused.connect_ex(split_address(listener["listen"])) != 0
-        finally:
-            refused.close()
+        assert_refused(listener["listen"])
         fleet.finish(upstream)
         assert new.proc.wait(timeout=DEADLINE_S) == 0, new.output()
         new.url = ""

@@ -171,6 +171,27 @@ def test_sigterm_to_the_new_process_before_it_acknowledges_leaves_everything_to_
         fake.close()
 
 
+def test_sigterm_to_the_new_process_between_its_acknowledgement_and_the_release_completes_then_drains(
+        start_gateway, upstream, tmp_path):
+    """Acknowledged, the sessions are the successor's whatever happens: a signal then lets
+    the take-over complete (the predecessor has let go) and drains afterwards."""
+    path = socket_path(tmp_path, "h.sock")
+    fake = FakePredecessor(path, upstream.address, os.getpid())
+    try:
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        assert fake.hand_over()["type"] == "ack"
+        successor.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "signal while taking over" in successor.stderr_text(), timeout=DEADLINE_S,
+                   message="the successor to notice the signal")
+        fake.conn.sendall(_frame({"type": "released", "fds": 0}))
+        assert successor.proc.wait(timeout=DEADLINE_S) == 0, successor.output()
+        output = successor.stderr_text()
+        took_over = output.index("took over from the previous gateway process")
+        assert output.index("stopping: no new clients accepted") > took_over, output[-4000:]
+    finally:
+        fake.close()
+
+
 def test_sigterm_to_the_new_process_after_taking_over_drains_the_adopted_sessions(start_gateway, upstream, tmp_path):
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")

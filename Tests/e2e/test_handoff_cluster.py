@@ -20,11 +20,13 @@ from test_handoff import DEADLINE_S, HEADER, Fleet, socket_path, take_over, upst
 
 class NodeWatch:
     """Asks `node` for the cluster's nodes every 50 ms on a thread of its own, and keeps
-    every answer that does not list `name` (an unanswered request counts as one)."""
+    every answer that does not list `name` with `sessions` sessions (an unanswered request
+    counts as one)."""
 
-    def __init__(self, node, name: str) -> None:
+    def __init__(self, node, name: str, sessions: int) -> None:
         self.node = node
         self.name = name
+        self.sessions = sessions
         self.misses: list[object] = []
         self.rounds = 0
         self.stopping = threading.Event()
@@ -34,17 +36,22 @@ class NodeWatch:
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                names = node_names(self.node)
+                counts = session_counts(self.node)
             except Exception as error:  # noqa: BLE001 (kept for the report)
-                names = [repr(error)]
-            if self.name not in names:
-                self.misses.append(names)
+                counts = {"error": repr(error)}
+            if counts.get(self.name) != self.sessions:
+                self.misses.append(counts)
             self.rounds += 1
             time.sleep(0.05)
 
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=DEADLINE_S)
+
+
+def session_counts(node) -> dict[str, int]:
+    """Each node's session count as `node` lists the nodes (from their heartbeats)."""
+    return {entry["name"]: entry["sessions"] for entry in node.get("/api/v1/nodes").json()["nodes"]}
 
 
 def wait_bound(node, listener: dict, name: str, host: str) -> None:
@@ -78,7 +85,9 @@ def test_a_node_handed_to_a_new_process_keeps_its_place_and_its_sessions(pg, sta
         number = pg.query("SELECT number FROM nodes WHERE name = 'n2'")
         admin_url = n2.url
 
-        watch = NodeWatch(n1, "n2")
+        wait_until(lambda: session_counts(n1).get("n2") == 10, timeout=DEADLINE_S,
+                   message="n1 to list n2 with its ten sessions")
+        watch = NodeWatch(n1, "n2", sessions=10)
         new = take_over(start_gateway, n2, path, "--cluster-db", pg.url, "--node", "n2", "--bind-host", HOSTS[1],
                         "--handoff-socket", path)
         assert new.url == admin_url

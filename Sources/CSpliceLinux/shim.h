@@ -285,3 +285,39 @@ static inline int splice_set_receive_timeout(int fd, int milliseconds) {
     struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };
     return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
+
+/* `systemctl reload` (issue 15): the service manager's notification socket and the
+   successor a reload starts. */
+#include <spawn.h>
+#include <stddef.h>
+
+/* Sends `message` as one datagram to the sd_notify(3) socket `address`: a path, or an
+   abstract address written with a leading '@'. Never blocks (a service manager that is
+   not reading loses the message rather than stalls the gateway); -1 with errno set on
+   failure (ENAMETOOLONG for an address that does not fit, EAFNOSUPPORT for another kind). */
+static inline int splice_notify_send(const char *address, const char *message, size_t length) {
+    struct sockaddr_un target;
+    memset(&target, 0, sizeof target);
+    target.sun_family = AF_UNIX;
+    size_t size = strlen(address);
+    if (size == 0 || (address[0] != '/' && address[0] != '@')) { errno = EAFNOSUPPORT; return -1; }
+    if (size >= sizeof target.sun_path) { errno = ENAMETOOLONG; return -1; }
+    memcpy(target.sun_path, address, size);
+    /* An abstract name is not NUL-terminated: its length is all there is of it. */
+    socklen_t target_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + size + 1);
+    if (address[0] == '@') {
+        target.sun_path[0] = '\0';
+        target_length -= 1;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    ssize_t sent = sendto(fd, message, length, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&target, target_length);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return sent == (ssize_t)length ? 0 : -1;
+}
+
+/* glibc 2.34+ (declared only under _GNU_SOURCE, see the top): the spawned child closes
+   every descriptor from `from` on, whether close-on-exec or not. */
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);

@@ -230,7 +230,7 @@ public final class Gateway: Sendable {
     /// Starts ending a session, as `closeSession`; 404 at once for an unknown one.
     public func closingSession(_ id: SessionID) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        return GatewayFuture(record.withSession { $0.kill(.killed) })
+        return GatewayFuture(record.changingSession { $0.kill(.killed) })
     }
 
     /// How many sessions are live.

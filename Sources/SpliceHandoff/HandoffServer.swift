@@ -13,6 +13,9 @@ public final class HandoffServer: Sendable {
     static let helloTimeoutMilliseconds = 10_000
     /// How long a successor has to take the frames of `released` (after the ack).
     static let releaseTimeout: Duration = .seconds(5)
+    /// How long admin answers in flight are waited for before the freeze, and after it.
+    static let adminSettleWait: Duration = .seconds(5)
+    static let adminSettleWaitFrozen: Duration = .seconds(1)
     /// The default of `timeout`.
     public static let defaultTimeout: Duration = .seconds(30)
 
@@ -138,9 +141,9 @@ public final class HandoffServer: Sendable {
             return false
         }
         // The data plane's reason first: a removal in flight also holds its DELETE's answer,
-        // and what to wait for is the removal. An answer on its way (a listener or mediator
-        // change being saved) is waited for once frozen, when no new change is taken.
-        if let reason = gateway.handoffBlocker() ?? streamBlocker() {
+        // and what to wait for is the removal. A stream (events, a capture) refuses at once;
+        // an answer on its way is waited for.
+        if let reason = gateway.handoffBlocker() ?? streamBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
             refuse(channel, reason, successor: successor)
             return false
         }
@@ -151,18 +154,11 @@ public final class HandoffServer: Sendable {
             refuse(channel, error.reason, successor: successor)
             return false
         }
-        // Sent or not, the duplicates are closed once the exchange is over (before
-        // `released`: a pipe's copy here would keep an exec mediator's input open).
-        var duplicatesOpen = true
-        defer { if duplicatesOpen { export.closeDescriptors() } }
-        // A stream opened while freezing would be cut: refuse now rather than later. Changes
-        // are refused (409) from the freeze on, and those begun before are complete (the
-        // gateway waited for them): their answers are on their way out.
-        let answered = ContinuousClock.now + Self.answersWait
-        while admin.parkedResponses > 0, admin.parkedStreams == 0, ContinuousClock.now < answered {
-            usleep(5_000)
-        }
-        if let reason = adminBlocker() {
+        // A stream opened while freezing would be cut: refuse now rather than later. An answer
+        // that was on its way (a kill whose session closed just before the freeze, a listener
+        // or mediator change the gateway waited for) is waited for, briefly: the sessions are
+        // frozen meanwhile, and changes asked for from now on get 409.
+        if let reason = adminBlocker(waitingUpTo: Self.adminSettleWaitFrozen) {
             refuse(channel, reason, successor: successor)
             channel.close()
             gateway.resumeAfterHandoff()
@@ -198,9 +194,9 @@ public final class HandoffServer: Sendable {
         // process accepted, so that no admin request is cut (answered from the state just
         // handed over).
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
+        // Closes this process's descriptors before `released` (a pipe left open here would
+        // keep an exec mediator's input open).
         gateway.relinquishAfterHandoff()
-        export.closeDescriptors()
-        duplicatesOpen = false
         // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
         channel.deadline = .now + Self.releaseTimeout
@@ -227,17 +223,22 @@ public final class HandoffServer: Sendable {
                                             listeners: export.listeners.count, pid: getpid()).frame)
     }
 
-    /// How long a frozen gateway waits for admin answers on their way out.
-    static let answersWait: Duration = .seconds(2)
-
-    /// Event streams and captures do not move yet.
+    /// Event streams and captures last until their reader leaves: they refuse a handoff at
+    /// once (waiting for them would only delay the refusal).
     private func streamBlocker() -> String? {
-        admin.parkedStreams > 0 ? adminBlocker() : nil
+        admin.parkedStreams > 0 ? adminBlocker(waitingUpTo: .zero) : nil
     }
 
-    /// Admin responses in flight do not move yet.
-    private func adminBlocker() -> String? {
-        let parked = admin.parkedResponses
+    /// Admin responses in flight do not move yet: an answer waiting on the data plane (a
+    /// kill, a splice) is waited for, up to `wait`; a stream (events, a capture) lasts and
+    /// refuses the handoff.
+    private func adminBlocker(waitingUpTo wait: Duration) -> String? {
+        let deadline = ContinuousClock.now + wait
+        var parked = admin.parkedResponses
+        while parked > 0, ContinuousClock.now < deadline {
+            usleep(2_000)
+            parked = admin.parkedResponses
+        }
         guard parked > 0 else { return nil }
         return "\(parked) admin response(s) in flight (an event stream, a capture, or an answer waiting on the data plane); handing those off is not supported yet"
     }

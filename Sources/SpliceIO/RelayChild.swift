@@ -63,6 +63,31 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
     /// (no pidfd) or has exited.
     public var handoffDescriptor: Int32? { exited || pidfd < 0 ? nil : pidfd }
 
+    /// Stops watching while a handoff is under way, the pidfd kept open: an exit meanwhile
+    /// is not reaped here (which would close the pidfd, its number free for another
+    /// descriptor while the handoff may still pass it on), but seen once watched again
+    /// (`resumeAfterHandoff`) or by the successor. Call on the loop.
+    public func suspendForHandoff() {
+        guard let token else { return }
+        loop.deregister(token, fd: pidfd)
+        self.token = nil
+    }
+
+    /// Watches again after `suspendForHandoff` (the handoff failed): a pidfd readable
+    /// meanwhile is reported by the next wait. False if the loop cannot take it back (the
+    /// child is then signalled and reaped by the thread fallback).
+    public func resumeAfterHandoff() {
+        guard token == nil, pidfd >= 0, !exited else { return }
+        if let token = loop.register(pidfd, events: splice_epoll_in, target: self) {
+            self.token = token
+            return
+        }
+        // No room in the epoll set: watch it the other way rather than never reap it.
+        Glibc.close(pidfd)
+        pidfd = -1
+        if !adopted, !watchOnThread() { kill(pid, SIGKILL) }
+    }
+
     /// Stops watching without signalling or reaping: a successor process watches the child
     /// now (its pidfd went with the handoff).
     public func relinquish() {

@@ -361,8 +361,7 @@ public final class RelaySocket: RelayPollable {
     /// event may move a byte. Nil for a socket closed or still connecting, or one whose
     /// output is shut or shutting (those do not move yet).
     public func suspendForHandoff() -> [UInt8]? {
-        guard isOpen, connecting == nil, !isHalfClosing, !(isPipe && outputShut), !closeAfterFlushRequested,
-              !writeFailed, let inputToken, !isPipe || outputToken != nil else { return nil }
+        guard canSuspendForHandoff, let inputToken else { return nil }
         loop.deregister(inputToken, fd: inputFD)
         self.inputToken = nil
         if isPipe, let outputToken {
@@ -375,6 +374,13 @@ public final class RelaySocket: RelayPollable {
             buffer.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
         }
         return bytes
+    }
+
+    /// Whether `suspendForHandoff` would take the socket now: open, connected, polled, and
+    /// neither closing, failing nor half-closing (those settle by themselves first).
+    public var canSuspendForHandoff: Bool {
+        isOpen && connecting == nil && !isHalfClosing && !(isPipe && outputShut) && !closeAfterFlushRequested
+            && !writeFailed && inputToken != nil && (!isPipe || outputToken != nil)
     }
 
     /// A half-close of the output asked for and not done yet (output still queued).

@@ -23,6 +23,8 @@ struct Runtime {
         MallocTuning.apply()
         // Signals are caught from the start, so one arriving during start-up is not lost.
         let signals = SignalWaiter()
+        let notifier = ServiceNotifier(logger: logger)
+        let reloader = try startReloader(notifier: notifier)
         let group = RelayLoopGroup(loopCount: settings.eventLoops)
         // The demo's echo server and sample mediators are ordinary NIO servers beside the relay.
         let demoGroup = settings.demoListen.map { _ in MultiThreadedEventLoopGroup(numberOfThreads: 1) }
@@ -140,6 +142,7 @@ struct Runtime {
                         // The successor stands in for this node from now on: no heartbeat, no
                         // reconciliation from here, and the node's row stays.
                         node?.handOver()
+                        reloader.handedOff()
                         signals.post(SignalWaiter.handedOff)
                     }
                 } catch where predecessor != nil {
@@ -172,8 +175,11 @@ struct Runtime {
             // An API error's detail is the message; its status ("409 Conflict") means nothing here.
             throw error as? StartupError ?? (error as? APIError).map { StartupError($0.detail) } ?? StartupError("\(error)")
         }
+        // Armed first: a SIGHUP sent as soon as the line or READY=1 is seen is not ignored.
+        if handoff != nil { reloader.serving() }
         print("admin listening on \(server.baseURL)")
         fflush(nil)
+        notifier.ready(succeeding: predecessor?.predecessor)
 
         takeOverSignals?.stop()
         let signal = signals.next()

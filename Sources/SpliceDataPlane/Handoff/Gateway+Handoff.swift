@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SpliceCore
 import SpliceIO
+import Synchronization
 
 /// Why a handoff was refused; nothing was changed.
 public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
@@ -23,24 +24,53 @@ extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
     public var handoffUnderway: Bool { handoffHold.withLock { $0 != nil } }
 
-    /// How long a handoff waits, listeners paused, for sessions still dialing their server
-    /// or passing an EOF on.
+    /// How long a handoff waits, listeners paused, for sessions to settle (a dial, templates,
+    /// an EOF being passed on: `Session.handoffReadiness`) before it is refused.
     static let handoffSettleWait: Duration = .seconds(5)
 
+    /// How often a session still settling is looked at again, on its loop.
+    static let handoffSettleRetry: TimeAmount = .milliseconds(2)
+
     /// Why the gateway cannot be handed over now, or nil if it can (nothing is stopped).
-    /// A session still dialing or passing an EOF on does not count here: it is waited for
-    /// (`handoffSettleWait`).
+    /// A session that is settling does not count here: it is waited for.
     public func handoffBlocker() -> String? {
         guard accepting.load(ordering: .relaxed) else { return "the gateway is shutting down" }
         return onEachSession(default: nil) { $0.handoffBlocker(allowSettling: true) }.lazy.compactMap { $0 }.first
     }
 
-    /// Waits until no session is dialing its server or passing an EOF on, or `deadline`
-    /// passes (the listeners are paused, so no new one starts).
-    private func waitForSettling(until deadline: ContinuousClock.Instant) {
-        while onEachSession(default: false, \.isSettling).contains(true), ContinuousClock.now < deadline {
-            usleep(10_000)
-        }
+    /// Freezes one session on its loop as soon as it has settled: one still dialing, applying
+    /// templates or passing an EOF on is looked at again every `handoffSettleRetry` until
+    /// `attempt` ends (its deadline passes, or another session refused the handoff). Each
+    /// session is frozen on its own once settled (the frozen ones wait for the rest, still
+    /// and bounded), so that churn, which never lets all sessions be settled at one instant,
+    /// cannot keep a handoff from happening.
+    private func freeze(_ record: SessionRecord, _ attempt: FreezeAttempt) -> EventLoopFuture<FreezeOutcome> {
+        record.withSession { [self] session -> EventLoopFuture<FreezeOutcome> in
+            if let frozen = session.freezeForHandoff() {
+                let fds = frozen.fds
+                return session.eventLoop.makeSucceededFuture(
+                    .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
+                                           legFDs: Array(fds[2...]))))
+            }
+            let waiting: String
+            switch session.handoffReadiness() {
+            case .gone: return session.eventLoop.makeSucceededFuture(.gone)
+            case .blocked(let reason):
+                attempt.refuse(reason)
+                return session.eventLoop.makeSucceededFuture(.blocked(reason))
+            case .settling(let reason): waiting = reason
+            case .ready: waiting = "session \(record.id) could not be suspended"
+            }
+            guard attempt.refusal == nil else { return session.eventLoop.makeSucceededFuture(.blocked(waiting)) }
+            guard ContinuousClock.now < attempt.deadline else {
+                let reason = "\(waiting) (waited \(Self.handoffSettleWait) for it, the listeners paused)"
+                attempt.refuse(reason)
+                return session.eventLoop.makeSucceededFuture(.blocked(reason))
+            }
+            return session.eventLoop.flatScheduleTask(in: Self.handoffSettleRetry) {
+                self.freeze(record, attempt)
+            }.futureResult
+        }.recover { _ in .gone }
     }
 
     /// `body`'s answer for every live session, each asked on its loop (`absent` for one
@@ -54,9 +84,10 @@ extension Gateway {
     }
 
     /// Stops accepting, freezes every session (nothing read, nothing written) and returns
-    /// what to hand over, its descriptors duplicates the caller closes once they are sent
-    /// (`HandoffExport.closeDescriptors`). Throws, with everything resumed, if something
-    /// cannot move.
+    /// what to hand over, with the sessions' and listeners' own descriptors: they stay open,
+    /// their numbers pinned, until `relinquishAfterHandoff` closes them or
+    /// `resumeAfterHandoff` serves them again (see `Session.freezeForHandoff`). Throws, with
+    /// everything resumed, if something cannot move.
     public func freezeForHandoff() throws(HandoffRefused) -> HandoffExport {
         let started = handoffHold.withLock { hold -> Bool in
             guard hold == nil else { return false }
@@ -76,28 +107,11 @@ extension Gateway {
         }
         let listeners = listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }
         try? wait(EventLoopFuture.andAllComplete(listeners.map { $0.relaySocket.pause() }, on: group.any()))
-        waitForSettling(until: .now + Self.handoffSettleWait)
-        // Every client accepted before the pause has its session now: freeze them all.
+        // Every client accepted before the pause has its session now: freeze them all, each
+        // once it has settled.
         let records = registry.records()
-        let freezes = records.map { record in
-            record.withSession { session -> EventLoopFuture<FreezeOutcome> in
-                let freeze: (state: HandoffSessionState, fds: [Int32])?
-                do throws(HandoffRefused) {
-                    freeze = try session.freezeForHandoff()
-                } catch {
-                    return session.eventLoop.makeSucceededFuture(.blocked(error.reason))
-                }
-                if let frozen = freeze {
-                    let fds = frozen.fds
-                    guard fds.count == frozen.state.descriptorCount
-                    else { return session.eventLoop.makeSucceededFuture(.blocked("session \(record.id) lost a socket")) }
-                    return session.eventLoop.makeSucceededFuture(
-                        .frozen(HandoffSession(state: frozen.state, clientFD: fds[0], serverFD: fds[1],
-                                               legFDs: Array(fds[2...]))))
-                }
-                return session.eventLoop.makeSucceededFuture(session.handoffBlocker().map { .blocked($0) } ?? .gone)
-            }.recover { _ in .gone }
-        }
+        let attempt = FreezeAttempt(deadline: .now + Self.handoffSettleWait)
+        let freezes = records.map { freeze($0, attempt) }
         let outcomes = (try? wait(EventLoopFuture.whenAllSucceed(freezes, on: group.any()))) ?? []
         var sessions: [HandoffSession] = []
         var frozenRecords: [SessionRecord] = []
@@ -112,23 +126,22 @@ extension Gateway {
             }
         }
         handoffHold.withLock { $0 = HandoffHold(records: frozenRecords, listeners: listeners) }
-        // The listeners are paused: their duplicates, as the sessions' (pinned numbers).
-        let listenerFDs = listeners.map { fcntl($0.relaySocket.descriptor, F_DUPFD_CLOEXEC, 0) }
-        if outcomes.count != records.count || !blockers.isEmpty || listenerFDs.contains(where: { $0 < 0 }) {
-            sessions.flatMap(\.fds).forEach { close($0) }
-            listenerFDs.filter { $0 >= 0 }.forEach { close($0) }
+        if outcomes.count != records.count || !blockers.isEmpty {
             resumeAfterHandoff()
-            throw HandoffRefused(blockers.first ?? "a session or listener could not be frozen")
+            throw HandoffRefused(attempt.refusal ?? blockers.first ?? "a session could not be frozen")
         }
         let numbers = registry.nextNumbers
         let counters = HandoffCounters(
             nextSession: numbers.session, nextHop: numbers.hop, nextSplit: numbers.split,
             nextListener: nextListenerNumber, nextCapture: nextCaptureNumberPeek)
-        let handed = zip(listeners, listenerFDs).map { listener, fd in
+        // The listeners' own descriptors, paused, as the sessions' are frozen: nothing closes
+        // a listener while the hold is set (`removingListener`), and shutdown waits for the
+        // handoff to finish.
+        let handed = listeners.map { listener in
             HandoffListener(state: HandoffListenerState(
                 id: listener.id, spec: listener.spec, createdAt: listener.createdAt,
                 totalSessions: listener.stats.totalSessions, upstreamFailures: listener.stats.failedDials,
-                rejectedSessions: listener.stats.rejectedSessions), fd: fd)
+                rejectedSessions: listener.stats.rejectedSessions), fd: listener.relaySocket.descriptor)
         }
         return HandoffExport(mediators: registeredMediators().map(\.spec), listeners: handed, sessions: sessions,
                              counters: counters)
@@ -289,6 +302,24 @@ struct HandoffHold: Sendable {
 private enum Adoption: Sendable {
     case adopted(SessionRecord)
     case failed(String)
+}
+
+/// One freeze of every session: its deadline, and why a session refused it, if one did
+/// (the others stop waiting then).
+private final class FreezeAttempt: Sendable {
+    let deadline: ContinuousClock.Instant
+    private let firstRefusal = Mutex<String?>(nil)
+
+    init(deadline: ContinuousClock.Instant) {
+        self.deadline = deadline
+    }
+
+    /// The reason the handoff is refused for (the first one given).
+    var refusal: String? { firstRefusal.withLock { $0 } }
+
+    func refuse(_ reason: String) {
+        firstRefusal.withLock { if $0 == nil { $0 = reason } }
+    }
 }
 
 /// One session's answer to the freeze.

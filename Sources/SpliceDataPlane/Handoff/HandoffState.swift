@@ -244,20 +244,13 @@ public struct HandoffCounters: Sendable, Equatable {
     }
 }
 
-/// Everything a frozen gateway hands over. The descriptors stay open in the predecessor
-/// until the successor has acknowledged (then `relinquish`) or failed (then `resume`).
-///
-/// Its descriptors are duplicates made during the freeze (so that their numbers stay
-/// valid whatever closes meanwhile): the handoff closes them once sent
-/// (`closeDescriptors`).
+/// Everything a frozen gateway hands over. The descriptors are the gateway's own: they
+/// stay open in the predecessor until the successor has acknowledged (then `relinquish`
+/// closes them) or failed (then `resume` serves them again); nothing else closes them
+/// meanwhile (see `Session.freezeForHandoff`).
 public struct HandoffExport: Sendable {
     public var mediators: [MediatorSpec]
     public var listeners: [HandoffListener]
     public var sessions: [HandoffSession]
     public var counters: HandoffCounters
-
-    /// Closes the duplicates; call once, after the exchange (sent or not).
-    public func closeDescriptors() {
-        (listeners.map(\.fd) + sessions.flatMap(\.fds)).forEach { close($0) }
-    }
 }

@@ -1,3 +1,4 @@
+import NIOCore
 import SpliceCore
 import SpliceIO
 #if canImport(Glibc)
@@ -9,28 +10,51 @@ import Glibc
 /// descriptors travel, then let go of (acknowledged) or thawed (the successor failed); the
 /// successor adopts them.
 extension Session {
-    /// Why this session cannot be handed over yet, or nil if it can. Runs on the loop.
-    /// With `allowSettling`, a session still dialing its server or passing an EOF on passes
-    /// (it is waited for once the listeners are paused).
-    func handoffBlocker(allowSettling: Bool = false) -> String? {
+    /// Whether the session can be frozen for a handoff now. Runs on the loop.
+    ///
+    /// What settles by itself soon waits (the listeners are paused meanwhile, so no new
+    /// session starts): a dial to the server (bounded by the listener's connect timeout),
+    /// the listener's templates being applied (their dials, likewise), an EOF being passed
+    /// on, a connection closing or failing (the session ends). What an operator started, or
+    /// what the protocol cannot carry, refuses the handoff.
+    ///
+    /// A session still dialing its server does not move: the protocol carries connected
+    /// sockets only (a connect in flight has no state to hand over but the kernel's, and
+    /// its timeout and failure report belong to the process that started it). It is waited
+    /// for, up to `Gateway.handoffSettleWait`, and then refuses the handoff, saying so.
+    func handoffReadiness() -> HandoffReadiness {
         let id = record.id
         switch machine.phase {
-        case .connecting: return allowSettling ? nil : "session \(id) is still connecting to its server"
-        case .ended: return nil  // on its way out: nothing to move
+        case .connecting: return .settling("session \(id) is still connecting to its server")
+        case .ended: return .gone  // on its way out: nothing to move
         case .open: break
         }
-        if capture != nil { return "session \(id) is being captured; handing off a live capture is not supported yet" }
-        if !machine.readsEnabled { return "session \(id) is still applying its listener's templates" }
+        if capture != nil { return .blocked("session \(id) is being captured; handing off a live capture is not supported yet") }
+        if !machine.readsEnabled { return .settling("session \(id) is still applying its listener's templates") }
         if !machine.reconfiguring.isEmpty {
-            return "session \(id) has a reconfiguration under way (a hop being spliced or removed); "
-                + "it can be handed off once that finishes"
+            return .blocked("session \(id) has a reconfiguration under way (a hop being spliced or removed); "
+                + "it can be handed off once that finishes")
         }
-        if !allowSettling, let reason = halfCloseBlocker() { return reason }
-        if let reason = hopsBlocker() { return reason }
-        guard allPorts.allSatisfy({ ($0.socket as? RelaySocket)?.handoffDescriptors != nil }) else {
-            return "session \(id) has a connection the handoff cannot pass on"
+        if let reason = hopsBlocker() { return .blocked(reason) }
+        let sockets = allPorts.map { $0.socket as? RelaySocket }
+        guard !sockets.contains(where: { $0 == nil }) else {
+            return .blocked("session \(id) has a connection the handoff cannot pass on")
         }
-        return nil
+        if let reason = halfCloseBlocker() { return .settling(reason) }
+        if sockets.contains(where: { $0?.canSuspendForHandoff != true }) {
+            return .settling("session \(id) has a connection closing or failing; it ends first")
+        }
+        return .ready
+    }
+
+    /// Why this session cannot be handed over, or nil if it can (now, or once it has
+    /// settled, with `allowSettling`). Runs on the loop.
+    func handoffBlocker(allowSettling: Bool = false) -> String? {
+        switch handoffReadiness() {
+        case .ready, .gone: nil
+        case .settling(let reason): allowSettling ? nil : reason
+        case .blocked(let reason): reason
+        }
     }
 
     /// Why an EOF keeps the session from moving, or nil: a half-close moves once it has
@@ -85,12 +109,6 @@ extension Session {
         return nil
     }
 
-    /// Whether the session is still dialing its server or passing an EOF on: a handoff
-    /// waits for it to settle.
-    var isSettling: Bool {
-        machine.phase == .connecting || (machine.phase == .open && halfCloseBlocker() != nil)
-    }
-
     /// Descriptors one session may take in a handoff frame (client, server, hop and split
     /// legs).
     static let handoffMaxDescriptors = 16
@@ -101,21 +119,27 @@ extension Session {
     }
 
     /// Freezes the session and returns its state and descriptors (`HandoffSession.fds`),
-    /// every socket suspended (not polled, queued output kept); nil, and nothing changed, if
-    /// it cannot move (`handoffBlocker`).
-    /// Throws (nothing changed) if its descriptors cannot be duplicated.
-    func freezeForHandoff() throws(HandoffRefused) -> (state: HandoffSessionState, fds: [Int32])? {
-        guard handoffBlocker() == nil, case .open = machine.phase, let client, let server else { return nil }
+    /// every socket suspended (not polled, queued output kept) and every exec mediator's
+    /// watch with it; nil, and nothing changed, if it cannot move (`handoffBlocker`).
+    ///
+    /// The descriptors are the session's own, not copies (a copy of each would double the
+    /// process's descriptors at the worst moment: a gateway past half its limit could never
+    /// hand off). Their numbers stay valid because nothing closes them while the session is
+    /// frozen: an end is deferred to the thaw (`end`), a change asked for over the API is
+    /// refused (`SessionRecord.changingSession`), a mediator's exit is not reaped
+    /// (`ExecProcess.suspendForHandoff`), and the gateway closes a paused listener only
+    /// once the handoff is over.
+    func freezeForHandoff() -> (state: HandoffSessionState, fds: [Int32])? {
+        guard case .ready = handoffReadiness(), let client, let server else { return nil }
         let hopLegs = hops.flatMap { hop in Direction.allCases.compactMap { hop.legs[$0] } }
         let ports = [client, server] + hopLegs.map(\.port) + liveSplitLegs.map(\.port)
         let sockets = ports.compactMap { $0.socket as? RelaySocket }
-        guard sockets.count == ports.count else { return nil }
-        handoffFrozen = true
+        guard sockets.count == ports.count, handoff.freeze() else { return nil }
         var queued: [[UInt8]] = []
         for socket in sockets {
             guard let bytes = socket.suspendForHandoff() else {
                 sockets.prefix(queued.count).forEach { $0.resumeAfterHandoff() }
-                handoffFrozen = false
+                _ = handoff.thaw()  // frozen a moment ago: nothing was deferred
                 return nil
             }
             queued.append(bytes)
@@ -162,38 +186,25 @@ extension Session {
                 fds.append(pidfd)
             }
         }
-        // Duplicates, made here on the loop while nothing can close the originals: their
-        // numbers stay this handoff's until it closes them (`HandoffExport.closeDescriptors`).
-        var duplicates: [Int32] = []
-        for fd in fds {
-            let duplicate = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            guard duplicate >= 0 else {
-                let reason = String(cString: strerror(errno))
-                duplicates.forEach { close($0) }
-                sockets.forEach { $0.resumeAfterHandoff() }
-                handoffFrozen = false
-                throw HandoffRefused("session \(record.id): cannot duplicate its descriptors: \(reason)")
-            }
-            duplicates.append(duplicate)
+        guard fds.count == state.descriptorCount else {
+            // Cannot happen after `handoffBlocker` in the same turn; if it did, no half-frozen
+            // session is left behind.
+            thawAfterHandoff()
+            return nil
         }
-        return (state, duplicates)
+        hopLegs.forEach { $0.process?.suspendForHandoff() }
+        return (state, fds)
     }
 
     /// Reads and writes again: in the predecessor after the successor failed (the sockets are
     /// polled again), in the successor once the handoff is acknowledged (the bytes the
     /// predecessor had queued are written first).
     func thawAfterHandoff() {
-        guard handoffFrozen else { return }
-        handoffFrozen = false
+        guard let thaw = handoff.thaw() else { return }
         defer {
-            if let reason = handoffDeferredEnd {
-                handoffDeferredEnd = nil
-                end(reason)
-            }
+            if let reason = thaw.deferredEnd { end(reason) }
         }
-        let queued = handoffQueued
-        handoffQueued = []
-        for (port, bytes) in queued {
+        for (port, bytes) in thaw.queued ?? [] {
             bytes.withUnsafeBytes { port.socket.write($0) }
         }
         for port in allPorts {
@@ -201,12 +212,13 @@ extension Session {
             socket.resumeAfterHandoff()
             socket.resumeRead()
         }
+        hops.flatMap(\.legs.values).forEach { $0.process?.resumeAfterHandoff() }
     }
 
     /// The successor has the session: close our descriptors without touching the
     /// connections, and leave the registry without a `session.closed` (it did not close).
     func relinquishAfterHandoff() {
-        guard handoffFrozen, !ending else { return }
+        guard !ending, handoff.handOff() else { return }
         _ = machine.end(.shutdown)
         for port in allPorts {
             (port.socket as? RelaySocket)?.relinquish()
@@ -287,8 +299,7 @@ extension Session {
         }
         adoptHalfClose(queued.map(\.0), state: state)
         // Already counted as delivered by the predecessor: written at the thaw, not counted again.
-        handoffFrozen = true
-        handoffQueued = queued.filter { !$0.1.isEmpty }
+        handoff.adopt(queued: queued.filter { !$0.1.isEmpty })
         registry.insert(record)
         context.stats.sessionAdopted()
         publish()
@@ -390,4 +401,40 @@ extension Session {
         }
         return queued
     }
+}
+
+extension Session {
+    /// Why a change asked for over the API cannot be made now, or nil: a frozen session's
+    /// descriptors are pinned for the handoff (nothing may close, open or move them), and
+    /// if the handoff succeeds the session is the successor's to change.
+    var handoffChangeRefusal: APIError? {
+        guard handoff.isHeld else { return nil }
+        return .conflict("session \(record.id) is being handed to a new process; try again once the handoff is over")
+    }
+}
+
+extension SessionRecord {
+    /// Runs a change asked for over the API (a kill, a splice, a removal, a split, a
+    /// failover, a capture) on the session's loop, or refuses it (409) while the session is
+    /// frozen for a handoff (`Session.handoffChangeRefusal`). Checked on the loop, where the
+    /// freeze happens: a change that was let in before the freeze runs before it.
+    func changingSession<T: Sendable>(_ body: @escaping @Sendable (Session) -> EventLoopFuture<T>)
+        -> EventLoopFuture<T> {
+        withSession { session in
+            if let refusal = session.handoffChangeRefusal { return session.eventLoop.makeFailedFuture(refusal) }
+            return body(session)
+        }
+    }
+}
+
+/// Whether a session can be frozen for a handoff now (`Session.handoffReadiness`).
+enum HandoffReadiness {
+    /// It can.
+    case ready
+    /// Not yet: something under way finishes by itself soon (the reason says what).
+    case settling(String)
+    /// Not while what the reason names lasts: the handoff is refused.
+    case blocked(String)
+    /// It has ended: nothing to move.
+    case gone
 }

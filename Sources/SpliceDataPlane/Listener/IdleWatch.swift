@@ -20,7 +20,7 @@ enum IdleWatch {
             let total = bytes.clientToServer &+ bytes.serverToClient
             let now = NIODeadline.now()
             // A handoff under way holds the bytes back: that is no idleness of the session's.
-            if total != state.value.lastTotal || session.handoffFrozen {
+            if total != state.value.lastTotal || session.handoff.isHeld {
                 state.value.lastTotal = total
                 state.value.lastChange = now
             } else if now - state.value.lastChange >= timeout {

@@ -55,6 +55,16 @@ final class ExecProcess: Sendable {
     /// The pidfd to pass to a successor process, nil if there is none to pass.
     var handoffDescriptor: Int32? { child.handoffDescriptor }
 
+    /// Stops watching while a handoff is under way (the pidfd stays open: it may travel).
+    func suspendForHandoff() {
+        child.suspendForHandoff()
+    }
+
+    /// Watches again: the handoff failed.
+    func resumeAfterHandoff() {
+        child.resumeAfterHandoff()
+    }
+
     /// A successor watches the process now: stop watching it here, signalling nothing.
     func relinquish() {
         child.relinquish()

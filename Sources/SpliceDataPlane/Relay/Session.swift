@@ -46,16 +46,11 @@ final class Session {
     /// Whether the session has ended (its sockets are closing or closed).
     var ending: Bool { machine.isEnding }
     /// Whether the session's sockets may be read (templates are in, no handoff under way).
-    var readsEnabled: Bool { machine.readsEnabled && !handoffFrozen }
-    /// Set while the session is being handed to a successor process: nothing is read, and
-    /// its sockets are not polled (see Session+Handoff).
-    var handoffFrozen = false
-    /// Why the session was to end while frozen (a timer): it ends so once thawed; a
-    /// successor that took it decides for itself.
-    var handoffDeferredEnd: CloseReason?
-    /// A session taken over from a predecessor: the bytes it had queued for each socket
-    /// (endpoints and mediator legs), written when the handoff is acknowledged.
-    var handoffQueued: [(port: Port, bytes: [UInt8])] = []
+    var readsEnabled: Bool { machine.readsEnabled && !handoff.isHeld }
+    /// The session's part in a handoff to or from another process: while it is held
+    /// (frozen here, or adopted and waiting for the acknowledgement) nothing is read, its
+    /// sockets are not polled and an end waits for the thaw (see Session+Handoff).
+    var handoff = SessionHandoffState<[(port: Port, bytes: [UInt8])]>()
 
     /// Publishes the session's shape for the API: called once after every change to it.
     func publish() {
@@ -281,18 +276,16 @@ final class Session {
     @discardableResult
     func kill(_ reason: CloseReason) -> EventLoopFuture<Void> {
         // Its descriptors are on their way to a successor: not ours to close now.
-        guard !handoffFrozen else {
-            return eventLoop.makeFailedFuture(APIError.conflict("session \(record.id) is being handed to a new process; try again once the handoff is over"))
-        }
+        if let refusal = handoffChangeRefusal { return eventLoop.makeFailedFuture(refusal) }
         end(reason)
         return closedChannels ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
     func end(_ reason: CloseReason) {
-        if handoffFrozen {
-            if handoffDeferredEnd == nil { handoffDeferredEnd = reason }
-            return
+        switch handoff.end(reason) {
+        case .end: break
+        case .deferred, .ignore: return
         }
         guard machine.end(reason) else { return }
         captureEnded(reason)

@@ -19,6 +19,7 @@ import requests
 from conftest import connect, roundtrip, wait_until
 from test_handoff import (DEADLINE_S, HEADER, FakeSuccessor, Fleet, socket_path, take_over,
                           upstream)  # noqa: F401 (fixture)
+from test_reload import NotifySocket, reload, subreaper, successor_of  # noqa: F401 (fixture)
 
 
 def saved(path) -> dict:
@@ -175,3 +176,29 @@ def test_failed_handoff_leaves_the_predecessor_the_writer(start_gateway, upstrea
         assert saved_mediators(state) == {"after"}
         assert saved_listeners(state) == {listener["id"]: listener["listen"]}
         assert roundtrip(client, b"still") == b"still"
+
+
+def test_a_reload_hands_the_state_file_to_the_successor(start_gateway, upstream, tmp_path, subreaper):
+    """SIGHUP (`systemctl reload`) starts the successor with the same command line, so the
+    file goes with the sessions: the successor's changes are saved, the old one's kept."""
+    notify = NotifySocket(socket_path(tmp_path, "notify"))
+    path = socket_path(tmp_path, "h.sock")
+    state = tmp_path / "state.json"
+    try:
+        old = start_gateway("--handoff-socket", path, "--state-file", str(state), "--event-loops", "2",
+                            env={"NOTIFY_SOCKET": notify.address})
+        subreaper.groups.append(old.proc.pid)
+        notify.wait(lambda m: m.pid == old.proc.pid and m.fields.get("READY") == "1", "READY=1 once serving")
+        listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(5) + b"before") == HEADER.pack(5) + b"before"
+            admin_url = old.url
+            pid = reload(old.proc.pid, notify, subreaper, old.stderr_text, lambda: old.proc.wait(timeout=DEADLINE_S))
+            old.url = ""
+            new = successor_of(old, pid, admin_url)
+            assert roundtrip(client, b"after") == b"after"
+            added = new.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+            assert saved_listeners(state) == {listener["id"]: listener["listen"], added["id"]: added["listen"]}
+        assert subreaper.stop(pid) == 0
+    finally:
+        notify.close()

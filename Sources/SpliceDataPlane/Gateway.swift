@@ -29,6 +29,8 @@ public final class Gateway: Sendable {
     let accepting = Atomic<Bool>(true)
     /// Set while a handoff to a successor process is under way (see Gateway+Handoff).
     let handoffHold = Mutex<HandoffHold?>(nil)
+    /// Listener and mediator changes against a handoff (see `ConfigChangeGate`).
+    let configChanges = ConfigChangeGate()
 
     /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
     /// over all listeners (nil: no limit). Session ids count up from `firstSessionNumber`

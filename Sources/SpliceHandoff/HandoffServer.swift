@@ -147,8 +147,9 @@ public final class HandoffServer: Sendable {
             return false
         }
         // The data plane's reason first: a removal in flight also holds its DELETE's answer,
-        // and what to wait for is the removal.
-        if let reason = gateway.handoffBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
+        // and what to wait for is the removal. A stream (events, a capture) refuses at once;
+        // an answer on its way is waited for.
+        if let reason = gateway.handoffBlocker() ?? streamBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
             refuse(channel, reason, successor: successor)
             return false
         }
@@ -160,8 +161,9 @@ public final class HandoffServer: Sendable {
             return false
         }
         // A stream opened while freezing would be cut: refuse now rather than later. An answer
-        // that was on its way (a kill whose session closed just before the freeze) is waited
-        // for, briefly: the sessions are frozen meanwhile.
+        // that was on its way (a kill whose session closed just before the freeze, a listener
+        // or mediator change the gateway waited for) is waited for, briefly: the sessions are
+        // frozen meanwhile, and changes asked for from now on get 409.
         if let reason = adminBlocker(waitingUpTo: Self.adminSettleWaitFrozen) {
             refuse(channel, reason, successor: successor)
             channel.close()
@@ -225,6 +227,12 @@ public final class HandoffServer: Sendable {
         for session in export.sessions { try channel.send(HandoffMessage.session(session).frame) }
         try channel.send(HandoffMessage.end(export.counters, sessions: export.sessions.count,
                                             listeners: export.listeners.count, pid: getpid()).frame)
+    }
+
+    /// Event streams and captures last until their reader leaves: they refuse a handoff at
+    /// once (waiting for them would only delay the refusal).
+    private func streamBlocker() -> String? {
+        admin.parkedStreams > 0 ? adminBlocker(waitingUpTo: .zero) : nil
     }
 
     /// Admin responses in flight do not move yet: an answer waiting on the data plane (a

@@ -33,11 +33,14 @@ struct Runtime {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         // First of all, the cluster's database: the node number must be known before any
         // listener accepts (session ids carry it), and an unusable database stops start-up.
-        let cluster: Cluster?
+        // A successor keeps its predecessor's node number, known once it has heard from it.
+        var cluster: Cluster?
         do {
-            cluster = try settings.cluster.map { settings throws(ClusterError) in
-                try Cluster.open(url: settings.database, seedListeners: self.settings.listeners,
-                                 seedMediators: self.settings.mediators, logger: logger)
+            if settings.takeOver == nil {
+                cluster = try settings.cluster.map { settings throws(ClusterError) in
+                    try Cluster.open(url: settings.database, seedListeners: self.settings.listeners,
+                                     seedMediators: self.settings.mediators, logger: logger)
+                }
             }
         } catch {
             try? demoGroup?.syncShutdownGracefully()
@@ -48,7 +51,7 @@ struct Runtime {
                               maxSessions: settings.maxSessions, metrics: metrics,
                               firstSessionNumber: cluster.map { ClusterNode.firstSessionNumber(ofNode: $0.nodeNumber) } ?? 1)
         // Requests to the other nodes (forwarded actions, merged listings and events).
-        let peers = cluster.map { _ in PeerClient() }
+        let peers = settings.cluster.map { _ in PeerClient() }
         let state = settings.stateFile.map(StateFile.init(path:))
         if let removed = state?.removeStaleTemporaries(), !removed.isEmpty {
             logger.notice("removed temporary state files left by an earlier crash", metadata: [
@@ -61,9 +64,14 @@ struct Runtime {
         var predecessor: HandoffTakeOver?
         // Set once a take-over is complete: the sessions are this process's from then on.
         var taken = false
+        // A signal before the acknowledgement abandons a take-over (see `TakeOverSignalWatch`).
+        let takeOverSignals = settings.takeOver.map { _ in TakeOverSignalWatch(signals: signals, logger: logger) }
+        defer { takeOverSignals?.stop() }
         do {
             if let path = settings.takeOver {
-                predecessor = try takeOver(from: path, into: gateway)
+                let received = try takeOver(from: path, into: gateway)
+                predecessor = received
+                cluster = try joinNode(of: received, from: path)
             } else if cluster == nil {
                 // In a cluster the database's listeners and mediators are applied once the node
                 // has joined (below); the config file only seeded a new database.
@@ -77,8 +85,9 @@ struct Runtime {
                 }
             }
             // Written at once: the first start turns the config into the state, and the file
-            // shows the ports actually bound.
-            try state?.save(gateway)
+            // shows the ports actually bound. Not by a successor before the predecessor let go:
+            // until then the file is the predecessor's (a failed take-over leaves it so).
+            if predecessor == nil { try state?.save(gateway) }
             let persist = state.map { state in Persistence { () throws(APIError) in try state.save(gateway) } }
             let clustered = cluster?.attach(gateway: gateway, bindHost: settings.cluster?.bindHost,
                                             version: Splicegate.version)
@@ -108,17 +117,31 @@ struct Runtime {
             alone?.rename(name, adminURL: advertise)
             if let predecessor, let path = settings.takeOver {
                 do {
+                    // The node's row must be this one's to take (same --node) before the ack.
+                    try cluster?.confirmSuccession(as: name, adminURL: advertise)
+                    if let number = takeOverSignals?.signal {
+                        throw StartupError("--take-over \(path): stopped by signal \(number) before acknowledging; the running gateway keeps everything")
+                    }
                     try completeTakeOver(predecessor, from: path, into: gateway, admin: server)
+                } catch let error as ClusterError {
+                    server.stop()
+                    throw StartupError("--take-over \(path): \(error.description)")
                 } catch {
                     server.stop()
                     throw error
                 }
                 taken = true
+                // From the release on, this process alone writes the state file.
+                saveAfterTakeOver(state, gateway)
             }
             if let path = settings.handoffSocket {
                 do {
+                    let node = cluster
                     handoff = try HandoffServer(path: path, gateway: gateway, admin: server, adminToken: settings.token,
                                                 logger: logger, timeout: settings.handoffTimeout) {
+                        // The successor stands in for this node from now on: no heartbeat, no
+                        // reconciliation from here, and the node's row stays.
+                        node?.handOver()
                         reloader.handedOff()
                         signals.post(SignalWaiter.handedOff)
                     }
@@ -132,7 +155,7 @@ struct Runtime {
                 }
             }
             do {
-                try cluster?.start(name: name, adminURL: advertise)
+                try cluster?.start(name: name, adminURL: advertise, succeeding: taken)
             } catch {
                 server.stop()
                 throw StartupError(error.description)
@@ -158,7 +181,11 @@ struct Runtime {
         fflush(nil)
         notifier.ready(succeeding: predecessor?.predecessor)
 
+        takeOverSignals?.stop()
         let signal = signals.next()
+        if signal != SignalWaiter.handedOff, gateway.handoffUnderway {
+            logger.notice("signal during a handoff: finishing it first", metadata: ["signal": "\(signal)"])
+        }
         // A handoff under way finishes before anything else; if it succeeded, the sessions
         // are the successor's whatever the signal was.
         if handoff?.stop() == true {
@@ -211,6 +238,39 @@ struct Runtime {
             throw StartupError("--take-over \(path): \(problems[0])")
         }
         return received
+    }
+
+    /// The cluster node a successor stands in for: its predecessor's, whose number the
+    /// sessions' ids carry (so the id counter says it). A gateway not in a cluster and a
+    /// cluster node do not take over from each other.
+    private func joinNode(of received: HandoffTakeOver, from path: String) throws -> Cluster? {
+        let number = received.counters.nextSession / ClusterNode.sessionNumberStride
+        guard let clusterSettings = settings.cluster else {
+            guard number == 0 else {
+                throw StartupError("--take-over \(path): the running gateway is node number \(number) of a cluster; start its successor with the same --cluster-db and --node")
+            }
+            return nil
+        }
+        guard number > 0 else {
+            throw StartupError("--take-over \(path): the running gateway is not in a cluster; its successor cannot join one (leave out --cluster-db)")
+        }
+        do {
+            return try Cluster.open(url: clusterSettings.database, seedListeners: [], seedMediators: [],
+                                    nodeNumber: number, logger: logger)
+        } catch {
+            throw StartupError("--take-over \(path): \(error.description)")
+        }
+    }
+
+    /// The successor's first save, once the predecessor let go: the file is this process's
+    /// from now on. A failure cannot undo the take-over; the next change's save tries again.
+    private func saveAfterTakeOver(_ state: StateFile?, _ gateway: Gateway) {
+        guard let state else { return }
+        do {
+            try state.save(gateway)
+        } catch {
+            logger.error("state file not written after the take-over", metadata: ["reason": "\(error.detail)"])
+        }
     }
 
     /// Acknowledges what `received` holds (everything that can fail is set up by now), waits

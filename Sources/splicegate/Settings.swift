@@ -99,8 +99,10 @@ struct Settings {
 }
 
 extension Settings {
-    /// `--handoff-socket` and `--take-over`, and what the first slice of the handoff does
-    /// not combine with yet (issue 15).
+    /// `--handoff-socket` and `--take-over` (issue 15). A successor is started with its
+    /// predecessor's command line plus `--take-over`: the config file's listeners and
+    /// mediators are then not applied (the running gateway's are taken, as a state file's
+    /// would be), its admin settings are.
     fileprivate static func resolveHandoff(_ command: Splicegate, into settings: inout Settings) throws {
         if let path = command.handoffSocket {
             guard !path.isEmpty else { throw StartupError("--handoff-socket needs a path") }
@@ -115,17 +117,11 @@ extension Settings {
         }
         if let path = command.takeOver {
             guard !path.isEmpty else { throw StartupError("--take-over needs a path") }
-            // With --config the file's admin and other settings apply; its listeners and
-            // mediators do not (the running gateway's are taken over): a reload starts the
-            // successor with the same arguments as the running gateway.
-            guard !command.demo else {
-                throw StartupError("--take-over gets its listeners and mediators from the running gateway; it does not combine with --demo")
-            }
             settings.takeOver = path
         }
         guard settings.handoffSocket != nil || settings.takeOver != nil else { return }
-        guard settings.stateFile == nil, settings.cluster == nil, command.demo == false else {
-            throw StartupError("handing sessions to a new process does not work with --state-file, --cluster-db or --demo yet")
+        guard !command.demo else {
+            throw StartupError("--demo cannot hand its sessions to a new process (--handoff-socket, --take-over): its echo upstream and sample mediators are servers inside the process, which no successor can take over")
         }
     }
 }

@@ -1087,10 +1087,18 @@ class FakePredecessor:
 
     def hand_over(self) -> dict:
         """Accepts the successor, sends everything and returns its answer (the ack)."""
+        self.greet()
+        return self.send_everything()
+
+    def greet(self) -> None:
+        """Accepts the successor and takes its hello."""
         self.conn, _ = self.unix.accept()
         self.conn.settimeout(DEADLINE_S)
         hello = _read_frame(self.conn)
         assert hello["type"] == "hello" and hello["version"] == 3, hello
+
+    def send_everything(self) -> dict:
+        """Sends the admin socket, the listener and the end; returns the successor's answer."""
         socket.send_fds(self.conn, [_frame({"type": "admin", "fds": 1, "admin_token_sha256": None})],
                          [self.admin.fileno()])
         spec = {"listen": self.listen, "upstream": self.upstream}

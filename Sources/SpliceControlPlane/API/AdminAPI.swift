@@ -51,7 +51,8 @@ public struct AdminAPI: Sendable {
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
-        let authority = options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist)
+        let authority = HandoffGatedAuthority(
+            inner: options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist), gateway: gateway)
         ListenersHandler(gateway: gateway, authority: authority).register(in: &router)
         SessionsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
         MediatorsHandler(gateway: gateway, authority: authority, cluster: options.cluster).register(in: &router)

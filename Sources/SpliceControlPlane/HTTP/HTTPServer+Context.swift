@@ -156,6 +156,9 @@ extension HTTPServer {
         /// Streams and pending answers MHD has not released yet (leak check).
         var liveParked: Int { parked.withLock(\.responses.count) }
 
+        /// Of those, the streams (events, captures): they last until their reader leaves.
+        var liveStreams: Int { parked.withLock { $0.responses.values.filter { $0 is StreamSource }.count } }
+
         private func register(_ response: some ParkedResponse) {
             let key = ObjectIdentifier(response)
             let stopping = parked.withLock { parked in

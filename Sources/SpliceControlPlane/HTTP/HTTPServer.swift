@@ -186,6 +186,10 @@ public final class HTTPServer: Sendable {
     /// answers waiting on the data plane (a handoff does not move them yet).
     public var parkedResponses: Int { context.liveParked }
 
+    /// Of `parkedResponses`, the streams (events, captures), which last until their reader
+    /// leaves; the others are answers that come once the data plane (or the database) replies.
+    public var parkedStreams: Int { context.liveStreams }
+
     /// The IP address a listening socket is bound to.
     private static func boundAddress(of fd: Int32) -> IPAddress? {
         var storage = sockaddr_storage()

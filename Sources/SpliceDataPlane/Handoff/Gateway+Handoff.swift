@@ -103,6 +103,12 @@ extension Gateway {
             handoffHold.withLock { $0 = nil }
             throw HandoffRefused(reason)
         }
+        // A listener or mediator change under way ends (saved) before anything is read.
+        guard configChanges.close(waitingUntil: .now + Self.handoffSettleWait) else {
+            configChanges.open()
+            handoffHold.withLock { $0 = nil }
+            throw HandoffRefused("a listener or mediator change is under way (being saved); try again once it is done")
+        }
         let listeners = listenerTable.withLock { Array($0.values) }.sorted { $0.id < $1.id }
         try? wait(EventLoopFuture.andAllComplete(listeners.map { $0.relaySocket.pause() }, on: group.any()))
         // Every client accepted before the pause has its session now: freeze them all, each
@@ -152,6 +158,7 @@ extension Gateway {
         onEach(hold.records) { $0.thawAfterHandoff() }
         hold.listeners.forEach { $0.relaySocket.resume() }
         handoffHold.withLock { $0 = nil }
+        configChanges.open()
     }
 
     /// The successor has acknowledged: close our copies of the descriptors without touching

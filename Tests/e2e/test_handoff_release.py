@@ -1,7 +1,9 @@
 """The window between a successor's `ack` and the predecessor's `released` (issue 15).
 
 Nobody may lose the sessions there: a successor that dies after its ack leaves them with the
-old process, which serves on. Real processes, real sockets, every byte checked.
+old process, which serves on; a predecessor stopped after the ack (SIGSTOP), for however long,
+is waited for by the successor, which takes over once it is released. Real processes, real
+sockets, every byte checked.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import struct
 
 from conftest import connect, recv_exactly, roundtrip, wait_until
-from test_handoff import (DEADLINE_S, HEADER, Fleet, _frame, socket_path, take_over,  # noqa: F401
+from test_handoff import (DEADLINE_S, HEADER, FakePredecessor, Fleet, _frame, socket_path, take_over,  # noqa: F401
                           upstream)
 
 RESUMED = "handoff: the successor went away after acknowledging; serving every session on"
@@ -133,3 +135,30 @@ def _accepted_by(pid: int, conn: socket.socket) -> bool:
         except OSError:
             continue
     return any(f"socket:[{inode}]" in held for inode in inodes if inode != "0")
+
+
+def test_successor_waits_for_a_predecessor_stopped_past_a_minute(start_gateway, upstream, tmp_path):
+    """A predecessor stopped after the ack (SIGSTOP) lets go whenever it runs again: the
+    successor waits for as long as the connection is open (saying so every minute), so
+    that the sessions are never left to nobody, and serves once released. Lasts a minute:
+    a successor that gave up earlier (it used to, after 60 s) is the bug this catches."""
+    path = socket_path(tmp_path, "h.sock")
+    fake = FakePredecessor(path, upstream.address, os.getpid())
+    try:
+        successor = start_gateway("--take-over", path, "--event-loops", "2", wait=False)
+        ack = fake.hand_over()
+        assert ack == {"type": "ack", "fds": 0, "sessions": 0, "listeners": 1}, ack
+        wait_until(lambda: "still waiting for the predecessor to release" in successor.stderr_text()
+                   or not successor.alive(), timeout=90, interval=0.5,
+                   message="the successor to wait past a minute")
+        assert successor.alive(), successor.output()
+        with connect(fake.listen) as client:
+            client.sendall(HEADER.pack(5) + b"queued")
+            fake.conn.sendall(_frame({"type": "released", "fds": 0}))
+            fake.conn.close()
+            successor.wait_ready(timeout=DEADLINE_S)
+            assert recv_exactly(client, HEADER.size + 6) == HEADER.pack(5) + b"queued"
+        assert "the predecessor ended without releasing" not in successor.stderr_text()
+        assert [l["listen"] for l in successor.listeners()] == [fake.listen]
+    finally:
+        fake.close()

@@ -204,17 +204,14 @@ public final class HandoffServer: Sendable {
         if let gone = successorGone(channel, watched) {
             channel.close()
             gateway.resumeAfterHandoff()
-            var adminProblem = ""
-            do {
-                try admin.startAccepting()
-            } catch {
-                adminProblem = "\(error)"
-            }
             logger.error("handoff: the successor went away after acknowledging; serving every session on", metadata: [
                 "successor_pid": "\(successor)", "reason": "\(gone)", "sessions": "\(export.sessions.count)",
             ])
-            if !adminProblem.isEmpty {
-                logger.error("handoff: cannot accept admin connections again", metadata: ["reason": "\(adminProblem)"])
+            do {
+                try admin.startAccepting()
+            } catch {
+                // The sessions serve on; only the admin API is missing.
+                logger.error("handoff: cannot accept admin connections again", metadata: ["reason": "\(error)"])
             }
             return false
         }

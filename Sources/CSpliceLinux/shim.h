@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -187,6 +188,25 @@ static inline long long splice_peer_uid(int fd) {
     socklen_t length = sizeof credentials;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
     return (long long)credentials.uid;
+}
+
+/* The pid of the process at the other end of a connected Unix socket (SO_PEERCRED: the
+   process that connected, or listened), or -1 with errno set. */
+static inline int splice_peer_pid(int fd) {
+    struct splice_ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return (int)credentials.pid;
+}
+
+/* Whether the other end of a connected socket has closed it or shut down its sending side,
+   without waiting: 1 if so, 0 if not, -1 with errno set. POLLRDHUP is a GNU name (0x2000 on
+   every Linux architecture). */
+static inline int splice_peer_hung_up(int fd) {
+    struct pollfd entry = { .fd = fd, .events = 0x2000, .revents = 0 };
+    int ready = poll(&entry, 1, 0);
+    if (ready < 0) return -1;
+    return ready > 0 && (entry.revents & (0x2000 | POLLHUP | POLLERR)) != 0;
 }
 
 /* Connects to the Unix stream socket at `path` (blocking); -1 with errno set on failure. */

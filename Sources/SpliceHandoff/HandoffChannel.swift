@@ -125,6 +125,33 @@ public final class HandoffChannel {
         return nil
     }
 
+    /// Waits up to `milliseconds` for something to receive, or for the other end to close:
+    /// false if the time passed with the connection open and quiet.
+    public func awaitInput(milliseconds: Int) -> Bool {
+        guard !closed else { return true }
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&entry, 1, Int32(clamping: milliseconds))
+            if ready < 0, errno == EINTR { continue }
+            // An error is for the receive that follows to report.
+            return ready != 0
+        }
+    }
+
+    /// Whether the other end has closed the connection or shut down its sending side (a
+    /// process that died, or gave up), without waiting.
+    public var peerHungUp: Bool {
+        guard !closed else { return true }
+        return splice_peer_hung_up(fd) != 0
+    }
+
+    /// The process id of the other end (as of its connect), or nil if it cannot be read.
+    public var peerPID: Int32? {
+        guard !closed else { return nil }
+        let pid = splice_peer_pid(fd)
+        return pid > 0 ? pid : nil
+    }
+
     /// Makes a blocked receive give up after `milliseconds` (0: wait for ever).
     public func setReceiveTimeout(milliseconds: Int) {
         _ = splice_set_receive_timeout(fd, Int32(clamping: milliseconds))

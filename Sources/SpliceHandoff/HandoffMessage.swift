@@ -38,12 +38,18 @@ import SpliceDataPlane
 ///    finished, its copies of the descriptors closed quietly, its socket file removed); it
 ///    then closes the connection and exits 0. On anything but a valid `ack` (abort, EOF, a
 ///    bad count, the deadline) it closes the connection FIRST and then resumes every
-///    session and listener, logging why.
+///    session and listener, logging why. After a valid `ack` and the admin drain, just
+///    before letting go, it checks that the successor is still there (the connection not
+///    closed on its side, its process, by SO_PEERCRED, not exited); if not, it resumes
+///    too. A successor dying between that check and `released` (closing this process's
+///    copies, then the send) is the one case left that loses the sessions.
 ///
-/// The successor reads, writes, accepts and serves the admin socket only after `released`:
-/// never do two processes serve the same sockets. A connection that closes without
-/// `released` means the predecessor resumed, unless it is dead (the `end` frame's pid):
-/// then nobody else holds the sockets and the successor takes over.
+/// The successor reads, writes, accepts and serves the admin socket only after `released`,
+/// and waits for it as long as the connection stays open (a stopped predecessor lets go
+/// or resumes when it runs again): never do two processes serve the same sockets. A
+/// connection that closes without `released` means the predecessor resumed, unless it is
+/// dead (the `end` frame's pid, given a second to show its exit after the EOF): then
+/// nobody else holds the sockets and the successor takes over.
 ///
 /// A new version is a new number: a predecessor refuses a `hello` it does not speak.
 public enum HandoffProtocol {

@@ -127,6 +127,9 @@ public final class HandoffServer: Sendable {
             logger.warning("handoff: refused a connection on the handoff socket", metadata: ["reason": "\(problem)"])
             return false
         }
+        // Watched from the connection on, so that its number, reused later, never stands in
+        // for it.
+        let watched = channel.peerPID.map { WatchedProcess(pid: $0) }
         channel.deadline = .now + .milliseconds(Self.helloTimeoutMilliseconds)
         let successor: Int32
         do throws(HandoffError) {
@@ -196,15 +199,38 @@ public final class HandoffServer: Sendable {
             ])
             return false
         }
+        logger.info("handoff: the successor acknowledged; finishing admin requests", metadata: [
+            "successor_pid": "\(successor)",
+        ])
         // The successor serves the admin socket only after `released`: finish what this
         // process accepted, so that no admin request is cut (answered from the state just
         // handed over).
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
-        // Closes this process's descriptors before `released` (a pipe left open here would
-        // keep an exec mediator's input open).
-        gateway.relinquishAfterHandoff()
+        // The last moment to change course: a successor that died (or gave up) since its ack
+        // never touched anything (it waits for `released`), and nobody but this process
+        // holds the sessions.
+        if let gone = successorGone(channel, watched) {
+            channel.close()
+            gateway.resumeAfterHandoff()
+            logger.error("handoff: the successor went away after acknowledging; serving every session on", metadata: [
+                "successor_pid": "\(successor)", "reason": "\(gone)", "sessions": "\(export.sessions.count)",
+            ])
+            do {
+                try admin.startAccepting()
+            } catch {
+                // The sessions serve on; only the admin API is missing.
+                logger.error("handoff: cannot accept admin connections again", metadata: ["reason": "\(error)"])
+            }
+            return false
+        }
         // Before `released`: the successor binds its own socket (maybe at this path) after it.
         removePath()
+        // From here to `released` is the one window left: a successor that dies in it (after
+        // the check above) takes the sessions with it, since this process's copies are closed
+        // (before `released`: a pipe left open here would keep an exec mediator's input
+        // open). It lasts as long as closing the descriptors on the event loops, and
+        // `released` is the very next step.
+        gateway.relinquishAfterHandoff()
         channel.deadline = .now + Self.releaseTimeout
         do throws(HandoffError) {
             try channel.send(HandoffMessage.released.frame)
@@ -218,6 +244,15 @@ public final class HandoffServer: Sendable {
             "successor_pid": "\(successor)", "sessions": "\(export.sessions.count)",
         ])
         return true
+    }
+
+    /// Why the successor is no longer there to take everything, or nil if it still is: the
+    /// connection closed or shut down on its side, or its process (known by the kernel's
+    /// word, not its hello's) exited.
+    private func successorGone(_ channel: HandoffChannel, _ watched: WatchedProcess?) -> String? {
+        if channel.peerHungUp { return "it closed the handoff connection" }
+        if let watched, watched.hasExited() { return "its process \(watched.pid) exited" }
+        return nil
     }
 
     private func send(_ export: HandoffExport, over channel: HandoffChannel) throws(HandoffError) {

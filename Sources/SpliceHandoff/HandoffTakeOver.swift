@@ -96,12 +96,27 @@ public final class HandoffTakeOver {
         channel.close()
     }
 
-    /// Waits (at most `milliseconds`) for the predecessor's `released`, then closes the
-    /// connection. Until this returns `.released` or `.predecessorGone`, the sockets must
-    /// not be touched: the predecessor may still serve them.
-    public func awaitRelease(milliseconds: Int) -> HandoffRelease {
+    /// Waits for the predecessor's `released`, then closes the connection. Until this
+    /// returns `.released` or `.predecessorGone`, the sockets must not be touched: the
+    /// predecessor may still serve them.
+    ///
+    /// Only the connection's end decides: a predecessor that is slow or stopped (SIGSTOP)
+    /// after the ack may still let go, or resume, whenever it runs again, and a successor
+    /// that gave up in between would leave the sessions to nobody. So this waits for as long
+    /// as the connection stays open, saying so every `logInterval`.
+    public func awaitRelease(logInterval: Duration) -> HandoffRelease {
         defer { channel.close() }
-        channel.setReceiveTimeout(milliseconds: milliseconds)
+        let (seconds, attoseconds) = logInterval.components
+        let milliseconds = max(1, Int(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        let start = ContinuousClock.now
+        while !channel.awaitInput(milliseconds: milliseconds) {
+            logger.warning("handoff: still waiting for the predecessor to release everything (stopped, or very slow?)", metadata: [
+                "from_pid": "\(predecessor)", "waited": "\(ContinuousClock.now - start)",
+            ])
+        }
+        // Something arrived, or the connection ended: `released` is one small frame, sent in
+        // one piece, so the receive does not wait long either way.
+        channel.setReceiveTimeout(milliseconds: 0)
         let why: String
         do throws(HandoffError) {
             if case .released = try channel.receiveMessage() { return .released }

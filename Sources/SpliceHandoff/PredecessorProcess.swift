@@ -1,23 +1,13 @@
-internal import CSpliceLinux
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Whether the process that handed over is still running.
 enum PredecessorProcess {
-    /// True unless `pid` is gone or has exited (a zombie not yet reaped counts as exited: its
-    /// descriptors are closed). A pidfd says so without a race on a reused number once open.
+    /// How long a closed connection may precede the predecessor's exit becoming visible: a
+    /// killed process closes its descriptors (the successor sees EOF) before its pidfd turns
+    /// readable, and one found alive in that gap would be taken for one that resumed.
+    static let exitGrace: Duration = .seconds(1)
+
+    /// True unless `pid` is gone or exits within `exitGrace` (a zombie not yet reaped counts
+    /// as exited: its descriptors are closed).
     static func isAlive(_ pid: Int32) -> Bool {
-        guard pid > 0 else { return false }
-        let pidfd = splice_pidfd_open(pid)
-        guard pidfd >= 0 else {
-            if errno == ESRCH { return false }
-            // No pidfds (before Linux 5.3): the signal-0 probe.
-            return kill(pid, 0) == 0 || errno == EPERM
-        }
-        defer { close(pidfd) }
-        var poll = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-        // Readable once the process has exited.
-        return Glibc.poll(&poll, 1, 0) == 0
+        !WatchedProcess(pid: pid).hasExited(waitingUpTo: exitGrace)
     }
 }

@@ -285,7 +285,7 @@ struct Runtime {
             throw StartupError("--take-over \(path): could not acknowledge: \(error)")
         }
         // Nothing is touched until the predecessor says it let go (see `HandoffProtocol`).
-        switch received.awaitRelease(milliseconds: Self.releaseWaitMilliseconds) {
+        switch received.awaitRelease(logInterval: Self.releaseLogInterval) {
         case .released:
             break
         case .predecessorGone(let why):
@@ -304,9 +304,10 @@ struct Runtime {
         }
     }
 
-    /// How long a successor waits, after acknowledging, for the predecessor to let go: longer
-    /// than the predecessor may take (admin connections finished in 5 s, descriptors closed).
-    static let releaseWaitMilliseconds = 60_000
+    /// How often a successor still waiting, after acknowledging, for the predecessor to let go
+    /// says so (it waits for as long as the predecessor keeps the connection open): longer than
+    /// the predecessor takes when it runs (admin connections finished in 5 s, descriptors closed).
+    static let releaseLogInterval: Duration = .seconds(60)
 
     /// After a handoff: sessions that ended before it may still be writing their last bytes
     /// (they were not handed over); they are given `flushLimit` to finish before the process

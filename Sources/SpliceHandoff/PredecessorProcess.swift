@@ -7,7 +7,7 @@ enum PredecessorProcess {
 
     /// True unless `pid` is gone or exits within `exitGrace` (a zombie not yet reaped counts
     /// as exited: its descriptors are closed).
-    static func isAlive(_ pid: Int32) -> Bool {
-        !WatchedProcess(pid: pid).hasExited(waitingUpTo: exitGrace)
+    static func isAlive(_ pid: Int32, grace: Duration = exitGrace) -> Bool {
+        !WatchedProcess(pid: pid).hasExited(waitingUpTo: grace)
     }
 }

@@ -59,7 +59,7 @@ public final class Reloader: Sendable {
             return nil
         }
         // Not if it has died meanwhile (then another process took over, started by hand).
-        if let successor, PredecessorProcess.isAlive(successor) { notifier.mainProcess(successor) }
+        if let successor, PredecessorProcess.isAlive(successor, grace: .zero) { notifier.mainProcess(successor) }
     }
 
     private func hangUp() {

@@ -571,6 +571,42 @@ def test_open_event_stream_ends_cleanly_at_handoff(start_gateway, upstream, tmp_
         stream.close()
 
 
+def test_failed_handoff_leaves_event_stream_and_capture_running(start_gateway, upstream, tmp_path):
+    """Streams are ended only once a successor has acknowledged: one that dies midway leaves
+    the event stream and the capture going on in the old process, which records and reports
+    what happens next."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    stream = RawEventStream(old)
+    try:
+        stream.read_until(b": splicegate events")
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(1) + b"one") == HEADER.pack(1) + b"one"
+            sid = session_of(old, client)["id"]
+            capture = CaptureStream(old.url + f"/api/v1/sessions/{sid}/capture", tmp_path / "c.pcapng",
+                                    headers=old.headers())
+            try:
+                wait_until(lambda: session_of(old, client)["captures"], message="the capture listed")
+                FakeSuccessor(path, sessions=1).close()
+                wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
+                           in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to log the failure")
+                old.assert_alive()
+                assert roundtrip(client, b"after") == b"after"
+                second = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+                stream.read_until(f'"{second["id"]}"'.encode())
+                assert b"handing off" not in stream.data
+                assert old.delete(f"/api/v1/sessions/{sid}").status_code in (200, 204)
+                pcap = capture.wait(timeout=DEADLINE_S)
+                assert_clean(pcap)
+                number = by_interface(pcap)["client"][0]["stream"]
+                assert follow(pcap, number)[number] == (b"after", b"after")
+            finally:
+                capture.close()
+    finally:
+        stream.close()
+
+
 def test_session_still_dialing_refuses_after_waiting(start_gateway, tmp_path):
     """A session whose server does not answer yet is waited for (listeners paused); one that
     is still dialing when the wait ends refuses the handoff, and then connects as usual."""

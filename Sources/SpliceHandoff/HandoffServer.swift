@@ -150,9 +150,10 @@ public final class HandoffServer: Sendable {
             return false
         }
         // The data plane's reason first: a removal in flight also holds its DELETE's answer,
-        // and what to wait for is the removal. A stream (events, a capture) refuses at once;
-        // an answer on its way is waited for.
-        if let reason = gateway.handoffBlocker() ?? streamBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
+        // and what to wait for is the removal. An answer on its way is waited for; a stream
+        // (events, a capture) does not hold the handoff up: it is ended once the successor
+        // has acknowledged, and its client reconnects to the successor.
+        if let reason = gateway.handoffBlocker() ?? adminBlocker(waitingUpTo: Self.adminSettleWait) {
             refuse(channel, reason, successor: successor)
             return false
         }
@@ -163,8 +164,7 @@ public final class HandoffServer: Sendable {
             refuse(channel, error.reason, successor: successor)
             return false
         }
-        // A stream opened while freezing would be cut: refuse now rather than later. An answer
-        // that was on its way (a kill whose session closed just before the freeze, a listener
+        // An answer that was on its way (a kill whose session closed just before the freeze, a listener
         // or mediator change the gateway waited for) is waited for, briefly: the sessions are
         // frozen meanwhile, and changes asked for from now on get 409.
         if let reason = adminBlocker(waitingUpTo: Self.adminSettleWaitFrozen) {
@@ -202,9 +202,12 @@ public final class HandoffServer: Sendable {
         logger.info("handoff: the successor acknowledged; finishing admin requests", metadata: [
             "successor_pid": "\(successor)",
         ])
+        // The captures' files end first, each with its statistics blocks (the drain would
+        // end their streams where they stand).
+        gateway.endCapturesAfterHandoff()
         // The successor serves the admin socket only after `released`: finish what this
         // process accepted, so that no admin request is cut (answered from the state just
-        // handed over).
+        // handed over), and end the event streams, whose clients reconnect to the successor.
         admin.stopAcceptingAndDrain(timeout: .seconds(5))
         // The last moment to change course: a successor that died (or gave up) since its ack
         // never touched anything (it waits for `released`), and nobody but this process
@@ -264,24 +267,18 @@ public final class HandoffServer: Sendable {
                                             listeners: export.listeners.count, pid: getpid()).frame)
     }
 
-    /// Event streams and captures last until their reader leaves: they refuse a handoff at
-    /// once (waiting for them would only delay the refusal).
-    private func streamBlocker() -> String? {
-        admin.parkedStreams > 0 ? adminBlocker(waitingUpTo: .zero) : nil
-    }
-
-    /// Admin responses in flight do not move yet: an answer waiting on the data plane (a
-    /// kill, a splice) is waited for, up to `wait`; a stream (events, a capture) lasts and
-    /// refuses the handoff.
+    /// Admin answers in flight do not move: one waiting on the data plane (a kill, a
+    /// splice) is waited for, up to `wait`, and refuses the handoff if it has not come by
+    /// then. Streams (events, captures) are not counted: they end after the ack.
     private func adminBlocker(waitingUpTo wait: Duration) -> String? {
         let deadline = ContinuousClock.now + wait
-        var parked = admin.parkedResponses
-        while parked > 0, ContinuousClock.now < deadline {
+        var waiting = admin.parkedAnswers
+        while waiting > 0, ContinuousClock.now < deadline {
             usleep(2_000)
-            parked = admin.parkedResponses
+            waiting = admin.parkedAnswers
         }
-        guard parked > 0 else { return nil }
-        return "\(parked) admin response(s) in flight (an event stream, a capture, or an answer waiting on the data plane); handing those off is not supported yet"
+        guard waiting > 0 else { return nil }
+        return "\(waiting) admin answer(s) in flight (waiting on the data plane); try again once they are answered"
     }
 
     private func refuse(_ channel: HandoffChannel, _ reason: String, successor: Int32?) {

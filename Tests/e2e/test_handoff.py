@@ -1,6 +1,7 @@
 """Handing live sessions to a new process (issue 15): `--handoff-socket` on the running
 gateway, `--take-over` on the new one. Plain sessions and sessions with TCP-mediator hops
-move; splits, exec hops, captures and half-closed sessions refuse.
+move, as do splits, exec hops and half-closed sessions; event streams and live captures end
+cleanly in the old process once the successor has acknowledged.
 
 Everything is real: gateway processes, TCP clients streaming known bytes both ways through
 them to an upstream that hashes what it receives, the Unix handoff socket, a successor
@@ -29,7 +30,7 @@ import time
 import pytest
 import requests
 
-from capture_tools import CaptureStream
+from capture_tools import CaptureStream, assert_clean, by_interface, follow, interface_statistics
 from conftest import StreamServer, connect, recv_exactly, roundtrip, session_of, split_address, wait_until
 from test_early_events import SlowUpstream, relay_fds
 from test_hop_failure_once import children
@@ -311,12 +312,16 @@ def test_handoff_moves_streaming_sessions_twice(start_gateway, upstream, tmp_pat
         fleet.close()
 
 
-def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
-    """A session being captured does not move (the capture is an HTTP stream of the old
-    process): refused before anything stops, and everything serves on."""
+def test_live_capture_ends_complete_at_handoff(start_gateway, upstream, tmp_path):
+    """A session being captured moves; its capture, an HTTP stream of the old process, ends
+    there once the successor has acknowledged: the file the reader holds is a complete
+    pcapng (statistics blocks last, no partial block) holding exactly the bytes relayed
+    before the handoff, and the session's bytes go on exact in the new process. (Before
+    issue 15's follow-up, the capture refused the handoff.)"""
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
     listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    rng = random.Random(15)
     with connect(listener["listen"]) as plain, connect(listener["listen"]) as captured:
         for index, sock in enumerate((plain, captured)):
             assert roundtrip(sock, HEADER.pack(index) + b"one") == HEADER.pack(index) + b"one"
@@ -325,20 +330,39 @@ def test_refused_handoff_changes_nothing(start_gateway, upstream, tmp_path):
                                 headers=old.headers())
         try:
             wait_until(lambda: session_of(old, captured)["captures"], message="the capture listed")
-            refused = start_gateway("--take-over", path, wait=False)
-            assert refused.proc.wait(timeout=DEADLINE_S) == 2
-            expected = f"session {sid} is being captured; handing off a live capture is not supported yet"
-            assert expected in refused.stderr_text(), refused.output()
-            wait_until(lambda: expected in old.stderr_text(), message="the old gateway to log the refusal")
-            old.assert_alive()
-            # Everything serves on: both sessions, the listener, the admin API's changes.
-            for sock in (plain, captured):
-                assert roundtrip(sock, b"two") == b"two"
-            with connect(listener["listen"]) as late:
-                assert roundtrip(late, HEADER.pack(7) + b"late") == HEADER.pack(7) + b"late"
-            assert old.delete(f"/api/v1/sessions/{sid}").status_code in (200, 204)
-            capture.wait(timeout=DEADLINE_S)
-            assert os.path.exists(path)
+            before = rng.randbytes(48 * 1024)
+            assert roundtrip(captured, before) == before
+            new = take_over(start_gateway, old, path)
+            # Ended by the old process, cleanly: requests would raise on a cut chunked body.
+            pcap = capture.wait(timeout=DEADLINE_S)
+            assert_clean(pcap)
+            statistics = interface_statistics(pcap)  # every block whole, nothing after the last
+            assert set(statistics) == {"client", "server"}, statistics
+            assert all(entry["dropped"] == 0 for entry in statistics.values()), statistics
+            points = by_interface(pcap)
+            numbers = [points[name][0]["stream"] for name in ("client", "server")]
+            followed = follow(pcap, *numbers)
+            for number in numbers:
+                assert followed[number] == (before, before), (number, len(followed[number][0]))
+
+            # The session goes on in the new process, every byte exact, no longer captured.
+            after = rng.randbytes(48 * 1024)
+            assert roundtrip(captured, after) == after
+            assert roundtrip(plain, b"two") == b"two"
+            moved = session_of(new, captured)
+            assert moved["id"] == sid and not moved["captures"], moved
+            sent = HEADER.size + 3 + len(before) + len(after)
+            assert moved["bytes"] == {"client_to_server": sent, "server_to_client": sent}, moved
+            # A new capture of it is the successor's.
+            again = CaptureStream(new.url + f"/api/v1/sessions/{sid}/capture", tmp_path / "d.pcapng",
+                                  headers=new.headers())
+            try:
+                wait_until(lambda: session_of(new, captured)["captures"], message="the new capture listed")
+                assert roundtrip(captured, b"three") == b"three"
+                assert new.delete(f"/api/v1/sessions/{sid}").status_code in (200, 204)
+                assert_clean(again.wait(timeout=DEADLINE_S))
+            finally:
+                again.close()
         finally:
             capture.close()
 
@@ -474,21 +498,113 @@ def _state(pid: int) -> str:
         return ""
 
 
-def test_open_event_stream_refuses_handoff(start_gateway, upstream, tmp_path):
-    """An admin response in flight (here an event stream) does not move yet: refused, and the
-    stream goes on in the old process."""
+class RawEventStream:
+    """`GET /api/v1/events` over a plain socket, so that the chunked framing itself is
+    checked: `read_to_end` returns the body once the server has closed the connection and
+    fails unless the last chunk (`0`) came and every chunk was whole."""
+
+    def __init__(self, gateway) -> None:
+        host, port = gateway.url.split("//", 1)[1].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
+        head = "".join(f"{name}: {value}\r\n" for name, value in gateway.headers().items())
+        self.sock.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+        self.data = bytearray()
+
+    def read_until(self, marker: bytes) -> None:
+        while marker not in self.data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"the stream ended before {marker!r}: {bytes(self.data)!r}"
+            self.data += chunk
+
+    def read_to_end(self) -> bytes:
+        while chunk := self.sock.recv(65536):
+            self.data += chunk
+        head, _, rest = bytes(self.data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+        body = bytearray()
+        while True:
+            size_line, separator, rest = rest.partition(b"\r\n")
+            assert separator, f"a chunk cut in its size line after {len(body)} bytes: {rest!r}"
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                assert rest.startswith(b"\r\n"), f"no end after the last chunk: {rest!r}"
+                return bytes(body)
+            assert len(rest) >= size + 2 and rest[size:size + 2] == b"\r\n", \
+                f"a chunk of {size} bytes cut at {len(rest)}"
+            body += rest[:size]
+            rest = rest[size + 2:]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_open_event_stream_ends_cleanly_at_handoff(start_gateway, upstream, tmp_path):
+    """An event stream (the console follows one) does not hold a handoff up: the old
+    process ends it properly once the successor has acknowledged (whole chunks, the last
+    chunk, a comment saying why), and the stream opened again on the same URL is the
+    successor's, starting with `gateway.handoff`. (Before issue 15's follow-up, an open
+    stream refused the handoff.)"""
     path = socket_path(tmp_path, "h.sock")
     old = start_gateway("--handoff-socket", path, "--event-loops", "2")
-    with old.get("/api/v1/events", stream=True, timeout=DEADLINE_S) as stream:
-        assert stream.status_code == 200
-        refused = start_gateway("--take-over", path, wait=False)
-        assert refused.proc.wait(timeout=DEADLINE_S) == 2
-        assert "admin response(s) in flight" in refused.stderr_text(), refused.output()
+    stream = RawEventStream(old)
+    try:
+        stream.read_until(b": splicegate events")
         listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
-        lines = stream.iter_lines()
-        event = next(json.loads(line[len(b"data: "):]) for line in lines if line.startswith(b"data: "))
-        assert event["type"] == "listener.added" and event["listener"]["id"] == listener["id"]
-    old.assert_alive()
+        stream.read_until(b'"listener.added"')
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(1) + b"one") == HEADER.pack(1) + b"one"
+            stream.read_until(b'"session.opened"')
+            admin_url = old.url
+            new = take_over(start_gateway, old, path)
+            body = stream.read_to_end()
+            assert body.endswith(b": handing off to a new process; reconnect\n\n"), body[-200:]
+            frames = body.split(b"\n\n")
+            events = [json.loads(line[len(b"data: "):]) for frame in frames for line in frame.split(b"\n")
+                      if line.startswith(b"data: ")]
+            assert [e["type"] for e in events] == ["listener.added", "session.opened"], events
+            assert new.url == admin_url
+            event = first_event(new)
+            assert event["type"] == "gateway.handoff" and event["from_pid"] == old.proc.pid, event
+            assert event["sessions"] == 1 and event["listeners"] == 1, event
+            assert roundtrip(client, b"two") == b"two"
+    finally:
+        stream.close()
+
+
+def test_failed_handoff_leaves_event_stream_and_capture_running(start_gateway, upstream, tmp_path):
+    """Streams are ended only once a successor has acknowledged: one that dies midway leaves
+    the event stream and the capture going on in the old process, which records and reports
+    what happens next."""
+    path = socket_path(tmp_path, "h.sock")
+    old = start_gateway("--handoff-socket", path, "--event-loops", "2")
+    listener = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+    stream = RawEventStream(old)
+    try:
+        stream.read_until(b": splicegate events")
+        with connect(listener["listen"]) as client:
+            assert roundtrip(client, HEADER.pack(1) + b"one") == HEADER.pack(1) + b"one"
+            sid = session_of(old, client)["id"]
+            capture = CaptureStream(old.url + f"/api/v1/sessions/{sid}/capture", tmp_path / "c.pcapng",
+                                    headers=old.headers())
+            try:
+                wait_until(lambda: session_of(old, client)["captures"], message="the capture listed")
+                FakeSuccessor(path, sessions=1).close()
+                wait_until(lambda: "handoff failed before the successor acknowledged; serving every session on"
+                           in old.stderr_text(), timeout=DEADLINE_S, message="the old gateway to log the failure")
+                old.assert_alive()
+                assert roundtrip(client, b"after") == b"after"
+                second = old.create_listener(listen="127.0.0.1:0", upstream=upstream.address)
+                stream.read_until(f'"{second["id"]}"'.encode())
+                assert b"handing off" not in stream.data
+                assert old.delete(f"/api/v1/sessions/{sid}").status_code in (200, 204)
+                pcap = capture.wait(timeout=DEADLINE_S)
+                assert_clean(pcap)
+                number = by_interface(pcap)["client"][0]["stream"]
+                assert follow(pcap, number)[number] == (b"after", b"after")
+            finally:
+                capture.close()
+    finally:
+        stream.close()
 
 
 def test_session_still_dialing_refuses_after_waiting(start_gateway, tmp_path):

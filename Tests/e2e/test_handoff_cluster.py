@@ -10,6 +10,7 @@ addresses, clients streaming known bytes through the node handed over.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -67,12 +68,18 @@ def sessions_of(node, owner: str) -> list[str]:
     return sorted(s["id"] for s in node.sessions() if s["node"] == owner)
 
 
-def test_a_node_handed_to_a_new_process_keeps_its_place_and_its_sessions(pg, start_gateway, upstream, tmp_path):
-    path = socket_path(tmp_path, "n2.sock")
+def two_nodes(pg, start_gateway, path: str):
+    """n1, and n2 accepting a successor at `path`, once each lists the other."""
     n1 = start_node(start_gateway, pg, 0)
     n2 = start_node(start_gateway, pg, 1, "--handoff-socket", path, "--event-loops", "2")
     wait_until(lambda: node_names(n1) == ["n1", "n2"] == node_names(n2), timeout=DEADLINE_S,
                message="both nodes to list each other")
+    return n1, n2
+
+
+def test_a_node_handed_to_a_new_process_keeps_its_place_and_its_sessions(pg, start_gateway, upstream, tmp_path):
+    path = socket_path(tmp_path, "n2.sock")
+    n1, n2 = two_nodes(pg, start_gateway, path)
     port = free_port()
     listener = n1.create_listener(listen=f"127.0.0.1:{port}", upstream=upstream.address)
     wait_bound(n1, listener, "n2", HOSTS[1])
@@ -151,3 +158,38 @@ def test_a_successor_with_another_node_name_is_refused_before_it_acknowledges(pg
         fleet.finish(upstream)
     finally:
         fleet.close()
+
+
+def test_a_node_whose_events_a_peer_follows_is_handed_off(pg, start_gateway, upstream, tmp_path):
+    """A client follows the cluster's events on n1, so n1 follows n2's (a stream n2
+    serves): n2 is handed off all the same (before issue 15's follow-up that stream refused
+    it), n2's old process ends that stream cleanly, and n1 follows the successor, whose
+    `gateway.handoff` reaches n1's client on the stream it never had to reopen."""
+    path = socket_path(tmp_path, "n2.sock")
+    n1, n2 = two_nodes(pg, start_gateway, path)
+    port = free_port()
+    with n1.get("/api/v1/events", stream=True, timeout=DEADLINE_S) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        # n2's events reach the client through n1 once n1 follows n2's stream.
+        listener = n1.create_listener(listen=f"127.0.0.1:{port}", upstream=upstream.address)
+        wait_bound(n1, listener, "n2", HOSTS[1])
+        with connect(f"{HOSTS[1]}:{port}") as client:
+            assert roundtrip(client, HEADER.pack(1) + b"one") == HEADER.pack(1) + b"one"
+            opened = next_event(lines, lambda e: e["type"] == "session.opened" and e.get("node") == "n2")
+            new = take_over(start_gateway, n2, path, "--cluster-db", pg.url, "--node", "n2", "--bind-host", HOSTS[1])
+            handoff = next_event(lines, lambda e: e["type"] == "gateway.handoff")
+            assert handoff.get("node") == "n2" and handoff["from_pid"] == n2.proc.pid, handoff
+            assert handoff["sessions"] == 1, handoff
+            assert roundtrip(client, b"two") == b"two"
+            assert sessions_of(n1, "n2") == [opened["session"]["id"]] == sessions_of(new, "n2")
+
+
+def next_event(lines, wanted) -> dict:
+    """The next event on an SSE stream's lines that `wanted` accepts."""
+    for line in lines:
+        if line.startswith(b"data: "):
+            event = json.loads(line[len(b"data: "):])
+            if wanted(event):
+                return event
+    raise AssertionError("the event stream ended")

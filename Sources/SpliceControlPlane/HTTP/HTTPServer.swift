@@ -165,7 +165,9 @@ public final class HTTPServer: Sendable {
     }
 
     /// Stops accepting admin connections, leaving the listening socket to a successor process
-    /// that shares it (a handoff), and waits (at most `timeout`) until every connection
+    /// that shares it (a handoff), ends the open streams (event streams, captures: each
+    /// finished properly after what is queued, so that its client holds a complete response
+    /// and reconnects to the successor), and waits (at most `timeout`) until every connection
     /// accepted already has been answered and closed, so that none is cut by this process's exit.
     public func stopAcceptingAndDrain(timeout: Duration) {
         let generation = acceptor.stopAcceptingForHandoff()
@@ -175,6 +177,7 @@ public final class HTTPServer: Sendable {
         while acceptor.stopGenerationSeen.load(ordering: .acquiring) < generation, ContinuousClock.now < deadline {
             usleep(1000)
         }
+        context.finishStreams()
         while acceptor.pendingCount.load(ordering: .acquiring) + context.gauge.count
                 + context.liveRequests.load(ordering: .relaxed) > 0,
               ContinuousClock.now < deadline {
@@ -182,13 +185,9 @@ public final class HTTPServer: Sendable {
         }
     }
 
-    /// Responses in flight that outlive their request's handler: event streams, captures,
-    /// answers waiting on the data plane (a handoff does not move them yet).
-    public var parkedResponses: Int { context.liveParked }
-
-    /// Of `parkedResponses`, the streams (events, captures), which last until their reader
-    /// leaves; the others are answers that come once the data plane (or the database) replies.
-    public var parkedStreams: Int { context.liveStreams }
+    /// Answers in flight that wait on the data plane (or the database), such as a kill or a
+    /// splice: a handoff waits for them. Streams (events, captures) are not counted.
+    public var parkedAnswers: Int { context.liveAnswers }
 
     /// The IP address a listening socket is bound to.
     private static func boundAddress(of fd: Int32) -> IPAddress? {

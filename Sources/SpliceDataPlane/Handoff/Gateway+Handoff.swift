@@ -18,7 +18,9 @@ public struct HandoffRefused: Error, Sendable, CustomStringConvertible {
 ///
 /// What moves: listeners (their sockets, ids, specs and figures), registered mediators,
 /// the id sources, and sessions with client and server connected, with their hops (TCP and
-/// exec mediators) and splits (no capture, no EOF half passed on, no reconfiguration under way).
+/// exec mediators) and splits (no EOF half passed on, no reconfiguration under way). A live
+/// capture does not move: its file is ended once the successor has acknowledged
+/// (`endCapturesAfterHandoff`), and its reader asks the successor for a new one.
 /// Anything else refuses the handoff before anything is stopped (`Session.handoffBlocker`).
 extension Gateway {
     /// Whether a handoff is under way: the admin API refuses changes meanwhile.
@@ -159,6 +161,16 @@ extension Gateway {
         hold.listeners.forEach { $0.relaySocket.resume() }
         handoffHold.withLock { $0 = nil }
         configChanges.open()
+    }
+
+    /// The successor has acknowledged: every live capture's file ends here, with its
+    /// statistics blocks (at a block boundary, so the reader holds a complete pcapng of the
+    /// bytes relayed before the freeze). The sessions record nothing more in this process.
+    /// Before `relinquishAfterHandoff`, while the admin API still serves its last answers.
+    public func endCapturesAfterHandoff() {
+        guard let hold = handoffHold.withLock({ $0 }) else { return }
+        onEach(hold.records) { $0.endCaptureAfterHandoff() }
+        hold.listeners.forEach { $0.captures.closeAll() }
     }
 
     /// The successor has acknowledged: close our copies of the descriptors without touching

@@ -29,7 +29,6 @@ extension Session {
         case .ended: return .gone  // on its way out: nothing to move
         case .open: break
         }
-        if capture != nil { return .blocked("session \(id) is being captured; handing off a live capture is not supported yet") }
         if !machine.readsEnabled { return .settling("session \(id) is still applying its listener's templates") }
         if !machine.reconfiguring.isEmpty {
             return .blocked("session \(id) has a reconfiguration under way (a hop being spliced or removed); "
@@ -228,6 +227,13 @@ extension Session {
             socket.resumeRead()
         }
         hops.flatMap(\.legs.values).forEach { $0.process?.resumeAfterHandoff() }
+    }
+
+    /// The successor has the session: its captures' files end here (the connections go on,
+    /// so no FIN or reset is recorded; the statistics blocks close the file).
+    func endCaptureAfterHandoff() {
+        capture?.sinks.forEach { $0.close() }
+        capture = nil
     }
 
     /// The successor has the session: close our descriptors without touching the

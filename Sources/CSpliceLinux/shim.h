@@ -341,3 +341,41 @@ static inline int splice_notify_send(const char *address, const char *message, s
 /* glibc 2.34+ (declared only under _GNU_SOURCE, see the top): the spawned child closes
    every descriptor from `from` on, whether close-on-exec or not. */
 extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
+/* A signal that arrives before its dispatch source is registered, latched instead of lost
+   (SignalWaiter): the latch's handler records it; the source's registration replaces the
+   handler (libdispatch installs its own), and the waiter then takes what was latched. Both
+   functions must be called from one Swift file (a static inline function's statics are
+   per translation unit). */
+static inline volatile sig_atomic_t *splice_signal_latch(void) {
+    static volatile sig_atomic_t latched[65];
+    return latched;
+}
+
+static inline void splice_signal_latch_handler(int number) {
+    if (number > 0 && number < 65) splice_signal_latch()[number] = 1;
+}
+
+static inline int splice_signal_latch_install(int number) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = splice_signal_latch_handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    return sigaction(number, &action, NULL);
+}
+
+/* 1 if `number` was latched since the last call (and clears it), else 0. */
+static inline int splice_signal_latch_take(int number) {
+    if (number <= 0 || number >= 65) return 0;
+    int seen = splice_signal_latch()[number];
+    splice_signal_latch()[number] = 0;
+    return seen;
+}
+
+/* glibc 2.26+ (declared only under _GNU_SOURCE, which the Glibc module's spawn.h may have
+   been read without): the spawned child starts a session of its own. */
+#ifndef POSIX_SPAWN_SETSID
+#define POSIX_SPAWN_SETSID 0x80
+#endif
+static inline short splice_posix_spawn_setsid(void) { return POSIX_SPAWN_SETSID; }

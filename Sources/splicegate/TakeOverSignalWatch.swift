@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import SpliceHandoff
 import Synchronization
 
 /// SIGTERM or SIGINT while this process takes over from a running gateway (`--take-over`).

@@ -231,6 +231,8 @@ def test_sighup_hands_the_sessions_to_a_successor_the_service_manager_follows(
         # Exited as it should: the fixture must not count it as a gateway that died.
         old.url = ""
         new = successor_of(old, successors[0], admin_url)
+        # A session of its own: the old process's terminal or group hangup is not its.
+        assert os.getsid(successors[0]) == successors[0]
         # The admin API answers from the successor: it holds the admin socket (an event
         # stream is read only from the last one: a stream still open refuses a handoff).
         assert holds_socket(successors[0], listening_inode(admin_port))

@@ -98,6 +98,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `--handoff-socket` / `--take-over`: hands live sessions to a new process (issue 15).
+        .target(
+            name: "SpliceHandoff",
+            dependencies: [
+                "CSpliceLinux",
+                "SpliceCore",
+                "SpliceDataPlane",
+                "SpliceControlPlane",
+                .product(name: "Logging", package: "swift-log"),
+                // SHA-256 of the admin token (`AdminTokenCheck`).
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(
             name: "SpliceSamples",
             dependencies: [
@@ -127,6 +140,7 @@ let package = Package(
                 "SpliceDataPlane",
                 "SpliceControlPlane",
                 "SpliceCluster",
+                "SpliceHandoff",
                 "SplicePeerClient",
                 "SpliceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -167,6 +181,10 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "SpliceHandoffTests",
+            dependencies: ["SpliceHandoff", "SpliceCore", "SpliceDataPlane", "SpliceControlPlane", "CSpliceLinux"]
         ),
         .testTarget(name: "SpliceClusterTests", dependencies: ["SpliceCluster", "SpliceCore"]),
         .testTarget(

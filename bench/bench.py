@@ -8,11 +8,11 @@ bench/results/RESULTS.md, raw.json and throughput.png.
 This file only parses the arguments; the harness is the splicebench package
 beside it: env (paths, constants), processes (children, ports, /proc),
 targets (the proxies under test), clients (load generators, admin API),
-workloads, profile, stats, report (RESULTS.md) and plot.
+workloads, handoff (issue 15's pause), profile, stats, report (RESULTS.md) and plot.
 
     bench/run                      every workload, 3 rounds each
     bench/run --rounds 5           more rounds
-    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split capture cluster)
+    bench/run --only bulk,ping     a subset (bulk ping connrate memory mediation split capture cluster handoff)
     bench/run --quick              1 round, short runs: a smoke test of the harness
     bench/run --profile            perf profile of splicegate (bulk, PING, connrate, listing, idle
                                    heap) and per-operation cost vs HAProxy, instead
@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from splicebench import env
+from splicebench import env, handoff
 from splicebench.cluster import cluster_listing
 from splicebench.env import RESULTS, WORK, WORKLOADS, log
 from splicebench.plot import plot
@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--conn-secs", type=float, default=3)
     ap.add_argument("--conn-conc", type=int, default=32)
     ap.add_argument("--api-samples", type=int, default=150, help="splice+remove pairs per round")
+    handoff.add_arguments(ap)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--prototypes", action="store_true",
                     help="also measure issue 12's relay prototypes (bench/prototypes; bench/run builds them)")
@@ -91,6 +92,8 @@ def main():
         b.memory()
     if "cluster" in a.only:
         cluster_listing(b)
+    if "handoff" in a.only:
+        handoff.handoff_workload(b)
     elapsed = time.time() - started
     b.res["elapsed_s"] = round(elapsed, 1)
     (RESULTS / "raw.json").write_text(json.dumps(b.res, indent=1, default=str))

@@ -11,7 +11,7 @@ case "$mode" in
   run)  apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd) ;;
   test) apt_pkgs=(libmicrohttpd-dev libjansson-dev pkg-config curl netcat-openbsd
                   socat redis-server python3-venv chromium chromium-driver tshark
-                  postgresql haproxy) ;;
+                  postgresql haproxy systemd procps) ;;
   *) echo "usage: $0 [run|test]" >&2; exit 2 ;;
 esac
 

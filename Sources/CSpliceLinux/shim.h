@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -14,6 +15,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,3 +147,235 @@ static inline void splice_name_thread(const char *name) {
     short_name[15] = 0;
     pthread_setname_np(pthread_self(), short_name);
 }
+
+/* The handoff socket (issue 15): a Unix stream socket that carries descriptors. */
+
+/* A Unix stream socket and the address of `path` in `address`; -1 with errno set on
+   failure (ENAMETOOLONG for a path that does not fit). */
+static inline int splice_unix_socket(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address->sun_path, path);
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
+/* Listens on `path`, mode 0600 (set on the socket before bind, so the file never exists
+   with wider permissions); -1 with errno set on failure. */
+static inline int splice_unix_listen(const char *path, int backlog) {
+    struct sockaddr_un address;
+    int fd = splice_unix_socket(path, &address);
+    if (fd < 0) return -1;
+    /* fchmodat without following a symlink: a path swapped for one between bind and here
+       must not make some other file 0600. The peer's uid is checked on every connection
+       anyway (splice_peer_uid); keep the socket in a directory only its owner can write. */
+    if (fchmod(fd, 0600) != 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0
+        || fchmodat(AT_FDCWD, path, 0600, AT_SYMLINK_NOFOLLOW) != 0 || listen(fd, backlog) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* The uid of the process at the other end of a connected Unix socket (SO_PEERCRED), or
+   -1 with errno set. */
+struct splice_ucred { pid_t pid; uid_t uid; gid_t gid; };  /* struct ucred, a GNU name */
+
+static inline long long splice_peer_uid(int fd) {
+    struct splice_ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return (long long)credentials.uid;
+}
+
+/* The pid of the process at the other end of a connected Unix socket (SO_PEERCRED: the
+   process that connected, or listened), or -1 with errno set. */
+static inline int splice_peer_pid(int fd) {
+    struct splice_ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return (int)credentials.pid;
+}
+
+/* Whether the other end of a connected socket has closed it or shut down its sending side,
+   without waiting: 1 if so, 0 if not, -1 with errno set. POLLRDHUP is a GNU name (0x2000 on
+   every Linux architecture). */
+static inline int splice_peer_hung_up(int fd) {
+    struct pollfd entry = { .fd = fd, .events = 0x2000, .revents = 0 };
+    int ready = poll(&entry, 1, 0);
+    if (ready < 0) return -1;
+    return ready > 0 && (entry.revents & (0x2000 | POLLHUP | POLLERR)) != 0;
+}
+
+/* Connects to the Unix stream socket at `path` (blocking); -1 with errno set on failure. */
+static inline int splice_unix_connect(const char *path) {
+    struct sockaddr_un address;
+    int fd = splice_unix_socket(path, &address);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+/* Accepts on a Unix listening socket (blocking), close-on-exec. */
+static inline int splice_unix_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+/* The most descriptors one message carries (the kernel's SCM_MAX_FD is 253). */
+#define SPLICE_MAX_FDS 16
+
+/* A message of `length` bytes at `bytes` with room for SPLICE_MAX_FDS descriptors. */
+struct splice_fd_message {
+    struct iovec iov;
+    union { struct cmsghdr align; char space[CMSG_SPACE(sizeof(int) * SPLICE_MAX_FDS)]; } control;
+    struct msghdr header;
+};
+
+static inline void splice_fd_message_init(struct splice_fd_message *m, void *bytes, size_t length) {
+    memset(m, 0, sizeof *m);
+    m->iov.iov_base = bytes;
+    m->iov.iov_len = length;
+    m->header.msg_iov = &m->iov;
+    m->header.msg_iovlen = 1;
+    m->header.msg_control = m->control.space;
+    m->header.msg_controllen = sizeof m->control.space;
+}
+
+/* Sends `length` bytes of `bytes` with `count` descriptors attached (SCM_RIGHTS; count 0
+   sends none); returns what sendmsg returns. */
+static inline ssize_t splice_send_fds(int fd, const void *bytes, size_t length, const int *fds, int count) {
+    if (count < 0 || count > SPLICE_MAX_FDS) { errno = EINVAL; return -1; }
+    struct splice_fd_message m;
+    splice_fd_message_init(&m, (void *)bytes, length);
+    if (count == 0) {
+        m.header.msg_control = NULL;
+        m.header.msg_controllen = 0;
+    } else {
+        m.header.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&m.header);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)count);
+    }
+    return sendmsg(fd, &m.header, MSG_NOSIGNAL);
+}
+
+/* Receives up to `length` bytes; descriptors that came with them (close-on-exec) are
+   written to `fds` (room for SPLICE_MAX_FDS) and their number to `*count`. A message whose
+   descriptors did not fit fails with EMSGSIZE, the ones that did arrive closed. */
+static inline ssize_t splice_recv_fds(int fd, void *bytes, size_t length, int *fds, int *count) {
+    struct splice_fd_message m;
+    splice_fd_message_init(&m, bytes, length);
+    struct msghdr *message = &m.header;
+    *count = 0;
+    ssize_t n = recvmsg(fd, message, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(message); cmsg; cmsg = CMSG_NXTHDR(message, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        int received = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < received; i++) {
+            int one;
+            memcpy(&one, CMSG_DATA(cmsg) + sizeof(int) * (size_t)i, sizeof one);
+            if (*count < SPLICE_MAX_FDS) fds[(*count)++] = one; else close(one);
+        }
+    }
+    if (message->msg_flags & MSG_CTRUNC) {
+        for (int i = 0; i < *count; i++) close(fds[i]);
+        *count = 0;
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+/* A send timeout on a blocking socket (0: none). */
+static inline int splice_set_send_timeout(int fd, int milliseconds) {
+    struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };
+    return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* A receive timeout on a blocking socket (0: none). */
+static inline int splice_set_receive_timeout(int fd, int milliseconds) {
+    struct timeval tv = { milliseconds / 1000, (milliseconds % 1000) * 1000 };
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/* `systemctl reload` (issue 15): the service manager's notification socket and the
+   successor a reload starts. */
+#include <spawn.h>
+#include <stddef.h>
+
+/* Sends `message` as one datagram to the sd_notify(3) socket `address`: a path, or an
+   abstract address written with a leading '@'. Never blocks (a service manager that is
+   not reading loses the message rather than stalls the gateway); -1 with errno set on
+   failure (ENAMETOOLONG for an address that does not fit, EAFNOSUPPORT for another kind). */
+static inline int splice_notify_send(const char *address, const char *message, size_t length) {
+    struct sockaddr_un target;
+    memset(&target, 0, sizeof target);
+    target.sun_family = AF_UNIX;
+    size_t size = strlen(address);
+    if (size == 0 || (address[0] != '/' && address[0] != '@')) { errno = EAFNOSUPPORT; return -1; }
+    if (size >= sizeof target.sun_path) { errno = ENAMETOOLONG; return -1; }
+    memcpy(target.sun_path, address, size);
+    /* An abstract name is not NUL-terminated: its length is all there is of it. */
+    socklen_t target_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + size + 1);
+    if (address[0] == '@') {
+        target.sun_path[0] = '\0';
+        target_length -= 1;
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    ssize_t sent = sendto(fd, message, length, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&target, target_length);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return sent == (ssize_t)length ? 0 : -1;
+}
+
+/* glibc 2.34+ (declared only under _GNU_SOURCE, see the top): the spawned child closes
+   every descriptor from `from` on, whether close-on-exec or not. */
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
+/* A signal that arrives before its dispatch source is registered, latched instead of lost
+   (SignalWaiter): the latch's handler records it; the source's registration replaces the
+   handler (libdispatch installs its own), and the waiter then takes what was latched. Both
+   functions must be called from one Swift file (a static inline function's statics are
+   per translation unit). */
+static inline volatile sig_atomic_t *splice_signal_latch(void) {
+    static volatile sig_atomic_t latched[65];
+    return latched;
+}
+
+static inline void splice_signal_latch_handler(int number) {
+    if (number > 0 && number < 65) splice_signal_latch()[number] = 1;
+}
+
+static inline int splice_signal_latch_install(int number) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = splice_signal_latch_handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    return sigaction(number, &action, NULL);
+}
+
+/* 1 if `number` was latched since the last call (and clears it), else 0. */
+static inline int splice_signal_latch_take(int number) {
+    if (number <= 0 || number >= 65) return 0;
+    int seen = splice_signal_latch()[number];
+    splice_signal_latch()[number] = 0;
+    return seen;
+}
+
+/* glibc 2.26+ (declared only under _GNU_SOURCE, which the Glibc module's spawn.h may have
+   been read without): the spawned child starts a session of its own. */
+#ifndef POSIX_SPAWN_SETSID
+#define POSIX_SPAWN_SETSID 0x80
+#endif
+static inline short splice_posix_spawn_setsid(void) { return POSIX_SPAWN_SETSID; }

@@ -46,10 +46,11 @@ public final class Cluster: Sendable {
     }
 
     /// Reaches the database (retrying for `startupWait`), creates or migrates the schema
-    /// and takes a node number. On a database it has just created, the config file's
-    /// listeners and mediators (`seed`) become the cluster's. Blocks: for start-up.
+    /// and takes a node number (or keeps `nodeNumber`, the one of the node whose process this
+    /// one takes over: its sessions' ids carry it). On a database it has just created, the
+    /// config file's listeners and mediators (`seed`) become the cluster's. Blocks: for start-up.
     public static func open(url: DatabaseURL, seedListeners: [ListenerSpec], seedMediators: [MediatorSpec],
-                            logger: Logger) throws(ClusterError) -> Cluster {
+                            nodeNumber: UInt64? = nil, logger: Logger) throws(ClusterError) -> Cluster {
         let database = Database(url: url, logger: logger)
         do {
             let number = try blocking {
@@ -63,6 +64,7 @@ public final class Cluster: Sendable {
                                                            on: connection, logger: logger)
                             }
                         }
+                        if let nodeNumber { return nodeNumber }
                         let number = try await NodeStore(database: database).nextNodeNumber()
                         // Its sessions are numbered from number × 10¹² + 1 on, in a UInt64.
                         guard number < UInt64.max / ClusterNode.sessionNumberStride else {
@@ -102,16 +104,24 @@ public final class Cluster: Sendable {
     /// Registers the node as `name` at `adminURL`, applies the database's configuration
     /// once, then heartbeats and follows changes until `stop`. Blocks until the first
     /// reconciliation is done, so listeners are up when start-up reports ready.
-    public func start(name: String, adminURL: String) throws(ClusterError) {
+    ///
+    /// A successor (`succeeding`, checked by `confirmSuccession`) goes on where its
+    /// predecessor's heartbeat stopped: a first round that cannot reach the database is
+    /// logged and retried by the loops, since the sessions are this process's already.
+    public func start(name: String, adminURL: String, succeeding: Bool = false) throws(ClusterError) {
         guard let parts = parts.withLock({ $0 }) else { throw ClusterError("start before attach") }
         parts.membership.rename(name, adminURL: adminURL)
         do {
             try Self.blocking { [self] in
-                try await ensureNameFree(parts.membership.localNode)
+                if !succeeding { try await ensureNameFree(parts.membership.localNode) }
                 try await heartbeat(parts)
                 await parts.sync.reconcile()
                 try await parts.sync.tick()
             }
+        } catch where succeeding {
+            logger.warning("cluster database not reached after the take-over; heartbeating as soon as it answers",
+                           metadata: ["reason": "\(Database.reason(error))"])
+            parts.sync.dirty.store(true, ordering: .relaxed)
         } catch {
             throw ClusterError("cannot join the cluster as '\(name)': \(Database.reason(error))")
         }
@@ -129,13 +139,17 @@ public final class Cluster: Sendable {
     /// Leaves the cluster: stops the loops, deletes this node's row (the others see it leave
     /// at once) and closes the database link. Blocks, at most a few seconds.
     public func stop() {
+        leave(deregistering: true)
+    }
+
+    private func leave(deregistering: Bool) {
         let parts = parts.withLock { $0 }
         let task = loops.withLock { $0 }
         task?.cancel()
         parts?.sync.close()
         Self.blocking { [self] in
             await task?.value
-            if let parts, registered.load(ordering: .relaxed) {
+            if deregistering, let parts, registered.load(ordering: .relaxed) {
                 do {
                     try await nodes.deregister(parts.membership.localNode)
                 } catch {
@@ -145,6 +159,42 @@ public final class Cluster: Sendable {
             }
             await database.close()
         }
+    }
+
+    /// A successor taking over this node's process (same number) checks, before it
+    /// acknowledges, that the database knows the number as `name` (the same `--node`), and
+    /// reads the live nodes so that its first listing has them (its API answers from the
+    /// release on, before `start`). Blocks.
+    public func confirmSuccession(as name: String, adminURL: String) throws(ClusterError) {
+        guard let parts = parts.withLock({ $0 }) else { throw ClusterError("confirmSuccession before attach") }
+        parts.membership.rename(name, adminURL: adminURL)
+        let number = nodeNumber
+        let found: String?
+        do {
+            found = try Self.blocking { [nodes] in
+                let name = try await nodes.name(ofNumber: number)
+                parts.membership.update(live: try await nodes.live(window: Membership.liveWindow))
+                return name
+            }
+        } catch {
+            throw ClusterError("cannot reach the cluster database to take node \(number)'s place: \(Database.reason(error))")
+        }
+        guard let found else {
+            throw ClusterError("the running gateway's node number \(number) is not in the cluster database; "
+                + "is the successor's --cluster-db the same as the running gateway's?")
+        }
+        guard found == name else {
+            throw ClusterError("the running gateway is cluster node '\(found)'; start its successor with --node \(found) "
+                + "(it is '\(name)' now)")
+        }
+    }
+
+    /// A successor has taken this node's place (its number, name and admin socket): stops the
+    /// loops and closes the database link like `stop`, but leaves the node's row and bind
+    /// states, so that the other nodes never see the node leave. Blocks, at most a few seconds.
+    public func handOver() {
+        leave(deregistering: false)
+        logger.notice("cluster node handed over to the successor process", metadata: ["number": "\(nodeNumber)"])
     }
 
     /// Waits while another live node has this name: one just killed (`kill -9`, then a

@@ -230,11 +230,18 @@ final class ConfigSync: Sendable {
             switch item {
             case .reconcile:
                 reconcileQueued.store(false, ordering: .relaxed)
-                await reconcile()
+                await applyUnlessHandingOff { await self.reconcile() }
             case .notification(let payload):
-                await apply(payload)
+                await applyUnlessHandingOff { await self.apply(payload) }
             }
         }
+    }
+
+    /// Runs `change` unless the gateway is handing off to a successor process (which
+    /// reconciles on its own once it serves); a handoff that fails leaves a reconciliation
+    /// owed, so that what arrived meanwhile is applied.
+    private func applyUnlessHandingOff(_ change: () async -> Void) async {
+        if await gateway.unlessHandingOff(change) == nil { dirty.store(true, ordering: .relaxed) }
     }
 
     /// Queues a reconciliation unless one is queued already.

@@ -15,6 +15,10 @@ public final class Membership: ClusterMembership {
     private let gateway: Gateway
     private let local: Mutex<ClusterNode>
     private let live = Mutex<[ClusterNode]>([])
+    /// The session count as of before a handoff froze the gateway: once the sessions are
+    /// released to the successor, this process's registry is empty while they live on over
+    /// there, and its last heartbeat must not tell the cluster the node has none.
+    private let countBeforeHandoff = Atomic<Int>(0)
 
     init(gateway: Gateway, node: ClusterNode) {
         self.gateway = gateway
@@ -22,7 +26,13 @@ public final class Membership: ClusterMembership {
     }
 
     public var localNode: ClusterNode {
-        let sessions = gateway.sessionCount
+        let sessions: Int
+        if gateway.handoffUnderway {
+            sessions = countBeforeHandoff.load(ordering: .relaxed)
+        } else {
+            sessions = gateway.sessionCount
+            countBeforeHandoff.store(sessions, ordering: .relaxed)
+        }
         return local.withLock { node in
             node.sessions = sessions
             return node

@@ -11,6 +11,9 @@ public enum GatewayEvent: Sendable {
     case splitDropped(session: SessionID, SplitSnapshot)
     case splitRemoved(session: SessionID, split: SplitID)
     case failedOver(session: SessionID, split: SplitID, server: String, reason: String)
+    /// This process took over from a predecessor (issue 15): how many sessions and
+    /// listeners it took, and the predecessor's process id.
+    case handoff(sessions: Int, listeners: Int, from: Int32)
 
     /// The event's name on the wire (`session.opened`, …).
     public var name: String {
@@ -26,6 +29,7 @@ public enum GatewayEvent: Sendable {
         case .splitDropped: "split.dropped"
         case .splitRemoved: "split.removed"
         case .failedOver: "session.failed_over"
+        case .handoff: "gateway.handoff"
         }
     }
 }

@@ -43,7 +43,7 @@ extension Gateway {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         let hopID = registry.makeHopID()
         let allowAdHoc = allowAdHocMediators
-        return GatewayFuture(record.withSession { $0.splice(hopID, request: request, allowAdHoc: allowAdHoc) })
+        return GatewayFuture(record.changingSession { $0.splice(hopID, request: request, allowAdHoc: allowAdHoc) })
     }
 
     /// Drains and removes a hop; answers with the offsets where feeding stopped and the
@@ -56,6 +56,6 @@ extension Gateway {
     /// Starts a removal, as `removeHop`; 404 at once for an unknown session.
     public func removingHop(session id: SessionID, hop: HopID) throws(APIError) -> GatewayFuture<RemovalReport> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        return GatewayFuture(record.withSession { $0.removeHop(hop) })
+        return GatewayFuture(record.changingSession { $0.removeHop(hop) })
     }
 }

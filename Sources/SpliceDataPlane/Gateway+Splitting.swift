@@ -12,7 +12,7 @@ extension Gateway {
     public func addingSplit(session id: SessionID, _ request: SplitRequest) throws(APIError) -> GatewayFuture<SplitSnapshot> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         let splitID = registry.makeSplitID()
-        return GatewayFuture(record.withSession { $0.addSplit(splitID, request: request) })
+        return GatewayFuture(record.changingSession { $0.addSplit(splitID, request: request) })
     }
 
     /// Detaches a split. Blocks: for tests (the API uses `removingSplit`).
@@ -23,7 +23,7 @@ extension Gateway {
     /// Starts detaching a split, as `removeSplit`; 404 at once for an unknown session.
     public func removingSplit(session id: SessionID, split: SplitID) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        return GatewayFuture(record.withSession { $0.removeSplit(split) })
+        return GatewayFuture(record.changingSession { $0.removeSplit(split) })
     }
 
     /// Promotes a replica split to be the session's server now. Blocks: for tests (the API
@@ -35,6 +35,6 @@ extension Gateway {
     /// Starts a failover, as `failover`; 404 at once for an unknown session.
     public func failingOver(session id: SessionID, split: SplitID) throws(APIError) -> GatewayFuture<SessionSnapshot> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        return GatewayFuture(record.withSession { $0.failover(to: split) }.map { record.snapshot })
+        return GatewayFuture(record.changingSession { $0.failover(to: split) }.map { record.snapshot })
     }
 }

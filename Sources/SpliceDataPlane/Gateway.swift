@@ -10,11 +10,11 @@ import Synchronization
 /// which the admin API answers through; plain (`splice`, `removeHop`, …) it blocks until
 /// done, for start-up and tests, and must not be called on an event loop or a server thread.
 public final class Gateway: Sendable {
-    private let group: RelayLoopGroup
+    let group: RelayLoopGroup
     let logger: Logger
     let registry: SessionRegistry
     let mediators = MediatorRegistry()
-    private let listenerTable = Mutex<[ListenerID: Listener]>([:])
+    let listenerTable = Mutex<[ListenerID: Listener]>([:])
     private let nextListener = Atomic<UInt64>(1)
     private let nextCapture = Atomic<UInt64>(1)
     /// Whether a splice may name a mediator by address instead of a registered name.
@@ -24,9 +24,13 @@ public final class Gateway: Sendable {
     /// What happens, as it happens (`/api/v1/events`).
     public let events = EventHub()
     /// The gateway-wide session limit.
-    private let budget: SessionBudget
+    let budget: SessionBudget
     /// Cleared by `stopAccepting()`: no listener accepts or may be added any more.
-    private let accepting = Atomic<Bool>(true)
+    let accepting = Atomic<Bool>(true)
+    /// Set while a handoff to a successor process is under way (see Gateway+Handoff).
+    let handoffHold = Mutex<HandoffHold?>(nil)
+    /// Listener and mediator changes against a handoff (see `ConfigChangeGate`).
+    let configChanges = ConfigChangeGate()
 
     /// A gateway running its sessions on `group`, with at most `maxSessions` live sessions
     /// over all listeners (nil: no limit). Session ids count up from `firstSessionNumber`
@@ -119,9 +123,14 @@ public final class Gateway: Sendable {
 
     /// Starts stopping a listener, as `removeListener`; 404 at once for an unknown one.
     public func removingListener(_ id: ListenerID, closeSessions: Bool) throws(APIError) -> GatewayFuture<Void> {
-        guard let listener = listenerTable.withLock({ $0.removeValue(forKey: id) }) else {
-            throw .notFound("no listener \(id)")
+        // Checked under the handoff's lock: a handoff takes the listeners it found, and their
+        // sockets must not close under it.
+        let (underway, removed) = handoffHold.withLock { hold -> (Bool, Listener?) in
+            guard hold == nil else { return (true, nil) }
+            return (false, listenerTable.withLock { $0.removeValue(forKey: id) })
         }
+        if underway { throw .conflict("a handoff to a new process is under way; try again once it is over") }
+        guard let listener = removed else { throw .notFound("no listener \(id)") }
         let stop = listener.stop()
         let stopped = stop.flatMap { [self] () -> EventLoopFuture<Void> in
             templateMediatorNames(listener.spec).forEach(mediators.releaseTemplate)
@@ -144,7 +153,7 @@ public final class Gateway: Sendable {
     }
 
     /// Holds every mediator the templates name; all or none.
-    private func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
+    func holdTemplateMediators(_ spec: ListenerSpec) throws(APIError) -> [MediatorName] {
         var held: [MediatorName] = []
         for name in templateMediatorNames(spec) {
             do {
@@ -174,19 +183,21 @@ public final class Gateway: Sendable {
         nextCapture.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
+    /// The number the next capture id will carry (handed to a successor process).
+    var nextCaptureNumberPeek: UInt64 { nextCapture.load(ordering: .relaxed) }
+
+    /// Issues no capture id numbered below `number` any more.
+    func skipCaptureNumbers(below number: UInt64) {
+        nextCapture.raise(to: number)
+    }
+
     /// The number the next new listener's id will carry; saved with the state so that ids
     /// of deleted listeners are not issued again after a restart.
     public var nextListenerNumber: UInt64 { nextListener.load(ordering: .relaxed) }
 
     /// Issues no listener id numbered below `number` any more.
     public func skipListenerIDs(below number: UInt64) {
-        var current = nextListener.load(ordering: .relaxed)
-        while current < number {
-            let (exchanged, original) = nextListener.weakCompareExchange(
-                expected: current, desired: number, ordering: .relaxed)
-            if exchanged { break }
-            current = original
-        }
+        nextListener.raise(to: number)
     }
 
     func lookUpListener(_ id: ListenerID) throws(APIError) -> Listener {
@@ -219,7 +230,7 @@ public final class Gateway: Sendable {
     /// Starts ending a session, as `closeSession`; 404 at once for an unknown one.
     public func closingSession(_ id: SessionID) throws(APIError) -> GatewayFuture<Void> {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
-        return GatewayFuture(record.withSession { $0.kill(.killed) })
+        return GatewayFuture(record.changingSession { $0.kill(.killed) })
     }
 
     /// How many sessions are live.

@@ -40,6 +40,64 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
         }
     }
 
+    /// Watches a process this one did not start, handed on by a predecessor process with
+    /// its pidfd (a handoff): it cannot be reaped from here (its parent's parent reaps it
+    /// once the predecessor has exited), so the pidfd only tells when it has exited and
+    /// carries signals while it has not. Nil (the pidfd closed) if the loop cannot take it.
+    public init?(adopting pid: Int32, pidfd fd: Int32, loop: RelayLoop) {
+        self.pid = pid
+        self.loop = loop
+        adopted = true
+        guard let token = loop.register(fd, events: splice_epoll_in, target: self) else {
+            Glibc.close(fd)
+            return nil
+        }
+        pidfd = fd
+        self.token = token
+    }
+
+    /// Whether the process was handed on by a predecessor (not a child of this process).
+    private var adopted = false
+
+    /// The pidfd to pass to a successor process, nil if the child is watched by a thread
+    /// (no pidfd) or has exited.
+    public var handoffDescriptor: Int32? { exited || pidfd < 0 ? nil : pidfd }
+
+    /// Stops watching while a handoff is under way, the pidfd kept open: an exit meanwhile
+    /// is not reaped here (which would close the pidfd, its number free for another
+    /// descriptor while the handoff may still pass it on), but seen once watched again
+    /// (`resumeAfterHandoff`) or by the successor. Call on the loop.
+    public func suspendForHandoff() {
+        guard let token else { return }
+        loop.deregister(token, fd: pidfd)
+        self.token = nil
+    }
+
+    /// Watches again after `suspendForHandoff` (the handoff failed): a pidfd readable
+    /// meanwhile is reported by the next wait. False if the loop cannot take it back (the
+    /// child is then signalled and reaped by the thread fallback).
+    public func resumeAfterHandoff() {
+        guard token == nil, pidfd >= 0, !exited else { return }
+        if let token = loop.register(pidfd, events: splice_epoll_in, target: self) {
+            self.token = token
+            return
+        }
+        // No room in the epoll set: watch it the other way rather than never reap it.
+        Glibc.close(pidfd)
+        pidfd = -1
+        if !adopted, !watchOnThread() { kill(pid, SIGKILL) }
+    }
+
+    /// Stops watching without signalling or reaping: a successor process watches the child
+    /// now (its pidfd went with the handoff).
+    public func relinquish() {
+        if let token { loop.deregister(token) }
+        token = nil
+        if pidfd >= 0 { Glibc.close(pidfd) }
+        pidfd = -1
+        exited = true
+    }
+
     /// Sends `signal` unless the child has been reaped.
     public func signal(_ signal: Int32) {
         guard !exited else { return }
@@ -63,6 +121,7 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
     func ready(_ events: UInt32, slot: Int) {
         // A readable pidfd: the child has exited and is a zombie until reaped here, so its
         // pid still names it.
+        guard !adopted else { return reaped() }
         var status: Int32 = 0
         let rc = waitpid(pid, &status, WNOHANG)
         guard rc != 0 else { return }

@@ -61,17 +61,27 @@ public final class RelayListener: Sendable {
             Glibc.close(fd)
             throw .system("bind", error)
         }
+        return try adopt(fd, group: group, accepted: accepted)
+    }
+
+    /// Starts accepting on a listening socket bound elsewhere (received from a predecessor
+    /// process in a handoff); takes ownership of `fd`, closing it on failure.
+    /// With `paused` it accepts only after `resume`.
+    public static func adopt(_ fd: Int32, group: RelayLoopGroup, paused: Bool = false,
+                             accepted: @escaping @Sendable (RelaySocket, String?) -> Void) throws(RelayIOError)
+        -> RelayListener {
         guard let local = RelaySocket.address(of: fd, peer: false) else {
             let error = errno
             Glibc.close(fd)
             throw .system("getsockname", error)
         }
+        _ = splice_set_nonblocking(fd)
         let reserve = DescriptorReserve(ceiling: descriptorCeiling ?? .max)
         let pollers = group.loops.map {
             Poller(fd: fd, loop: $0, group: group, reserve: reserve, accepted: accepted)
         }
         let listener = RelayListener(localAddress: local, fd: fd, pollers: pollers)
-        for poller in pollers { poller.loop.execute { poller.start() } }
+        if !paused { listener.resume() }
         return listener
     }
 
@@ -79,6 +89,27 @@ public final class RelayListener: Sendable {
         self.localAddress = localAddress
         self.fd = fd
         self.pollers = pollers
+    }
+
+    /// The listening descriptor, to pass to a successor process (the listener keeps it).
+    public var descriptor: Int32 { fd }
+
+    /// Stops accepting for a while (a handoff is under way), the socket kept open: clients
+    /// wait in the backlog. Completes once every loop has stopped polling it and adopted
+    /// the clients already handed to it.
+    public func pause() -> EventLoopFuture<Void> {
+        let loop = pollers[0].loop
+        let stops = pollers.map { poller in poller.loop.submit { poller.close() } }
+        let loops = pollers.map(\.loop)
+        return EventLoopFuture.andAllComplete(stops, on: loop).flatMap {
+            EventLoopFuture.andAllComplete(loops.map { $0.submit {} }, on: loop)
+        }
+    }
+
+    /// Accepts again after `pause` (the handoff failed).
+    public func resume() {
+        guard !closed.withLock({ $0 }) else { return }
+        for poller in pollers { poller.loop.execute { poller.start() } }
     }
 
     /// Stops accepting: every loop lets go of the socket, then it is closed. Clients

@@ -143,6 +143,9 @@ public final class RelayLoop: @unchecked Sendable {
         freeIndices.append(token.index)
     }
 
+    /// How many descriptors are registered, the loop's own wake-up aside (on the loop).
+    var registeredCount: Int { registrations.count - 1 - freeIndices.count }
+
     /// Runs `body` after the current batch of events, before the loop waits again.
     func later(_ body: @escaping () -> Void) {
         deferred.append(body)

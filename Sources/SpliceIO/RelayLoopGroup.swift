@@ -32,6 +32,13 @@ public final class RelayLoopGroup: EventLoopGroup, Sendable {
     /// Every loop, in order.
     public func makeIterator() -> EventLoopIterator { EventLoopIterator(loops) }
 
+    /// How many descriptors the loops still poll (sockets, pipes, listeners, pidfds): zero
+    /// once nothing is left to write. Blocks: never call it on a loop.
+    public func registeredDescriptors() -> Int {
+        let counts = loops.map { loop in loop.submit { loop.registeredCount } }
+        return (try? EventLoopFuture.whenAllSucceed(counts, on: loops[0]).wait().reduce(0, +)) ?? 0
+    }
+
     /// Stops every loop; `callback` runs on `queue` once all have stopped.
     public func shutdownGracefully(queue: DispatchQueue, _ callback: @escaping @Sendable ((any Error)?) -> Void) {
         let remaining = Countdown(loops.count)

@@ -57,8 +57,9 @@ public final class RelaySocket: RelayPollable {
     public static let defaultWaterMarks = (low: 32 * 1024, high: 64 * 1024)
 
     /// Takes an open, non-blocking TCP socket and registers it with `loop`. Nil (and the
-    /// descriptor closed) if the loop cannot take it.
-    init?(tcp fd: Int32, loop: RelayLoop, waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks) {
+    /// descriptor closed) if the loop cannot take it. Public for a socket received from a
+    /// predecessor process (a handoff); call it on `loop`.
+    public init?(tcp fd: Int32, loop: RelayLoop, waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks) {
         self.loop = loop
         inputFD = fd
         outputFD = fd
@@ -340,6 +341,101 @@ public final class RelaySocket: RelayPollable {
         pending = []
         pendingHead = 0
         pendingBytes = 0
+    }
+
+    // MARK: handoff (issue 15)
+
+    /// The descriptor of a TCP socket (nil for pipes or once closed), to pass to a successor
+    /// process. The socket keeps it.
+    public var handoffDescriptor: Int32? { isPipe || !isOpen ? nil : inputFD }
+
+    /// The descriptors to pass to a successor process: a TCP socket's one, or a process's
+    /// stdout and stdin pipes (nil once closed). The socket keeps them.
+    public var handoffDescriptors: [Int32]? {
+        guard isOpen else { return nil }
+        return isPipe ? [inputFD, outputFD] : [inputFD]
+    }
+
+    /// Stops polling the socket and returns the output the kernel has not taken yet, leaving
+    /// the descriptors, the queue and the state as they are: while a handoff is under way no
+    /// event may move a byte. Nil for a socket closed or still connecting, or one whose
+    /// output is shut or shutting (those do not move yet).
+    public func suspendForHandoff() -> [UInt8]? {
+        guard canSuspendForHandoff, let inputToken else { return nil }
+        loop.deregister(inputToken, fd: inputFD)
+        self.inputToken = nil
+        if isPipe, let outputToken {
+            loop.deregister(outputToken, fd: outputFD)
+            self.outputToken = nil
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(pendingBytes)
+        for buffer in pending[pendingHead...] {
+            buffer.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    /// Whether `suspendForHandoff` would take the socket now: open, connected, polled, and
+    /// neither closing, failing nor half-closing (those settle by themselves first).
+    public var canSuspendForHandoff: Bool {
+        isOpen && connecting == nil && !isHalfClosing && !(isPipe && outputShut) && !closeAfterFlushRequested
+            && !writeFailed && inputToken != nil && (!isPipe || outputToken != nil)
+    }
+
+    /// A half-close of the output asked for and not done yet (output still queued).
+    public var isHalfClosing: Bool { shutdownRequested && !outputShut }
+
+    /// Takes over a TCP socket's half-closed state from a predecessor process: its peer had
+    /// sent EOF (`inputEnded`: nothing more is read), or its output was shut (`outputShut`:
+    /// nothing more is written; the kernel's socket is shut already). Call before it is
+    /// polled for the first time.
+    public func adoptHalfClose(inputEnded: Bool, outputShut: Bool) {
+        guard !isPipe else { return }
+        if inputEnded { self.inputEnded = true }
+        if outputShut {
+            self.outputShut = true
+            shutdownRequested = true
+        }
+    }
+
+    /// Polls a suspended socket again (the handoff failed): registering it reports what is
+    /// ready now, so queued output is flushed and waiting input read. False (and the socket
+    /// closed) if the loop cannot take it back.
+    @discardableResult
+    public func resumeAfterHandoff() -> Bool {
+        guard isOpen, inputToken == nil else { return isOpen }
+        let events = isPipe ? splice_epoll_in | splice_epoll_rdhup | splice_epoll_et
+            : splice_epoll_in | splice_epoll_out | splice_epoll_rdhup | splice_epoll_et
+        guard let token = loop.register(inputFD, events: events, target: self) else {
+            fail(.system("epoll_ctl", errno))
+            return false
+        }
+        inputToken = token
+        if isPipe {
+            guard let outToken = loop.register(outputFD, events: splice_epoll_out | splice_epoll_et, target: self,
+                                               slot: 1) else {
+                fail(.system("epoll_ctl", errno))
+                return false
+            }
+            outputToken = outToken
+        }
+        return true
+    }
+
+    /// Lets go of a suspended socket whose connection now belongs to another process: the
+    /// descriptor is closed without a shutdown or a reset (the connection lives on in the
+    /// successor), queued output dropped (the successor has its copy), nobody told.
+    public func relinquish() {
+        guard isOpen else { return }
+        if let inputToken { loop.deregister(inputToken, fd: inputFD) }
+        inputToken = nil
+        if let outputToken { loop.deregister(outputToken, fd: outputFD) }
+        outputToken = nil
+        releaseDescriptors()
+        connecting = nil
+        shutdownCallbacks = []
+        delegate = nil
     }
 
     /// How many buffers the socket holds, written out or not (for tests).

@@ -25,6 +25,12 @@ struct Settings {
     var eventLoops = System.coreCount
     /// The cluster's database (`--cluster-db`); nil: a gateway on its own.
     var cluster: ClusterSettings?
+    /// Where a successor may connect to take the live sessions over (`--handoff-socket`).
+    var handoffSocket: String?
+    /// How long a handoff may take from the successor's hello to its ack (`--handoff-timeout`).
+    var handoffTimeout: Duration = .seconds(30)
+    /// The running gateway to take over from (`--take-over`).
+    var takeOver: String?
     /// The config file's `cluster` object, resolved with the flags into `cluster`.
     var clusterFile = ClusterSettings.FromFile()
 
@@ -77,6 +83,7 @@ struct Settings {
                 throw StartupError(error.detail)
             }
         }
+        try resolveHandoff(command, into: &settings)
         let source = SourceTree.locate()
         settings.webRoot = command.webRoot ?? source.map { $0 + "/web" }
         settings.openAPIFile = command.openapiFile ?? source.map { $0 + "/openapi/openapi.yaml" }
@@ -88,6 +95,34 @@ struct Settings {
             throw StartupError(error.description)
         }
         return settings
+    }
+}
+
+extension Settings {
+    /// `--handoff-socket` and `--take-over` (issue 15). A successor is started with its
+    /// predecessor's command line plus `--take-over`: the config file's listeners and
+    /// mediators are then not applied (the running gateway's are taken, as a state file's
+    /// would be), its admin settings are.
+    fileprivate static func resolveHandoff(_ command: Splicegate, into settings: inout Settings) throws {
+        if let path = command.handoffSocket {
+            guard !path.isEmpty else { throw StartupError("--handoff-socket needs a path") }
+            settings.handoffSocket = path
+        }
+        if let seconds = command.handoffTimeout {
+            guard command.handoffSocket != nil else { throw StartupError("--handoff-timeout needs --handoff-socket") }
+            guard seconds.isFinite, seconds > 0, seconds <= 600 else {
+                throw StartupError("--handoff-timeout must be more than 0 and at most 600 seconds")
+            }
+            settings.handoffTimeout = .milliseconds(Int64((seconds * 1000).rounded(.up)))
+        }
+        if let path = command.takeOver {
+            guard !path.isEmpty else { throw StartupError("--take-over needs a path") }
+            settings.takeOver = path
+        }
+        guard settings.handoffSocket != nil || settings.takeOver != nil else { return }
+        guard !command.demo else {
+            throw StartupError("--demo cannot hand its sessions to a new process (--handoff-socket, --take-over): its echo upstream and sample mediators are servers inside the process, which no successor can take over")
+        }
     }
 }
 

@@ -69,6 +69,15 @@ struct Splicegate: ParsableCommand {
     @Option(help: "Bind every cluster listener on this host instead of the one its listen address names (several nodes on one machine). (default: the listener's own host)")
     var bindHost: String?
 
+    @Option(help: "Accept a successor process (`--take-over PATH`) on this Unix socket, mode 0600, and hand it the live sessions. (default: none)")
+    var handoffSocket: String?
+
+    @Option(help: "Seconds a handoff may take, from the successor's hello to its acknowledgement, before this process resumes everything, however the successor behaves. (default: 30)")
+    var handoffTimeout: Double?
+
+    @Option(help: "Start by taking over the listeners and live sessions of the gateway whose --handoff-socket is PATH; it exits once this process has them. (default: none)")
+    var takeOver: String?
+
     @Flag(help: "Start a built-in echo upstream and a listener for it.")
     var demo = false
 

@@ -368,8 +368,11 @@ class StreamServer:
 
     JOIN_TIMEOUT_S = 10.0
 
-    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+    def __init__(self, handler: Callable[[socket.socket], None], close_when_done: bool = False) -> None:
+        """With `close_when_done`, a connection is closed (and forgotten) as soon as its
+        handler returns, so that thousands of short connections do not pile up descriptors."""
         self.handler = handler
+        self.close_when_done = close_when_done
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -410,6 +413,12 @@ class StreamServer:
             pass
         with self._lock:
             self.finished += 1
+            # Once `close` has begun, the connection is its to close (it may be shutting it
+            # down right now).
+            if self.close_when_done and not self.closed:
+                self.conns.remove(conn)
+                self._threads.remove(threading.current_thread())
+                conn.close()
 
     def counts(self) -> tuple[int, int]:
         """Connections accepted so far, and how many of their handlers have returned."""

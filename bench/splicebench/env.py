@@ -9,6 +9,7 @@ WORK = BENCH / "work"
 LOGS = WORK / "logs"
 RESULTS = BENCH / "results"
 BT = WORK / "bt"
+PROBE = WORK / "probe"  # bench/tools/probe.c: timed round trips (the handoff workload)
 MINRELAY = WORK / "minrelay"  # built by bench/run from ../shared/yardsticks/minrelay.c
 # issue 12's relay prototypes (bench/prototypes), built by bench/run --prototypes
 PROTO_BIN = ROOT / ".build-bench-proto" / "release"
@@ -22,7 +23,7 @@ LABELS = {"direct": "direct", "splicegate": "splicegate", "haproxy": "HAProxy", 
 # goals), nginx (the other production L4 proxy) and minrelay (the smallest epoll
 # relay we could write: the distance from what this machine can do).
 PEERS = ["haproxy", "nginx", "minrelay"]
-WORKLOADS = ["bulk", "ping", "connrate", "memory", "mediation", "split", "capture", "cluster"]
+WORKLOADS = ["bulk", "ping", "connrate", "memory", "mediation", "split", "capture", "cluster", "handoff"]
 # Idle sessions after some traffic (issue 12): a small request/answer, and a burst.
 # (name, sessions, request bytes, answer bytes); "never used" is measured at 1,000 and
 # at the largest count that fits (see big_session_count).

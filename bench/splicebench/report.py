@@ -7,6 +7,7 @@ import subprocess
 from . import env
 from .capture import capture_report
 from .env import LABELS, MEMORY_AFTER, PEERS, RESULTS, ROOT, TARGETS, WANT_BIG, WORK
+from .handoff_report import handoff_report
 from .stats import fmt, med, pct, ratio
 
 
@@ -415,6 +416,7 @@ def report(b, started, elapsed):
                  f"the nodes in id order): median {fmt(med(c['list_ms']))} ms of {len(c['list_ms'])} "
                  f"(min {fmt(min(c['list_ms']))}, max {fmt(max(c['list_ms']))}). Node 1's own {c['per_node']:,} "
                  f"(`scope=local`): median {fmt(med(c['local_ms']))} ms.\n")
+    L += handoff_report(r)
     if r["notes"]:
         L.append("## Notes\n")
         for n in r["notes"]:

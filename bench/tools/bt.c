@@ -3,6 +3,8 @@
  *
  *   bt sink PORT              accept, read and discard everything, close on EOF
  *                             (split recipients, idle-session holder)
+ *   bt echo PORT              echo server: write back everything read, close on EOF
+ *                             (the handoff workload's upstream)
  *   bt echo1 PORT             connection-rate server: read anything, answer one
  *                             byte and close (the server closes first, so
  *                             TIME_WAIT lands on the listening port's side)
@@ -72,7 +74,7 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The servers (sink, echo1, holder) share one accept-and-read loop: `accepted` may refuse
+/* The servers (sink, echo, echo1, holder) share one accept-and-read loop: `accepted` may refuse
    a connection (non-zero: it is closed), `readable` reads what a connection has. */
 static char iobuf[1 << 18];
 
@@ -114,6 +116,23 @@ static void sink_readable(int fd) {
         if (r > 0) continue;
         if (r == 0 || (errno != EAGAIN && errno != EINTR)) close(fd);
         return;
+    }
+}
+
+/* echo: write back what was read. The handoff workload's messages are small and one at a
+   time, so a write that would block is waited out here rather than queued. */
+static void echo_readable(int fd) {
+    for (;;) {
+        ssize_t r = read(fd, iobuf, sizeof iobuf);
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EINTR)) close(fd);
+            return;
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(fd, iobuf + off, (size_t)(r - off));
+            if (w > 0) off += w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR) { close(fd); return; }
+        }
     }
 }
 
@@ -286,12 +305,13 @@ static int idle(int port, int n, long up, long down) {
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc >= 3 && !strcmp(argv[1], "sink")) serve(atoi(argv[2]), NULL, sink_readable);
+    if (argc >= 3 && !strcmp(argv[1], "echo")) serve(atoi(argv[2]), NULL, echo_readable);
     if (argc >= 3 && !strcmp(argv[1], "echo1")) serve(atoi(argv[2]), NULL, echo1_readable);
     if (argc >= 5 && !strcmp(argv[1], "connrate"))
         return connrate(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
     if (argc >= 3 && !strcmp(argv[1], "holder")) serve(atoi(argv[2]), holder_accepted, holder_readable);
     if (argc >= 4 && !strcmp(argv[1], "idle"))
         return idle(atoi(argv[2]), atoi(argv[3]), argc >= 6 ? atol(argv[4]) : 0, argc >= 6 ? atol(argv[5]) : 0);
-    fprintf(stderr, "usage: bt sink|echo1|holder PORT | connrate PORT SECS CONC | idle PORT N [UP DOWN]\n");
+    fprintf(stderr, "usage: bt sink|echo|echo1|holder PORT | connrate PORT SECS CONC | idle PORT N [UP DOWN]\n");
     return 2;
 }

@@ -87,6 +87,17 @@ struct NodeStore: Sendable {
         return live
     }
 
+    /// The name of the node row holding `number`, if there is one.
+    func name(ofNumber number: UInt64) async throws -> String? {
+        try await database.run { [logger = database.logger] connection in
+            for try await name in try await connection.query(
+                "SELECT name FROM nodes WHERE number = \(Int64(number))", logger: logger).decode(String.self) {
+                return name
+            }
+            return nil
+        }
+    }
+
     /// Removes this node and its bind states (clean stop): the others see it leave at once.
     func deregister(_ node: ClusterNode) async throws {
         try await database.transaction { [logger = database.logger] connection in

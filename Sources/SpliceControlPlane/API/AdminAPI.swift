@@ -45,12 +45,14 @@ public struct AdminAPI: Sendable {
     private let auth: AdminAuth
     private let metrics: GatewayMetrics
     private let cluster: ClusterAccess?
+    private let gateway: Gateway
 
     /// The API over `gateway`.
     public init(gateway: Gateway, options: Options, logger: Logger) {
         var router = Router(logger: logger)
         HealthHandler(version: options.version, startedAt: Date()).register(in: &router)
-        let authority = options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist)
+        let authority = HandoffGatedAuthority(
+            inner: options.authority ?? LocalAuthority(gateway: gateway, persist: options.persist), gateway: gateway)
         ListenersHandler(gateway: gateway, authority: authority).register(in: &router)
         SessionsHandler(gateway: gateway, cluster: options.cluster).register(in: &router)
         MediatorsHandler(gateway: gateway, authority: authority, cluster: options.cluster).register(in: &router)
@@ -69,6 +71,7 @@ public struct AdminAPI: Sendable {
         self.auth = AdminAuth(token: options.token)
         self.metrics = gateway.metrics
         self.cluster = options.cluster
+        self.gateway = gateway
     }
 
     /// Answers one request, counting it and its latency by route once its response is known
@@ -76,7 +79,8 @@ public struct AdminAPI: Sendable {
     public func handle(_ request: HTTPRequest) -> HTTPAnswer {
         let started = ContinuousClock.now
         // A session another node owns is acted on there (after this node's token check).
-        let answer = auth.reject(request).map(HTTPAnswer.now) ?? cluster?.forward(request) ?? router.handle(request)
+        let answer = auth.reject(request).map(HTTPAnswer.now) ?? refusedDuringHandoff(request).map(HTTPAnswer.now)
+            ?? cluster?.forward(request) ?? router.handle(request)
         let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
         let method = known.contains(request.method) ? request.method.rawValue : "other"
         let route = router.routePattern(for: request) ?? "unmatched"
@@ -85,6 +89,14 @@ public struct AdminAPI: Sendable {
                                  duration: ContinuousClock.now - started)
         }
         return answer
+    }
+
+    /// A change asked for while this process hands its sessions to a successor: 409, since
+    /// what it changes is on its way to the other process (reads are answered as usual).
+    private func refusedDuringHandoff(_ request: HTTPRequest) -> HTTPResponse? {
+        guard request.method != .GET, request.method != .HEAD, request.method != .OPTIONS,
+              gateway.handoffUnderway else { return nil }
+        return .problem(.conflict("a handoff to a new gateway process is under way; retry once it is done"))
     }
 
     /// The token rule on a request head, before its body is read: nil to

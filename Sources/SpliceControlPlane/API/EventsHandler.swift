@@ -18,11 +18,16 @@ struct EventsHandler: Sendable {
     /// Each event's frame, built once for all the streams.
     private let frames = EventFrames()
 
+    /// The comment an event stream ends with when the gateway hands off to a new process
+    /// (not an event: `gateway.handoff` is the successor's, on the stream the client opens
+    /// again, which `retry` tells it to do).
+    static let handoffNote = Array(": handing off to a new process; reconnect\n\n".utf8)
+
     func register(in router: inout Router) {
         router.add(.GET, "/api/v1/events") { request, _ in
             try request.allowQuery(["access_token", "scope"])
             let localOnly = try request.localScope()
-            let source = StreamSource(maxBufferedBytes: 1 << 20)
+            let source = StreamSource(maxBufferedBytes: 1 << 20, handoffNote: Self.handoffNote)
             let node = cluster?.membership.localNode.name
             let subscription = Subscription()
             // Subscribed here first, then the opening comment: from the comment on, the

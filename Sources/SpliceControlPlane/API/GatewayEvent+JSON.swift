@@ -40,6 +40,10 @@ extension GatewayEvent {
             object["split"] = ["id": .string("\(split)")]
             object["server"] = .string(server)
             object["reason"] = .string(reason)
+        case .handoff(let sessions, let listeners, let from):
+            object["sessions"] = .int(Int64(sessions))
+            object["listeners"] = .int(Int64(listeners))
+            object["from_pid"] = .int(Int64(from))
         }
         return .object(object)
     }

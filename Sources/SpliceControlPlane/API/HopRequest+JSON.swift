@@ -31,8 +31,8 @@ extension HopRequest {
 }
 
 extension HopRequest {
-    /// The request as the API shows it back (a listener's templates).
-    var json: JSON {
+    /// The request as the API shows it back (a listener's templates, a handoff's hops).
+    public var json: JSON {
         var object = JSONObject()
         switch target {
         case .registered(let name): object["mediator"] = .string(name.text)
@@ -48,7 +48,7 @@ extension HopRequest {
 
 extension Dictionary where Key == Direction {
     /// An object keyed by direction name, client-to-server first.
-    func json(_ value: (Value) -> JSON) -> JSON {
+    public func json(_ value: (Value) -> JSON) -> JSON {
         var object = JSONObject()
         for direction in Direction.allCases {
             if let entry = self[direction] { object[direction.rawValue] = value(entry) }

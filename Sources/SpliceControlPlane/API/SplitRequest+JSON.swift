@@ -22,8 +22,8 @@ extension SplitRequest {
         }
     }
 
-    /// The request as the API shows it back (a listener's templates).
-    var json: JSON {
+    /// The request as the API shows it back (a listener's templates, a handoff's splits).
+    public var json: JSON {
         [
             "address": .string("\(address)"),
             "direction": .string(directions.rawValue),

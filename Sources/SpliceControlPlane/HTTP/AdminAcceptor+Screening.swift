@@ -38,6 +38,42 @@ extension AdminAcceptor {
         }
     }
 
+    /// How long, at a handoff, a connection still sending its request head has to finish it.
+    /// Long enough for a head already on its way (a client sends it right after
+    /// connecting), short against the sessions, which are frozen while this process waits.
+    static let handoffGrace: Duration = .milliseconds(200)
+
+    /// A handoff began: the successor accepts on the same listening socket from now on, and
+    /// this process waits for the connections it took before the sessions move on. It must
+    /// not wait on a client: answered connections are not lingered on (their answer has been
+    /// sent), and those still sending their request head get `handoffGrace`
+    /// (`endHandoffGraceIfDue`).
+    func beginHandoffGrace(now: ContinuousClock.Instant) {
+        while let fd = pending.oldestAnswered() { drop(fd) }
+        handoffGraceUntil = now + Self.handoffGrace
+    }
+
+    /// Ends the grace once no head is arriving any more, or at its end: a connection still
+    /// sending its head is closed (its client connects again and reaches the successor).
+    /// A connection handed to MHD is not: its head is whole, so it is being handled (MHD
+    /// may not have read it yet), and its body, if any, has the drain's cap.
+    func endHandoffGraceIfDue(now: ContinuousClock.Instant) {
+        guard let until = handoffGraceUntil else { return }
+        guard until <= now || pending.readingCount == 0 else { return }
+        handoffGraceUntil = nil
+        var closed = 0
+        for fd in Array(pending.descriptors) {
+            if pending[fd]?.answered == false { closed += 1 }
+            drop(fd)
+        }
+        if closed > 0 {
+            logger.notice("""
+                handoff: closed \(closed) admin connection(s) whose request had not arrived; \
+                their clients reach the successor when they connect again
+                """)
+        }
+    }
+
     /// Makes room by closing the oldest connection not yet handed to MHD
     /// (answered ones first); false if there is none.
     func evictOldest(reason: String) -> Bool {

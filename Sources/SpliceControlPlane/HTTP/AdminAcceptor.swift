@@ -3,6 +3,7 @@ import CMicroHTTPD
 import Glibc
 #endif
 import Logging
+import Synchronization
 
 /// Accepts admin connections on its own thread, reads each request head
 /// (peeking, so the bytes stay in the socket) under a deadline, answers bad
@@ -19,6 +20,8 @@ import Logging
 /// Threading: everything but `stop` runs on the acceptor thread; `stop`
 /// wakes it through an eventfd and joins it.
 final class AdminAcceptor: @unchecked Sendable {
+    // @unchecked: besides the acceptor thread's own state, only `acceptingStopped` and
+    // `pendingCount` (atomics) are touched from other threads.
     /// Hands an accepted, screened socket to MHD; false if MHD refused it
     /// (MHD has closed it either way).
     typealias HandOff = (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
@@ -40,18 +43,32 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Connections not handed to MHD (acceptor thread only).
     var pending = PendingConnections()
     private var acceptPausedUntil: ContinuousClock.Instant?
+    /// Until when, in a handoff, request heads still arriving are waited for (acceptor thread only).
+    var handoffGraceUntil: ContinuousClock.Instant?
     /// The last connection generation handed out (acceptor thread only).
     private var generation: UInt32 = 0
     /// Peek and drain space, one longest head plus a byte (acceptor thread only).
     let buffer: UnsafeMutableRawBufferPointer
     private var thread: pthread_t?
     private var socketsClosed = false
+    /// Set by `stopAcceptingForHandoff`: the listening socket belongs to a successor now.
+    private let acceptingStopped = Atomic<Bool>(false)
+    /// Set by `stop` before it wakes the thread.
+    private let stopRequested = Atomic<Bool>(false)
+    /// Connections not handed to MHD yet, as of the loop's last turn (read by other threads).
+    let pendingCount = Atomic<Int>(0)
+    /// How many times `stopAcceptingForHandoff` was called.
+    private let stopGeneration = Atomic<Int>(0)
+    /// The `stopGeneration` the thread saw, with accepting stopped, at the end of a turn:
+    /// from then on nothing more is accepted and `pendingCount` counts every connection it took.
+    let stopGenerationSeen = Atomic<Int>(0)
 
     /// Sets up the loop around the listening socket `listenFD` (which it
-    /// now owns); call `start` to run it.
+    /// now owns); call `start` to run it. Unless `accepting`, connections are accepted only
+    /// after `startAccepting`.
     init(
         listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration, gauge: ConnectionGauge,
-        logger: Logger, handOff: @escaping HandOff
+        logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
     ) throws(HTTPServerError) {
         self.listenFD = listenFD
         self.screen = screen
@@ -63,14 +80,37 @@ final class AdminAcceptor: @unchecked Sendable {
         self.buffer = .allocate(byteCount: screen.maxHeadBytes + 1, alignment: 8)
         epollFD = sg_epoll_create()
         wakeFD = sg_eventfd()
+        acceptingStopped.store(!accepting, ordering: .relaxed)
         guard epollFD >= 0, wakeFD >= 0,
-              sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
+              !accepting || sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0,
               sg_epoll_ctl(epollFD, 1, wakeFD, SG_EPOLL_IN) == 0
         else {
             // Every stored property is set, so deinit runs after this throw
             // and is the one place that closes and frees (closing here too
             // closed descriptors twice, maybe someone else's by then).
             throw .startFailed("cannot set up the admin acceptor: \(String(cString: strerror(sg_errno())))")
+        }
+    }
+
+    /// Accepts no more connections, leaving them to the other process that listens on the
+    /// same socket (a handoff's successor); those accepted already are served. Any thread.
+    /// Returns the generation `stopGenerationSeen` reaches once the thread has seen it.
+    @discardableResult
+    func stopAcceptingForHandoff() -> Int {
+        acceptingStopped.store(true, ordering: .releasing)
+        _ = sg_epoll_ctl(epollFD, 2, listenFD, 0)
+        let generation = stopGeneration.add(1, ordering: .acquiringAndReleasing).newValue
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+        return generation
+    }
+
+    /// Starts accepting on a server made with `accepting` false. Any thread; once.
+    func startAccepting() throws(HTTPServerError) {
+        acceptingStopped.store(false, ordering: .relaxed)
+        // epoll_wait sees a descriptor added while it waits.
+        guard sg_epoll_ctl(epollFD, 1, listenFD, SG_EPOLL_IN) == 0 else {
+            throw .startFailed("cannot accept admin connections: \(String(cString: strerror(sg_errno())))")
         }
     }
 
@@ -93,6 +133,7 @@ final class AdminAcceptor: @unchecked Sendable {
     /// Stops accepting, closes every connection not yet handed to MHD and
     /// the listening socket, and waits for the thread. Call once.
     func stop() {
+        stopRequested.store(true, ordering: .relaxed)
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
         if let thread { pthread_join(thread, nil) }
@@ -132,7 +173,11 @@ final class AdminAcceptor: @unchecked Sendable {
                 let fd = Int32(truncatingIfNeeded: tags[index])
                 let tagged = UInt32(truncatingIfNeeded: tags[index] >> 32)
                 switch fd {
-                case wakeFD where tagged == 0: return
+                case wakeFD where tagged == 0:
+                    // A handoff's wake-up only says "stop accepting"; `stop` says stop.
+                    guard !stopRequested.load(ordering: .relaxed) else { return }
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
                 case listenFD where tagged == 0: acceptAll()
                 default:
                     // An event for a connection closed earlier in this batch
@@ -142,6 +187,14 @@ final class AdminAcceptor: @unchecked Sendable {
                 }
             }
             expire(now: .now)
+            let generation = stopGeneration.load(ordering: .acquiring)
+            let stopped = acceptingStopped.load(ordering: .acquiring)
+            if stopped, generation != stopGenerationSeen.load(ordering: .relaxed) { beginHandoffGrace(now: .now) }
+            endHandoffGraceIfDue(now: .now)
+            pendingCount.store(pending.readingCount + pending.answeredCount, ordering: .releasing)
+            if stopped {
+                stopGenerationSeen.store(generation, ordering: .releasing)
+            }
         }
     }
 
@@ -151,12 +204,13 @@ final class AdminAcceptor: @unchecked Sendable {
         var next = now + .seconds(1)
         if let deadline = pending.nextDeadline(), deadline < next { next = deadline }
         if let paused = acceptPausedUntil, paused < next { next = paused }
+        if let grace = handoffGraceUntil, grace < next { next = grace }
         let (seconds, attoseconds) = max(.zero, next - now).components
         return Int32(seconds * 1000 + attoseconds / 1_000_000_000_000_000) + 1
     }
 
     private func acceptAll() {
-        for _ in 0..<64 {
+        for _ in 0..<64 where !acceptingStopped.load(ordering: .relaxed) {
             var address = sockaddr_storage()
             var length = socklen_t(0)
             let fd = sg_accept(listenFD, &address, &length)

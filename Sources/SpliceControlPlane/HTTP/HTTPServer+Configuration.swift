@@ -39,6 +39,13 @@ extension HTTPServer {
         /// Where MHD's own diagnostics and handler failures are logged.
         public var logger: Logger = Logger(label: "splicegate.http")
 
+        /// A listening socket to serve on instead of binding `host:port` (a predecessor's,
+        /// handed over with its sessions); the server takes ownership of it.
+        public var inheritedListenFD: Int32?
+        /// Whether connections are accepted from the start; when false (a handoff's successor,
+        /// whose predecessor still serves the socket), only after `startAccepting()`.
+        public var acceptsAtStart = true
+
         /// Listens on `host:port` with default limits.
         public init(host: String, port: Int) {
             self.host = host

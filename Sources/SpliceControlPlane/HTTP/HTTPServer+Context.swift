@@ -20,6 +20,8 @@ extension HTTPServer {
         private struct Parked {
             /// Set by `abortParked`: whatever is parked from then on is aborted at once.
             var stopping = false
+            /// Set by `finishStreams`: a stream opened from then on ends at once.
+            var handedOff = false
             var responses: [ObjectIdentifier: any ParkedResponse] = [:]
         }
 
@@ -153,19 +155,42 @@ extension HTTPServer {
             }
         }
 
+        /// Ends every open stream (after its `handoffNote`, once what is queued has been
+        /// sent), and every one opened later: the process has handed off. Pending answers
+        /// are left to come.
+        func finishStreams() {
+            let streams = parked.withLock { parked in
+                parked.handedOff = true
+                return parked.responses.values.compactMap { $0 as? StreamSource }
+            }
+            for stream in streams { stream.finishForHandoff() }
+        }
+
         /// Streams and pending answers MHD has not released yet (leak check).
         var liveParked: Int { parked.withLock(\.responses.count) }
 
+        /// Answers still waiting on the data plane (or the database): not a stream, and
+        /// not a pending answer already set (a capture's, which has become its stream).
+        var liveAnswers: Int {
+            parked.withLock { parked in
+                parked.responses.values.filter { response in
+                    !(response is StreamSource) && (response as? PendingResponse)?.isAnswered != true
+                }.count
+            }
+        }
+
         private func register(_ response: some ParkedResponse) {
             let key = ObjectIdentifier(response)
-            let stopping = parked.withLock { parked in
+            let (stopping, handedOff) = parked.withLock { parked in
                 if !parked.stopping { parked.responses[key] = response }
-                return parked.stopping
+                return (parked.stopping, parked.handedOff)
             }
             // Parked after the stop's sweep: it would hold the connection
             // suspended through MHD_stop_daemon.
             if stopping { return response.abort() }
             response.onRelease { [weak self] in _ = self?.parked.withLock { $0.responses.removeValue(forKey: key) } }
+            // Opened after the handoff's sweep: it would keep the drain waiting for its reader.
+            if handedOff, let stream = response as? StreamSource { stream.finishForHandoff() }
         }
 
         private func tooLarge(_ length: Int?) -> APIError {

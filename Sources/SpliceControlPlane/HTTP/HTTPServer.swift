@@ -36,6 +36,9 @@ public final class HTTPServer: Sendable {
         boundHost.contains(":") ? "http://[\(boundHost)]:\(boundPort)" : "http://\(boundHost):\(boundPort)"
     }
 
+    /// The listening socket, to pass to a successor process in a handoff (the server keeps it).
+    public let listenDescriptor: Int32
+
     // The daemon pointers are opaque C handles, only used under this lock
     // (and by the acceptor, which stop joins before stopping them).
     private let daemons: Mutex<[OpaqueHandle]>
@@ -45,14 +48,27 @@ public final class HTTPServer: Sendable {
     /// Binds and starts serving `handler`; throws if the address is unusable
     /// or libmicrohttpd refuses to start (port in use, …).
     public init(configuration: Configuration, handler: @escaping Handler) throws(HTTPServerError) {
-        guard let address = IPAddress(host: configuration.host, port: configuration.port) else {
-            throw .badAddress("'\(configuration.host)' port \(configuration.port) is not an IP literal or localhost with a valid port")
-        }
-        let listenFD = address.withSockAddr { sockaddr in
-            sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
-        }
-        guard listenFD >= 0 else {
-            throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
+        let address: IPAddress
+        let listenFD: Int32
+        if let inherited = configuration.inheritedListenFD {
+            // A predecessor's listening socket (a handoff): serve where it is bound.
+            guard let bound = Self.boundAddress(of: inherited) else {
+                close(inherited)
+                throw .startFailed("the admin socket handed over is not a bound IP socket")
+            }
+            address = bound
+            listenFD = inherited
+        } else {
+            guard let parsed = IPAddress(host: configuration.host, port: configuration.port) else {
+                throw .badAddress("'\(configuration.host)' port \(configuration.port) is not an IP literal or localhost with a valid port")
+            }
+            address = parsed
+            listenFD = address.withSockAddr { sockaddr in
+                sg_listen(sockaddr, socklen_t(address.isIPv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size), Int32(SOMAXCONN))
+            }
+            guard listenFD >= 0 else {
+                throw .startFailed("cannot listen on \(address.hostPort): \(String(cString: strerror(sg_errno())).lowercased())")
+            }
         }
         let gauge = ConnectionGauge(requestTime: .seconds(configuration.bodyTimeoutSeconds))
         let context = Context(configuration: configuration, gauge: gauge, handler: handler)
@@ -69,7 +85,8 @@ public final class HTTPServer: Sendable {
         do throws(HTTPServerError) {
             acceptor = try AdminAcceptor(
                 listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
-                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger
+                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger,
+                accepting: configuration.acceptsAtStart
             ) { fd, peer, length in
                 MHD_add_connection(started[Int(fd) % started.count].pointer, fd, peer, length) == .YES
             }
@@ -79,6 +96,7 @@ public final class HTTPServer: Sendable {
             throw error
         }
         self.context = context
+        self.listenDescriptor = listenFD
         self.daemons = Mutex(started)
         self.boundHost = address.host
         self.boundPort = Int(sg_bound_port(listenFD))
@@ -116,6 +134,11 @@ public final class HTTPServer: Sendable {
         return started
     }
 
+    /// Accepts connections on a server configured not to at start (`acceptsAtStart`).
+    public func startAccepting() throws(HTTPServerError) {
+        try acceptor.startAccepting()
+    }
+
     /// Stops the daemon: ends open streams, waits for in-flight handlers,
     /// closes every connection and frees the port. Idempotent.
     public func stop() {
@@ -139,6 +162,42 @@ public final class HTTPServer: Sendable {
             // No callback of this daemon can run any more: give back its reference.
             Unmanaged.passUnretained(context).release()
         }
+    }
+
+    /// Stops accepting admin connections, leaving the listening socket to a successor process
+    /// that shares it (a handoff), ends the open streams (event streams, captures: each
+    /// finished properly after what is queued, so that its client holds a complete response
+    /// and reconnects to the successor), and waits (at most `timeout`) until every connection
+    /// accepted already has been answered and closed, so that none is cut by this process's exit.
+    public func stopAcceptingAndDrain(timeout: Duration) {
+        let generation = acceptor.stopAcceptingForHandoff()
+        let deadline = ContinuousClock.now + timeout
+        // Until the acceptor thread has finished its turn, a connection it took may not be
+        // counted anywhere yet.
+        while acceptor.stopGenerationSeen.load(ordering: .acquiring) < generation, ContinuousClock.now < deadline {
+            usleep(1000)
+        }
+        context.finishStreams()
+        while acceptor.pendingCount.load(ordering: .acquiring) + context.gauge.count
+                + context.liveRequests.load(ordering: .relaxed) > 0,
+              ContinuousClock.now < deadline {
+            usleep(5000)
+        }
+    }
+
+    /// Answers in flight that wait on the data plane (or the database), such as a kill or a
+    /// splice: a handoff waits for them. Streams (events, captures) are not counted.
+    public var parkedAnswers: Int { context.liveAnswers }
+
+    /// The IP address a listening socket is bound to.
+    private static func boundAddress(of fd: Int32) -> IPAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { IPAddress($0) } }
     }
 
     /// Per-request states, and streams and pending answers, MHD still holds;

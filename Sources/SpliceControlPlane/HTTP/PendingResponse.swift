@@ -44,6 +44,9 @@ public final class PendingResponse: ParkedResponse {
         for observer in observers { observer(response) }
     }
 
+    /// Whether the response is set (it may still be on its way to the client).
+    var isAnswered: Bool { state.withLock { $0.response != nil } }
+
     /// Runs `body` with the response once it is set (at once if it is), whether or not the
     /// client is still there to receive it.
     public func whenComplete(_ body: @escaping @Sendable (HTTPResponse) -> Void) {

@@ -26,11 +26,15 @@ public final class StreamSource: ParkedResponse {
     public let maxBufferedBytes: Int
     /// The block size MHD asks the reader for.
     public let blockSize: Int
+    /// What the stream ends with when its process hands off to a successor (an SSE comment
+    /// for an event stream; nothing for a file, whose last block is its producer's).
+    public let handoffNote: [UInt8]
 
     /// A stream that buffers at most `maxBufferedBytes` not yet sent.
-    public init(maxBufferedBytes: Int = 1 << 20, blockSize: Int = 4096) {
+    public init(maxBufferedBytes: Int = 1 << 20, blockSize: Int = 4096, handoffNote: [UInt8] = []) {
         self.maxBufferedBytes = maxBufferedBytes
         self.blockSize = blockSize
+        self.handoffNote = handoffNote
     }
 
     /// Queues bytes for the client. False, and nothing queued, once the
@@ -68,6 +72,17 @@ public final class StreamSource: ParkedResponse {
     /// Ends the stream once everything queued has been sent.
     public func finish() {
         state.withLock { state in
+            state.finished = true
+            wake(&state)
+        }
+    }
+
+    /// Ends the stream after `handoffNote`, once everything queued has been sent: the
+    /// process has handed off, and the client reconnects to the successor.
+    func finishForHandoff() {
+        state.withLock { state in
+            guard !state.finished else { return }
+            state.pending.append(contentsOf: handoffNote)
             state.finished = true
             wake(&state)
         }

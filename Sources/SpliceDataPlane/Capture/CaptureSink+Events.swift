@@ -31,7 +31,7 @@ extension CaptureSink {
             comment("\(split) split removed", from: .initiator, session: session)
         case .failedOver(let session, let split, let server, let reason):
             comment("failed over to \(split) (\(server)): \(reason)", from: .responder, session: session)
-        case .listenerAdded, .listenerRemoved, .sessionOpened, .sessionClosed:
+        case .listenerAdded, .listenerRemoved, .sessionOpened, .sessionClosed, .handoff:
             break
         }
     }

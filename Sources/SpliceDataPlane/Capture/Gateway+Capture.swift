@@ -10,7 +10,7 @@ extension Gateway {
     {
         guard let record = registry.record(id) else { throw .notFound("no session \(id)") }
         let (sink, token) = makeSink(listener: nil, request: request, output: output)
-        let attached = record.withSession { session in
+        let attached = record.changingSession { session in
             session.attachCapture(sink)
             return session.eventLoop.makeSucceededFuture(sink.snapshot)
         }
@@ -35,7 +35,7 @@ extension Gateway {
         listener.captures.add(sink)
         output.onReaderGone { [captures = listener.captures] in captures.remove(sink) }
         for record in registry.records(listener: id) {
-            _ = record.withSession { session in
+            _ = record.changingSession { session in
                 session.attachCapture(sink)
                 return session.eventLoop.makeSucceededVoidFuture()
             }

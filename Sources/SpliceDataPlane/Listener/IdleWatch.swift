@@ -19,7 +19,8 @@ enum IdleWatch {
             let bytes = session.record.bytes
             let total = bytes.clientToServer &+ bytes.serverToClient
             let now = NIODeadline.now()
-            if total != state.value.lastTotal {
+            // A handoff under way holds the bytes back: that is no idleness of the session's.
+            if total != state.value.lastTotal || session.handoff.isHeld {
                 state.value.lastTotal = total
                 state.value.lastChange = now
             } else if now - state.value.lastChange >= timeout {

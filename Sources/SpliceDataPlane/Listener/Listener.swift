@@ -18,21 +18,46 @@ final class Listener: Sendable {
     let captures: ListenerCaptures
     private let relay: RelayListener
 
-    private init(id: ListenerID, spec: ListenerSpec, stats: ListenerStats, captures: ListenerCaptures,
-                 relay: RelayListener) {
+    private init(id: ListenerID, spec: ListenerSpec, createdAt: Date, context: SessionContext, relay: RelayListener) {
         self.id = id
-        self.captures = captures
+        self.captures = context.captures
         self.spec = spec
-        self.createdAt = Date()
-        self.stats = stats
+        self.createdAt = createdAt
+        self.stats = context.stats
+        self.context = context
         self.relay = relay
     }
+
+    /// What its sessions share.
+    let context: SessionContext
 
     /// Binds `spec.listen` and starts accepting; fails with a 409 when the address is taken
     /// and a 422 when it cannot be bound at all.
     static func bind(id: ListenerID, spec: ListenerSpec, group: RelayLoopGroup, registry: SessionRegistry,
                      mediators: MediatorRegistry, logger: Logger, budget: SessionBudget,
                      metrics: GatewayMetrics, events: EventHub) -> EventLoopFuture<Listener> {
+        start(id: id, spec: spec, group: group, registry: registry, mediators: mediators, logger: logger,
+              budget: budget, metrics: metrics, events: events) { accepted throws(RelayIOError) in
+            try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group, accepted: accepted)
+        }
+    }
+
+    /// Takes a listening socket a predecessor process handed over, as listener `id` created
+    /// at `createdAt`, paused until the handoff is acknowledged; takes ownership of `fd`.
+    static func adopt(_ fd: Int32, id: ListenerID, spec: ListenerSpec, createdAt: Date, group: RelayLoopGroup,
+                      registry: SessionRegistry, mediators: MediatorRegistry, logger: Logger, budget: SessionBudget,
+                      metrics: GatewayMetrics, events: EventHub) -> EventLoopFuture<Listener> {
+        start(id: id, spec: spec, createdAt: createdAt, group: group, registry: registry, mediators: mediators,
+              logger: logger, budget: budget, metrics: metrics, events: events) { accepted throws(RelayIOError) in
+            try RelayListener.adopt(fd, group: group, paused: true, accepted: accepted)
+        }
+    }
+
+    private static func start(
+        id: ListenerID, spec: ListenerSpec, createdAt: Date = Date(), group: RelayLoopGroup, registry: SessionRegistry,
+        mediators: MediatorRegistry, logger: Logger, budget: SessionBudget, metrics: GatewayMetrics, events: EventHub,
+        relayOn: (@escaping @Sendable (RelaySocket, String?) -> Void) throws(RelayIOError) -> RelayListener
+    ) -> EventLoopFuture<Listener> {
         let stats = ListenerStats(listener: id, maxSessions: spec.maxSessions, budget: budget, metrics: metrics)
         let upstream = Upstream(address: spec.upstream, connectTimeoutMs: spec.connectTimeoutMs)
         var listenerLogger = logger
@@ -47,7 +72,7 @@ final class Listener: Sendable {
                                      captures: captures)
         let relay: RelayListener
         do {
-            relay = try RelayListener.bind(host: spec.listen.host, port: spec.listen.port, group: group) { socket, client in
+            relay = try relayOn { socket, client in
                 // Over a limit the client is closed at once, and counted.
                 guard stats.admit() else {
                     sessionLogger.warning("client rejected: session limit reached", metadata: [
@@ -76,7 +101,8 @@ final class Listener: Sendable {
             bound.listen = HostPort(host: relay.localAddress.ipAddress ?? spec.listen.host, port: port)
         }
         sessionLogger.info("listener started", metadata: ["listen": "\(bound.listen)", "upstream": "\(spec.upstream)"])
-        return group.any().makeSucceededFuture(Listener(id: id, spec: bound, stats: stats, captures: captures, relay: relay))
+        return group.any().makeSucceededFuture(Listener(id: id, spec: bound, createdAt: createdAt, context: context,
+                                                        relay: relay))
     }
 
     private static func bindError(_ error: any Error, _ address: HostPort) -> APIError {
@@ -90,6 +116,9 @@ final class Listener: Sendable {
     func stop() -> EventLoopFuture<Void> {
         relay.close()
     }
+
+    /// The accepting socket (a handoff pauses it, passes it on, and resumes or closes it).
+    var relaySocket: RelayListener { relay }
 
     /// A view for the API.
     var snapshot: ListenerSnapshot {

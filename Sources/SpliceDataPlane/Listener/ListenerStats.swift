@@ -71,6 +71,25 @@ final class ListenerStats: Sendable {
         counters.sessionClosed(reason: reason, bytes: bytes)
     }
 
+    /// Goes on from a predecessor's figures (a handoff): sessions accepted, failed dials and
+    /// clients turned away so far. The Prometheus counters go on too (a counter that falls
+    /// back to 0 reads as a restart to `rate()`), but for the rejections: the predecessor
+    /// hands over their total, not how many each limit turned away.
+    func continueFrom(total accepted: UInt64, upstreamFailures failures: UInt64, rejected turnedAway: UInt64) {
+        total.store(accepted, ordering: .relaxed)
+        upstreamFailures.store(failures, ordering: .relaxed)
+        rejected.store(turnedAway, ordering: .relaxed)
+        counters.opened.increment(by: Int64(clamping: accepted))
+        counters.upstreamFailures.increment(by: Int64(clamping: failures))
+    }
+
+    /// A live session taken over from a predecessor: it holds a place under the limits
+    /// whether or not one is free (it was admitted there), and is not counted as new.
+    func sessionAdopted() {
+        active.wrappingAdd(1, ordering: .relaxed)
+        budget.acquireAlways()
+    }
+
     /// Dialing the upstream failed.
     func upstreamFailed() {
         upstreamFailures.wrappingAdd(1, ordering: .relaxed)
@@ -107,6 +126,11 @@ final class SessionBudget: Sendable {
             current = original
         }
         return false
+    }
+
+    /// Takes one place even past the limit (a session taken over from a predecessor).
+    func acquireAlways() {
+        used.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// Gives one place back.

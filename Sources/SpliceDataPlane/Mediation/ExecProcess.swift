@@ -44,6 +44,32 @@ final class ExecProcess: Sendable {
         return ExecProcess(pid: pid, output: output, input: input, child: child)
     }
 
+    /// Takes over a process a predecessor process started (a handoff): its pipes travel as
+    /// the leg's socket, its pidfd tells when it exits. Nil (the pidfd closed) if the loop
+    /// cannot watch it.
+    static func adopt(pid: pid_t, output: Int32, input: Int32, pidfd: Int32, on loop: RelayLoop) -> ExecProcess? {
+        guard let child = RelayChild(adopting: pid, pidfd: pidfd, loop: loop) else { return nil }
+        return ExecProcess(pid: pid, output: output, input: input, child: child)
+    }
+
+    /// The pidfd to pass to a successor process, nil if there is none to pass.
+    var handoffDescriptor: Int32? { child.handoffDescriptor }
+
+    /// Stops watching while a handoff is under way (the pidfd stays open: it may travel).
+    func suspendForHandoff() {
+        child.suspendForHandoff()
+    }
+
+    /// Watches again: the handoff failed.
+    func resumeAfterHandoff() {
+        child.resumeAfterHandoff()
+    }
+
+    /// A successor watches the process now: stop watching it here, signalling nothing.
+    func relinquish() {
+        child.relinquish()
+    }
+
     private static let spawnLock = Mutex<Void>(())
 
     private static func makePipe() throws(APIError) -> [Int32] {

@@ -7,12 +7,15 @@ final class HopLegCounters: Sendable {
     /// Offset in the stream entering the hop where it was spliced.
     let splicedAt: UInt64
     /// Bytes written into the mediator.
-    let fed = ByteCounter()
+    let fed: ByteCounter
     /// Bytes read back from the mediator.
-    let emitted = ByteCounter()
+    let emitted: ByteCounter
 
-    init(splicedAt: UInt64) {
+    /// Counters from zero, or going on from a predecessor's (a handoff).
+    init(splicedAt: UInt64, fed: UInt64 = 0, emitted: UInt64 = 0) {
         self.splicedAt = splicedAt
+        self.fed = ByteCounter(fed)
+        self.emitted = ByteCounter(emitted)
     }
 
     /// The figures as of now.
@@ -26,17 +29,21 @@ final class SplitLegCounters: Sendable {
     /// Offset in the delivered stream where the copy starts.
     let fromOffset: UInt64
     /// Bytes queued to the recipient.
-    let sent = ByteCounter()
+    let sent: ByteCounter
     /// Bytes the recipient sent back.
-    let discarded = ByteCounter()
+    let discarded: ByteCounter
     /// The copied endpoint's delivered-bytes counter, to tell how much a dropped split missed.
     let delivered: ByteCounter
     /// Bytes still queued when the split was dropped (never reached the recipient).
     let unsentAtDrop = Atomic<UInt64>(0)
 
-    init(fromOffset: UInt64, delivered: ByteCounter) {
+    /// Counters from zero, or going on from a predecessor's (a handoff).
+    init(fromOffset: UInt64, delivered: ByteCounter, sent: UInt64 = 0, discarded: UInt64 = 0, unsentAtDrop: UInt64 = 0) {
         self.fromOffset = fromOffset
         self.delivered = delivered
+        self.sent = ByteCounter(sent)
+        self.discarded = ByteCounter(discarded)
+        self.unsentAtDrop.store(unsentAtDrop, ordering: .relaxed)
     }
 
     /// The figures as of now, for a split in `state`.

@@ -15,9 +15,9 @@ final class SessionRecord: Sendable {
     /// When the client was accepted.
     let openedAt: Date
     /// Bytes delivered to the server.
-    let toServer = ByteCounter()
+    let toServer: ByteCounter
     /// Bytes delivered to the client.
-    let toClient = ByteCounter()
+    let toClient: ByteCounter
     /// The session's shape as its loop last published it.
     private let view: Mutex<SessionView>
     /// The loop that owns the session; every action on it runs there.
@@ -25,11 +25,16 @@ final class SessionRecord: Sendable {
     // Cleared when the session ends, so the record does not keep it alive.
     private let session: NIOLoopBoundBox<Session?>
 
-    init(id: SessionID, listener: ListenerID, client: String, server: String, eventLoop: EventLoop) {
+    /// A record; a session taken over from another process keeps its opening time and goes
+    /// on counting from the bytes it had delivered.
+    init(id: SessionID, listener: ListenerID, client: String, server: String, eventLoop: EventLoop,
+         openedAt: Date = Date(), delivered: ByteCounts = ByteCounts(clientToServer: 0, serverToClient: 0)) {
         self.id = id
         self.listener = listener
         self.client = client
-        self.openedAt = Date()
+        self.openedAt = openedAt
+        self.toServer = ByteCounter(delivered.clientToServer)
+        self.toClient = ByteCounter(delivered.serverToClient)
         self.eventLoop = eventLoop
         self.session = NIOLoopBoundBox.makeEmptyBox(valueType: Session.self, eventLoop: eventLoop)
         self.view = Mutex(SessionView(server: server, state: .connecting))

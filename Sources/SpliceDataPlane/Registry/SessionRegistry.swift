@@ -29,6 +29,19 @@ final class SessionRegistry: Sendable {
         HopID(number: nextHop.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
+    /// The next numbers of the three id sources, in the order session, hop, split (a handoff
+    /// passes them on so that ids continue in the successor).
+    var nextNumbers: (session: UInt64, hop: UInt64, split: UInt64) {
+        (nextSession.load(ordering: .relaxed), nextHop.load(ordering: .relaxed), nextSplit.load(ordering: .relaxed))
+    }
+
+    /// Issues no id numbered below these any more (a successor continuing a predecessor's ids).
+    func skipNumbers(session: UInt64, hop: UInt64, split: UInt64) {
+        nextSession.raise(to: session)
+        nextHop.raise(to: hop)
+        nextSplit.raise(to: split)
+    }
+
     func insert(_ record: SessionRecord) {
         sessions.withLock { table in
             // Ids are issued in order, so this is almost always an append.

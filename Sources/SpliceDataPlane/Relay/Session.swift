@@ -45,8 +45,12 @@ final class Session {
 
     /// Whether the session has ended (its sockets are closing or closed).
     var ending: Bool { machine.isEnding }
-    /// Whether the session's sockets may be read (templates are in).
-    var readsEnabled: Bool { machine.readsEnabled }
+    /// Whether the session's sockets may be read (templates are in, no handoff under way).
+    var readsEnabled: Bool { machine.readsEnabled && !handoff.isHeld }
+    /// The session's part in a handoff to or from another process: while it is held
+    /// (frozen here, or adopted and waiting for the acknowledgement) nothing is read, its
+    /// sockets are not polled and an end waits for the thaw (see Session+Handoff).
+    var handoff = SessionHandoffState<[(port: Port, bytes: [UInt8])]>()
 
     /// Publishes the session's shape for the API: called once after every change to it.
     func publish() {
@@ -117,6 +121,17 @@ final class Session {
             }
         case .discard: break
         }
+    }
+
+    /// Wires two connected ports as the session's endpoints, directly (a session taken over
+    /// from a predecessor process; see Session+Handoff).
+    func adoptPorts(client: Port, server: Port) {
+        self.client = client
+        self.server = server
+        paths = (
+            DirectionPath(direction: .clientToServer, from: client, to: server),
+            DirectionPath(direction: .serverToClient, from: server, to: client)
+        )
     }
 
     /// The path of one direction; only valid once connected.
@@ -260,12 +275,18 @@ final class Session {
     /// Ends the session at once; completes when its channels are closed.
     @discardableResult
     func kill(_ reason: CloseReason) -> EventLoopFuture<Void> {
+        // Its descriptors are on their way to a successor: not ours to close now.
+        if let refusal = handoffChangeRefusal { return eventLoop.makeFailedFuture(refusal) }
         end(reason)
         return closedChannels ?? eventLoop.makeSucceededVoidFuture()
     }
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
     func end(_ reason: CloseReason) {
+        switch handoff.end(reason) {
+        case .end: break
+        case .deferred, .ignore: return
+        }
         guard machine.end(reason) else { return }
         captureEnded(reason)
         let ports = allPorts

@@ -76,6 +76,15 @@ struct SessionMachine {
         phase == .connecting ? .upstreamUnreachable : nil
     }
 
+    /// A session taken over from a predecessor process, open and relaying, with the
+    /// directions it had finished (nothing under way: no EOF half passed on).
+    mutating func adopted(finished: Set<Direction> = [], halfClosed: Bool = false) {
+        phase = .open
+        readsEnabled = true
+        self.finished = finished
+        self.halfClosed = halfClosed || !finished.isEmpty
+    }
+
     /// The templates are in: reads may start. False if the session ended meanwhile.
     mutating func templatesApplied() -> Bool {
         guard phase == .open else { return false }

@@ -13,6 +13,9 @@ final class Split {
     var dropReason: String?
     /// A client-to-server, lossless copy from offset 0: it can take over as the server.
     var isReplica = false
+    /// A dropped split taken over from a predecessor process: its figures, with no
+    /// connection behind them (see Session+Handoff).
+    var handedStats: [Direction: SplitLegCounters] = [:]
 
     init(id: SplitID, request: SplitRequest) {
         self.id = id
@@ -21,7 +24,8 @@ final class Split {
 
     /// What the session publishes of it.
     var view: SplitView {
-        SplitView(id: id, request: request, state: state, reason: dropReason, legs: legs.mapValues(\.stats))
+        SplitView(id: id, request: request, state: state, reason: dropReason,
+                  legs: legs.isEmpty ? handedStats : legs.mapValues(\.stats))
     }
 }
 
@@ -58,6 +62,11 @@ struct ReplicaBacklog {
     var count: Int { buffers.reduce(0) { $0 + $1.readableBytes } }
 
     var isEmpty: Bool { buffers.isEmpty }
+
+    /// The held bytes in one piece, and where they start (a handoff carries them).
+    var bytes: (start: UInt64, bytes: [UInt8]) {
+        (start, buffers.reduce(into: []) { all, buffer in buffer.withUnsafeReadableBytes { all.append(contentsOf: $0) } })
+    }
 
     /// Keeps `bytes`, which begin at `position` of the replica's output.
     mutating func append(_ bytes: UnsafeRawBufferPointer, at position: UInt64) {

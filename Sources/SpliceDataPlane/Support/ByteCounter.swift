@@ -6,6 +6,11 @@ final class ByteCounter: Sendable {
 
     init() {}
 
+    /// A counter that goes on from `start` (a session taken over from another process).
+    init(_ start: UInt64) {
+        count.store(start, ordering: .relaxed)
+    }
+
     /// Adds `bytes`.
     func add(_ bytes: Int) {
         count.wrappingAdd(UInt64(bytes), ordering: .relaxed)

@@ -16,6 +16,9 @@ public final class EventHub: Sendable {
         var next: UInt64 = 1
         var subscribers: [UInt64: @Sendable (UInt64, GatewayEvent) -> Void] = [:]
         var sequence: UInt64 = 0
+        /// Events every subscriber gets first, whenever it subscribes (`gateway.handoff`:
+        /// it happens before anyone can be listening to this process).
+        var retained: [(UInt64, GatewayEvent)] = []
     }
 
     private let state = Mutex(State())
@@ -26,6 +29,7 @@ public final class EventHub: Sendable {
     public func subscribe(_ deliver: @escaping @Sendable (UInt64, GatewayEvent) -> Void) -> Token {
         state.withLock { state in
             defer { state.next += 1 }
+            for (sequence, event) in state.retained { deliver(sequence, event) }
             state.subscribers[state.next] = deliver
             return Token(value: state.next)
         }
@@ -37,6 +41,17 @@ public final class EventHub: Sendable {
     /// Stops delivering to a subscriber.
     public func cancel(_ token: Token) {
         _ = state.withLock { $0.subscribers.removeValue(forKey: token.value) }
+    }
+
+    /// Publishes an event and keeps it: every later subscriber gets it first.
+    public func publishRetained(_ event: GatewayEvent) {
+        state.withLock { state in
+            state.sequence += 1
+            state.retained.append((state.sequence, event))
+            for deliver in state.subscribers.values {
+                deliver(state.sequence, event)
+            }
+        }
     }
 
     /// Publishes an event built only if there is a subscriber. Delivery happens under the

@@ -197,6 +197,7 @@ struct Runtime {
             logger.notice("stopped after handing off to a new process")
             return
         }
+        reloader.stopping()
         drain(gateway, signals: signals, after: signal)
         // After the drain (until then this node's sessions are still the cluster's to see),
         // and before the admin API stops: peers must not list a node whose API is gone.

@@ -291,6 +291,23 @@ def test_sighup_without_a_handoff_socket_is_refused_and_the_sessions_go_on(start
         notify.close()
 
 
+def test_sigterm_tells_the_service_manager_it_is_stopping(start_gateway, tmp_path):
+    """SIGTERM: `STOPPING=1` while the gateway drains, and no `READY=1` after it."""
+    notify = NotifySocket(socket_path(tmp_path, "notify"))
+    try:
+        gateway = start_gateway(env={"NOTIFY_SOCKET": notify.address})
+        pid = gateway.proc.pid
+        notify.wait(lambda m: m.pid == pid and m.fields.get("READY") == "1", "READY=1 once serving")
+        start = len(notify.snapshot())
+        gateway.proc.send_signal(signal.SIGTERM)
+        notify.wait(lambda m: m.pid == pid and m.fields.get("STOPPING") == "1", "STOPPING=1", after=start)
+        assert gateway.proc.wait(timeout=DEADLINE_S) == 0
+        gateway.url = ""  # exited as it should: not a gateway that died
+        assert not any(m.fields.get("READY") == "1" for m in notify.snapshot()[start:])
+    finally:
+        notify.close()
+
+
 STAND_IN = """#!/bin/sh
 # A successor that fails: says it started (with what), waits for the test, exits 1.
 echo "stand-in successor $$ started with: $*" >&2

@@ -20,6 +20,9 @@ public final class Reloader: Sendable {
         case underWay(pid_t)
         /// Everything is handed off; this process is on its way out.
         case handedOff
+        /// Told to stop (SIGTERM): it drains and exits; a successor still starting is left to
+        /// fail on its own, and nothing tells the service manager "ready" again.
+        case stopping
     }
 
     private let state = Mutex<State>(.starting)
@@ -62,6 +65,16 @@ public final class Reloader: Sendable {
         if let successor, PredecessorProcess.isAlive(successor, grace: .zero) { notifier.mainProcess(successor) }
     }
 
+    /// The gateway stops (drains, then exits): no reload from now on, and the service
+    /// manager hears `STOPPING=1`.
+    public func stopping() {
+        state.withLock { state in
+            if case .handedOff = state { return }
+            state = .stopping
+        }
+        notifier.stopping(status: "stopping: draining sessions")
+    }
+
     private func hangUp() {
         guard let command else {
             logger.warning("SIGHUP ignored: a reload hands the sessions to a new process, which needs --handoff-socket; serving on")
@@ -75,6 +88,8 @@ public final class Reloader: Sendable {
                 logger.warning("SIGHUP ignored: a reload is under way", metadata: ["successor_pid": "\(pid)"])
             case .handedOff:
                 logger.notice("SIGHUP ignored: this process has handed everything off and is exiting")
+            case .stopping:
+                logger.notice("SIGHUP ignored: the gateway is stopping")
             case .serving:
                 notifier.reloading(status: "reloading: starting a successor to hand the sessions to")
                 do throws(HandoffError) {

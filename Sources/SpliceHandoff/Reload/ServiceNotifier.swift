@@ -41,6 +41,11 @@ public struct ServiceNotifier: Sendable {
         send(["READY=1", "STATUS=\(oneLine(status))"])
     }
 
+    /// The gateway is stopping (it drains its sessions, then exits).
+    public func stopping(status: String) {
+        send(["STOPPING=1", "STATUS=\(oneLine(status))"])
+    }
+
     /// The main process is `pid` from now on: said by the process handing over before it
     /// exits, so that the service manager never sees its main process gone.
     public func mainProcess(_ pid: Int32) {

@@ -6,10 +6,11 @@ import Glibc
 #endif
 
 /// A listening TCP socket shared by every loop of a group: each loop polls it with
-/// `EPOLLEXCLUSIVE`, so a new client wakes one loop, which accepts it and hands it to the
-/// group's loops in turn (as HAProxy's accepting thread does): the kernel tends to wake
-/// the same waiter, and without the hand-off four iperf3 streams all landed on one loop.
-/// A loop that receives a client owns its session.
+/// `EPOLLEXCLUSIVE`, so a new client wakes one loop, which accepts it and keeps it unless
+/// another loop has less to do (`RelayLoopGroup.owner(forClientAcceptedOn:)`, as HAProxy
+/// picks the least loaded thread): the kernel tends to wake the same waiter, and without
+/// the hand-off four iperf3 streams all landed on one loop. A loop that receives a client
+/// owns its session.
 ///
 /// Accepting stops short of the descriptor limit (`descriptorReserve`): the last
 /// descriptors are kept for what the gateway needs to stay in control when clients use up
@@ -188,7 +189,7 @@ private final class Poller: RelayPollable, @unchecked Sendable {
             guard client >= 0 else { return acceptFailed(errno) }
             _ = splice_set_int_option(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let address = RelaySocket.text(of: peer)
-            let owner = group.nextLoop()
+            let owner = group.owner(forClientAcceptedOn: loop)
             if owner === loop {
                 Self.adopt(client, address, on: loop, accepted)
             } else {

@@ -53,6 +53,9 @@ public final class RelayLoop: @unchecked Sendable {
     /// Registered descriptors: the epoll data is `generation << 32 | index`, so an event that
     /// was already fetched for a descriptor closed since then finds a newer generation.
     private var registrations: [Registration] = []
+    /// Descriptors registered, as other loops read it to place a new client (see
+    /// `RelayLoopGroup.owner(forClientAcceptedOn:)`); written only on the loop.
+    let load = Atomic<Int>(0)
     private var freeIndices: [Int] = []
     private var generation: UInt32 = 0
     /// Sockets that may read again (back-pressure released, or a turn's reads used up).
@@ -131,6 +134,7 @@ public final class RelayLoop: @unchecked Sendable {
             freeIndices.append(index)
             return nil
         }
+        load.wrappingAdd(1, ordering: .relaxed)
         return PollToken(index: index, generation: generation)
     }
 
@@ -141,6 +145,7 @@ public final class RelayLoop: @unchecked Sendable {
         if let fd { _ = splice_epoll_del(epfd, fd) }
         registrations[token.index] = Registration()
         freeIndices.append(token.index)
+        load.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// How many descriptors are registered, the loop's own wake-up aside (on the loop).

@@ -26,6 +26,25 @@ public final class RelayLoopGroup: EventLoopGroup, Sendable {
         loops[counter.wrappingAdd(1, ordering: .relaxed).oldValue % loops.count]
     }
 
+    /// The loop that should own a client accepted on `loop`: `loop` itself unless another
+    /// loop polls fewer descriptors. Keeping a client where it was accepted spares a
+    /// hand-off to another thread (a wake-up, and the session's first turn waiting for
+    /// it), which is most of a short session's latency when that thread sleeps; moving it
+    /// when the other loop has less to do keeps long sessions spread (four iperf3 streams
+    /// accepted by one loop end up two and two, as HAProxy's least-loaded thread pick does).
+    public func owner(forClientAcceptedOn loop: RelayLoop) -> RelayLoop {
+        var best = loop
+        var least = loop.load.load(ordering: .relaxed)
+        for other in loops where other !== loop {
+            let load = other.load.load(ordering: .relaxed)
+            if load < least {
+                best = other
+                least = load
+            }
+        }
+        return best
+    }
+
     /// Some loop (the next one).
     public func any() -> any EventLoop { next() }
 

@@ -131,3 +131,49 @@ private final class EchoLeg: RelaySocketDelegate {
     func failed(_ error: RelayIOError) {}
     func closed() {}
 }
+
+@Suite("Relay listener: which loop owns a client", .timeLimit(.minutes(1)))
+struct RelayPlacementTests {
+    /// The loops that took clients, in order, and the clients (kept open, so they count).
+    final class Accepted: Sendable {
+        let owners = Mutex<[ObjectIdentifier]>([])
+        let sockets = Mutex<[NIOLoopBound<RelaySocket>]>([])
+        var count: Int { owners.withLock { $0.count } }
+    }
+
+    @Test("a new client goes to the loop with less to do, whichever loop accepted it")
+    func leastLoadedLoop() throws {
+        let group = RelayLoopGroup(loopCount: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let accepted = Accepted()
+        let listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { socket, _ in
+            accepted.owners.withLock { $0.append(ObjectIdentifier(socket.loop)) }
+            accepted.sockets.withLock { $0.append(NIOLoopBound(socket, eventLoop: socket.loop)) }
+        }
+        defer { _ = try? listener.close().wait() }
+        var clients: [TestSocket] = []
+        defer { clients.forEach { $0.close() } }
+        func connect() throws {
+            clients.append(try TestSocket.connect(port: listener.localAddress.port ?? 0))
+            // One at a time: each placement sees the ones before it.
+            let deadline = Date().addingTimeInterval(10)
+            while accepted.count < clients.count, Date() < deadline { usleep(1000) }
+            try #require(accepted.count == clients.count)
+        }
+        for _ in 1...3 { try connect() }
+        // Three clients held open: two on one loop, one on the other.
+        let owners = accepted.owners.withLock { $0 }
+        let busy = try #require(owners.first { owner in owners.filter { $0 == owner }.count == 2 })
+        #expect(owners.filter { $0 != busy }.count == 1)
+        // The busy loop's clients leave: it now has less to do than the other, so it gets
+        // the next client wherever that is accepted (in turn, it would go to the other).
+        for (owner, socket) in zip(owners, accepted.sockets.withLock { $0 }) where owner == busy {
+            try socket.eventLoop.submit { socket.value.close() }.wait()
+        }
+        try connect()
+        #expect(accepted.owners.withLock { $0[3] } == busy)
+        for socket in accepted.sockets.withLock({ $0 }) {
+            try socket.eventLoop.submit { socket.value.close() }.wait()
+        }
+    }
+}

@@ -14,43 +14,67 @@ private final class Lookup: @unchecked Sendable {
 
 /// Dials TCP peers (servers, mediators, split recipients) on a loop, as `RelaySocket`s.
 public enum RelayDialer {
+    /// What a dial reports, once, on the dialing loop: the connected socket, or why not.
+    public typealias Completion = (Result<RelaySocket, RelayIOError>) -> Void
+
     /// Connects to `host:port` within `timeout`. An IP literal is used as it is; a name is
     /// resolved off the loop (getaddrinfo blocks) and its addresses tried in order.
     public static func connect(host: String, port: Int, timeout: TimeAmount, on loop: RelayLoop,
                                waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks)
         -> EventLoopFuture<RelaySocket> {
         let promise = loop.makePromise(of: RelaySocket.self)
-        let deadline = NIODeadline.now() + timeout
-        if let literal = try? SocketAddress(ipAddress: host, port: port) {
-            loop.execute { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, promise: promise) }
-        } else {
-            // The timeout covers the lookup too: a resolver that hangs fails the dial on time
-            // (the lookup itself runs on until getaddrinfo returns, and is then ignored).
-            let lookup = Lookup()
-            loop.execute {
-                lookup.timer = loop.timers.add(deadline) {
-                    lookup.timer = nil
-                    lookup.expired = true
-                    promise.fail(RelayIOError.timeout(milliseconds: timeout.nanoseconds / 1_000_000))
-                }
-            }
-            DispatchQueue.global().async {
-                let result = Result { () throws(RelayIOError) in try resolve(host, port) }
-                loop.execute {
-                    guard !lookup.expired else { return }
-                    if let timer = lookup.timer { loop.timers.cancel(timer) }
-                    lookup.timer = nil
-                    switch result {
-                    case .success(let addresses):
-                        attempt(addresses[...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
-                                promise: promise)
-                    case .failure(let error):
-                        promise.fail(error)
-                    }
-                }
+        dial(host: host, port: port, timeout: timeout, on: loop, waterMarks: waterMarks) { result in
+            switch result {
+            case .success(let socket): promise.assumeIsolated().succeed(socket)
+            case .failure(let error): promise.fail(error)
             }
         }
         return promise.futureResult
+    }
+
+    /// `connect` without a future: `done` runs on `loop` once the dial is over, never
+    /// before this returns. A session dials its server so, once per client: the promise,
+    /// its future and their callbacks were a measurable share of a short session's cost.
+    public static func dial(host: String, port: Int, timeout: TimeAmount, on loop: RelayLoop,
+                            waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks,
+                            _ done: @escaping Completion) {
+        let deadline = NIODeadline.now() + timeout
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            let first = { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, done) }
+            if loop.inEventLoop {
+                loop.later(first)
+            } else {
+                let bound = NIOLoopBound(first, eventLoop: loop)
+                loop.execute { bound.value() }
+            }
+            return
+        }
+        // The timeout covers the lookup too: a resolver that hangs fails the dial on time
+        // (the lookup itself runs on until getaddrinfo returns, and is then ignored).
+        let lookup = Lookup()
+        let report = NIOLoopBound(done, eventLoop: loop)
+        loop.execute {
+            lookup.timer = loop.timers.add(deadline) {
+                lookup.timer = nil
+                lookup.expired = true
+                report.value(.failure(.timeout(milliseconds: timeout.nanoseconds / 1_000_000)))
+            }
+        }
+        DispatchQueue.global().async {
+            let result = Result { () throws(RelayIOError) in try resolve(host, port) }
+            loop.execute {
+                guard !lookup.expired else { return }
+                if let timer = lookup.timer { loop.timers.cancel(timer) }
+                lookup.timer = nil
+                switch result {
+                case .success(let addresses):
+                    attempt(addresses[...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
+                            report.value)
+                case .failure(let error):
+                    report.value(.failure(error))
+                }
+            }
+        }
     }
 
     private static func resolve(_ host: String, _ port: Int) throws(RelayIOError) -> [SocketAddress] {
@@ -83,18 +107,18 @@ public enum RelayDialer {
     /// all fail.
     private static func attempt(
         _ addresses: ArraySlice<SocketAddress>, deadline: NIODeadline, timeout: TimeAmount, loop: RelayLoop,
-        waterMarks: (low: Int, high: Int), promise: EventLoopPromise<RelaySocket>, firstError: RelayIOError? = nil
+        waterMarks: (low: Int, high: Int), firstError: RelayIOError? = nil, _ done: @escaping Completion
     ) {
         guard let address = addresses.first else {
-            return promise.fail(firstError ?? .system("connect", EHOSTUNREACH))
+            return done(.failure(firstError ?? .system("connect", EHOSTUNREACH)))
         }
         let rest = addresses.dropFirst()
         let retry: (RelayIOError) -> Void = { error in
             if rest.isEmpty || NIODeadline.now() >= deadline {
-                promise.fail(firstError ?? error)
+                done(.failure(firstError ?? error))
             } else {
-                attempt(rest, deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, promise: promise,
-                        firstError: firstError ?? error)
+                attempt(rest, deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
+                        firstError: firstError ?? error, done)
             }
         }
         let fd = splice_stream_socket(Int32(address.protocol.rawValue))
@@ -109,7 +133,7 @@ public enum RelayDialer {
         guard let socket = RelaySocket(tcp: fd, loop: loop, waterMarks: waterMarks) else {
             return retry(.system("epoll_ctl", errno))
         }
-        if rc == 0 { return promise.assumeIsolated().succeed(socket) }
+        if rc == 0 { return done(.success(socket)) }
         let timer = loop.timers.add(deadline) {
             socket.connecting = nil
             socket.close()
@@ -119,7 +143,7 @@ public enum RelayDialer {
             loop.timers.cancel(timer)
             switch result {
             case .success:
-                promise.assumeIsolated().succeed(socket)
+                done(.success(socket))
             case .failure(let error):
                 socket.close()
                 retry(error)

@@ -63,6 +63,11 @@ public final class RelayLoop: @unchecked Sendable {
     /// Work to do after the current batch of events: callbacks that must not run inside
     /// the socket call that caused them.
     var deferred: [() -> Void] = []
+    // The lists being worked through, swapped with the ones above so that both keep their
+    // storage: emptied with `= []`, every first append after a turn allocated anew.
+    private var deferredRunning: [() -> Void] = []
+    private var readingNow: [RelaySocket] = []
+    private var tasksRunning: [@Sendable () -> Void] = []
     var timers = TimerHeap()
     private var stopped = false
     /// Loop iterations and passes over `readyToRead`, for tests: at most one pass each.
@@ -240,32 +245,32 @@ public final class RelayLoop: @unchecked Sendable {
         runDeferred()
         guard !readyToRead.isEmpty else { return }
         readPasses += 1
-        let sockets = readyToRead
-        readyToRead = []
-        for socket in sockets {
+        swap(&readyToRead, &readingNow)
+        for socket in readingNow {
             socket.readScheduled = false
             socket.readAvailable()
             runDeferred()
         }
+        readingNow.removeAll(keepingCapacity: true)
     }
 
     private func runDeferred() {
         var rounds = 0
         while !deferred.isEmpty && rounds < 64 {
             rounds += 1
-            let work = deferred
-            deferred = []
-            for body in work { body() }
+            swap(&deferred, &deferredRunning)
+            for body in deferredRunning { body() }
+            deferredRunning.removeAll(keepingCapacity: true)
         }
     }
 
     private func runTasks() {
-        let work = tasks.withLock { queue -> [@Sendable () -> Void] in
-            let work = queue.tasks
-            queue.tasks = []
-            return work
+        tasks.withLock { queue in
+            guard !queue.tasks.isEmpty else { return }
+            swap(&queue.tasks, &tasksRunning)
         }
-        for task in work { task() }
+        for task in tasksRunning { task() }
+        tasksRunning.removeAll(keepingCapacity: true)
     }
 
     /// The loop has stopped: no more tasks, every registered socket closed, pending timers
@@ -280,7 +285,10 @@ public final class RelayLoop: @unchecked Sendable {
         freeIndices = []
         for target in targets { target.loopStopped() }
         readyToRead = []
+        readingNow = []
         deferred = []
+        deferredRunning = []
+        tasksRunning = []
         timers = TimerHeap()
         Glibc.close(epfd)
         Glibc.close(wakeFD)

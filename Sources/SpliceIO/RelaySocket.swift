@@ -486,25 +486,29 @@ public final class RelaySocket: RelayPollable {
         var storage = storage
         if Int32(storage.ss_family) == AF_INET {
             let address = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee } }
-            var text: [UInt8] = []
-            text.reserveCapacity(21)
-            withUnsafeBytes(of: address.sin_addr.s_addr) { octets in
-                for (i, octet) in octets.enumerated() {
-                    if i > 0 { text.append(UInt8(ascii: ".")) }
-                    Self.appendDecimal(Int(octet), to: &text)
+            // At most 21 bytes (`255.255.255.255:65535`), written on the stack.
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { text in
+                var count = 0
+                withUnsafeBytes(of: address.sin_addr.s_addr) { octets in
+                    for (i, octet) in octets.enumerated() {
+                        if i > 0 { text[count] = UInt8(ascii: "."); count += 1 }
+                        Self.appendDecimal(Int(octet), to: text, at: &count)
+                    }
                 }
+                text[count] = UInt8(ascii: ":")
+                count += 1
+                Self.appendDecimal(Int(UInt16(bigEndian: address.sin_port)), to: text, at: &count)
+                return String(decoding: UnsafeBufferPointer(rebasing: text[..<count]), as: UTF8.self)
             }
-            text.append(UInt8(ascii: ":"))
-            Self.appendDecimal(Int(UInt16(bigEndian: address.sin_port)), to: &text)
-            return String(decoding: text, as: UTF8.self)
         }
         guard let address = SocketAddress(storage), let ip = address.ipAddress, let port = address.port else { return nil }
         return "[\(ip)]:\(port)"
     }
 
-    private static func appendDecimal(_ value: Int, to text: inout [UInt8]) {
-        if value >= 10 { appendDecimal(value / 10, to: &text) }
-        text.append(UInt8(ascii: "0") + UInt8(value % 10))
+    private static func appendDecimal(_ value: Int, to text: UnsafeMutableBufferPointer<UInt8>, at count: inout Int) {
+        if value >= 10 { appendDecimal(value / 10, to: text, at: &count) }
+        text[count] = UInt8(ascii: "0") + UInt8(value % 10)
+        count += 1
     }
 
     static func address(of fd: Int32, peer: Bool) -> SocketAddress? {

@@ -18,10 +18,11 @@ struct Upstream: Sendable {
         self.isLiteral = address.host.utf8.allSatisfy { $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) }
     }
 
-    /// Dials the upstream on `loop`; fails with a `DialError`.
-    func connect(on loop: RelayLoop) -> EventLoopFuture<RelaySocket> {
+    /// Dials the upstream on `loop`; `done` runs there once, after this returns.
+    func connect(on loop: RelayLoop, _ done: @escaping (Result<RelaySocket, DialError>) -> Void) {
         let address = address
-        return RelayDialer.connect(host: address.host, port: address.port, timeout: connectTimeout, on: loop)
-            .assumeIsolated().flatMapErrorThrowing { error in throw DialError(address, error) }.nonisolated()
+        RelayDialer.dial(host: address.host, port: address.port, timeout: connectTimeout, on: loop) { result in
+            done(result.mapError { DialError(address, $0) })
+        }
     }
 }

@@ -30,8 +30,9 @@ final class Session {
     var machine = SessionMachine()
     /// The server the session talks to now, as published.
     var serverAddress: String
-    /// Completes when every channel is closed; set as the session ends.
-    private var closedChannels: EventLoopFuture<Void>?
+    /// The ports the session closed as it ended, for `kill` to wait on (their close
+    /// futures are made only when somebody waits: most sessions end with no one asking).
+    private var endedPorts: [Port] = []
     /// Live captures recording the session; nil while nobody captures (see Session+Capture).
     var capture: SessionCapture?
 
@@ -84,7 +85,7 @@ final class Session {
         listenerStats.sessionOpened()
         logger.info("session opened", metadata: ["upstream": "\(upstream.address)"])
         events.publish(.sessionOpened(record.snapshot))
-        upstream.connect(on: loop).assumeIsolated().whenComplete { result in
+        upstream.connect(on: loop) { result in
             switch result {
             case .success(let socket):
                 self.serverConnected(socket)
@@ -245,8 +246,8 @@ final class Session {
 
     /// A socket failed: a mediator's failure is its hop's policy to handle, a recipient's
     /// drops its split, an endpoint's ends the session unless a replica takes over.
-    private func portBroke(_ port: Port, _ why: String, cleanClose: Bool = false) {
-        switch machine.portBroke(kind(of: port), why, cleanClose: cleanClose, hasReplica: failoverReplica != nil) {
+    private func portBroke(_ port: Port, _ why: @autoclosure () -> String, cleanClose: Bool = false) {
+        switch machine.portBroke(kind(of: port), why(), cleanClose: cleanClose, hasReplica: failoverReplica != nil) {
         case .end(let reason): end(reason)
         case .promoteReplica(let because):
             if let replica = failoverReplica { promote(replica, because: because) }
@@ -261,8 +262,13 @@ final class Session {
 
     /// Every channel the session owns: endpoints, mediator legs, recipients still attached.
     var allPorts: [Port] {
-        [client, server].compactMap { $0 } + hops.flatMap { $0.legs.values.map(\.port) }
-            + splits.filter { $0.state != .dropped }.flatMap { $0.legs.values.map(\.port) }
+        var ports: [Port] = []
+        ports.reserveCapacity(2 + 2 * (hops.count + splits.count))
+        if let client { ports.append(client) }
+        if let server { ports.append(server) }
+        for hop in hops { ports.append(contentsOf: hop.legs.values.lazy.map(\.port)) }
+        for split in splits where split.state != .dropped { ports.append(contentsOf: split.legs.values.lazy.map(\.port)) }
+        return ports
     }
 
     /// A hop of this session by id.
@@ -278,7 +284,8 @@ final class Session {
         // Its descriptors are on their way to a successor: not ours to close now.
         if let refusal = handoffChangeRefusal { return eventLoop.makeFailedFuture(refusal) }
         end(reason)
-        return closedChannels ?? eventLoop.makeSucceededVoidFuture()
+        guard !endedPorts.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
+        return EventLoopFuture.andAllComplete(endedPorts.map(\.socket.closeFuture), on: eventLoop)
     }
 
     /// Closes every channel and leaves the registry; the first reason given is the one reported.
@@ -290,7 +297,6 @@ final class Session {
         guard machine.end(reason) else { return }
         captureEnded(reason)
         let ports = allPorts
-        let closed = ports.map { $0.socket.closeFuture }
         for hop in hops {
             hop.drainTimer?.cancel()
             hop.removal?.fail(APIError.conflict("session \(record.id) ended (\(reason.rawValue)) before the drain finished"))
@@ -319,12 +325,15 @@ final class Session {
             "bytes_client_to_server": "\(bytes.clientToServer)",
             "bytes_server_to_client": "\(bytes.serverToClient)",
         ])
-        closedChannels = EventLoopFuture.andAllComplete(closed, on: eventLoop)
+        endedPorts = ports
     }
 
     /// Breaks the session's reference cycles so that late channel events find nothing to act on.
     private func detach() {
-        allPaths.forEach { $0.detachAll() }
+        if let paths {
+            paths.clientToServer.detachAll()
+            paths.serverToClient.detachAll()
+        }
         for port in allPorts {
             port.session = nil
             port.taps = []

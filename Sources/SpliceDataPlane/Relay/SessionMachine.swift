@@ -34,7 +34,10 @@ struct SessionMachine {
     /// An EOF has been passed on to one of the endpoints.
     private(set) var halfClosed = false
     /// Directions whose EOF reached the receiving endpoint after every byte.
-    private(set) var finished: Set<Direction> = []
+    var finished: Set<Direction> { Set(Direction.allCases.filter { finishedMask & Self.bit($0) != 0 }) }
+    /// `finished` as bits: every session that completes finishes both directions, and a
+    /// set allocated its storage on the first insert.
+    private var finishedMask: UInt8 = 0
     /// Directions with a splice, removal or split still taking effect (one at a time each).
     private(set) var reconfiguring: Set<Direction> = []
 
@@ -81,7 +84,7 @@ struct SessionMachine {
     mutating func adopted(finished: Set<Direction> = [], halfClosed: Bool = false) {
         phase = .open
         readsEnabled = true
-        self.finished = finished
+        finishedMask = finished.reduce(0) { $0 | Self.bit($1) }
         self.halfClosed = halfClosed || !finished.isEmpty
     }
 
@@ -149,8 +152,12 @@ struct SessionMachine {
     /// Returns the reason to end with once both are.
     mutating func endpointFinished(_ direction: Direction) -> CloseReason? {
         guard !isEnding else { return nil }
-        finished.insert(direction)
-        return finished.count == Direction.allCases.count ? .completed : nil
+        finishedMask |= Self.bit(direction)
+        return finishedMask == Self.bit(.clientToServer) | Self.bit(.serverToClient) ? .completed : nil
+    }
+
+    private static func bit(_ direction: Direction) -> UInt8 {
+        direction == .clientToServer ? 1 : 2
     }
 
     // MARK: failures
@@ -169,15 +176,18 @@ struct SessionMachine {
     /// - Parameters:
     ///   - cleanClose: the port had both received EOF and half-closed its output, so its
     ///     closing is the end of a finished exchange, not a failure.
-    func portBroke(_ port: PortKind, _ why: String, cleanClose: Bool = false, hasReplica: Bool) -> FailureAction {
+    /// `why` is worded only when an action carries it: a client's reset, the commonest
+    /// failure, ends the session without it.
+    func portBroke(_ port: PortKind, _ why: @autoclosure () -> String, cleanClose: Bool = false,
+                   hasReplica: Bool) -> FailureAction {
         // A socket the session itself closed as it ended reports its unfinished half-close
         // as failed: nothing to act on.
         guard !isEnding, !cleanClose else { return .ignore }
         switch port {
         case .client: return .end(.clientError)
-        case .server: return hasReplica ? .promoteReplica("server failed: \(why)") : .end(.serverError)
-        case .hop: return .mediatorFailed(why)
-        case .split: return .dropSplit("recipient failed: \(why)")
+        case .server: return hasReplica ? .promoteReplica("server failed: \(why())") : .end(.serverError)
+        case .hop: return .mediatorFailed(why())
+        case .split: return .dropSplit("recipient failed: \(why())")
         }
     }
 

@@ -194,7 +194,11 @@ private final class Poller: RelayPollable, @unchecked Sendable {
                 Self.adopt(client, address, on: loop, accepted)
             } else {
                 let accepted = self.accepted
-                owner.execute { Self.adopt(client, address, on: owner, accepted) }
+                owner.incoming.wrappingAdd(1, ordering: .relaxed)
+                owner.execute {
+                    Self.adopt(client, address, on: owner, accepted)
+                    owner.incoming.wrappingSubtract(1, ordering: .relaxed)
+                }
             }
             // Into the reserve: this client is served, the next wait in the backlog.
             if client >= reserve.ceiling {

@@ -56,6 +56,12 @@ public final class RelayLoop: @unchecked Sendable {
     /// Descriptors registered, as other loops read it to place a new client (see
     /// `RelayLoopGroup.owner(forClientAcceptedOn:)`); written only on the loop.
     let load = Atomic<Int>(0)
+    /// Clients handed to this loop and not yet registered by it: counted with `load`, or a
+    /// burst of clients accepted by another loop would all come here before it ran once.
+    let incoming = Atomic<Int>(0)
+
+    /// What a new client's placement compares: descriptors polled and clients on their way.
+    var placementLoad: Int { load.load(ordering: .relaxed) + incoming.load(ordering: .relaxed) }
     private var freeIndices: [Int] = []
     private var generation: UInt32 = 0
     /// Sockets that may read again (back-pressure released, or a turn's reads used up).

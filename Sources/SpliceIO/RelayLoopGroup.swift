@@ -34,9 +34,9 @@ public final class RelayLoopGroup: EventLoopGroup, Sendable {
     /// accepted by one loop end up two and two, as HAProxy's least-loaded thread pick does).
     public func owner(forClientAcceptedOn loop: RelayLoop) -> RelayLoop {
         var best = loop
-        var least = loop.load.load(ordering: .relaxed)
+        var least = loop.placementLoad
         for other in loops where other !== loop {
-            let load = other.load.load(ordering: .relaxed)
+            let load = other.placementLoad
             if load < least {
                 best = other
                 least = load

@@ -176,4 +176,42 @@ struct RelayPlacementTests {
             try socket.eventLoop.submit { socket.value.close() }.wait()
         }
     }
+
+    @Test("a burst accepted while the other loop is busy is split between the loops, not all handed over")
+    func burstWhileOtherLoopBusy() throws {
+        let group = RelayLoopGroup(loopCount: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let accepted = Accepted()
+        let listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { socket, _ in
+            accepted.owners.withLock { $0.append(ObjectIdentifier(socket.loop)) }
+            accepted.sockets.withLock { $0.append(NIOLoopBound(socket, eventLoop: socket.loop)) }
+        }
+        defer { _ = try? listener.close().wait() }
+        // Loop 1 is stuck in a task: it neither accepts nor takes the clients handed to it
+        // until released, so loop 0 places the whole burst seeing loop 1's sockets unchanged.
+        let started = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        group.loops[1].execute {
+            started.signal()
+            release.wait()
+        }
+        started.wait()
+        var clients: [TestSocket] = []
+        defer { clients.forEach { $0.close() } }
+        for _ in 1...10 { clients.append(try TestSocket.connect(port: listener.localAddress.port ?? 0)) }
+        // Loop 0 accepts the burst; how long it takes does not matter for the outcome (loop
+        // 1 accepts what is left once released, and places it the same way).
+        let deadline = Date().addingTimeInterval(10)
+        usleep(200_000)
+        release.signal()
+        while accepted.count < 10, Date() < deadline { usleep(1000) }
+        let owners = accepted.owners.withLock { $0 }
+        #expect(owners.count == 10)
+        let onFirst = owners.filter { $0 == ObjectIdentifier(group.loops[0]) }.count
+        // Clients on their way to a loop count for it: the burst is split about evenly.
+        #expect((4...6).contains(onFirst), "loop 0 kept \(onFirst) of 10")
+        for socket in accepted.sockets.withLock({ $0 }) {
+            try socket.eventLoop.submit { socket.value.close() }.wait()
+        }
+    }
 }

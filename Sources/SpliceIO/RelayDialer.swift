@@ -12,6 +12,14 @@ private final class Lookup: @unchecked Sendable {
     var expired = false
 }
 
+/// A dial's completion on its way to the dialing loop from whichever thread asked for the
+/// dial (`NIOLoopBound` would insist on being made on the loop already).
+private final class LoopCompletion: @unchecked Sendable {
+    // @unchecked: made anywhere, but called only on the loop that dials.
+    let done: RelayDialer.Completion
+    init(_ done: @escaping RelayDialer.Completion) { self.done = done }
+}
+
 /// Dials TCP peers (servers, mediators, split recipients) on a loop, as `RelaySocket`s.
 public enum RelayDialer {
     /// What a dial reports, once, on the dialing loop: the connected socket, or why not.
@@ -33,31 +41,32 @@ public enum RelayDialer {
     }
 
     /// `connect` without a future: `done` runs on `loop` once the dial is over, never
-    /// before this returns. A session dials its server so, once per client: the promise,
+    /// before this returns; callable from any thread. A session dials its server so, once per client: the promise,
     /// its future and their callbacks were a measurable share of a short session's cost.
     public static func dial(host: String, port: Int, timeout: TimeAmount, on loop: RelayLoop,
                             waterMarks: (low: Int, high: Int) = RelaySocket.defaultWaterMarks,
                             _ done: @escaping Completion) {
         let deadline = NIODeadline.now() + timeout
         if let literal = try? SocketAddress(ipAddress: host, port: port) {
-            let first = { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, done) }
             if loop.inEventLoop {
-                loop.later(first)
+                loop.later { attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, done) }
             } else {
-                let bound = NIOLoopBound(first, eventLoop: loop)
-                loop.execute { bound.value() }
+                let report = LoopCompletion(done)
+                loop.execute {
+                    attempt([literal][...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks, report.done)
+                }
             }
             return
         }
         // The timeout covers the lookup too: a resolver that hangs fails the dial on time
         // (the lookup itself runs on until getaddrinfo returns, and is then ignored).
         let lookup = Lookup()
-        let report = NIOLoopBound(done, eventLoop: loop)
+        let report = LoopCompletion(done)
         loop.execute {
             lookup.timer = loop.timers.add(deadline) {
                 lookup.timer = nil
                 lookup.expired = true
-                report.value(.failure(.timeout(milliseconds: timeout.nanoseconds / 1_000_000)))
+                report.done(.failure(.timeout(milliseconds: timeout.nanoseconds / 1_000_000)))
             }
         }
         DispatchQueue.global().async {
@@ -69,9 +78,9 @@ public enum RelayDialer {
                 switch result {
                 case .success(let addresses):
                     attempt(addresses[...], deadline: deadline, timeout: timeout, loop: loop, waterMarks: waterMarks,
-                            report.value)
+                            report.done)
                 case .failure(let error):
-                    report.value(.failure(error))
+                    report.done(.failure(error))
                 }
             }
         }

@@ -185,8 +185,7 @@ public final class RelayLoop: @unchecked Sendable {
             guard !queue.closed else { return }
             queue.tasks.append(task)
             // Woken under the lock: shutdown closes the eventfd only after closing the queue.
-            // The loop's own thread needs no wake: it looks at the queue before it waits
-            // (a dial queues its first attempt so, once per session).
+            // The loop's own thread needs no wake: it looks at the queue before it waits.
             if queue.tasks.count == 1, !inEventLoop { wake() }
         }
     }

@@ -72,6 +72,24 @@ struct RelayCoreTests {
         #expect(outcome == "connect: connection refused")
     }
 
+    @Test("a dial asked for from another thread connects, by address and by name", arguments: ["127.0.0.1", "localhost"])
+    func dialFromAnotherThread(host: String) throws {
+        let echo = try TestServer.echo()
+        defer { echo.stop() }
+        let group = RelayLoopGroup(loopCount: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.nextLoop()
+        // Called here, on the test's thread, not on the loop.
+        let connected = RelayDialer.connect(host: host, port: echo.port, timeout: .seconds(5), on: loop)
+        let open = try loop.flatSubmit {
+            connected.assumeIsolated().map { socket -> Bool in
+                defer { socket.close() }
+                return socket.isOpen
+            }.nonisolated()
+        }.wait()
+        #expect(open)
+    }
+
     @Test("scheduled tasks run in deadline order and a cancelled one never runs")
     func timers() throws {
         let group = RelayLoopGroup(loopCount: 1)

@@ -157,6 +157,21 @@ struct RelayPlacementTests {
         let owners = Mutex<[ObjectIdentifier]>([])
         let sockets = Mutex<[NIOLoopBound<RelaySocket>]>([])
         var count: Int { owners.withLock { $0.count } }
+
+        /// A listener on `group` whose clients are recorded here.
+        func listen(on group: RelayLoopGroup) throws -> RelayListener {
+            try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { socket, _ in
+                self.owners.withLock { $0.append(ObjectIdentifier(socket.loop)) }
+                self.sockets.withLock { $0.append(NIOLoopBound(socket, eventLoop: socket.loop)) }
+            }
+        }
+
+        /// Closes every recorded client on its loop.
+        func closeAll() throws {
+            for socket in sockets.withLock({ $0 }) {
+                try socket.eventLoop.submit { socket.value.close() }.wait()
+            }
+        }
     }
 
     @Test("a new client goes to the loop with less to do, whichever loop accepted it")
@@ -164,10 +179,7 @@ struct RelayPlacementTests {
         let group = RelayLoopGroup(loopCount: 2)
         defer { try? group.syncShutdownGracefully() }
         let accepted = Accepted()
-        let listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { socket, _ in
-            accepted.owners.withLock { $0.append(ObjectIdentifier(socket.loop)) }
-            accepted.sockets.withLock { $0.append(NIOLoopBound(socket, eventLoop: socket.loop)) }
-        }
+        let listener = try accepted.listen(on: group)
         defer { _ = try? listener.close().wait() }
         var clients: [TestSocket] = []
         defer { clients.forEach { $0.close() } }
@@ -190,9 +202,7 @@ struct RelayPlacementTests {
         }
         try connect()
         #expect(accepted.owners.withLock { $0[3] } == busy)
-        for socket in accepted.sockets.withLock({ $0 }) {
-            try socket.eventLoop.submit { socket.value.close() }.wait()
-        }
+        try accepted.closeAll()
     }
 
     @Test("a burst accepted while the other loop is busy is split between the loops, not all handed over")
@@ -200,10 +210,7 @@ struct RelayPlacementTests {
         let group = RelayLoopGroup(loopCount: 2)
         defer { try? group.syncShutdownGracefully() }
         let accepted = Accepted()
-        let listener = try RelayListener.bind(host: "127.0.0.1", port: 0, group: group) { socket, _ in
-            accepted.owners.withLock { $0.append(ObjectIdentifier(socket.loop)) }
-            accepted.sockets.withLock { $0.append(NIOLoopBound(socket, eventLoop: socket.loop)) }
-        }
+        let listener = try accepted.listen(on: group)
         defer { _ = try? listener.close().wait() }
         // Loop 1 is stuck in a task: it neither accepts nor takes the clients handed to it
         // until released, so loop 0 places the whole burst seeing loop 1's sockets unchanged.
@@ -228,8 +235,6 @@ struct RelayPlacementTests {
         let onFirst = owners.filter { $0 == ObjectIdentifier(group.loops[0]) }.count
         // Clients on their way to a loop count for it: the burst is split about evenly.
         #expect((4...6).contains(onFirst), "loop 0 kept \(onFirst) of 10")
-        for socket in accepted.sockets.withLock({ $0 }) {
-            try socket.eventLoop.submit { socket.value.close() }.wait()
-        }
+        try accepted.closeAll()
     }
 }

@@ -94,6 +94,7 @@ def main():
         cluster_listing(b)
     if "handoff" in a.only:
         handoff.handoff_workload(b)
+    b.end_workload()
     elapsed = time.time() - started
     b.res["elapsed_s"] = round(elapsed, 1)
     (RESULTS / "raw.json").write_text(json.dumps(b.res, indent=1, default=str))

@@ -126,6 +126,19 @@ def _ticks():
     return per, cpu
 
 
+def cpu_ticks():
+    """The machine's cumulative CPU ticks (user nice system idle iowait irq softirq steal)."""
+    return [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+
+
+def steal_pct(before, after):
+    """Share of the machine's CPU time between two `cpu_ticks()` that the hypervisor gave
+    to other guests: a VM whose host is oversubscribed runs every target slower, and
+    idle-time checks cannot see it (it shows only while this guest wants to run)."""
+    d = [b - a for a, b in zip(before, after)]
+    return round(100 * d[7] / (sum(d) or 1), 1) if len(d) > 7 else 0.0
+
+
 def machine_busy(secs=1.0):
     """Share of all cores busy over `secs` while the benchmark itself is idle between
     workloads, and the processes that used it: other people's builds and tests."""

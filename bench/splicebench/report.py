@@ -337,6 +337,16 @@ def report(b, started, elapsed):
                      f"engineers' builds and tests): up to {worst[1]['busy_pct']}% of all cores just before "
                      f"`{worst[0]}` (top: {', '.join(worst[1]['top'])}). Figures from that run are noisier and "
                      f"lower than on a quiet machine; the per-round ratios show how much.")
+    steal = r.get("steal", {})
+    if steal:
+        L.append("- CPU time the hypervisor gave to other guests during each workload (steal, from "
+                 "/proc/stat; every target runs slower while it is high): "
+                 + "; ".join(f"{k} {v}%" for k, v in steal.items()))
+        worst = max(steal.items(), key=lambda kv: kv[1])
+        if worst[1] >= 10:
+            L.append(f"- **The host was oversubscribed during the run**: it took up to {worst[1]}% of this "
+                     f"VM's CPU time (`{worst[0]}`). Absolute figures are low and noisy; ratios from one "
+                     f"round still compare targets that ran seconds apart.")
     L.append("")
     L += goals_section(r)
     if any(t in env.PROTOTYPES for t in r.get("targets", [])):

@@ -8,8 +8,8 @@ from . import env
 from .capture import capture_rounds
 from .clients import Admin, connrate, iperf, metrics, redis_ping
 from .env import BT, HOST, MEMORY_AFTER, TARGETS, WANT_BIG, log
-from .processes import (big_session_count, free_port, load, machine_busy, nofile_limit, rss_kib, spawn,
-                        tree_pss_kib, wait_established, wait_log, wait_port)
+from .processes import (big_session_count, cpu_ticks, free_port, load, machine_busy, nofile_limit, rss_kib, spawn,
+                        steal_pct, tree_pss_kib, wait_established, wait_log, wait_port)
 from .stats import pct
 from .targets import Proxies
 
@@ -25,6 +25,15 @@ class Bench:
         self.res = {"loads": {}, "notes": []}
         self.servers = {}
 
+    def end_workload(self):
+        """Closes the running workload's window: how much CPU time the host stole in it."""
+        mark = getattr(self, "_steal_mark", None)
+        if mark:
+            name, before = mark
+            self.res.setdefault("steal", {})[name] = steal_pct(before, cpu_ticks())
+            log(f"--- {name}: the host took {self.res['steal'][name]}% of this VM's CPU time (steal)")
+        self._steal_mark = None
+
     def rounds(self):
         return range(self.a.rounds)
 
@@ -34,6 +43,8 @@ class Bench:
         return targets[k:] + targets[:k]
 
     def record_load(self, name):
+        self.end_workload()
+        self._steal_mark = (name, cpu_ticks())
         self.res["loads"][name] = load()
         busy = machine_busy()
         self.res.setdefault("busy", {})[name] = busy

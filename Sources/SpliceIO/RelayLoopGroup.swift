@@ -5,7 +5,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// The relay's loops, one per core by default; sessions are spread over them round-robin.
+/// The relay's loops, one per core by default. An accepted client goes to the loop with the
+/// least to do (`owner(forClientAcceptedOn:)`); `next()` takes them in turn (sessions adopted
+/// from a predecessor process, tests).
 public final class RelayLoopGroup: EventLoopGroup, Sendable {
     /// The loops, in creation order.
     public let loops: [RelayLoop]

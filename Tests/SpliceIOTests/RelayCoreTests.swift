@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import SpliceIO
+@testable import SpliceIO
 import SpliceTestSupport
 import Synchronization
 import Testing
@@ -224,10 +224,11 @@ struct RelayPlacementTests {
         var clients: [TestSocket] = []
         defer { clients.forEach { $0.close() } }
         for _ in 1...10 { clients.append(try TestSocket.connect(port: listener.localAddress.port ?? 0)) }
-        // Loop 0 accepts the burst; how long it takes does not matter for the outcome (loop
-        // 1 accepts what is left once released, and places it the same way).
+        // Loop 0 places the whole burst: what it kept is recorded, what it handed over waits
+        // in loop 1's `incoming`. (Were it slow, loop 1 would accept the rest once released
+        // and place it the same way: the outcome holds either way, only the check is weaker.)
         let deadline = Date().addingTimeInterval(10)
-        usleep(200_000)
+        while accepted.count + group.loops[1].incoming.load(ordering: .relaxed) < 10, Date() < deadline { usleep(1000) }
         release.signal()
         while accepted.count < 10, Date() < deadline { usleep(1000) }
         let owners = accepted.owners.withLock { $0 }

@@ -1,4 +1,3 @@
-import Dispatch
 import NIOCore
 import SpliceCore
 
@@ -16,13 +15,15 @@ public struct GatewayFuture<Value: Sendable>: Sendable {
         self.future = future
     }
 
-    /// Calls `body` once with the outcome, on a global dispatch queue rather than the event
-    /// loop that completed it: what an answer does next (write the state file, encode JSON)
-    /// must not stall the sessions on that loop.
+    /// Calls `body` once with the outcome, on the thread that completes the operation: the
+    /// session's event loop, or the caller's own if the outcome is known already.
+    ///
+    /// `body` must only hand the outcome on (complete a pending response, resume a
+    /// continuation, count it): anything slower stalls every session on that loop. (It used
+    /// to hop to a dispatch queue: one more thread wake-up for every splice, removal or kill.)
     public func whenComplete(_ body: @escaping @Sendable (Result<Value, APIError>) -> Void) {
         future.whenComplete { result in
-            let outcome = result.mapError(Self.apiError)
-            DispatchQueue.global().async { body(outcome) }
+            body(result.mapError(Self.apiError))
         }
     }
 

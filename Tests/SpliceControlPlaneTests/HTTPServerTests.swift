@@ -239,6 +239,43 @@ struct HTTPServerTests {
         }
     }
 
+    /// Requests whose start fits `compactRequestBytes` go to the daemons with small memory
+    /// pools, longer ones to the daemon with large pools: both are answered by the handler
+    /// at the boundary, with the most header lines and with body bytes in the same packets.
+    @Test func requestsEitherSideOfTheCompactPoolBoundaryAreAnswered() throws {
+        try withServer { server in
+            let limit = HTTPServer.Configuration(host: "127.0.0.1", port: 0).compactRequestBytes
+            for size in [limit, limit + 1] {
+                let response = try rawRequest(port: server.boundPort, "GET", "/api/v1/echo",
+                                              headers: Self.padding(toRequestBytes: size, target: "/api/v1/echo"))
+                #expect(response.status == 200, "start of \(size) bytes: \(response.status) \(response.text)")
+                #expect(try response.json()["x-test"] == .string("padded"))
+            }
+            // A small head with a body that arrives with it: head and body count together.
+            for nameBytes in [limit / 2, limit + 100] {
+                let body = Array(#"{"listen":"127.0.0.1:1","name":"\#(String(repeating: "n", count: nameBytes))"}"#.utf8)
+                let response = try rawRequest(port: server.boundPort, "POST", "/api/v1/listeners",
+                                              headers: [("Content-Type", "application/json")], body: body)
+                #expect(response.status == 201, "\(body.count)-byte body: \(response.status) \(response.text)")
+            }
+        }
+    }
+
+    /// Header lines (`X-Test: padded` and as many `X-Pad-N` as the screen allows) that make
+    /// `RawHTTPClient`'s GET of `target` exactly `bytes` long.
+    private static func padding(toRequestBytes bytes: Int, target: String) -> [(String, String)] {
+        let fixed = "GET \(target) HTTP/1.1\r\nHost: test\r\nX-Test: padded\r\nConnection: close\r\n\r\n".utf8.count
+        let lines = RequestHeadScreen.maxHeaderLines - 3
+        var headers = (0..<lines).map { ("X-Pad-\($0)", "") }
+        var remaining = bytes - fixed - headers.reduce(0) { $0 + $1.0.utf8.count + 4 }
+        for index in headers.indices {
+            let share = remaining / (lines - index)
+            headers[index].1 = String(repeating: "v", count: share)
+            remaining -= share
+        }
+        return [("X-Test", "padded")] + headers
+    }
+
     @Test func smuggledRequestBehindAmbiguousFramingIsNeverAnswered() throws {
         try withServer { server in
             let client = try RawHTTPClient(port: server.boundPort)

@@ -33,7 +33,7 @@ extension AdminAcceptor {
         let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
         switch screen.verdict(bytes, peerClosed: connection.peerClosed, searchedUpTo: connection.scanned) {
         case .incomplete: pending.update(fd, scanned: count)
-        case .accept: release(fd)
+        case .accept: release(fd, arrived: count)
         case .reject(let problem): answer(fd, problem)
         }
     }

@@ -22,9 +22,10 @@ import Synchronization
 final class AdminAcceptor: @unchecked Sendable {
     // @unchecked: besides the acceptor thread's own state, only `acceptingStopped` and
     // `pendingCount` (atomics) are touched from other threads.
-    /// Hands an accepted, screened socket to MHD; false if MHD refused it
-    /// (MHD has closed it either way).
-    typealias HandOff = (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
+    /// Hands an accepted, screened socket to MHD, with how many bytes of its request have
+    /// arrived (the whole head, maybe some body); false if MHD refused it (MHD has closed it
+    /// either way).
+    typealias HandOff = (_ fd: Int32, _ peer: UnsafePointer<sockaddr>, _ length: socklen_t, _ arrived: Int) -> Bool
 
     /// The strict head parser.
     let screen: RequestHeadScreen
@@ -269,8 +270,9 @@ final class AdminAcceptor: @unchecked Sendable {
         if swept.cut > 0 { logger.info("closed \(swept.cut) admin connection(s) whose request body did not arrive in time") }
     }
 
-    /// Hands `fd` to MHD, counting it as MHD's until its close callback.
-    func release(_ fd: Int32) {
+    /// Hands `fd`, whose first `arrived` request bytes are in, to MHD, counting it as MHD's
+    /// until its close callback.
+    func release(_ fd: Int32, arrived: Int) {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = withUnsafeMutablePointer(to: &address) {
@@ -289,7 +291,7 @@ final class AdminAcceptor: @unchecked Sendable {
         pending.remove(fd)
         gauge.reserve(fd)
         let added = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length, arrived) }
         }
         if !added {
             gauge.unreserve(fd)

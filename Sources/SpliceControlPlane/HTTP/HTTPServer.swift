@@ -10,7 +10,9 @@ import Synchronization
 /// Connections: an `AdminAcceptor` owns the listening socket, reads and
 /// checks every request head under a deadline and answers bad ones itself
 /// (problem+json, then close); good connections go to one of
-/// `threadPoolSize` MHD daemons through `MHD_add_connection`. Every response
+/// one of `threadPoolSize` MHD daemons through `MHD_add_connection` (a request
+/// whose start is longer than `compactRequestBytes`: to one more daemon, whose
+/// connections get the larger memory pool such a head needs). Every response
 /// carries `Connection: close`, so each connection carries one request and
 /// every head passes the acceptor's checks, not only a connection's first.
 ///
@@ -72,10 +74,16 @@ public final class HTTPServer: Sendable {
         }
         let gauge = ConnectionGauge(requestTime: .seconds(configuration.bodyTimeoutSeconds))
         let context = Context(configuration: configuration, gauge: gauge, handler: handler)
-        let started: [OpaqueHandle]
+        var started: [OpaqueHandle] = []
         do throws(HTTPServerError) {
-            started = try Self.startDaemons(configuration, context: context, gauge: gauge, address: address)
+            for _ in 0..<max(1, configuration.threadPoolSize) {
+                started.append(try Self.startDaemon(configuration, pool: configuration.compactConnectionMemory,
+                                                    context: context, gauge: gauge, address: address))
+            }
+            started.append(try Self.startDaemon(configuration, pool: configuration.connectionMemoryLimit,
+                                                context: context, gauge: gauge, address: address))
         } catch {
+            Self.stop(started, context: context)
             close(listenFD)
             throw error
         }
@@ -87,8 +95,11 @@ public final class HTTPServer: Sendable {
                 listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
                 headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger,
                 accepting: configuration.acceptsAtStart
-            ) { fd, peer, length in
-                MHD_add_connection(started[Int(fd) % started.count].pointer, fd, peer, length) == .YES
+            ) { [started, compactBytes = configuration.compactRequestBytes] fd, peer, length, arrived in
+                // The last daemon is the one with the large pools.
+                let compact = started.count - 1
+                let daemon = arrived <= compactBytes ? started[Int(fd) % compact] : started[compact]
+                return MHD_add_connection(daemon.pointer, fd, peer, length) == .YES
             }
             try acceptor.start()
         } catch {
@@ -103,35 +114,30 @@ public final class HTTPServer: Sendable {
         configuration.logger.info("admin HTTP server listening", metadata: ["address": "\(baseURL)"])
     }
 
-    /// One single-threaded daemon per pool thread, each retaining `context`
-    /// and sharing `gauge` (unretained: the acceptor keeps it alive).
-    private static func startDaemons(
-        _ configuration: Configuration, context: Context, gauge: ConnectionGauge, address: IPAddress
-    ) throws(HTTPServerError) -> [OpaqueHandle] {
+    /// One single-threaded daemon whose connections each get a `pool`-byte memory pool,
+    /// retaining `context` and sharing `gauge` (unretained: the acceptor keeps it alive).
+    private static func startDaemon(
+        _ configuration: Configuration, pool: Int, context: Context, gauge: ConnectionGauge, address: IPAddress
+    ) throws(HTTPServerError) -> OpaqueHandle {
         var flags = MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue
             | MHD_ALLOW_SUSPEND_RESUME.rawValue | MHD_USE_ERROR_LOG.rawValue
         if address.isIPv6 { flags |= MHD_USE_IPv6.rawValue }
-        var started: [OpaqueHandle] = []
-        for _ in 0..<max(1, configuration.threadPoolSize) {
-            // MHD keeps the context pointer until MHD_stop_daemon returns.
-            let contextPointer = Unmanaged.passRetained(context).toOpaque()
-            let daemon = sg_mhd_start_daemon(
-                flags,
-                Callbacks.accessHandler, contextPointer,
-                Callbacks.requestCompleted, contextPointer,
-                ConnectionGauge.notify, Unmanaged.passUnretained(gauge).toOpaque(),
-                Callbacks.logger, contextPointer,
-                UInt32(clamping: configuration.connectionLimit),
-                UInt32(clamping: configuration.idleTimeoutSeconds),
-                configuration.connectionMemoryLimit)
-            guard let daemon else {
-                Unmanaged<Context>.fromOpaque(contextPointer).release()
-                stop(started, context: context)
-                throw .startFailed("libmicrohttpd could not start for \(address.hostPort)")
-            }
-            started.append(OpaqueHandle(daemon))
+        // MHD keeps the context pointer until MHD_stop_daemon returns.
+        let contextPointer = Unmanaged.passRetained(context).toOpaque()
+        let daemon = sg_mhd_start_daemon(
+            flags,
+            Callbacks.accessHandler, contextPointer,
+            Callbacks.requestCompleted, contextPointer,
+            ConnectionGauge.notify, Unmanaged.passUnretained(gauge).toOpaque(),
+            Callbacks.logger, contextPointer,
+            UInt32(clamping: configuration.connectionLimit),
+            UInt32(clamping: configuration.idleTimeoutSeconds),
+            pool)
+        guard let daemon else {
+            Unmanaged<Context>.fromOpaque(contextPointer).release()
+            throw .startFailed("libmicrohttpd could not start for \(address.hostPort)")
         }
-        return started
+        return OpaqueHandle(daemon)
     }
 
     /// Accepts connections on a server configured not to at start (`acceptsAtStart`).

@@ -90,6 +90,27 @@ struct RouterTests {
         #expect(charset.status == 409)
     }
 
+    @Test("Content-Type: media type compared without case, parameters and spaces ignored")
+    func jsonContentTypeVariants() {
+        func isJSON(_ value: String?) -> Bool {
+            HTTPRequest(method: .POST, target: "/", headers: HTTPHeaders(value.map { [("cOnTeNt-TyPe", $0)] } ?? []),
+                        body: []).hasJSONContentType
+        }
+        for accepted in ["application/json", "Application/JSON", " application/json\t", "application/json;charset=utf-8",
+                         "application/json ; charset=utf-8", "\tAPPLICATION/json;"] {
+            #expect(isJSON(accepted), "\(accepted)")
+        }
+        for refused in [nil, "", " ", ";", "application/jsonx", "application/jso", "xapplication/json",
+                        "application/ json", "; application/json", "text/plain", "application/json-seq"] {
+            #expect(!isJSON(refused), "\(String(describing: refused))")
+        }
+        var headers = HTTPHeaders([("X-One", "1"), ("x-ONE", "2"), ("Other", "3")])
+        #expect(headers["x-one"] == "1")
+        #expect(headers.values("X-ONE") == ["1", "2"])
+        headers.set("x-one", "4")
+        #expect(headers.values("X-One") == ["4"] && headers["other"] == "3" && headers["Othe"] == nil)
+    }
+
     @Test func problemBodyIsRFC9457() throws {
         let response = HTTPResponse.problem(.invalid("field 'x' is required"))
         #expect(response.status == 422)

@@ -79,16 +79,30 @@ public struct AdminAPI: Sendable {
     public func handle(_ request: HTTPRequest) -> HTTPAnswer {
         let started = ContinuousClock.now
         // A session another node owns is acted on there (after this node's token check).
-        let answer = auth.reject(request).map(HTTPAnswer.now) ?? refusedDuringHandoff(request).map(HTTPAnswer.now)
-            ?? cluster?.forward(request) ?? router.handle(request)
-        let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
-        let method = known.contains(request.method) ? request.method.rawValue : "other"
-        let route = router.routePattern(for: request) ?? "unmatched"
+        let answer: HTTPAnswer
+        let matched: String?
+        if let early = auth.reject(request).map(HTTPAnswer.now) ?? refusedDuringHandoff(request).map(HTTPAnswer.now)
+            ?? cluster?.forward(request) {
+            (answer, matched) = (early, router.routePattern(for: request))
+        } else {
+            (answer, matched) = router.answer(request)
+        }
+        let method = Self.methodLabel(request.method)
+        let route = matched ?? "unmatched"
         answer.whenComplete { [metrics] response in
             metrics.adminRequest(method: method, route: route, status: response.status,
                                  duration: ContinuousClock.now - started)
         }
         return answer
+    }
+
+    /// The method as a metrics label: a standard one by name, any other as "other", so a
+    /// client cannot mint label values.
+    private static func methodLabel(_ method: HTTPMethod) -> String {
+        switch method {
+        case .GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS: method.rawValue
+        default: "other"
+        }
     }
 
     /// A change asked for while this process hands its sessions to a successor: 409, since
@@ -103,8 +117,7 @@ public struct AdminAPI: Sendable {
     /// go on, else the 401 to answer at once (for `Configuration.screenHead`).
     public func screenHead(_ request: HTTPRequest) -> HTTPResponse? {
         guard let rejection = auth.reject(request) else { return nil }
-        let known: Set<HTTPMethod> = [.GET, .HEAD, .POST, .PUT, .PATCH, .DELETE, .OPTIONS]
-        metrics.adminRequest(method: known.contains(request.method) ? request.method.rawValue : "other",
+        metrics.adminRequest(method: Self.methodLabel(request.method),
                              route: router.routePattern(for: request) ?? "unmatched", status: rejection.status,
                              duration: .zero)
         return rejection

@@ -48,8 +48,11 @@ public struct HTTPRequest: Sendable {
     /// Whether `Content-Type` is `application/json`, parameters such as
     /// `charset` allowed.
     public var hasJSONContentType: Bool {
-        let mediaType = headers["Content-Type"]?.split(separator: ";", maxSplits: 1).first
-        return mediaType?.trimmingSpaces().lowercased() == "application/json"
+        guard let value = headers["Content-Type"] else { return false }
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        let mediaType = value.utf8.prefix { $0 != UInt8(ascii: ";") }.drop(while: isSpace)
+        let trimmed = mediaType.prefix(mediaType.count - mediaType.reversed().prefix(while: isSpace).count)
+        return trimmed.elementsEqual("application/json".utf8) { HTTPHeaders.asciiLowercased($0) == $1 }
     }
 
     /// The 415 for a body that is not declared as JSON.

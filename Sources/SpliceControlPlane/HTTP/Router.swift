@@ -69,36 +69,39 @@ public struct Router: Sendable {
 
     /// Answers `request`: the matching route's answer, or a 404/405/415 problem.
     public func handle(_ request: HTTPRequest) -> HTTPAnswer {
+        answer(request).answer
+    }
+
+    /// Answers `request` as `handle` does, with the pattern `routePattern(for:)` gives for
+    /// it, from the same match.
+    public func answer(_ request: HTTPRequest) -> (answer: HTTPAnswer, route: String?) {
         guard let segments = Self.decodedSegments(request.path) else {
-            return .now(.problem(.notFound("no resource at \(request.path)")))
+            return (.now(.problem(.notFound("no resource at \(request.path)"))), nil)
         }
         let matches = storage.compactMap { route in Self.match(route.pattern, segments).map { (route, $0) } }
-        guard !matches.isEmpty else { return .now(.problem(.notFound("no resource at \(request.path)"))) }
+        guard !matches.isEmpty else { return (.now(.problem(.notFound("no resource at \(request.path)"))), nil) }
         let method = request.method == .HEAD ? HTTPMethod.GET : request.method
-        // The most literal pattern wins (`/sessions/stats` over `/sessions/{id}`).
-        guard let (route, parameters) = matches.filter({ $0.0.method == method })
-            .max(by: { Self.literalCount($0.0.pattern) < Self.literalCount($1.0.pattern) })
-        else {
+        guard let (route, parameters) = Self.best(matches.filter { $0.0.method == method }) else {
             var allowed = Set(matches.map(\.0.method.rawValue))
             if allowed.contains("GET") { allowed.insert("HEAD") }
             var response = HTTPResponse.problem(
                 .methodNotAllowed("\(request.method) is not allowed on \(request.path)"))
             response.headers.set("Allow", allowed.sorted().joined(separator: ", "))
-            return .now(response)
+            return (.now(response), Self.best(matches)?.0.text)
         }
         if !request.body.isEmpty, !request.hasJSONContentType {
-            return .now(.problem(request.unsupportedMediaType))
+            return (.now(.problem(request.unsupportedMediaType)), route.text)
         }
         do {
-            return try route.handler(request, parameters)
+            return (try route.handler(request, parameters), route.text)
         } catch let error as APIError {
-            return .now(.problem(error))
+            return (.now(.problem(error)), route.text)
         } catch {
             // A bug, not bad input: handlers must map peer failures to APIError.
             logger.error("handler failed", metadata: [
                 "method": "\(request.method)", "path": "\(request.path)", "error": "\(error)",
             ])
-            return .now(.problem(.internalError("internal error handling \(request.method) \(request.path)")))
+            return (.now(.problem(.internalError("internal error handling \(request.method) \(request.path)"))), route.text)
         }
     }
 
@@ -107,11 +110,13 @@ public struct Router: Sendable {
     public func routePattern(for request: HTTPRequest) -> String? {
         guard let segments = Self.decodedSegments(request.path) else { return nil }
         let method = request.method == .HEAD ? HTTPMethod.GET : request.method
-        let matches = storage.filter { Self.match($0.pattern, segments) != nil }
-        let best = { (candidates: [Route]) in
-            candidates.max { Self.literalCount($0.pattern) < Self.literalCount($1.pattern) }
-        }
-        return (best(matches.filter { $0.method == method }) ?? best(matches))?.text
+        let matches = storage.compactMap { route in Self.match(route.pattern, segments).map { (route, $0) } }
+        return (Self.best(matches.filter { $0.0.method == method }) ?? Self.best(matches))?.0.text
+    }
+
+    /// The most literal of `matches` (`/sessions/stats` wins over `/sessions/{id}`).
+    private static func best(_ matches: [(Route, RouteParameters)]) -> (Route, RouteParameters)? {
+        matches.max { literalCount($0.0.pattern) < literalCount($1.0.pattern) }
     }
 
     /// The path split on `/` and percent-decoded, without the leading empty

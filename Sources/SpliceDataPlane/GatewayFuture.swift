@@ -15,8 +15,8 @@ public struct GatewayFuture<Value: Sendable>: Sendable {
         self.future = future
     }
 
-    /// Calls `body` once with the outcome, on the thread that completes the operation: the
-    /// session's event loop, or the caller's own if the outcome is known already.
+    /// Calls `body` once with the outcome, on the event loop of the operation (NIO runs it
+    /// there even when the outcome is known already), not on the caller's thread.
     ///
     /// `body` must only hand the outcome on (complete a pending response, resume a
     /// continuation, count it): anything slower stalls every session on that loop. (It used

@@ -239,41 +239,70 @@ struct HTTPServerTests {
         }
     }
 
-    /// Requests whose start fits `compactRequestBytes` go to the daemons with small memory
-    /// pools, longer ones to the daemon with large pools: both are answered by the handler
-    /// at the boundary, with the most header lines and with body bytes in the same packets.
-    @Test func requestsEitherSideOfTheCompactPoolBoundaryAreAnswered() throws {
+    /// Requests that fit a compact pool go to the daemons with compact memory pools, others
+    /// to the daemon with large ones, and those that fit neither get a 431 from the acceptor.
+    /// For each shape that costs MHD pool records (header lines, cookies, query arguments):
+    /// the largest request that fits the compact pool and the smallest that does not are
+    /// answered by the handler, as is the largest the acceptor lets through at all; the next
+    /// one gets problem+json. Never MHD's own HTML page (its answer to a pool overflow).
+    @Test func requestsEitherSideOfThePoolBoundariesAreAnswered() throws {
+        let configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0)
+        let screen = RequestHeadScreen(maxTargetBytes: configuration.maxTargetBytes,
+                                       maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes)
+        let admitted = { (request: [UInt8]) in
+            request.withUnsafeBytes { screen.verdict($0, peerClosed: false) == .accept }
+                && Self.fits(request, pool: configuration.connectionMemoryLimit)
+        }
+        let head = { (target: String, fields: String) in
+            Array("GET \(target) HTTP/1.1\r\nHost: test\r\n\(fields)Connection: close\r\n\r\n".utf8)
+        }
+        let shapes: [(name: String, make: (Int) -> [UInt8])] = [
+            ("header lines", { n in
+                head("/api/v1/echo", (0..<97).map { "X-Pad-\($0): \(String(repeating: "v", count: n))\r\n" }.joined())
+            }),
+            ("cookies", { n in head("/api/v1/echo", "Cookie: " + (0..<n).map { "c\($0)=1" }.joined(separator: "; ") + "\r\n") }),
+            ("query arguments", { n in head("/api/v1/echo?" + (0..<n).map { "a\($0)=1" }.joined(separator: "&"), "") }),
+        ]
         try withServer { server in
-            let limit = HTTPServer.Configuration(host: "127.0.0.1", port: 0).compactRequestBytes
-            for size in [limit, limit + 1] {
-                let response = try rawRequest(port: server.boundPort, "GET", "/api/v1/echo",
-                                              headers: Self.padding(toRequestBytes: size, target: "/api/v1/echo"))
-                #expect(response.status == 200, "start of \(size) bytes: \(response.status) \(response.text)")
-                #expect(try response.json()["x-test"] == .string("padded"))
-            }
-            // A small head with a body that arrives with it: head and body count together.
-            for nameBytes in [limit / 2, limit + 100] {
-                let body = Array(#"{"listen":"127.0.0.1:1","name":"\#(String(repeating: "n", count: nameBytes))"}"#.utf8)
-                let response = try rawRequest(port: server.boundPort, "POST", "/api/v1/listeners",
-                                              headers: [("Content-Type", "application/json")], body: body)
-                #expect(response.status == 201, "\(body.count)-byte body: \(response.status) \(response.text)")
+            for shape in shapes {
+                var compact = 1
+                while Self.fits(shape.make(compact + 1), pool: configuration.compactConnectionMemory) { compact += 1 }
+                var most = compact
+                while admitted(shape.make(most + 1)) { most += 1 }
+                for (what, n, answered) in [("largest compact", compact, true), ("smallest not compact", compact + 1, true),
+                                            ("largest admitted", most, true), ("smallest refused", most + 1, false)] {
+                    let request = shape.make(n)
+                    let client = try RawHTTPClient(port: server.boundPort)
+                    try client.send(request)
+                    let response = try client.readResponse()
+                    let context: Comment = "\(shape.name), \(what) (\(request.count) bytes): \(response.status) \(response.text.prefix(80))"
+                    if answered {
+                        #expect(response.status == 200 && response.header("Content-Type") == "application/json", context)
+                    } else {
+                        #expect([414, 431].contains(response.status), context)
+                        #expect(response.header("Content-Type") == "application/problem+json", context)
+                    }
+                }
             }
         }
     }
 
-    /// Header lines (`X-Test: padded` and as many `X-Pad-N` as the screen allows) that make
-    /// `RawHTTPClient`'s GET of `target` exactly `bytes` long.
-    private static func padding(toRequestBytes bytes: Int, target: String) -> [(String, String)] {
-        let fixed = "GET \(target) HTTP/1.1\r\nHost: test\r\nX-Test: padded\r\nConnection: close\r\n\r\n".utf8.count
-        let lines = RequestHeadScreen.maxHeaderLines - 3
-        var headers = (0..<lines).map { ("X-Pad-\($0)", "") }
-        var remaining = bytes - fixed - headers.reduce(0) { $0 + $1.0.utf8.count + 4 }
-        for index in headers.indices {
-            let share = remaining / (lines - index)
-            headers[index].1 = String(repeating: "v", count: share)
-            remaining -= share
+    private static func fits(_ request: [UInt8], pool: Int) -> Bool {
+        request.withUnsafeBytes { MHDPoolNeed.fits($0, pool: pool) }
+    }
+
+    /// Heads within the size limits whose query arguments or cookies would overflow even
+    /// the large pool: MHD answered the arguments never (the client waited for ever) and
+    /// the cookies with its own HTML 431. Now the acceptor answers 431 problem+json.
+    @Test func headsWithMoreFieldsThanAnyPoolHoldsAre431ProblemJSON() throws {
+        try withServer { server in
+            let arguments = "/api/v1/health?" + String(repeating: "a&", count: 2040)
+            try expectProblem(try rawRequest(port: server.boundPort, "GET", arguments), 431, detailContains: "cookies")
+            let cookies = [("Cookie", (0..<1800).map { _ in "a=1" }.joined(separator: "; "))]
+            try expectProblem(try rawRequest(port: server.boundPort, "GET", "/api/v1/health", headers: cookies), 431)
+            // The server is fine afterwards.
+            #expect(try rawRequest(port: server.boundPort, "GET", "/api/v1/health").status == 200)
         }
-        return [("X-Test", "padded")] + headers
     }
 
     @Test func smuggledRequestBehindAmbiguousFramingIsNeverAnswered() throws {

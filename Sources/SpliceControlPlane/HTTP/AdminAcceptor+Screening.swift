@@ -33,7 +33,15 @@ extension AdminAcceptor {
         let bytes = UnsafeRawBufferPointer(rebasing: buffer[..<count])
         switch screen.verdict(bytes, peerClosed: connection.peerClosed, searchedUpTo: connection.scanned) {
         case .incomplete: pending.update(fd, scanned: count)
-        case .accept: release(fd, arrived: count)
+        case .accept:
+            if MHDPoolNeed.fits(bytes, pool: pools.compact) {
+                release(fd, compact: true)
+            } else if MHDPoolNeed.fits(bytes, pool: pools.large) {
+                release(fd, compact: false)
+            } else {
+                answer(fd, .headersTooLarge(
+                    "request head has more header fields, query arguments and cookies than the server has room for"))
+            }
         case .reject(let problem): answer(fd, problem)
         }
     }

@@ -22,10 +22,9 @@ import Synchronization
 final class AdminAcceptor: @unchecked Sendable {
     // @unchecked: besides the acceptor thread's own state, only `acceptingStopped` and
     // `pendingCount` (atomics) are touched from other threads.
-    /// Hands an accepted, screened socket to MHD, with how many bytes of its request have
-    /// arrived (the whole head, maybe some body); false if MHD refused it (MHD has closed it
-    /// either way).
-    typealias HandOff = (_ fd: Int32, _ peer: UnsafePointer<sockaddr>, _ length: socklen_t, _ arrived: Int) -> Bool
+    /// Hands an accepted, screened socket to MHD, to a daemon with compact memory pools or
+    /// to the one with large pools; false if MHD refused it (MHD has closed it either way).
+    typealias HandOff = (_ fd: Int32, _ peer: UnsafePointer<sockaddr>, _ length: socklen_t, _ compact: Bool) -> Bool
 
     /// The strict head parser.
     let screen: RequestHeadScreen
@@ -33,6 +32,9 @@ final class AdminAcceptor: @unchecked Sendable {
     let limit: Int
     /// Time for a whole request head.
     let headTimeout: Duration
+    /// MHD's per-connection memory pools: most requests get the compact one, those that do
+    /// not fit it the large one, and those that fit neither are refused (`MHDPoolNeed`).
+    let pools: (compact: Int, large: Int)
     /// Connections held by MHD.
     let gauge: ConnectionGauge
     /// Where refusals and trouble are logged.
@@ -68,13 +70,15 @@ final class AdminAcceptor: @unchecked Sendable {
     /// now owns); call `start` to run it. Unless `accepting`, connections are accepted only
     /// after `startAccepting`.
     init(
-        listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration, gauge: ConnectionGauge,
+        listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration,
+        pools: (compact: Int, large: Int), gauge: ConnectionGauge,
         logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
     ) throws(HTTPServerError) {
         self.listenFD = listenFD
         self.screen = screen
         self.limit = max(1, limit)
         self.headTimeout = headTimeout
+        self.pools = pools
         self.gauge = gauge
         self.logger = logger
         self.handOff = handOff
@@ -270,9 +274,9 @@ final class AdminAcceptor: @unchecked Sendable {
         if swept.cut > 0 { logger.info("closed \(swept.cut) admin connection(s) whose request body did not arrive in time") }
     }
 
-    /// Hands `fd`, whose first `arrived` request bytes are in, to MHD, counting it as MHD's
-    /// until its close callback.
-    func release(_ fd: Int32, arrived: Int) {
+    /// Hands `fd` to MHD, to a daemon with compact pools or the one with large pools,
+    /// counting it as MHD's until its close callback.
+    func release(_ fd: Int32, compact: Bool) {
         var address = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = withUnsafeMutablePointer(to: &address) {
@@ -291,7 +295,7 @@ final class AdminAcceptor: @unchecked Sendable {
         pending.remove(fd)
         gauge.reserve(fd)
         let added = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length, arrived) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { handOff(fd, $0, length, compact) }
         }
         if !added {
             gauge.unreserve(fd)

@@ -16,8 +16,8 @@ extension HTTPServer {
     /// gets a compiled-in HTML page and the access handler is never called;
     /// 0.9.75 has no hook to replace those bodies. So no head reaches MHD
     /// unchecked: `AdminAcceptor` reads every head first and answers what is
-    /// malformed, ambiguous or too long with problem+json, and the pool sits
-    /// well above the longest head it lets through.
+    /// malformed, ambiguous or too long with problem+json, and sends each head
+    /// to a daemon whose pools it fits (`MHDPoolNeed`).
     enum Callbacks {
         /// Called per request: once with headers, once per body piece, once at the end.
         static let accessHandler: MHD_AccessHandlerCallback = {

@@ -23,19 +23,18 @@ extension HTTPServer {
         public var screenHead: (@Sendable (HTTPRequest) -> HTTPResponse?)?
         /// Seconds a connection may sit idle after its head before MHD closes it.
         public var idleTimeoutSeconds: Int = 30
-        /// MHD's per-connection memory pool for requests whose start is longer than
-        /// `compactRequestBytes`. MHD answers heads that exceed it with its own HTML page, so
-        /// it sits well above the longest head the acceptor lets through (`maxTargetBytes` +
-        /// `maxHeaderBytes` + 1 KiB).
+        /// MHD's per-connection memory pool for requests that do not fit
+        /// `compactConnectionMemory`. It sits well above the longest head the acceptor lets
+        /// through (`maxTargetBytes` + `maxHeaderBytes` + 1 KiB); a head with so many fields,
+        /// query arguments or cookies that MHD's records of them would not fit either
+        /// (`MHDPoolNeed`) gets a 431 from the acceptor.
         public var connectionMemoryLimit: Int = 128 * 1024
-        /// MHD's per-connection memory pool for every other request. MHD takes a pool of up to
-        /// 32 KiB from malloc, but maps a larger one afresh for each connection: page faults as
-        /// it fills, and an `munmap` at close that interrupts the other cores to flush their
-        /// TLBs (about 50 µs of a 200 µs request on the 2-core bench machine).
+        /// MHD's per-connection memory pool for requests that fit it (`MHDPoolNeed`),
+        /// which is nearly all of them. MHD takes a pool
+        /// of up to 32 KiB from malloc, but maps a larger one afresh for each connection: page
+        /// faults as it fills, and an `munmap` at close that interrupts the other cores to
+        /// flush their TLBs (about a third of MHD's time per request on the bench machine).
         public var compactConnectionMemory: Int = 32 * 1024
-        /// The longest request start (head, and what body came with it) served with
-        /// `compactConnectionMemory`; it must leave MHD room for its header records and buffers.
-        public var compactRequestBytes: Int = 8 * 1024
         /// The largest request body accepted; larger ones get 413.
         public var maxBodyBytes: Int = 64 * 1024
         /// The longest request target (path and query) accepted; longer get 414.
@@ -43,8 +42,8 @@ extension HTTPServer {
         /// The most header bytes accepted (names, values, separators); more get 431.
         public var maxHeaderBytes: Int = 32 * 1024
         /// MHD worker threads (one daemon each), each with its own share of the connections,
-        /// and one more for requests longer than `compactRequestBytes`. Handlers run on them
-        /// but never wait on the data plane.
+        /// and one more for requests too large for `compactConnectionMemory`. Handlers run on
+        /// them but never wait on the data plane.
         public var threadPoolSize: Int = 4
         /// Where MHD's own diagnostics and handler failures are logged.
         public var logger: Logger = Logger(label: "splicegate.http")

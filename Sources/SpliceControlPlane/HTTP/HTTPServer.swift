@@ -9,10 +9,10 @@ import Synchronization
 ///
 /// Connections: an `AdminAcceptor` owns the listening socket, reads and
 /// checks every request head under a deadline and answers bad ones itself
-/// (problem+json, then close); good connections go to one of
-/// one of `threadPoolSize` MHD daemons through `MHD_add_connection` (a request
-/// whose start is longer than `compactRequestBytes`: to one more daemon, whose
-/// connections get the larger memory pool such a head needs). Every response
+/// (problem+json, then close); good connections go to one of `threadPoolSize`
+/// MHD daemons through `MHD_add_connection` (a request that may not fit their
+/// small memory pools, `MHDPoolNeed`: to one more daemon, whose connections
+/// get the large pool such a head needs). Every response
 /// carries `Connection: close`, so each connection carries one request and
 /// every head passes the acceptor's checks, not only a connection's first.
 ///
@@ -93,12 +93,13 @@ public final class HTTPServer: Sendable {
         do throws(HTTPServerError) {
             acceptor = try AdminAcceptor(
                 listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
-                headTimeout: .seconds(configuration.headTimeoutSeconds), gauge: gauge, logger: configuration.logger,
-                accepting: configuration.acceptsAtStart
-            ) { [started, compactBytes = configuration.compactRequestBytes] fd, peer, length, arrived in
+                headTimeout: .seconds(configuration.headTimeoutSeconds),
+                pools: (configuration.compactConnectionMemory, configuration.connectionMemoryLimit),
+                gauge: gauge, logger: configuration.logger, accepting: configuration.acceptsAtStart
+            ) { [started] fd, peer, length, compact in
                 // The last daemon is the one with the large pools.
-                let compact = started.count - 1
-                let daemon = arrived <= compactBytes ? started[Int(fd) % compact] : started[compact]
+                let large = started.count - 1
+                let daemon = compact ? started[Int(fd) % large] : started[large]
                 return MHD_add_connection(daemon.pointer, fd, peer, length) == .YES
             }
             try acceptor.start()

@@ -107,6 +107,7 @@ struct Runtime {
                 http.acceptsAtStart = false
             }
             http.screenHead = { request in api.screenHead(request) }
+            http.streamsResponse = AdminAPI.streamsResponse
             do {
                 server = try HTTPServer(configuration: http) { request in api.handle(request) }
             } catch {

@@ -61,6 +61,36 @@ struct HTTPServerStreamTests {
         }
     }
 
+    /// A path the configuration marks as streamed gets the large memory pool, where MHD
+    /// fills each chunk up to the stream's 64 KiB block size; in a compact pool a chunk is
+    /// cut to the pool's free space (under 32 KiB), which halved a live capture's rate.
+    @Test func streamedPathsGetFullChunks() throws {
+        let streams = StreamBox()
+        var router = Router()
+        router.add(.GET, "/api/v1/big") { _, _ in
+            let source = StreamSource(maxBufferedBytes: 1 << 20, blockSize: 64 * 1024)
+            streams.sources.withLock { $0.append(source) }
+            return .stream(source)
+        }
+        try withServer({ $0.streamsResponse = { $0 == "/api/v1/big" } }, handler: router.handle) { server in
+            let client = try RawHTTPClient(port: server.boundPort)
+            try client.send("GET", "/api/v1/big?from=start")
+            let source = try #require(streams.next())
+            let sent = (0..<(512 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            #expect(source.write(sent))
+            source.finish()
+            #expect(try client.readResponseHead().status == 200)
+            var received: [UInt8] = []
+            var largest = 0
+            while let chunk = try client.readChunk() {
+                received += chunk
+                largest = max(largest, chunk.count)
+            }
+            #expect(received == sent)
+            #expect(largest >= 48 * 1024, "largest chunk \(largest) bytes")
+        }
+    }
+
     @Test func stopEndsParkedStreams() throws {
         let streams = StreamBox()
         let server = try HTTPServer(

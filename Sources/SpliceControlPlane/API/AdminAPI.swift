@@ -113,6 +113,12 @@ public struct AdminAPI: Sendable {
         return .problem(.conflict("a handoff to a new gateway process is under way; retry once it is done"))
     }
 
+    /// Whether `path` is one whose answer is a long stream: the event stream and captures
+    /// (for `Configuration.streamsResponse`).
+    public static func streamsResponse(_ path: Substring) -> Bool {
+        path == "/api/v1/events" || path.hasSuffix("/capture")
+    }
+
     /// The token rule on a request head, before its body is read: nil to
     /// go on, else the 401 to answer at once (for `Configuration.screenHead`).
     public func screenHead(_ request: HTTPRequest) -> HTTPResponse? {

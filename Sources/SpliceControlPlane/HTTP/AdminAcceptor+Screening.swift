@@ -34,7 +34,7 @@ extension AdminAcceptor {
         switch screen.verdict(bytes, peerClosed: connection.peerClosed, searchedUpTo: connection.scanned) {
         case .incomplete: pending.update(fd, scanned: count)
         case .accept:
-            if MHDPoolNeed.fits(bytes, pool: pools.compact) {
+            if MHDPoolNeed.fits(bytes, pool: pools.compact), !streamsResponse(Self.path(of: bytes)) {
                 release(fd, compact: true)
             } else if MHDPoolNeed.fits(bytes, pool: pools.large) {
                 release(fd, compact: false)
@@ -44,6 +44,15 @@ extension AdminAcceptor {
             }
         case .reject(let problem): answer(fd, problem)
         }
+    }
+
+    /// The path of the request line that starts `bytes` (a head the screen accepted), without
+    /// its query.
+    static func path(of bytes: UnsafeRawBufferPointer) -> Substring {
+        let line = bytes.drop { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
+            .prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+        let target = line.drop { $0 != UInt8(ascii: " ") }.dropFirst().prefix { $0 != UInt8(ascii: " ") }
+        return Substring(decoding: target.prefix { $0 != UInt8(ascii: "?") }, as: UTF8.self)
     }
 
     /// How long, at a handoff, a connection still sending its request head has to finish it.

@@ -35,6 +35,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// MHD's per-connection memory pools: most requests get the compact one, those that do
     /// not fit it the large one, and those that fit neither are refused (`MHDPoolNeed`).
     let pools: (compact: Int, large: Int)
+    /// Whether a request path may be answered with a stream, which needs the large pool.
+    let streamsResponse: @Sendable (Substring) -> Bool
     /// Connections held by MHD.
     let gauge: ConnectionGauge
     /// Where refusals and trouble are logged.
@@ -71,7 +73,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// after `startAccepting`.
     init(
         listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration,
-        pools: (compact: Int, large: Int), gauge: ConnectionGauge,
+        pools: (compact: Int, large: Int), streamsResponse: @escaping @Sendable (Substring) -> Bool = { _ in false },
+        gauge: ConnectionGauge,
         logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
     ) throws(HTTPServerError) {
         self.listenFD = listenFD
@@ -79,6 +82,7 @@ final class AdminAcceptor: @unchecked Sendable {
         self.limit = max(1, limit)
         self.headTimeout = headTimeout
         self.pools = pools
+        self.streamsResponse = streamsResponse
         self.gauge = gauge
         self.logger = logger
         self.handOff = handOff

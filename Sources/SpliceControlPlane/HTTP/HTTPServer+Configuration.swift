@@ -21,6 +21,12 @@ extension HTTPServer {
         /// Called with a request's head (empty body) before its body is read;
         /// a response ends the request there, unread (the admin token check).
         public var screenHead: (@Sendable (HTTPRequest) -> HTTPResponse?)?
+        /// Whether a request for this path (no query) may be answered with a long stream
+        /// (events, captures). Such a request gets the large pool even when it would fit the
+        /// compact one: MHD builds each chunk of a streamed body in the pool, so a compact
+        /// pool cut a capture's chunks to under 32 KiB and, read live, halved the captured
+        /// session's iperf3 rate.
+        public var streamsResponse: (@Sendable (Substring) -> Bool)?
         /// Seconds a connection may sit idle after its head before MHD closes it.
         public var idleTimeoutSeconds: Int = 30
         /// MHD's per-connection memory pool for requests that do not fit

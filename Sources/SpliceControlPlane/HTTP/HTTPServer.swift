@@ -95,6 +95,7 @@ public final class HTTPServer: Sendable {
                 listenFD: listenFD, screen: screen, limit: configuration.connectionLimit,
                 headTimeout: .seconds(configuration.headTimeoutSeconds),
                 pools: (configuration.compactConnectionMemory, configuration.connectionMemoryLimit),
+                streamsResponse: configuration.streamsResponse ?? { _ in false },
                 gauge: gauge, logger: configuration.logger, accepting: configuration.acceptsAtStart
             ) { [started] fd, peer, length, compact in
                 // The last daemon is the one with the large pools.

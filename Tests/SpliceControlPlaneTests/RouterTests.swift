@@ -111,6 +111,17 @@ struct RouterTests {
         #expect(headers.values("X-One") == ["4"] && headers["other"] == "3" && headers["Othe"] == nil)
     }
 
+    @Test("streamed paths are told apart as routing sees them, percent-escapes decoded")
+    func streamedPaths() {
+        for streamed in ["/api/v1/events", "/api/v1/%65vents", "/api/v1/sessions/s1/capture",
+                         "/api/v1/listeners/l1/%63apture"] {
+            #expect(AdminAPI.streamsResponse(Substring(streamed)), "\(streamed)")
+        }
+        for plain in ["/api/v1/sessions", "/api/v1/events/x", "/api/v1/capture/s1", "/api/v1/sessions/s1/%zz/capture"] {
+            #expect(!AdminAPI.streamsResponse(Substring(plain)), "\(plain)")
+        }
+    }
+
     @Test func problemBodyIsRFC9457() throws {
         let response = HTTPResponse.problem(.invalid("field 'x' is required"))
         #expect(response.status == 422)

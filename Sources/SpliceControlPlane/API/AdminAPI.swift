@@ -113,10 +113,12 @@ public struct AdminAPI: Sendable {
         return .problem(.conflict("a handoff to a new gateway process is under way; retry once it is done"))
     }
 
-    /// Whether `path` is one whose answer is a long stream: the event stream and captures
-    /// (for `Configuration.streamsResponse`).
+    /// Whether `path` (as sent: percent-escapes are decoded here, as routing does) is one
+    /// whose answer is a long stream: the event stream and captures (for
+    /// `Configuration.streamsResponse`).
     public static func streamsResponse(_ path: Substring) -> Bool {
-        path == "/api/v1/events" || path.hasSuffix("/capture")
+        guard let segments = Router.decodedSegments(String(path)) else { return false }
+        return segments == ["api", "v1", "events"] || segments.last == "capture"
     }
 
     /// The token rule on a request head, before its body is read: nil to

@@ -6,7 +6,7 @@
 /// the other half it takes a 64-byte record for every header line, query argument and
 /// cookie, a copy of the Cookie header, and the response's head. A pool that runs out gets
 /// MHD's own HTML 431, or, for query arguments, no answer at all. The estimate counts a
-/// record for every line feed, `&` and `;` of the head (each may start a header, an
+/// record for every line feed, `&`, `;` and `,` of the head (each may start a header, an
 /// argument or a cookie) and keeps `slack` of each half free: it errs high.
 enum MHDPoolNeed {
     /// Whether the request starting with `bytes`, whose head is complete, fits a `pool`-byte pool.
@@ -19,7 +19,7 @@ enum MHDPoolNeed {
         var lineStart = 0
         for index in 0..<head {
             switch bytes[index] {
-            case UInt8(ascii: "&"), UInt8(ascii: ";"): records += 1
+            case UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: ","): records += 1
             case UInt8(ascii: "\n"):
                 records += 1
                 if isCookieLine(bytes, from: lineStart) { cookieBytes += index - lineStart }
@@ -37,9 +37,15 @@ enum MHDPoolNeed {
     /// Bytes of each half of the pool left for MHD's own bookkeeping.
     static let slack = 1024
 
-    /// The bytes up to the end of the head (the blank line), or all of them.
+    /// The bytes up to the end of the head (the blank line), or all of them. Empty lines
+    /// before the request line, which the screen lets through (RFC 9112 §2.2), are part of
+    /// it: the end is the first blank line after the request line.
     private static func headLength(_ bytes: UnsafeRawBufferPointer) -> Int {
-        var index = 3
+        var start = 0
+        while start + 1 < bytes.count, bytes[start] == UInt8(ascii: "\r"), bytes[start + 1] == UInt8(ascii: "\n") {
+            start += 2
+        }
+        var index = start + 3
         while index < bytes.count {
             if bytes[index] == UInt8(ascii: "\n"), bytes[index - 1] == UInt8(ascii: "\r"),
                bytes[index - 2] == UInt8(ascii: "\n"), bytes[index - 3] == UInt8(ascii: "\r") {

@@ -14,8 +14,8 @@ import pathlib
 import socket
 import threading
 
-from capture_tools import (CaptureStream, assert_clean, by_interface, follow, interface_statistics, pump, run_tshark,
-                           sha, stderr_problems)
+from capture_tools import (CaptureStream, assert_clean, by_interface, follow, interface_statistics, packet_layers_only,
+                           pump, run_tshark, sha, stderr_problems)
 from conftest import (Gateway, Sink, StreamServer, assert_problem, connect, echo_handler, recv_exactly, session_of,
                       split_address, wait_until)
 
@@ -221,8 +221,23 @@ def test_a_reader_that_never_reads_loses_packets_not_session_bytes(demo_gateway:
     stats = interface_statistics(path)
     assert stats["client"]["dropped"] > 0 and stats["server"]["dropped"] > 0, stats
     # Packets are missing on purpose, so tshark's sequence analysis warns; nothing is malformed.
-    result = run_tshark("-r", str(path), "-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number")
+    result = run_tshark(*packet_layers_only(), "-r", str(path), "-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number")
     assert result.stdout.strip() == "" and not stderr_problems(result.stderr)
+
+
+def test_payload_that_looks_like_a_malformed_protocol_leaves_the_capture_clean(demo_gateway: Gateway,
+                                                                             tmp_path: pathlib.Path) -> None:
+    """Session bytes are the client's business: a payload tshark's Thrift heuristic takes for
+    a Thrift call with a varint too large (as random test bytes once did) must not make a
+    correct capture look broken."""
+    thrift_like = bytes([0x82, 0x21, 0x01, 0x04]) + b"ping" + bytes([0x15, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00])
+    with connect(demo_listener(demo_gateway)["listen"]) as client:
+        session = session_of(demo_gateway, client)["id"]
+        capture = start_capture(demo_gateway, f"/api/v1/sessions/{session}/capture", tmp_path / "thrift.pcapng")
+        wait_until(lambda: demo_gateway.get(f"/api/v1/sessions/{session}").json()["captures"])
+        client.sendall(thrift_like)
+        assert recv_exactly(client, len(thrift_like)) == thrift_like
+    assert_clean(capture.wait())
 
 
 def test_bad_capture_queries_are_400_and_unknown_ids_404(demo_gateway: Gateway) -> None:

@@ -73,9 +73,8 @@ final class AdminAcceptor: @unchecked Sendable {
     /// after `startAccepting`.
     init(
         listenFD: Int32, screen: RequestHeadScreen, limit: Int, headTimeout: Duration,
-        pools: (compact: Int, large: Int), streamsResponse: @escaping @Sendable (Substring) -> Bool = { _ in false },
-        gauge: ConnectionGauge,
-        logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
+        pools: (compact: Int, large: Int), streamsResponse: @escaping @Sendable (Substring) -> Bool,
+        gauge: ConnectionGauge, logger: Logger, accepting: Bool = true, handOff: @escaping HandOff
     ) throws(HTTPServerError) {
         self.listenFD = listenFD
         self.screen = screen

@@ -35,11 +35,11 @@ extension HTTPServer {
         /// query arguments or cookies that MHD's records of them would not fit either
         /// (`MHDPoolNeed`) gets a 431 from the acceptor.
         public var connectionMemoryLimit: Int = 128 * 1024
-        /// MHD's per-connection memory pool for requests that fit it (`MHDPoolNeed`),
-        /// which is nearly all of them. MHD takes a pool
-        /// of up to 32 KiB from malloc, but maps a larger one afresh for each connection: page
-        /// faults as it fills, and an `munmap` at close that interrupts the other cores to
-        /// flush their TLBs (about a third of MHD's time per request on the bench machine).
+        /// MHD's per-connection memory pool for requests that fit it (`MHDPoolNeed`), which
+        /// is nearly all of them. MHD takes a pool of up to 32 KiB from malloc, but maps a
+        /// larger one afresh for each connection: page faults as it fills, and an `munmap` at
+        /// close that interrupts the other cores to flush their TLBs (about a third of MHD's
+        /// time per request on the bench machine).
         public var compactConnectionMemory: Int = 32 * 1024
         /// The largest request body accepted; larger ones get 413.
         public var maxBodyBytes: Int = 64 * 1024

@@ -76,6 +76,10 @@ public final class RelayLoop: @unchecked Sendable {
     private var tasksRunning: [@Sendable () -> Void] = []
     var timers = TimerHeap()
     private var stopped = false
+    /// Writes to the wake-up eventfd, for tests.
+    let wakeups = Atomic<Int>(0)
+    /// Whether the loop waits with nothing queued, for tests.
+    var isSleepingForTests: Bool { tasks.withLock { $0.sleeping } }
     /// Loop iterations and passes over `readyToRead`, for tests: at most one pass each.
     private(set) var iterations = 0
     private(set) var readPasses = 0
@@ -84,6 +88,11 @@ public final class RelayLoop: @unchecked Sendable {
     private struct TaskQueue {
         var tasks: [@Sendable () -> Void] = []
         var closed = false
+        /// The loop is in (or about to enter) a blocking wait with nothing queued: the next
+        /// task must write the eventfd. Set and cleared under the lock by the loop, cleared by
+        /// the task that wakes it, so a task queued while the loop runs costs no syscall on
+        /// either side (the loop looks at the queue before it waits).
+        var sleeping = false
     }
 
     /// A registration holds its target strongly until deregistered: a socket stays alive
@@ -185,14 +194,19 @@ public final class RelayLoop: @unchecked Sendable {
             guard !queue.closed else { return }
             queue.tasks.append(task)
             // Woken under the lock: shutdown closes the eventfd only after closing the queue.
-            // The loop's own thread needs no wake: it looks at the queue before it waits.
-            if queue.tasks.count == 1, !inEventLoop { wake() }
+            // Only a sleeping loop is woken: a running one (its own thread included) looks at
+            // the queue before it waits.
+            if queue.sleeping {
+                queue.sleeping = false
+                wake()
+            }
         }
     }
 
     private func wake() {
         var one: UInt64 = 1
         _ = Glibc.write(wakeFD, &one, 8)
+        wakeups.wrappingAdd(1, ordering: .relaxed)
     }
 
     // MARK: the loop
@@ -205,14 +219,16 @@ public final class RelayLoop: @unchecked Sendable {
         let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: capacity)
         let data = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
         while !stopped {
-            let timeout: Int32
             iterations += 1
-            if !readyToRead.isEmpty || !deferred.isEmpty || tasks.withLock({ !$0.tasks.isEmpty }) {
-                timeout = 0
-            } else {
-                timeout = timers.timeoutMilliseconds(now: .now())
+            // Blocks only with nothing to do, marked sleeping in the same look at the queue.
+            let blocks = readyToRead.isEmpty && deferred.isEmpty && tasks.withLock { queue in
+                guard queue.tasks.isEmpty else { return false }
+                queue.sleeping = true
+                return true
             }
+            let timeout = blocks ? timers.timeoutMilliseconds(now: .now()) : 0
             let n = splice_epoll_wait(epfd, scratchEvents, Int32(capacity), timeout, flags, data)
+            if blocks { tasks.withLock { $0.sleeping = false } }
             if n > 0 {
                 for i in 0..<Int(n) {
                     dispatch(flags[i], data[i])

@@ -239,3 +239,50 @@ struct RelayPlacementTests {
         try accepted.closeAll()
     }
 }
+
+@Suite("Relay loop: tasks from other threads", .timeLimit(.minutes(1)))
+struct RelayLoopTaskTests {
+    @Test("tasks queued from four threads while the loop goes to sleep and wakes all run")
+    func everyTaskRuns() throws {
+        let group = RelayLoopGroup(loopCount: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.nextLoop()
+        let ran = Atomic<Int>(0)
+        let perThread = 20_000
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            for i in 0..<perThread {
+                loop.execute { ran.wrappingAdd(1, ordering: .relaxed) }
+                // Now and then a pause long enough for the loop to empty its queue and sleep.
+                if i % (97 + thread) == 0 { usleep(50) }
+            }
+        }
+        #expect(eventually(timeout: 20) { ran.load(ordering: .relaxed) == 4 * perThread },
+                "\(ran.load(ordering: .relaxed)) of \(4 * perThread) tasks ran")
+    }
+
+    @Test("a task queued while the loop is busy does not write its eventfd; one for a sleeping loop does")
+    func onlyASleepingLoopIsWoken() throws {
+        let group = RelayLoopGroup(loopCount: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.nextLoop()
+        let busy = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        loop.execute {
+            busy.signal()
+            release.wait()
+        }
+        busy.wait()
+        let before = loop.wakeups.load(ordering: .relaxed)
+        let ran = Atomic<Int>(0)
+        for _ in 0..<100 { loop.execute { ran.wrappingAdd(1, ordering: .relaxed) } }
+        let whileBusy = loop.wakeups.load(ordering: .relaxed) - before
+        release.signal()
+        #expect(eventually { ran.load(ordering: .relaxed) == 100 })
+        #expect(whileBusy == 0, "\(whileBusy) eventfd writes for tasks queued while the loop ran a task")
+        // The loop goes back to sleep with nothing to do; a task then has to wake it.
+        #expect(eventually { loop.isSleepingForTests })
+        let asleep = loop.wakeups.load(ordering: .relaxed)
+        try loop.submit {}.wait()
+        #expect(loop.wakeups.load(ordering: .relaxed) == asleep + 1)
+    }
+}

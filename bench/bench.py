@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from splicebench import env, handoff
+from splicebench import baseline, env, handoff
 from splicebench.cluster import cluster_listing
 from splicebench.env import RESULTS, WORK, WORKLOADS, log
 from splicebench.plot import plot
@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--conn-secs", type=float, default=3)
     ap.add_argument("--conn-conc", type=int, default=32)
     ap.add_argument("--api-samples", type=int, default=150, help="splice+remove pairs per round")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the splice latency of main before issue 12 (built into bench/work once)")
     handoff.add_arguments(ap)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--prototypes", action="store_true",
@@ -85,6 +87,8 @@ def main():
     b.res["versions"] = versions()
     b.res["args"] = {k: v for k, v in vars(a).items() if k not in ("report_only", "profile")}
     b.res["targets"] = list(env.TARGETS)
+    if "memory" in a.only and not a.no_baseline:
+        a.baseline_bin = str(baseline.baseline_binary())
     b.upstreams()
     if set(a.only) & {"bulk", "ping", "connrate", "mediation", "split", "capture"}:
         b.compare()

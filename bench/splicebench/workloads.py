@@ -194,15 +194,25 @@ class Bench:
         out = self.res["memory"] = {}
         after = self.res["memory_after"] = {}
         api = self.res["api"] = {"splice_ms": [], "remove_ms": [], "list_ms": [], "list_n": big}
+        # The build before issue 12 (bench/run builds it; splicebench/baseline.py): its splices
+        # right before or right after this build's, alternately, on the same mediator.
+        base = getattr(self.a, "baseline_bin", None)
+        if base:
+            api["baseline_splice_ms"] = []
         sizes = [1000, big]
         for r in self.rounds():
             for n in sizes:
                 for t in self.order(r, [t for t in TARGETS if t != "direct"]):
                     if t == "socat" and n > 1000:
                         continue
+                    beside = base and n == 1000 and t == "splicegate"
+                    if beside and r % 2 == 1:
+                        self.baseline_api(base, holder, api)
                     v = self.memory_one(t, n, holder, api if t == "splicegate" else None)
                     out.setdefault(str(n), {}).setdefault(t, []).append(v)
                     log(f"memory n={n} {t:10s} {v:7.2f} KiB/session")
+                    if beside and r % 2 == 0:
+                        self.baseline_api(base, holder, api)
             for name, n, up, down in MEMORY_AFTER:
                 for t in self.order(r, [t for t in TARGETS if t not in ("direct", "socat")]):
                     v = self.memory_one(t, n, holder, None, up, down)
@@ -248,6 +258,33 @@ class Bench:
             client.wait(60)
             return per
         finally:
+            px.stop()
+            wait_established(holder, 0, timeout=60)
+
+    def baseline_api(self, binary, holder, api):
+        splice_ms = self.api_round(binary, holder)
+        api["baseline_splice_ms"] += splice_ms
+        log(f"baseline splice p50 {pct(splice_ms, .5):.2f} p99 {pct(splice_ms, .99):.2f} ms ({binary})")
+
+    def api_round(self, binary, holder, sessions=1000):
+        """Splice latencies (ms) through a fresh gateway of `binary` holding `sessions` idle
+        sessions, measured as for this build (`api_latency`, the same mediator)."""
+        current = env.BIN
+        env.BIN = binary
+        px = Proxies("api")
+        port = px.route("idle", holder, ["splicegate"])["splicegate"]
+        px.sg_mediators = [{"name": "id", "kind": "tcp", "address": f"{HOST}:{self.servers['mediator']}"}]
+        try:
+            px.start()
+            client = self.open_idle(port, sessions, holder)
+            time.sleep(1.0)
+            api = {"splice_ms": [], "remove_ms": []}
+            self.api_latency(Admin(px.admin), api)
+            client.stdin.close()
+            client.wait(60)
+            return api["splice_ms"]
+        finally:
+            env.BIN = current
             px.stop()
             wait_established(holder, 0, timeout=60)
 

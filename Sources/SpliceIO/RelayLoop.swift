@@ -78,8 +78,6 @@ public final class RelayLoop: @unchecked Sendable {
     private var stopped = false
     /// Writes to the wake-up eventfd, for tests.
     let wakeups = Atomic<Int>(0)
-    /// Whether the loop waits with nothing queued, for tests.
-    var isSleepingForTests: Bool { tasks.withLock { $0.sleeping } }
     /// Loop iterations and passes over `readyToRead`, for tests: at most one pass each.
     private(set) var iterations = 0
     private(set) var readPasses = 0
@@ -220,15 +218,21 @@ public final class RelayLoop: @unchecked Sendable {
         let data = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
         while !stopped {
             iterations += 1
-            // Blocks only with nothing to do, marked sleeping in the same look at the queue.
-            let blocks = readyToRead.isEmpty && deferred.isEmpty && tasks.withLock { queue in
-                guard queue.tasks.isEmpty else { return false }
-                queue.sleeping = true
-                return true
+            // Blocks only with nothing to do and no timer due, marked sleeping in the same
+            // look at the queue that finds it empty.
+            var timeout: Int32 = 0
+            if readyToRead.isEmpty && deferred.isEmpty {
+                let wait = timers.timeoutMilliseconds(now: .now())
+                if wait != 0 && tasks.withLock({ queue in
+                    guard queue.tasks.isEmpty else { return false }
+                    queue.sleeping = true
+                    return true
+                }) {
+                    timeout = wait
+                }
             }
-            let timeout = blocks ? timers.timeoutMilliseconds(now: .now()) : 0
             let n = splice_epoll_wait(epfd, scratchEvents, Int32(capacity), timeout, flags, data)
-            if blocks { tasks.withLock { $0.sleeping = false } }
+            if timeout != 0 { tasks.withLock { $0.sleeping = false } }
             if n > 0 {
                 for i in 0..<Int(n) {
                     dispatch(flags[i], data[i])

@@ -28,6 +28,9 @@ public final class RelaySocket: RelayPollable {
     /// The kernel reported the peer's FIN: a short read then does not mean nothing is
     /// left, since no new edge comes for an EOF already queued behind the bytes.
     private var eofQueued = false
+    /// The kernel reported a reset (EPOLLERR on a socket whose input has not ended): the
+    /// bytes before it are still to be read, then the error.
+    private var resetQueued = false
     /// Set while the loop has this socket on its list of reads to do.
     var readScheduled = false
     /// The peer's EOF has been read and reported.
@@ -134,6 +137,7 @@ public final class RelaySocket: RelayPollable {
                 // and drop the bytes (a server's last answer before an RST).
                 readable = true
                 eofQueued = true
+                resetQueued = true
                 return readAvailable()
             } else {
                 let error = splice_socket_error(inputFD)
@@ -174,6 +178,14 @@ public final class RelaySocket: RelayPollable {
                     return fail(.system("read", error))
                 }
             }
+        }
+        // A reset behind input the delegate holds back: unless the hold ends by itself (the
+        // delegate says), the peer holding it may never read, and the connection would stay
+        // open until it does. The unread bytes go with the connection, as a reset means.
+        if resetQueued, readable, isOpen, !inputEnded, let delegate, !delegate.mayRead,
+           delegate.dropsInputOnReset {
+            let error = splice_socket_error(inputFD)
+            fail(.system("read", error != 0 ? error : ECONNRESET))
         }
     }
 

@@ -4,6 +4,11 @@
 public protocol RelaySocketDelegate: AnyObject {
     /// Whether the owner takes input now.
     var mayRead: Bool { get }
+    /// When a reset arrives while `mayRead` is false: whether the socket fails at once,
+    /// the bytes before the reset unread (true: a peer that is not reading holds the
+    /// input back, and may never read), or waits until the owner reads them and then the
+    /// reset (false: the hold ends by itself, e.g. while the other side is being dialled).
+    var dropsInputOnReset: Bool { get }
     /// Bytes read. They live in the loop's scratch buffer: valid only during the call.
     func received(_ bytes: UnsafeRawBufferPointer)
     /// The peer ended its output (EOF); no more `received` follows.
@@ -15,4 +20,8 @@ public protocol RelaySocketDelegate: AnyObject {
     /// The socket is closed, whoever closed it. The last call; the socket lets go of its
     /// delegate after it.
     func closed()
+}
+
+extension RelaySocketDelegate {
+    public var dropsInputOnReset: Bool { true }
 }

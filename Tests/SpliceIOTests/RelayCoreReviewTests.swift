@@ -35,6 +35,41 @@ struct RelayCoreReviewTests {
         }
     }
 
+    @Test("a client that resets while the relay holds its input back (the server reads nothing) ends the relay")
+    func resetBehindHeldInput() throws {
+        let release = DispatchSemaphore(value: 0)
+        // Takes the connection and never reads it, so the relay stops reading its client.
+        let server = try TestServer { _ in release.wait() }
+        defer {
+            release.signal()
+            server.stop()
+        }
+        let relay = try CoreRelay(upstream: server.port)
+        defer { relay.stop() }
+        let client = try TestSocket.connect(port: relay.port)
+        defer { client.close() }
+        #expect(eventually { relay.relays.list.withLock { $0.count } == 1 })
+        // Send until nothing more fits: the server's receive buffer, the relay's hold and the
+        // client's own send buffer are full.
+        let chunk = [UInt8](repeating: 0x5a, count: 65536)
+        var stalledSince = Date()
+        while Date().timeIntervalSince(stalledSince) < 0.5 {
+            let sent = try client.using { fd in
+                chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            }
+            if sent > 0 { stalledSince = Date() } else { usleep(10_000) }
+        }
+        client.reset()
+        let relayed = relay.relays.list.withLock { $0[0] }
+        let ended = eventually {
+            (try? relayed.eventLoop.submit { !relayed.value.a.socket.isOpen && !relayed.value.b.socket.isOpen }.wait())
+                ?? false
+        }
+        #expect(ended, "the relay still holds both connections after its client reset")
+        let failures = try relayed.eventLoop.submit { relayed.value.a.failures.map(\.description) }.wait()
+        #expect(failures.count == 1 && failures[0].contains("read"), "\(failures)")
+    }
+
     @Test("a peer slower than its sender does not make the socket keep what it wrote")
     func pendingBuffersAreReleased() throws {
         let group = RelayLoopGroup(loopCount: 1)

@@ -91,6 +91,11 @@ final class Port: RelaySocketDelegate {
         return tapped != nil
     }
 
+    /// Until the session relays (server dialled, templates spliced, not held by a handoff)
+    /// a client's reset waits behind its bytes and is passed on after them; once it relays,
+    /// input held back is held by a slow peer or a drain, and a reset ends the session.
+    var dropsInputOnReset: Bool { session?.readsEnabled ?? true }
+
     func received(_ bytes: UnsafeRawBufferPointer) {
         if let outLink {
             guard skip == 0 else { return receivedSkipping(bytes, outLink) }

@@ -129,7 +129,11 @@ public final class RelayChild: RelayPollable, @unchecked Sendable {
     }
 
     func loopStopped() {
-        // The gateway is going away; its children are reparented and reaped by init.
+        // The gateway is going away, and with its loop any SIGKILL a `terminate` had
+        // scheduled: a filter that ignores SIGTERM would outlive it (reparented to init).
+        // It goes now; init reaps it. A child handed to a successor was relinquished and is
+        // no longer registered here.
+        signal(SIGKILL)
         token = nil
         if pidfd >= 0 { Glibc.close(pidfd) }
         pidfd = -1

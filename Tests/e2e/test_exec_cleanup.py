@@ -7,11 +7,13 @@ ever, with its reaper thread; now it gets SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import signal
 import socket
 
-from conftest import split_address, wait_until
+from conftest import StreamServer, echo_handler, split_address, wait_until
 from test_hop_failure_once import children, echo_gateway_with_exec_mediator
 
 
@@ -35,6 +37,52 @@ def test_an_exec_mediator_that_ignores_sigterm_is_killed(start_gateway, tmp_path
         wait_until(lambda: children(gateway.proc.pid, "sh") == [] and children(gateway.proc.pid, "sleep") == [],
                    timeout=15, message="the mediators that ignore SIGTERM to be gone")
     finally:
+        echo.close()
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` exists and has not exited (a zombie waiting for init has)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_an_exec_mediator_that_ignores_sigterm_does_not_outlive_the_gateway(start_gateway,
+                                                                            tmp_path: pathlib.Path) -> None:
+    # Its SIGKILL was a timer on the session's loop, which stops with the gateway: after a
+    # SIGTERM to the gateway such a mediator ran on, reparented to init.
+    echo = StreamServer(echo_handler)
+    mediators: list[int] = []
+    try:
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({
+            "listeners": [{"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}],
+            "mediators": [{"name": "stubborn", "kind": "exec",
+                           "command": ["sh", "-c", "trap '' TERM; cat; exec sleep 600"]}],
+        }))
+        gateway = start_gateway("--config", str(config), "--grace-period", "1")
+        with socket.create_connection(split_address(gateway.listeners()[0]["listen"]), timeout=10) as client:
+            client.sendall(b"hello\n")
+            assert client.recv(64) == b"hello\n"
+            [session] = gateway.sessions()
+            response = gateway.post(f"/api/v1/sessions/{session['id']}/mediators",
+                                    json={"mediator": "stubborn", "direction": "both"})
+            assert response.status_code == 201, response.text
+            client.sendall(b"through cat\n")
+            assert client.recv(64) == b"through cat\n"
+            mediators = children(gateway.proc.pid, "sh")
+            assert len(mediators) == 2
+            gateway.proc.send_signal(signal.SIGTERM)
+            assert gateway.proc.wait(timeout=30) == 0, gateway.output()
+            gateway.url = ""
+        wait_until(lambda: not any(running(pid) for pid in mediators), timeout=15,
+                   message=f"the mediators {mediators} to be gone after the gateway exited")
+    finally:
+        for pid in mediators:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
         echo.close()
 
 

@@ -190,18 +190,26 @@ private final class Poller: RelayPollable, @unchecked Sendable {
             _ = splice_set_int_option(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let address = RelaySocket.text(of: peer)
             let owner = group.owner(forClientAcceptedOn: loop)
+            // On its way until its session's first deferred work (the server's dial, which
+            // `later` runs in order) has taken its descriptor.
+            owner.incoming.wrappingAdd(1, ordering: .relaxed)
             if owner === loop {
                 Self.adopt(client, address, on: loop, accepted)
+                let loop = self.loop
+                loop.later { loop.incoming.wrappingSubtract(1, ordering: .relaxed) }
             } else {
                 let accepted = self.accepted
-                owner.incoming.wrappingAdd(1, ordering: .relaxed)
                 owner.execute {
                     Self.adopt(client, address, on: owner, accepted)
-                    owner.incoming.wrappingSubtract(1, ordering: .relaxed)
+                    owner.later { owner.incoming.wrappingSubtract(1, ordering: .relaxed) }
                 }
             }
-            // Into the reserve: this client is served, the next wait in the backlog.
-            if client >= reserve.ceiling {
+            // Into the reserve: this client is served, the next wait in the backlog. Clients
+            // on their way (this one too) have not dialled their servers yet: those
+            // descriptors are spoken for (a burst accepted up to the ceiling by several loops
+            // and dialled past it took the reserve, and the admin API and the dials themselves
+            // went without).
+            if Int(client) + group.clientsInFlight >= Int(reserve.ceiling) {
                 reserve.reached.store(true, ordering: .relaxed)
                 return pauseForResources()
             }

@@ -47,6 +47,12 @@ public final class RelayLoopGroup: EventLoopGroup, Sendable {
         return best
     }
 
+    /// Clients accepted whose sessions have not yet dialled their servers (each will take
+    /// a descriptor more when it does).
+    var clientsInFlight: Int {
+        loops.reduce(0) { $0 + $1.incoming.load(ordering: .relaxed) }
+    }
+
     /// Some loop (the next one).
     public func any() -> any EventLoop { next() }
 

@@ -112,3 +112,47 @@ def test_descriptor_exhaustion_neither_spins_nor_sticks_nor_locks_the_operator_o
         for client in clients + waiting:
             client.close()
         server.close()
+
+
+BURST_NOFILE = 300
+BURST_CLIENTS = 200
+
+
+def test_a_burst_of_clients_over_several_loops_leaves_the_reserve_to_the_operator(start_gateway) -> None:
+    # With several loops, the loop that accepts hands clients to the others, which dial
+    # their servers later: a burst accepted up to the ceiling then dialled past it took the
+    # reserve, the dials failed for want of descriptors (their sessions ended, freeing low
+    # numbers, so accepting resumed and the churn went on) and the admin API, out of
+    # descriptors too, answered nothing.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (BURST_NOFILE, hard))
+    try:
+        gateway = start_gateway("--log-level", "warning", "--event-loops", "4")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    server = StreamServer(echo_handler)
+    clients: list[socket.socket] = []
+    try:
+        listener = gateway.create_listener(listen="127.0.0.1:0", upstream=server.address)
+        address = split_address(listener["listen"])
+        settled_descriptors(gateway)
+        for _ in range(BURST_CLIENTS):  # all at once: connects complete into the backlog
+            client = socket.socket()
+            client.setblocking(False)
+            try:
+                client.connect(address)
+            except BlockingIOError:
+                pass
+            clients.append(client)
+        # The burst accepted and dialled as far as the reserve lets it (a churn of failing
+        # dials never settles).
+        settled_descriptors(gateway)
+        health = gateway.get("/api/v1/health", timeout=10)
+        assert health.status_code == 200, health.text
+        stats = gateway.get(f"/api/v1/listeners/{listener['id']}").json()
+        assert stats["upstream_failures"] == 0, \
+            f"dials failed for want of descriptors: {stats}"
+    finally:
+        for client in clients:
+            client.close()
+        server.close()

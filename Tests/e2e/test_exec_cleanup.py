@@ -17,6 +17,20 @@ from conftest import StreamServer, echo_handler, split_address, wait_until
 from test_hop_failure_once import children, echo_gateway_with_exec_mediator
 
 
+def splice_stubborn(gateway, client: socket.socket) -> dict:
+    """Splices the "stubborn" exec mediator into the gateway's only session, that of
+    `client`, both ways, and checks bytes pass through it; returns the session."""
+    client.sendall(b"hello\n")
+    assert client.recv(64) == b"hello\n"
+    [session] = gateway.sessions()
+    response = gateway.post(f"/api/v1/sessions/{session['id']}/mediators",
+                            json={"mediator": "stubborn", "direction": "both"})
+    assert response.status_code == 201, response.text
+    client.sendall(b"through cat\n")
+    assert client.recv(64) == b"through cat\n"
+    return session
+
+
 def test_an_exec_mediator_that_ignores_sigterm_is_killed(start_gateway, tmp_path: pathlib.Path) -> None:
     # A filter that outlives its input and ignores SIGTERM (an ignored signal stays ignored
     # across exec): cat relays, then the shell becomes a sleep that nothing but SIGKILL ends.
@@ -24,14 +38,7 @@ def test_an_exec_mediator_that_ignores_sigterm_is_killed(start_gateway, tmp_path
         start_gateway, tmp_path, "stubborn", ["sh", "-c", "trap '' TERM; cat; exec sleep 600"])
     try:
         with socket.create_connection(split_address(gateway.listeners()[0]["listen"]), timeout=10) as client:
-            client.sendall(b"hello\n")
-            assert client.recv(64) == b"hello\n"
-            [session] = gateway.sessions()
-            response = gateway.post(f"/api/v1/sessions/{session['id']}/mediators",
-                                    json={"mediator": "stubborn", "direction": "both"})
-            assert response.status_code == 201, response.text
-            client.sendall(b"through cat\n")
-            assert client.recv(64) == b"through cat\n"
+            session = splice_stubborn(gateway, client)
             assert len(children(gateway.proc.pid, "sh")) == 2
             assert gateway.delete(f"/api/v1/sessions/{session['id']}").status_code == 204
         wait_until(lambda: children(gateway.proc.pid, "sh") == [] and children(gateway.proc.pid, "sleep") == [],
@@ -64,14 +71,7 @@ def test_an_exec_mediator_that_ignores_sigterm_does_not_outlive_the_gateway(star
         }))
         gateway = start_gateway("--config", str(config), "--grace-period", "1")
         with socket.create_connection(split_address(gateway.listeners()[0]["listen"]), timeout=10) as client:
-            client.sendall(b"hello\n")
-            assert client.recv(64) == b"hello\n"
-            [session] = gateway.sessions()
-            response = gateway.post(f"/api/v1/sessions/{session['id']}/mediators",
-                                    json={"mediator": "stubborn", "direction": "both"})
-            assert response.status_code == 201, response.text
-            client.sendall(b"through cat\n")
-            assert client.recv(64) == b"through cat\n"
+            splice_stubborn(gateway, client)
             mediators = children(gateway.proc.pid, "sh")
             assert len(mediators) == 2
             gateway.proc.send_signal(signal.SIGTERM)

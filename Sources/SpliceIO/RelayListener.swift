@@ -190,19 +190,12 @@ private final class Poller: RelayPollable, @unchecked Sendable {
             _ = splice_set_int_option(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let address = RelaySocket.text(of: peer)
             let owner = group.owner(forClientAcceptedOn: loop)
-            // On its way until its session's first deferred work (the server's dial, which
-            // `later` runs in order) has taken its descriptor.
             owner.incoming.wrappingAdd(1, ordering: .relaxed)
             if owner === loop {
                 Self.adopt(client, address, on: loop, accepted)
-                let loop = self.loop
-                loop.later { loop.incoming.wrappingSubtract(1, ordering: .relaxed) }
             } else {
                 let accepted = self.accepted
-                owner.execute {
-                    Self.adopt(client, address, on: owner, accepted)
-                    owner.later { owner.incoming.wrappingSubtract(1, ordering: .relaxed) }
-                }
+                owner.execute { Self.adopt(client, address, on: owner, accepted) }
             }
             // Into the reserve: this client is served, the next wait in the backlog. Clients
             // on their way (this one too) have not dialled their servers yet: those
@@ -239,8 +232,12 @@ private final class Poller: RelayPollable, @unchecked Sendable {
         }
     }
 
+    /// Gives a client counted in `loop.incoming` its socket and session. It stays counted
+    /// until the session's first deferred work (the server's dial, which `later` runs in
+    /// order) has taken its descriptor.
     private static func adopt(_ fd: Int32, _ address: String?, on loop: RelayLoop,
                               _ accepted: @Sendable (RelaySocket, String?) -> Void) {
+        defer { loop.later { loop.incoming.wrappingSubtract(1, ordering: .relaxed) } }
         guard let socket = RelaySocket(tcp: fd, loop: loop) else { return }
         accepted(socket, address)
     }

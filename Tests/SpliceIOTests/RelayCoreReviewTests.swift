@@ -48,7 +48,7 @@ struct RelayCoreReviewTests {
         defer { relay.stop() }
         let client = try TestSocket.connect(port: relay.port)
         defer { client.close() }
-        #expect(eventually { relay.relays.list.withLock { $0.count } == 1 })
+        try #require(eventually { relay.relays.list.withLock { $0.count } == 1 })
         // Send until nothing more fits: the server's receive buffer, the relay's hold and the
         // client's own send buffer are full.
         let chunk = [UInt8](repeating: 0x5a, count: 65536)
